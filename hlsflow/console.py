@@ -1,0 +1,62 @@
+"""Plain terminal output: headings, warnings, errors and a dependency-free progress bar."""
+
+import sys
+import time
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)
+
+
+def error(message: str) -> None:
+    print(f"ERROR: {message}", file=sys.stderr, flush=True)
+
+
+def table(headers, rows) -> str:
+    """A Markdown-style table that reads well in a terminal and pastes into a report."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+class Progress:
+    """A one-line progress bar on a terminal; periodic plain lines when output is a log."""
+
+    def __init__(self, total: int, label: str, stream=None):
+        self.total = max(int(total), 1)
+        self.label = label
+        self.done = 0
+        self.start = time.monotonic()
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._last_line = -1.0
+
+    def advance(self, n: int = 1) -> None:
+        self.done = min(self.total, self.done + n)
+        elapsed = time.monotonic() - self.start
+        if self.tty:
+            filled = int(30 * self.done / self.total)
+            self.stream.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
+                f"{self.done}/{self.total} {elapsed:5.1f}s"
+            )
+            self.stream.flush()
+        elif elapsed - self._last_line >= 5 or self.done == self.total:
+            self._last_line = elapsed
+            self.stream.write(f"{self.label}: {self.done}/{self.total} ({elapsed:.1f}s)\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
