@@ -1,0 +1,228 @@
+"""Keras model + flow config -> hls4ml ModelGraph -> HLS project on disk.
+
+The project is written into a staging directory beside the output and moved into place only
+when complete, so a failure never leaves a half-written project that looks finished and the
+previous good one survives. `<out>/hlsflow.json` marks a complete project and records the
+fingerprint of its inputs, so an unchanged re-run costs nothing.
+"""
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+from . import __version__, console, preflight
+from .errors import FlowError
+
+STAMP = "hlsflow.json"
+
+
+def _quiet_tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def model_files(path: Path) -> list:
+    """The files a model consists of: one .keras/.h5, or a .json architecture plus its weights."""
+    path = Path(path)
+    if not path.exists():
+        raise FlowError(f"Model file {path} does not exist: give the path of a .keras, .h5 or .json model with --model.")
+    if path.suffix == ".json":
+        for weights in (path.with_suffix(".h5"), path.with_suffix(".weights.h5"),
+                        path.with_name(path.stem + "_weights.h5")):
+            if weights.exists():
+                return [path, weights]
+        raise FlowError(f"No weights found for {path}: save them beside it as {path.with_suffix('.h5').name}.")
+    return [path]
+
+
+def load_keras_model(path: Path):
+    files = model_files(path)
+    _quiet_tf()
+    import tensorflow as tf
+
+    try:
+        if files[0].suffix == ".json":
+            model = tf.keras.models.model_from_json(files[0].read_text())
+            model.load_weights(str(files[1]))
+        else:
+            model = tf.keras.models.load_model(str(files[0]), compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file; all mean the same to the user.
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise FlowError(f"{path} is not a Keras model TensorFlow {tf.__version__} can load ({reason}): "
+                        "give a .keras, .h5 or .json file saved by Keras.") from exc
+    return model
+
+
+def check_layers_supported(keras_model) -> None:
+    from hls4ml.converters.keras_v2_to_hls import get_supported_keras_layers
+
+    supported = set(get_supported_keras_layers()) | {"InputLayer"}
+    for layer in keras_model.layers:
+        cls = layer.__class__.__name__
+        if cls not in supported:
+            raise FlowError(f"Layer '{layer.name}' ({cls}) cannot be converted by hls4ml: replace it with a "
+                            "supported layer or remove it from the model.")
+
+
+def fingerprint(cfg) -> str:
+    h = hashlib.sha256()
+    for f in model_files(cfg.keras_model):
+        h.update(f.read_bytes())
+    h.update(json.dumps(cfg.hls4ml_kwargs(), sort_keys=True, default=str).encode())
+    from importlib.metadata import version
+
+    h.update(f"hls4ml={version('hls4ml')};hlsflow={__version__}".encode())
+    return h.hexdigest()
+
+
+def read_stamp(out_dir: Path):
+    try:
+        return json.loads((Path(out_dir) / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def require_project(cfg) -> dict:
+    """The stamp of a complete project for cfg, or FlowError telling the user to convert."""
+    stamp = read_stamp(cfg.output_dir)
+    if stamp is None:
+        raise FlowError(f"No complete HLS project at {cfg.output_dir}: run `invoke convert` first.")
+    return stamp
+
+
+def convert_model(keras_model, cfg, output_dir):
+    """hls4ml's conversion with its chatter captured; returns (ModelGraph, captured text)."""
+    import hls4ml
+
+    check_layers_supported(keras_model)
+    kwargs = cfg.hls4ml_kwargs()
+    kwargs["output_dir"] = str(output_dir)
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            hls_model = hls4ml.converters.convert_from_keras_model(keras_model, **kwargs)
+    except Exception as exc:
+        console.say(captured.getvalue()[-2000:])
+        raise FlowError(f"hls4ml could not convert {cfg.keras_model.name} ({exc}): check the layer and "
+                        "precision settings named above.") from exc
+    return hls_model, captured.getvalue()
+
+
+def layer_rows(hls_model, cfg) -> list:
+    rows = []
+    for layer in hls_model.get_layers():
+        var = layer.get_output_variable()
+        has_weights = "weight" in layer.weights
+        rows.append({
+            "name": layer.name,
+            "type": layer.class_name,
+            "output_shape": list(var.shape),
+            "precision": str(var.type.precision),
+            "reuse_requested": cfg.requested_reuse_factor(layer.name) if has_weights else None,
+            "reuse_used": int(layer.get_attr("reuse_factor")) if has_weights else None,
+        })
+    return rows
+
+
+def print_layer_table(rows) -> None:
+    console.say(console.table(
+        ["layer", "type", "output shape", "result precision", "RF requested", "RF used"],
+        [(r["name"], r["type"], "x".join(map(str, r["output_shape"])), r["precision"],
+          r["reuse_requested"] or "", r["reuse_used"] or "") for r in rows],
+    ))
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".hlsflow-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise FlowError(f"Cannot write the output directory {out} ({exc.strerror}): choose a writable --out.") from exc
+    if out.exists() and any(out.iterdir()) and read_stamp(out) is None and not (out / "hls4ml_config.yml").exists():
+        raise FlowError(f"{out} exists and is not an HLS project of this flow: choose another --out or empty it.")
+
+
+def _plot(hls_model, to_file: Path) -> bool:
+    import hls4ml
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            hls4ml.utils.plot_model(hls_model, to_file=str(to_file), show_shapes=True, show_precision=True)
+        return to_file.exists()
+    except Exception as exc:  # pydot/graphviz missing: the project is still good without a picture.
+        console.warn(f"Model graph not drawn ({exc}); install graphviz to get {to_file.name}.")
+        return False
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def convert(cfg, force: bool = False) -> dict:
+    """Convert and write the project; returns its stamp (layer table, preflight, fingerprint)."""
+    out = cfg.output_dir
+    fp = fingerprint(cfg)
+    stamp = read_stamp(out)
+    if stamp and stamp.get("fingerprint") == fp and not force:
+        console.step(f"Up to date: {out} (model and config unchanged; --force rebuilds it)")
+        return stamp
+    _check_writable(out)
+    console.step(f"Loading {cfg.keras_model}")
+    keras_model = load_keras_model(cfg.keras_model)
+    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        console.step(f"Converting with hls4ml ({cfg.io_type}, {cfg.backend}, part {cfg.part}, "
+                     f"clock {cfg.clock_period} ns)")
+        hls_model, chatter = convert_model(keras_model, cfg, staging)
+        rows = layer_rows(hls_model, cfg)
+        print_layer_table(rows)
+        check = preflight.run(hls_model, cfg)
+        preflight.print_report(check)
+        console.step(f"Writing the HLS project to {out}")
+        with contextlib.redirect_stdout(io.StringIO()) as write_chatter:
+            hls_model.write()
+        (staging / "hlsflow_convert.log").write_text(chatter + write_chatter.getvalue())
+        # hls4ml records where it wrote; record where the project lives.
+        hls_cfg_file = staging / "hls4ml_config.yml"
+        hls_cfg_file.write_text(hls_cfg_file.read_text().replace(str(staging), str(out)))
+        graph = _plot(hls_model, staging / "model_graph.png")
+        stamp = {
+            "fingerprint": fp,
+            "model": str(cfg.keras_model),
+            "config": str(cfg.source),
+            "project_name": cfg.project_name,
+            "part": cfg.part,
+            "io_type": cfg.io_type,
+            "clock_period": cfg.clock_period,
+            "layers": rows,
+            "preflight": check.as_dict(),
+            "model_graph": "model_graph.png" if graph else None,
+        }
+        (staging / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+        _swap_into_place(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    console.say(f"HLS project written to {out}" + (f"; model graph in {out / 'model_graph.png'}" if graph else ""))
+    return stamp
+
+
+def check_only(cfg):
+    """Preflight alone (`invoke check`): convert in memory, write nothing."""
+    import tempfile
+
+    keras_model = load_keras_model(cfg.keras_model)
+    with tempfile.TemporaryDirectory() as tmp:
+        hls_model, _ = convert_model(keras_model, cfg, Path(tmp) / "prj")
+        result = preflight.run(hls_model, cfg)
+    preflight.print_report(result)
+    return result

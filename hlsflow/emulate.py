@@ -1,0 +1,182 @@
+"""Bit-accurate C emulation of the written HLS project, compared with Keras.
+
+hls4ml's ModelGraph.compile() only runs g++ on the generated C++ (it never runs Vivado); we run
+the project's own build_lib.sh the same way, then load the library in one worker process per
+core, because a single hls4ml predict() call uses one core.
+"""
+
+import json
+import multiprocessing
+import os
+import re
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import _emulation_worker, console
+from .convert import fingerprint, load_keras_model, require_project
+from .errors import FlowError
+
+CHUNK = 8  # images per task handed to a worker: small enough for a live progress bar
+
+
+def library_path(out_dir: Path, project: str) -> Path:
+    text = (out_dir / "build_lib.sh").read_text()
+    stamp = re.search(r"^LIB_STAMP=(\S+)", text, re.M)
+    return out_dir / "firmware" / f"{project}-{stamp.group(1) if stamp else 'mystamp'}.so"
+
+
+def _sources_newer_than(out_dir: Path, target: Path) -> bool:
+    built = target.stat().st_mtime
+    sources = [out_dir / "build_lib.sh", *out_dir.glob("*_bridge.cpp"), *(out_dir / "firmware").rglob("*.h"),
+               *(out_dir / "firmware").glob("*.cpp")]
+    return any(s.stat().st_mtime > built for s in sources)
+
+
+def build_library(out_dir: Path, project: str) -> dict:
+    """g++ the emulation library unless it is already up to date; returns time and peak memory."""
+    lib = library_path(out_dir, project)
+    if lib.exists() and not _sources_newer_than(out_dir, lib):
+        console.step(f"Emulation library up to date: {lib.name}")
+        return {"library": str(lib), "built": False, "seconds": 0.0, "peak_mb": None}
+    console.step(f"Building the bit-accurate emulation with g++ (this is C emulation, not Vivado)")
+    start = time.monotonic()
+    proc = subprocess.Popen(["bash", "./build_lib.sh"], cwd=out_dir, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    ticks = 0
+    while True:
+        try:
+            output, _ = proc.communicate(timeout=5)
+            break
+        except subprocess.TimeoutExpired:
+            ticks += 1
+            console.say(f"  g++ still compiling... {time.monotonic() - start:.0f}s")
+    seconds = time.monotonic() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    (out_dir / "emulation_build.log").write_text(output)
+    if proc.returncode != 0 or not lib.exists():
+        tail = "\n".join(output.strip().splitlines()[-15:])
+        console.say(tail)
+        raise FlowError(f"g++ could not build the emulation library (exit {proc.returncode}); the compiler "
+                        f"output is in {out_dir / 'emulation_build.log'}: fix the error shown above.")
+    console.say(f"  built {lib.name} in {seconds:.1f}s (peak g++ memory {peak_mb:.0f} MB)")
+    return {"library": str(lib), "built": True, "seconds": round(seconds, 2), "peak_mb": round(peak_mb, 1)}
+
+
+def load_samples(path, input_shape, limit=None):
+    """(X, y or None) from a .npz with X (and optional y) or a .npy of inputs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FlowError(f"Sample file {path} not found: pass --samples with a .npy or .npz holding X (and y).")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):
+            x, y = data, None
+        else:
+            if "X" not in data:
+                raise FlowError(f"{path} has no array named X: save inputs as X (and labels as y) with np.savez.")
+            x, y = data["X"], (data["y"] if "y" in data else None)
+    except (OSError, ValueError) as exc:
+        raise FlowError(f"{path} is not a readable .npy/.npz file ({exc}): save samples with numpy.") from exc
+    expected = tuple(d for d in input_shape[1:])
+    if tuple(x.shape[1:]) != expected:
+        raise FlowError(f"Samples in {path} have shape {tuple(x.shape[1:])} per item but the model takes "
+                        f"{expected}: give samples that match the model input.")
+    if limit:
+        x = x[:limit]
+        y = y[:limit] if y is not None else None
+    if y is not None and y.ndim > 1:
+        y = y.argmax(axis=1)
+    return x.astype(np.float32), y
+
+
+def run_emulation(lib: str, function: str, x: np.ndarray, n_out: int, workers: int) -> np.ndarray:
+    chunks = [x[i:i + CHUNK] for i in range(0, len(x), CHUNK)]
+    progress = console.Progress(len(x), f"emulating on {workers} core{'s' if workers > 1 else ''}")
+    results = []
+    if workers == 1:
+        _emulation_worker.init(lib, function, n_out)
+        for chunk in chunks:
+            results.append(_emulation_worker.run(chunk))
+            progress.advance(len(chunk))
+    else:
+        # spawn, not fork: the parent holds TensorFlow's threads, which fork does not survive.
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(workers, initializer=_emulation_worker.init, initargs=(lib, function, n_out)) as pool:
+            for out in pool.imap(_emulation_worker.run, chunks):
+                results.append(out)
+                progress.advance(len(out))
+    progress.close()
+    return np.concatenate(results) if results else np.zeros((0, n_out), np.float32)
+
+
+def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None) -> dict:
+    stamp = require_project(cfg)
+    if stamp.get("fingerprint") != fingerprint(cfg):
+        raise FlowError(f"The HLS project at {cfg.output_dir} was written from another model or config: "
+                        "run `invoke convert` first.")
+    out = cfg.output_dir
+    build = build_library(out, cfg.project_name)
+
+    keras_model = load_keras_model(cfg.keras_model)
+    if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
+        raise FlowError("csim compares single-input, single-output models only: this model has "
+                        f"{len(keras_model.inputs)} inputs and {len(keras_model.outputs)} outputs.")
+    samples = samples or cfg.samples_path()
+    if samples is None:
+        raise FlowError("No samples to emulate: pass --samples FILE (.npy/.npz with X and optional y) or set "
+                        "Flow.emulation.samples in the config.")
+    limit = max_samples or cfg.flow["emulation"].get("max_samples")
+    x, y = load_samples(samples, tuple(keras_model.inputs[0].shape), limit)
+    n_out = int(np.prod(keras_model.outputs[0].shape[1:]))
+    workers = max(1, min(workers or os.cpu_count() or 1, (len(x) + CHUNK - 1) // CHUNK))
+
+    console.step(f"Keras reference on {len(x)} samples from {samples}")
+    y_keras = keras_model.predict(x, batch_size=64, verbose=0).reshape(len(x), -1)
+    console.step("Bit-accurate emulation of the HLS design")
+    start = time.monotonic()
+    y_hls = run_emulation(build["library"], f"{cfg.project_name}_float", x, n_out, workers)
+    seconds = time.monotonic() - start
+
+    diff = np.abs(y_hls - y_keras)
+    result = {
+        "samples": len(x),
+        "samples_file": str(samples),
+        "top1_agreement": float(np.mean(y_hls.argmax(1) == y_keras.argmax(1))),
+        "keras_accuracy": float(np.mean(y_keras.argmax(1) == y)) if y is not None else None,
+        "hls_accuracy": float(np.mean(y_hls.argmax(1) == y)) if y is not None else None,
+        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        "images_per_second": round(len(x) / seconds, 1) if seconds > 0 else None,
+        "workers": workers,
+        "emulation_build": build,
+    }
+    print_result(result)
+    tmp = out / "csim.json.partial"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out / "csim.json")
+
+    gate = min_agreement if min_agreement is not None else cfg.flow["emulation"].get("min_agreement")
+    if gate is not None and result["top1_agreement"] < float(gate):
+        raise FlowError(f"Emulation agrees with Keras on {result['top1_agreement']:.1%} of top-1 labels, below "
+                        f"the required {float(gate):.1%}: widen the failing layers' precision "
+                        "(see the precision profile) before synthesis.", exit_code=3)
+    return result
+
+
+def print_result(r: dict) -> None:
+    def pct(v):
+        return "n/a (no labels)" if v is None else f"{v:.1%}"
+
+    console.say(console.table(["figure", "value"], [
+        ("samples", r["samples"]),
+        ("top-1 agreement HLS vs Keras", pct(r["top1_agreement"])),
+        ("Keras accuracy", pct(r["keras_accuracy"])),
+        ("HLS emulation accuracy", pct(r["hls_accuracy"])),
+        ("max |HLS - Keras|", f"{r['max_abs_diff']:.4g}"),
+        ("mean |HLS - Keras|", f"{r['mean_abs_diff']:.4g}"),
+        ("images/s", f"{r['images_per_second']} ({r['workers']} workers)"),
+    ]))

@@ -1,0 +1,382 @@
+"""Reading Vivado HLS results and writing report.json, report.md and utilisation.png.
+
+Sources, all real tool output (see tests/fixtures/README.md):
+- `<out>/<project>_prj/solution1/syn/report/<project>_csynth.xml`: the C synthesis
+  estimates (every value is text; latency can be "undef" for unbounded loops);
+- `<out>/vivado_synth.rpt`: Vivado's report_utilization after logic synthesis (vsynth);
+- the solution log, whose `Finished <stage> Time (s): ...` lines show progress.
+matplotlib is imported only when the plot is drawn, so the host side stays light.
+"""
+
+import io
+import json
+import os
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from . import console
+from .errors import FlowError
+from .parts import find_part
+
+RESOURCES = ("DSP", "BRAM_18K", "LUT", "FF")
+
+# 2018.2 says DSP48E, later releases may say DSP; URAM exists only on UltraScale+.
+_XML_RESOURCE_NAMES = {"DSP48E": "DSP", "DSP": "DSP", "BRAM_18K": "BRAM_18K",
+                       "LUT": "LUT", "FF": "FF", "URAM": "URAM"}
+
+_FINISHED_RE = re.compile(
+    r"Finished (?P<stage>.+?) Time \(s\): cpu = \S+ ; "
+    r"elapsed = (?P<h>\d+):(?P<m>\d+):(?P<s>\d+) \. "
+    r"Memory \(MB\): peak = (?P<peak>[\d.]+)"
+)
+_VERSION_RE = re.compile(r"^Version:\s*(\S+)", re.MULTILINE)
+
+
+# ---------------------------------------------------------------- C synthesis XML
+
+def csynth_xml_path(out_dir, project_name) -> Path:
+    return (Path(out_dir) / f"{project_name}_prj" / "solution1" / "syn" / "report"
+            / f"{project_name}_csynth.xml")
+
+
+def _number(text, kind=float):
+    """A number from report text, or None for "undef", "-", empty or anything unreadable."""
+    if text is None:
+        return None
+    try:
+        return kind(text.strip())
+    except ValueError:
+        return None
+
+
+def _percent(used, available):
+    if used is None or not available:
+        return None
+    return round(100.0 * used / available, 2)
+
+
+def _resource(used, available) -> dict:
+    return {"used": used, "available": available, "percent": _percent(used, available)}
+
+
+def parse_csynth_xml(path, log_path=None) -> dict:
+    """The figures of a Vivado HLS csynth.xml, as numbers (None where the tool wrote none)."""
+    path = Path(path)
+    rerun = "run `invoke synth` first" + (
+        f" (or check the synthesis log at {log_path})" if log_path else "")
+    if not path.is_file():
+        raise FlowError(f"No synthesis report at {path}: {rerun}.")
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise FlowError(f"The synthesis report {path} is unreadable ({exc}): {rerun}.") from None
+
+    def text(tag):
+        node = root.find(tag)
+        return None if node is None or node.text is None else node.text.strip()
+
+    required = ("ReportVersion/Version", "UserAssignments/Part",
+                "UserAssignments/TargetClockPeriod", "AreaEstimates/Resources")
+    missing = [tag for tag in required if root.find(tag) is None]
+    if missing:
+        raise FlowError(
+            f"The synthesis report {path} has no {missing[0]}, so it is not a complete "
+            f"Vivado HLS csynth report: {rerun}."
+        )
+
+    target = _number(text("UserAssignments/TargetClockPeriod"))
+    latency = "PerformanceEstimates/SummaryOfOverallLatency/"
+    best = _number(text(latency + "Best-caseLatency"), int)
+    worst = _number(text(latency + "Worst-caseLatency"), int)
+
+    def cycles_to_ns(cycles):
+        # Rounded to the picosecond so JSON shows 86.52, not 86.52000000000001.
+        return None if cycles is None or target is None else round(cycles * target, 3)
+
+    def area(section):
+        found = {}
+        block = root.find(f"AreaEstimates/{section}")
+        for node in [] if block is None else block:
+            name = _XML_RESOURCE_NAMES.get(node.tag)
+            if name:
+                found[name] = _number(node.text, int)
+        return found
+
+    used, available = area("Resources"), area("AvailableResources")
+    resources = {name: _resource(used.get(name), available.get(name))
+                 for name in RESOURCES + ("URAM",) if name in used or name in RESOURCES}
+
+    return {
+        "tool_version": text("ReportVersion/Version"),
+        "part": text("UserAssignments/Part"),
+        "top": text("UserAssignments/TopModelName"),
+        "clock": {
+            "target_ns": target,
+            "uncertainty_ns": _number(text("UserAssignments/ClockUncertainty")),
+            "estimated_ns": _number(text("PerformanceEstimates/SummaryOfTimingAnalysis/"
+                                         "EstimatedClockPeriod")),
+        },
+        "latency": {
+            "best_cycles": best,
+            "worst_cycles": worst,
+            "best_ns": cycles_to_ns(best),
+            "worst_ns": cycles_to_ns(worst),
+        },
+        "interval": {
+            "min": _number(text(latency + "Interval-min"), int),
+            "max": _number(text(latency + "Interval-max"), int),
+        },
+        "resources": resources,
+    }
+
+
+# ------------------------------------------------------- Vivado report_utilization
+
+# Row names differ between 7-series ("Slice") and UltraScale ("CLB") devices.
+_RPT_ROWS = {"Slice LUTs": "LUT", "CLB LUTs": "LUT", "Slice Registers": "FF",
+             "CLB Registers": "FF", "DSPs": "DSP", "RAMB36/FIFO": "RAMB36",
+             "RAMB18": "RAMB18", "URAM": "URAM"}
+
+
+def parse_vivado_synth_rpt(path) -> dict:
+    """Post-synthesis utilisation from Vivado's report_utilization text.
+
+    BRAM_18K counts RAMB18 + 2 x RAMB36 (a RAMB36 tile holds two 18 Kb blocks), so it
+    compares directly with the BRAM_18K figure of the HLS estimate and our parts table.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        raise FlowError(f"Cannot read the Vivado utilisation report {path} ({exc}): "
+                        "re-run synthesis with vsynth enabled.") from None
+
+    header = {}
+    rows = {}
+    columns = None
+    for line in lines:
+        if line.startswith("| Tool Version") or line.startswith("| Device") \
+                or line.startswith("| Design "):
+            key, _, value = line[1:].partition(":")
+            header[key.strip()] = value.strip()
+            continue
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == "Site Type":
+            # Column positions vary: newer releases add a "Prohibited" column.
+            columns = (cells.index("Used"), cells.index("Available")) \
+                if "Used" in cells and "Available" in cells else None
+            continue
+        name = _RPT_ROWS.get(cells[0].rstrip("*").strip())
+        if columns and name and name not in rows:
+            rows[name] = (_number(cells[columns[0]], int), _number(cells[columns[1]], int))
+
+    if "LUT" not in rows or "FF" not in rows:
+        raise FlowError(f"{path} has no LUT/register table, so it is not Vivado "
+                        "report_utilization output: re-run synthesis with vsynth enabled.")
+
+    resources = {name: _resource(*rows[name]) for name in ("LUT", "FF", "DSP") if name in rows}
+    if "RAMB18" in rows or "RAMB36" in rows:
+        used18, avail18 = rows.get("RAMB18", (0, None))
+        used36, avail36 = rows.get("RAMB36", (0, None))
+        used = (used18 or 0) + 2 * (used36 or 0)
+        available = avail18 if avail18 is not None else (
+            2 * avail36 if avail36 is not None else None)
+        resources["BRAM_18K"] = _resource(used, available)
+    if "URAM" in rows:
+        resources["URAM"] = _resource(*rows["URAM"])
+
+    version = re.search(r"v\.?(\d{4}\.\d+)", header.get("Tool Version", ""))
+    return {
+        "tool_version": version.group(1) if version else None,
+        "device": header.get("Device"),
+        "design": header.get("Design"),
+        "resources": resources,
+    }
+
+
+# ------------------------------------------------------------------ solution log
+
+def parse_finished_line(line: str):
+    """{"stage", "elapsed_s", "peak_mb"} from a `Finished <stage> Time (s): ...` log line."""
+    match = _FINISHED_RE.search(line)
+    if not match:
+        return None
+    elapsed = int(match["h"]) * 3600 + int(match["m"]) * 60 + int(match["s"])
+    return {"stage": match["stage"], "elapsed_s": elapsed, "peak_mb": float(match["peak"])}
+
+
+def read_tool_version_from_log(text: str):
+    """The version in the last `Version:` banner: a solution log appends one per run."""
+    found = _VERSION_RE.findall(text)
+    return found[-1] if found else None
+
+
+# --------------------------------------------------------------------- the report
+
+def _same_part(a: str, b: str) -> bool:
+    # Vivado writes "xc7z020-clg400-1" where users write "xc7z020clg400-1".
+    return a.lower().replace("-", "") == b.lower().replace("-", "")
+
+
+def build_report(out_dir, project_name, part=None) -> dict:
+    """The content of report.json: the csynth figures, the fit verdict and vivado_synth."""
+    out_dir = Path(out_dir)
+    xml = csynth_xml_path(out_dir, project_name)
+    report = parse_csynth_xml(xml, log_path=out_dir / "vivado_hls.log")
+    report = {"project": project_name, "csynth_xml": str(xml.relative_to(out_dir)), **report}
+
+    report["target_part"] = part
+    if part and report["part"] and not _same_part(part, report["part"]):
+        console.warn(f"The synthesis report is for {report['part']} but the configured part "
+                     f"is {part}; fit is judged against {part}.")
+
+    known = find_part(part) if part else None
+    if part and known is None:
+        console.warn(f"Part {part} is not in hlsflow/parts.py; fit is judged against the "
+                     "resources the synthesis report lists.")
+    report["available_source"] = "parts_table" if known else "csynth_xml"
+    if known:
+        for name, available in known.resources().items():
+            entry = report["resources"][name]
+            entry["available"] = available
+            entry["percent"] = _percent(entry["used"], available)
+
+    figures = [(r["used"], r["available"]) for r in report["resources"].values()]
+    # None when a figure is unreadable: neither "fits" nor "does not fit" would be honest.
+    report["fits"] = None if any(None in pair for pair in figures) else all(
+        used <= available for used, available in figures)
+
+    rpt = out_dir / "vivado_synth.rpt"
+    if rpt.is_file():
+        report["vivado_synth"] = parse_vivado_synth_rpt(rpt)
+    return report
+
+
+def _fmt(value, unit=""):
+    return "n/a" if value is None else f"{value}{unit}"
+
+
+def timing_met(clock: dict):
+    """Vivado HLS schedules against target - uncertainty, so that is the budget to meet."""
+    if None in (clock["target_ns"], clock["estimated_ns"]):
+        return None
+    budget = clock["target_ns"] - (clock["uncertainty_ns"] or 0.0)
+    return clock["estimated_ns"] <= budget + 1e-9
+
+
+def _resource_table(resources: dict) -> str:
+    rows = [(name, _fmt(r["used"]), _fmt(r["available"]), _fmt(r["percent"], "%"))
+            for name, r in resources.items()]
+    return console.table(["Resource", "Used", "Available", "Used %"], rows)
+
+
+def render_markdown(report: dict) -> str:
+    clock, latency, interval = report["clock"], report["latency"], report["interval"]
+    met = timing_met(clock)
+    verdict = {True: "met", False: "NOT met", None: "unknown"}[met]
+    budget = (None if clock["target_ns"] is None
+              else round(clock["target_ns"] - (clock["uncertainty_ns"] or 0.0), 3))
+    judged_on = report["target_part"] if report["available_source"] == "parts_table" \
+        else report["part"]
+    part_line = report["part"] or "n/a"
+    if report["target_part"] and not _same_part(report["target_part"], part_line):
+        part_line += f" (configured target: {report['target_part']})"
+
+    lines = [
+        f"# Synthesis report: {report['project']}",
+        "",
+        "The figures below are Vivado HLS estimates from the C synthesis report "
+        f"(`{report['csynth_xml']}`), not post-implementation results.",
+        "",
+        f"- Tool: Vivado HLS {_fmt(report['tool_version'])}",
+        f"- Part: {part_line}",
+        f"- Top function: {_fmt(report['top'])}",
+        f"- Clock: target {_fmt(clock['target_ns'], ' ns')}, estimated "
+        f"{_fmt(clock['estimated_ns'], ' ns')}, uncertainty {_fmt(clock['uncertainty_ns'], ' ns')}"
+        f": timing {verdict} (budget = target - uncertainty = {_fmt(budget, ' ns')})",
+        f"- Latency: best {_fmt(latency['best_cycles'])} cycles ({_fmt(latency['best_ns'], ' ns')}), "
+        f"worst {_fmt(latency['worst_cycles'])} cycles ({_fmt(latency['worst_ns'], ' ns')})",
+        f"- Interval: min {_fmt(interval['min'])}, max {_fmt(interval['max'])} cycles",
+        "",
+        _resource_table(report["resources"]),
+        "",
+    ]
+    source = ("hlsflow/parts.py" if report["available_source"] == "parts_table"
+              else "the synthesis report")
+    if report["fits"] is None:
+        lines.append(f"Fit on {judged_on}: unknown (a resource figure is unreadable).")
+    else:
+        over = [n for n, r in report["resources"].items() if r["used"] > r["available"]]
+        lines.append(f"Fit on {judged_on}: " + ("fits" if report["fits"] else
+                     "does NOT fit (over: " + ", ".join(over) + ")")
+                     + f"; available resources from {source}.")
+
+    synth = report.get("vivado_synth")
+    if synth:
+        lines += [
+            "",
+            "## After Vivado logic synthesis (vivado_synth.rpt)",
+            "",
+            f"Vivado {_fmt(synth['tool_version'])}, device {_fmt(synth['device'])}. "
+            "BRAM_18K counts RAMB18 + 2 x RAMB36.",
+            "",
+            _resource_table(synth["resources"]),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def render_utilisation_png(report: dict) -> bytes:
+    # Figure + Agg canvas directly: no pyplot, so no global backend state is touched.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(report["resources"])
+    known = [report["resources"][n]["percent"] for n in names]
+    percents = [p or 0.0 for p in known]
+    colours = ["tab:red" if p > 100 else "tab:blue" for p in percents]
+
+    fig = Figure(figsize=(7, 0.5 * len(names) + 1.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.barh(names, percents, color=colours)
+    ax.axvline(100, color="black", linestyle="--", linewidth=1, zorder=3)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(110.0, max(percents, default=0) * 1.1))
+    ax.set_xlabel("% of available (Vivado HLS estimate)")
+    for y, (p, k) in enumerate(zip(percents, known)):
+        ax.text(p, y, " n/a" if k is None else f" {k:.2f}%", va="center")
+    ax.set_title(f"{report['project']} on {report['target_part'] or report['part']}")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the whole new one, never a half-written one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_report(out_dir, project_name, part=None) -> dict:
+    """Write report.json, report.md and utilisation.png into out_dir; print the summary."""
+    out_dir = Path(out_dir)
+    report = build_report(out_dir, project_name, part)
+    # Render everything before writing anything; report.json goes last, as it marks completion.
+    markdown = render_markdown(report)
+    png = render_utilisation_png(report)
+    _write_atomically(out_dir / "report.md", markdown.encode())
+    _write_atomically(out_dir / "utilisation.png", png)
+    _write_atomically(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    console.say(markdown)
+    return report
