@@ -1,0 +1,218 @@
+"""Vivado HLS C synthesis of the written project, run and watched by us.
+
+hls4ml's build() shells out with os.system, ignores the exit status and has no timeout; here
+vivado_hls runs as a child process group with its log streamed to a file, progress read from
+its `Finished <stage>` lines, a deadline, and Ctrl-C stopping the whole group. Cosimulation
+is never run.
+"""
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from . import console, report
+from .convert import fingerprint, require_project
+from .errors import FlowError
+
+EXPECTED_VERSION = "2018.2"
+RUN_LOG = "vivado_hls_run.log"
+SYNTH_STAMP = "synth.json"
+# Xilinx AR 76960: without this file from the Y2K22 patch, export_design fails since 2022.
+Y2K22_PATCH_FILE = Path("common/scripts/automg_patch_20220104.tcl")
+
+
+def find_vivado_hls(explicit=None):
+    """Path of vivado_hls from --vivado, XILINX_VIVADO / VIVADO_DIR, or PATH; None if absent."""
+    candidates = []
+    if explicit:
+        p = Path(explicit)
+        candidates += [p] if p.is_file() else [p / "bin" / "vivado_hls"]
+    for var in ("XILINX_VIVADO", "VIVADO_DIR"):
+        if os.environ.get(var):
+            candidates.append(Path(os.environ[var]) / "bin" / "vivado_hls")
+    on_path = shutil.which("vivado_hls")
+    if on_path:
+        candidates.append(Path(on_path))
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return c.resolve()
+    if explicit:
+        raise FlowError(f"No vivado_hls at {explicit}: pass --vivado the Vivado 2018.2 install directory "
+                        "(the one holding settings64.sh) or the vivado_hls binary.")
+    return None
+
+
+def require_vivado_hls(explicit=None) -> Path:
+    found = find_vivado_hls(explicit)
+    if found is None:
+        raise FlowError("No Vivado HLS found: mount Vivado 2018.2 (XILINX_ROOT, default /opt/Xilinx), source its "
+                        "settings64.sh, or pass --vivado /opt/Xilinx/Vivado/2018.2.")
+    return found
+
+
+def vivado_version(vivado_hls: Path) -> str:
+    try:
+        out = subprocess.run([str(vivado_hls), "-version"], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise FlowError(f"{vivado_hls} -version did not answer ({exc}): check the Vivado install and its "
+                        "system libraries (libtinfo5, a valid locale).") from exc
+    m = re.search(r"\bv(\d{4}\.\d)", out.stdout + out.stderr)
+    return m.group(1) if m else "unknown"
+
+
+def check_y2k22_patch(vivado_hls: Path) -> None:
+    install = vivado_hls.parent.parent
+    candidates = [install / Y2K22_PATCH_FILE, install.parent.parent / "Vivado_HLS" / install.name / Y2K22_PATCH_FILE]
+    if not any(c.exists() for c in candidates):
+        raise FlowError(f"export_design in Vivado HLS {EXPECTED_VERSION} fails since 2022 without Xilinx's Y2K22 "
+                        f"patch, and {install} does not have it: apply AR 76960 (y2k22_patch) to the host install, "
+                        "or run without --export.")
+
+
+def synth_args(flags: dict) -> str:
+    """The argument string hls4ml's build_prj.tcl reads; cosim is always 0."""
+    values = {"reset": 0, "csim": int(flags.get("csim", False)), "synth": 1, "cosim": 0, "validation": 0,
+              "export": int(flags.get("export", False)), "vsynth": int(flags.get("vsynth", False)), "fifo_opt": 0}
+    return " ".join(f"{k}={v}" for k, v in values.items())
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def run_vivado_hls(vivado_hls: Path, out_dir: Path, args: str, timeout_s: float) -> dict:
+    """Run vivado_hls in out_dir, streaming its log; returns elapsed time and peak memory."""
+    log_path = out_dir / RUN_LOG
+    start = time.monotonic()
+    lines: "queue.Queue[str | None]" = queue.Queue()
+    proc = subprocess.Popen([str(vivado_hls), "-f", "build_prj.tcl", args], cwd=out_dir, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace",
+                            start_new_session=True)
+
+    def pump():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    peak_mb = 0.0
+    stages = []
+    try:
+        with open(log_path, "w") as log:
+            while True:
+                remaining = timeout_s - (time.monotonic() - start)
+                if remaining <= 0:
+                    _stop_group(proc)
+                    raise FlowError(f"Synthesis passed its {timeout_s:.0f} s timeout and was stopped (log: {log_path}): "
+                                    "raise --timeout, or raise ReuseFactor to make the design smaller.", exit_code=4)
+                try:
+                    line = lines.get(timeout=min(remaining, 1.0))
+                except queue.Empty:
+                    continue
+                if line is None:
+                    break
+                log.write(line)
+                log.flush()
+                stage = report.parse_finished_line(line)
+                if stage:
+                    peak_mb = max(peak_mb, stage.get("peak_mb") or 0.0)
+                    stages.append(stage)
+                    console.say(f"  [{time.monotonic() - start:7.1f}s] finished {stage['stage']} "
+                                f"(peak {stage.get('peak_mb') or 0:.0f} MB)")
+                elif line.startswith(("ERROR:", "@E ")):
+                    console.say(f"  {line.rstrip()}")
+        proc.wait()
+    except KeyboardInterrupt:
+        _stop_group(proc)
+        raise FlowError(f"Synthesis interrupted; vivado_hls and its children were stopped (log: {log_path}).",
+                        exit_code=130)
+    finally:
+        if proc.poll() is None:
+            _stop_group(proc)
+    elapsed = time.monotonic() - start
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name
+        console.say(_tail(log_path))
+        hint = " (SIGKILL often means out of memory)" if name == "SIGKILL" else ""
+        raise FlowError(f"vivado_hls was killed by {name}{hint} after {elapsed:.0f} s: see {log_path}, free memory "
+                        "or raise ReuseFactor, and run `invoke synth` again.", exit_code=4)
+    if proc.returncode != 0:
+        console.say(_tail(log_path))
+        raise FlowError(f"vivado_hls exited with status {proc.returncode} after {elapsed:.0f} s: read the errors "
+                        f"above and {log_path}.", exit_code=4)
+    return {"seconds": round(elapsed, 1), "peak_mb": peak_mb or None, "stages": stages}
+
+
+def synth(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None, force=False) -> dict:
+    stamp = require_project(cfg)
+    fp = fingerprint(cfg)
+    if stamp.get("fingerprint") != fp:
+        raise FlowError(f"The HLS project at {cfg.output_dir} was written from another model or config: "
+                        "run `invoke convert` first.")
+    flags = dict(cfg.flow["synthesis"])
+    for key, value in (("csim", csim), ("export", export), ("vsynth", vsynth)):
+        if value is not None:
+            flags[key] = bool(value)
+    timeout_s = float(timeout if timeout is not None else flags.get("timeout_s", 43200))
+    if not timeout_s > 0:
+        raise FlowError(f"Timeout '{timeout}' is not a positive number of seconds: give e.g. --timeout 3600.")
+    args = synth_args(flags)
+    out = cfg.output_dir
+    xml = report.csynth_xml_path(out, cfg.project_name)
+    previous = _read_json(out / SYNTH_STAMP)
+    if previous and previous.get("fingerprint") == fp and previous.get("args") == args and xml.exists() and not force:
+        console.step(f"Synthesis up to date: {xml} (project and flags unchanged; --force runs it again)")
+        return previous
+
+    vivado_hls = require_vivado_hls(vivado)
+    version = vivado_version(vivado_hls)
+    if version != EXPECTED_VERSION:
+        console.warn(f"Vivado HLS {version} found at {vivado_hls}; this flow is validated with {EXPECTED_VERSION}, "
+                     "so results may differ.")
+    if flags.get("export") and version == EXPECTED_VERSION:
+        check_y2k22_patch(vivado_hls)
+    console.step(f"Vivado HLS {version} C synthesis of {cfg.project_name} for {cfg.part} "
+                 f"(vivado_hls -f build_prj.tcl \"{args}\"; log: {out / RUN_LOG})")
+    started = time.time()
+    run = run_vivado_hls(vivado_hls, out, args, timeout_s)
+    if not xml.exists() or xml.stat().st_mtime < started - 1:
+        console.say(_tail(out / RUN_LOG))
+        raise FlowError(f"vivado_hls finished but wrote no synthesis report at {xml}: read {out / RUN_LOG} "
+                        "for the cause.", exit_code=4)
+    result = {"fingerprint": fp, "args": args, "vivado_hls": str(vivado_hls), "version": version, **run}
+    tmp = out / (SYNTH_STAMP + ".partial")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out / SYNTH_STAMP)
+    console.say(f"Synthesis finished in {run['seconds']:.0f} s (peak {run['peak_mb'] or 0:.0f} MB); "
+                "`invoke report` summarises it.")
+    return result
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
