@@ -31,7 +31,8 @@ def check(c, config=None, model=None, out=None, part=None, io_type=None, reuse_f
     result = stage.check_only(load(config=config, model=model, out=out, part=part, io_type=io_type,
                                    reuse_factor=reuse_factor, precision=precision, clock=clock))
     if result.errors or (strict and not result.fits):
-        raise FlowError(result.verdict(), exit_code=1)
+        raise FlowError(f"Preflight found {len(result.errors)} error(s) and the design "
+                        f"{'fits' if result.fits else 'does not fit'} (estimate): fix what it lists above.", exit_code=1)
 
 
 @task(help={**SHARED_HELP, "samples": ".npy/.npz with X (and y)", "min-agreement": "fail below this top-1 "
@@ -53,13 +54,14 @@ def csim(c, config=None, model=None, out=None, part=None, io_type=None, reuse_fa
             "timeout": "seconds before synthesis is stopped", "force": "run even if up to date"})
 @flow_task
 def synth(c, config=None, model=None, out=None, part=None, io_type=None, reuse_factor=None, precision=None,
-          clock=None, vivado=None, csim=None, export=None, vsynth=None, timeout=None, force=False):
+          clock=None, vivado=None, csim=False, export=False, vsynth=False, timeout=None, force=False):
     """Vivado HLS C synthesis (cosimulation off) of the converted project."""
     from hlsflow import synthesize
 
     synthesize.synth(load(config=config, model=model, out=out, part=part, io_type=io_type,
                           reuse_factor=reuse_factor, precision=precision, clock=clock),
-                     vivado=vivado, csim=csim, export=export, vsynth=vsynth, timeout=timeout, force=force)
+                     vivado=vivado, csim=csim or None, export=export or None, vsynth=vsynth or None,
+                     timeout=timeout, force=force)
 
 
 @task(help=SHARED_HELP)

@@ -68,7 +68,7 @@ def parse_precision(text, where: str = "precision") -> FixedType:
     )
 
 
-def parse_reuse_factor(value, where: str = "ReuseFactor") -> int:
+def parse_reuse_factor(value, where: str = "HLSConfig") -> int:
     if isinstance(value, bool):
         value = None
     try:
@@ -76,7 +76,8 @@ def parse_reuse_factor(value, where: str = "ReuseFactor") -> int:
     except (TypeError, ValueError):
         rf = 0
     if rf < 1 or str(value).strip() not in (str(rf), f"{rf}.0"):
-        raise FlowError(f"{where} '{value}' is not a positive integer: give a whole number such as 1, 8 or 32.")
+        raise FlowError(f"ReuseFactor '{value}' ({where}) is not a positive integer: give a whole number such as "
+                        "1, 8 or 32.")
     return rf
 
 
@@ -181,10 +182,10 @@ def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_
         for layer in hls_config.get("LayerName", {}).values():
             if "ReuseFactor" in layer:
                 layer["ReuseFactor"] = rf
-    model_cfg["ReuseFactor"] = parse_reuse_factor(model_cfg["ReuseFactor"], "HLSConfig Model ReuseFactor")
+    model_cfg["ReuseFactor"] = parse_reuse_factor(model_cfg["ReuseFactor"], "HLSConfig Model")
     for name, layer in hls_config.get("LayerName", {}).items():
         if "ReuseFactor" in layer:
-            layer["ReuseFactor"] = parse_reuse_factor(layer["ReuseFactor"], f"ReuseFactor of layer {name}")
+            layer["ReuseFactor"] = parse_reuse_factor(layer["ReuseFactor"], f"layer {name}")
     if str(model_cfg["Strategy"]).capitalize() not in STRATEGIES:
         raise FlowError(f"Strategy '{model_cfg['Strategy']}' is unknown: use Latency or Resource.")
     _check_precisions(hls_config)

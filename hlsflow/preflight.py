@@ -106,6 +106,7 @@ def _layer_geometry(layer):
 def run(hls_model, cfg) -> Preflight:
     part = parts.get_part(cfg.part)
     report = Preflight(part=part)
+    large_parallel = []
     for layer in hls_model.get_layers():
         geometry = _layer_geometry(layer)
         if geometry is None:
@@ -132,11 +133,13 @@ def run(hls_model, cfg) -> Preflight:
                                     f"{used} > filt_h*filt_w*n_chan = {n_in}; emulation aborts on an assertion in "
                                     "nnet_conv2d_resource.h: use io_stream or a ReuseFactor <= " f"{n_in}."))
         if cfg.io_type == "io_parallel" and "Conv" in layer.class_name:
-            in_size = positions * n_in // max(layer.get_attr("filt_height", 1) * layer.get_attr("filt_width", 1), 1)
+            in_size = math.prod(layer.get_input_variable().shape)
             if in_size >= IO_PARALLEL_LARGE_INPUT:
-                report.findings.append(("warning", f"{layer.name}: io_parallel on a {in_size:,}-value input unrolls "
-                                        "the whole convolution: for the reference CNN g++ took 810 s and 7.1 GB "
-                                        "to build the emulation; io_stream took 12.5 s and 0.5 GB."))
+                large_parallel.append(f"{layer.name} ({in_size:,} inputs)")
+    if large_parallel:
+        report.findings.append(("warning", "io_parallel unrolls whole convolutions on large inputs: "
+                                f"{', '.join(large_parallel)}; for the reference CNN g++ took 810 s and 7.1 GB "
+                                "to build the emulation, io_stream 12.5 s and 0.5 GB."))
     if report.total_multipliers > part.DSP:
         report.findings.append(("warning", f"~{report.total_multipliers:,} multipliers (estimate) against "
                                 f"{part.DSP} DSPs on {part.name}: at these ReuseFactors the design cannot fit."))

@@ -194,11 +194,11 @@ def synth(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None, f
                      "so results may differ.")
     if flags.get("export") and version == EXPECTED_VERSION:
         check_y2k22_patch(vivado_hls)
-    console.step(f"Vivado HLS {version} C synthesis of {cfg.project_name} for {cfg.part} "
-                 f"(vivado_hls -f build_prj.tcl \"{args}\"; log: {out / RUN_LOG})")
-    started = time.time()
+    console.step(f"Vivado HLS {version} ({vivado_hls}) C synthesis of {cfg.project_name} for {cfg.part}")
+    console.say(f"  vivado_hls -f build_prj.tcl \"{args}\"; log: {out / RUN_LOG}")
+    before = _signature(xml)  # a report left by an earlier run must not pass for this one's
     run = run_vivado_hls(vivado_hls, out, args, timeout_s)
-    if not xml.exists() or xml.stat().st_mtime < started - 1:
+    if not xml.exists() or _signature(xml) == before:
         console.say(_tail(out / RUN_LOG))
         raise FlowError(f"vivado_hls finished but wrote no synthesis report at {xml}: read {out / RUN_LOG} "
                         "for the cause.", exit_code=4)
@@ -209,6 +209,14 @@ def synth(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None, f
     console.say(f"Synthesis finished in {run['seconds']:.0f} s (peak {run['peak_mb'] or 0:.0f} MB); "
                 "`invoke report` summarises it.")
     return result
+
+
+def _signature(path: Path):
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _read_json(path: Path):

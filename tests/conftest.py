@@ -52,3 +52,78 @@ def hls_output_from_fixtures(tmp_path, vivado_fixtures_dir):
         return out
 
     return make_output
+
+
+# ---- The flow, run the way a user runs it: `invoke ...` in a child process. ----
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+
+REPO_ROOT = TESTS_DIR.parent
+
+
+def flow_env(**extra) -> dict:
+    """The environment of a user with no Vivado in sight, running the flow natively."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("XILINX", "VIVADO", "STANDIN_")) and k not in ("LM_LICENSE_FILE",)}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if "standin_xilinx" not in p)
+    env.update(HLSFLOW_NATIVE="1", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_invoke(*args, env=None, timeout=600):
+    """`invoke ARGS` from the repository root; returns the CompletedProcess (text)."""
+    return subprocess.run([sys.executable, "-m", "invoke", *map(str, args)], cwd=REPO_ROOT, env=env or flow_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def error_lines(proc) -> list:
+    return [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
+
+
+@pytest.fixture(scope="session")
+def small_project(tmp_path_factory):
+    """A small CNN with an Add skip connection, its samples and a flow config, under TF 2.15.
+    The part is the 2018.2 fixture's, so a stand-in synthesis report matches the configured part."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    from hlsflow.config import render_config_file, seed_hls_config
+
+    root = tmp_path_factory.mktemp("small")
+    tf.keras.utils.set_random_seed(1)
+    inp = tf.keras.Input((8, 8, 3), name="x")
+    a = layers.Conv2D(4, 3, padding="same", name="c1")(inp)
+    a = layers.Activation("relu", name="r1")(a)
+    b = layers.Conv2D(4, 3, padding="same", name="c2")(a)
+    s = layers.Add(name="skip")([a, b])
+    s = layers.Activation("relu", name="r2")(s)
+    s = layers.MaxPooling2D(2, name="pool")(s)
+    s = layers.GlobalAveragePooling2D(name="gap")(s)
+    out = layers.Activation("softmax", name="sm")(layers.Dense(5, name="fc")(s))
+    model = tf.keras.Model(inp, out)
+    # Sharpen the classifier so top-1 labels have a margin a 16-bit design can keep
+    # (near-ties of an untrained net would flip on any rounding and test nothing).
+    kernel, bias = model.get_layer("fc").get_weights()
+    model.get_layer("fc").set_weights([kernel * 6, bias])
+    model_path = root / "small.keras"
+    model.save(model_path)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (40, 8, 8, 3)).astype(np.float32)
+    np.savez(root / "samples.npz", X=x, y=model.predict(x, verbose=0).argmax(1))
+    hls = seed_hls_config(model, precision="ap_fixed<16,6>", reuse_factor=4, strategy="Resource")
+    config = root / "flow.yml"
+    config.write_text(render_config_file(hls, str(model_path), str(root / "prj"), str(root / "samples.npz"),
+                                         part="xc7vx690tffg1927-2"))
+    return {"root": root, "model": model_path, "config": config, "out": root / "prj",
+            "samples": root / "samples.npz"}
+
+
+@pytest.fixture(scope="session")
+def converted(small_project):
+    """small_project after `invoke convert csim`: (project dict, the CompletedProcess)."""
+    proc = run_invoke("convert", "csim", "--config", small_project["config"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return small_project, proc

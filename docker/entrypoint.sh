@@ -1,0 +1,52 @@
+#!/bin/bash
+# Entrypoint of the hlsflow image: set up a mounted Vivado if there is one, become the host user
+# (so files written to mounted directories belong to them, not to root), then run the command.
+set -euo pipefail
+
+vivado_dir="${VIVADO_DIR:-${XILINX_ROOT:-/opt/Xilinx}/Vivado/2018.2}"
+if [ -f "$vivado_dir/settings64.sh" ]; then
+    # Xilinx's settings script is not written for `set -u`; its stdout must not mix with ours.
+    set +u
+    # shellcheck disable=SC1091
+    source "$vivado_dir/settings64.sh" >/dev/null
+    set -u
+    # `vivado_hls -version` takes seconds to start: name the binary instead.
+    echo "hlsflow: Vivado found at $vivado_dir (vivado_hls $(command -v vivado_hls || echo 'not on PATH'))" >&2
+else
+    echo "hlsflow: no Vivado mounted at $vivado_dir; synthesis will be skipped" >&2
+fi
+
+if [ "${1:-}" = "versions" ]; then
+    shift
+    set -- python -m hlsflow.versions "$@"
+fi
+if [ "$#" -eq 0 ]; then
+    set -- bash
+fi
+
+# Whom to run as: HOST_UID/HOST_GID when given, else the owner of the working directory (for a
+# plain `docker run -v $PWD:/w -w /w IMAGE ...`), else stay root.
+if [ "$(id -u)" = 0 ]; then
+    uid="${HOST_UID:-}"
+    gid="${HOST_GID:-}"
+    if [ -z "$uid" ]; then
+        uid="$(stat -c %u .)"
+        gid="$(stat -c %g .)"
+    fi
+    if [ "$uid" != 0 ]; then
+        gid="${gid:-$uid}"
+        # Some tools (Java in Vivado, getpass) look the user up: give the uid a passwd entry.
+        if ! getent passwd "$uid" >/dev/null; then
+            echo "hlsflow:x:$uid:$gid:hlsflow user:/tmp/home:/bin/bash" >>/etc/passwd 2>/dev/null || true
+        fi
+        if ! getent group "$gid" >/dev/null; then
+            echo "hlsflow:x:$gid:" >>/etc/group 2>/dev/null || true
+        fi
+        USER="$(getent passwd "$uid" | cut -d: -f1)"
+        export HOME=/tmp/home USER="${USER:-hlsflow}"
+        mkdir -p "$HOME"
+        chown "$uid:$gid" "$HOME"
+        exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
+    fi
+fi
+exec "$@"

@@ -1,0 +1,53 @@
+"""What the flow runs with: `python -m hlsflow.versions` (or `docker run IMAGE versions`).
+
+Package versions come from importlib.metadata, so the report never imports TensorFlow.
+"""
+
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+
+from .console import say, table
+
+
+def collect() -> dict[str, str]:
+    vivado = shutil.which("vivado_hls")
+    return {
+        "Python": platform.python_version(),
+        "TensorFlow": _package("tensorflow-cpu", "tensorflow"),
+        "numpy": _package("numpy"),
+        "hls4ml": _package("hls4ml"),
+        "g++": _first_line(["g++", "--version"]),
+        "graphviz": _first_line(["dot", "-V"]),
+        "image revision": os.environ.get("HLSFLOW_REVISION", "not an image"),
+        "Vivado": f"{_first_line([vivado, '-version'])} ({vivado})" if vivado else "none",
+    }
+
+
+def _package(*names: str) -> str:
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return "not installed"
+
+
+def _first_line(cmd: list[str]) -> str:
+    """First line of a tool's stdout, or of its stderr (where `dot -V` writes)."""
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unavailable ({exc.__class__.__name__})"
+    lines = (done.stdout.strip() or done.stderr.strip() or "no output").splitlines()
+    return lines[0].strip()
+
+
+def main() -> None:
+    say(table(["tool", "version"], collect().items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Every failure a user can cause ends in one sentence, a non-zero exit, and the earlier good
+output left as it was."""
+
+import hashlib
+
+import pytest
+
+from conftest import error_lines, run_invoke
+
+
+def tree_digest(root):
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory):
+    import tensorflow as tf
+
+    root = tmp_path_factory.mktemp("bad")
+    (root / "garbage.keras").write_bytes(b"this is not a zip archive")
+    inp = tf.keras.Input((4, 4, 2))
+    out = tf.keras.layers.Conv2DTranspose(2, 2, name="upconv")(inp)
+    tf.keras.Model(inp, out).save(root / "unsupported.keras")
+    (root / "a_file").write_text("")
+    return root
+
+
+def cases(bad):
+    return [
+        (["--model", bad / "missing.keras"], "does not exist: give the path of a .keras"),
+        (["--model", bad / "garbage.keras"], "is not a Keras model TensorFlow 2.15.0 can load"),
+        (["--model", bad / "unsupported.keras"], "Layer 'upconv' (Conv2DTranspose) cannot be converted by hls4ml"),
+        (["--precision", "ap_fixd<16,6>"], "is not a fixed-point type"),
+        (["--reuse-factor", "0"], "ReuseFactor '0' is not a positive integer"),
+        (["--part", "xc7z999clg400-1"], "Unknown part 'xc7z999clg400-1'"),
+        (["--out", bad / "a_file" / "prj"], "Cannot write the output directory"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_bad_convert_input(converted, bad_models, index):
+    project, _ = converted
+    flags, message = cases(bad_models)[index]
+    before = tree_digest(project["out"])
+    proc = run_invoke("convert", "--config", project["config"], "--force", *flags)
+    assert proc.returncode != 0
+    errors = error_lines(proc)
+    assert len(errors) == 1, proc.stderr
+    assert message in errors[0]
+    assert errors[0].rstrip().endswith("."), "one sentence, ending in what to do"
+    assert "Traceback" not in proc.stderr
+    assert tree_digest(project["out"]) == before
+    assert not list(project["out"].parent.glob(".prj.partial-*"))
+
+
+def test_failed_conversion_keeps_the_previous_project(converted, tmp_path):
+    """A conversion that dies after writing started leaves no half project in place."""
+    project, _ = converted
+    out = tmp_path / "prj"
+    ok = run_invoke("convert", "--config", project["config"], "--out", out)
+    assert ok.returncode == 0
+    before = tree_digest(out)
+    proc = run_invoke("convert", "--config", project["config"], "--out", out, "--force",
+                      "--precision", "ap_fixed<16,6>", "--reuse-factor", "3", "--part", "nope")
+    assert proc.returncode != 0 and tree_digest(out) == before
+
+
+def test_reference_model_preflight_says_it_does_not_fit():
+    proc = run_invoke("check")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "| TOTAL" in out and "12,501,632" in out and "2,388" in out
+    for layer, used in (("stem_conv", 27), ("s1a_conv", 36), ("s1b_conv", 36), ("s2a_conv", 36)):
+        assert f"{layer}: ReuseFactor 32 is invalid" in out and f"hls4ml silently uses {used}" in out
+    assert out.count("ReuseFactor 32 is invalid") == 4
+    assert "VERDICT: does NOT fit xc7z010clg400-1 (~2,388 multipliers for 80 DSPs" in out
+    strict = run_invoke("check", "--strict")
+    assert strict.returncode == 1 and "does not fit" in error_lines(strict)[0]
+
+
+def test_preflight_catches_the_io_parallel_assertion():
+    proc = run_invoke("check", "--io-type", "io_parallel")
+    assert proc.returncode == 1
+    assert "ERROR: s2_shortcut: io_parallel Resource convolution with ReuseFactor 32 > filt_h*filt_w*n_chan = 16" \
+        in proc.stdout
+    assert "io_parallel unrolls whole convolutions on large inputs" in proc.stdout

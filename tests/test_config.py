@@ -1,0 +1,95 @@
+"""Configuration: hls4ml's schema, our Flow section, flags overriding the file, validation."""
+
+import pytest
+
+from hlsflow.config import DEFAULT_CONFIG, load_config, parse_precision, parse_reuse_factor
+from hlsflow.errors import FlowError
+
+
+def test_default_config_is_the_seed_with_io_stream():
+    cfg = load_config()
+    model = cfg.hls_config["Model"]
+    assert model["ReuseFactor"] == 32 and model["Strategy"] == "Resource"
+    assert model["Precision"] == {"default": "ap_fixed<16,6>"}
+    assert (cfg.part, cfg.backend, cfg.project_name, cfg.io_type) == ("xc7z010clg400-1", "Vivado", "myproject",
+                                                                      "io_stream")
+    layers = cfg.hls_config["LayerName"]
+    assert "s1_add" in layers and "gap" in layers
+    for name, layer in layers.items():
+        for key in ("weight", "bias", "result"):
+            if key in layer["Precision"]:
+                assert layer["Precision"][key] == "ap_fixed<16,6>", (name, key)
+    assert cfg.keras_model == DEFAULT_CONFIG.parent.parent / "models" / "model_2_15.keras"
+    assert cfg.flow["synthesis"]["csim"] is False
+
+
+def test_flags_override_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(out="o", part="xc7z020clg400-1", io_type="io_parallel", reuse_factor="8",
+                      precision="ap_fixed<18,8>", clock="4")
+    assert cfg.output_dir == tmp_path / "o"
+    assert (cfg.part, cfg.io_type, cfg.clock_period) == ("xc7z020clg400-1", "io_parallel", 4.0)
+    assert cfg.hls_config["Model"]["ReuseFactor"] == 8
+    assert cfg.hls_config["LayerName"]["stem_conv"]["Precision"]["weight"] == "ap_fixed<18,8>"
+    assert cfg.requested_reuse_factor("stem_conv") == 8
+
+
+@pytest.mark.parametrize("text, signed, width, integer", [
+    ("ap_fixed<16,6>", True, 16, 6), ("ap_ufixed<8, 3>", False, 8, 3), ("ap_int<8>", True, 8, 8),
+    ("fixed<24,12,RND,SAT>", True, 24, 12), ("ap_fixed<16,6,AP_RND,AP_SAT>", True, 16, 6),
+])
+def test_parse_precision(text, signed, width, integer):
+    t = parse_precision(text)
+    assert (t.signed, t.width, t.integer) == (signed, width, integer)
+
+
+def test_fixed_type_range():
+    t = parse_precision("ap_fixed<16,6>")
+    assert t.max_value == pytest.approx(32 - 2 ** -10) and t.min_value == -32 and t.resolution == 2 ** -10
+
+
+@pytest.mark.parametrize("bad", ["ap_fixd<16,6>", "ap_fixed<16>", "float", "ap_fixed<0,0>", ""])
+def test_bad_precision_is_one_sentence(bad):
+    with pytest.raises(FlowError, match=r"is not a fixed-point type: write it like ap_fixed<16,6>"):
+        load_config(precision=bad)
+
+
+@pytest.mark.parametrize("bad", ["0", "-4", "3.5", "many", True])
+def test_bad_reuse_factor(bad):
+    with pytest.raises(FlowError, match="is not a positive integer"):
+        load_config(reuse_factor=bad)
+
+
+def test_reuse_factor_accepts_integers():
+    assert parse_reuse_factor("32") == 32 and parse_reuse_factor(4) == 4
+
+
+def test_unknown_part_lists_known_ones():
+    with pytest.raises(FlowError, match=r"Unknown part 'xc7z999'.*xc7z010clg400-1"):
+        load_config(part="xc7z999")
+
+
+def test_bad_io_type_and_clock():
+    with pytest.raises(FlowError, match="IOType 'io_serial' is unknown"):
+        load_config(io_type="io_serial")
+    with pytest.raises(FlowError, match="not a positive number"):
+        load_config(clock="-1")
+
+
+def test_bad_precision_inside_the_file(tmp_path):
+    text = DEFAULT_CONFIG.read_text().replace("s1_add:\n      Precision: {result: 'ap_fixed<16,6>'}",
+                                              "s1_add:\n      Precision: {result: 'ap_fixed<16,x>'}")
+    assert "ap_fixed<16,x>" in text
+    path = tmp_path / "c.yml"
+    path.write_text(text)
+    with pytest.raises(FlowError, match=r"'ap_fixed<16,x>' \(layer s1_add result\)"):
+        load_config(path)
+
+
+def test_missing_and_broken_config_files(tmp_path):
+    with pytest.raises(FlowError, match="not found"):
+        load_config(tmp_path / "nope.yml")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("KerasModel: [unclosed\n")
+    with pytest.raises(FlowError, match="not valid YAML"):
+        load_config(broken)

@@ -1,0 +1,147 @@
+"""The flow end to end on a small model, as a user runs it: real hls4ml, real g++, and the
+Vivado stand-in (tests/standin_xilinx, a test double) with real 2018.2 reports."""
+
+import hashlib
+import json
+import sys
+from importlib.metadata import version
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, error_lines, flow_env, run_invoke
+
+STANDIN = REPO_ROOT / "tests" / "standin_xilinx" / "Vivado" / "2018.2"
+
+
+def standin_env(**extra):
+    return flow_env(XILINX_VIVADO=STANDIN, STANDIN_DELAY="0", **extra)
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_pinned_stack_is_what_runs():
+    import tensorflow as tf
+
+    assert tf.__version__ == "2.15.0"
+    assert np.__version__ == "1.25.0"
+    assert version("hls4ml") == "1.3.0"
+    assert sys.version_info[:2] == (3, 11)
+
+
+def test_convert_and_emulate_a_skip_connection_under_tf_2_15(converted):
+    project, proc = converted
+    out = project["out"]
+    stamp = json.loads((out / "hlsflow.json").read_text())
+    types = {row["name"]: row["type"] for row in stamp["layers"]}
+    assert types["skip"] == "Merge" and types["c1"] == "Conv2D"
+    assert (out / "firmware" / "myproject.cpp").exists() and (out / "build_prj.tcl").exists()
+    assert (out / "model_graph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| skip" in proc.stdout and "RF requested" in proc.stdout
+    result = json.loads((out / "csim.json").read_text())
+    assert result["samples"] == 40
+    assert result["top1_agreement"] >= 0.9, result
+    assert result["max_abs_diff"] < 0.1
+    assert result["emulation_build"]["library"].endswith(".so")
+    assert not list(out.parent.glob(".prj.partial-*")), "staging directory left behind"
+
+
+def test_csim_gate_fails_below_the_required_agreement(converted):
+    project, _ = converted
+    proc = run_invoke("csim", "--config", project["config"], "--precision", "ap_fixed<4,2>")
+    assert proc.returncode != 0 and "another model or config" in proc.stderr
+    proc = run_invoke("csim", "--config", project["config"], "--min-agreement", "1.01")
+    assert proc.returncode == 3
+    assert error_lines(proc) and "below the required 101.0%" in error_lines(proc)[0]
+
+
+def test_synth_and_report_with_the_standin(converted):
+    project, _ = converted
+    out, config = project["out"], project["config"]
+    proc = run_invoke("synth", "report", "--config", config, env=standin_env())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert str(STANDIN / "bin" / "vivado_hls") in proc.stdout
+    assert "STAND-IN" in (out / "vivado_hls_run.log").read_text()
+    args = (out / "vivado_hls_standin.args").read_text().splitlines()
+    assert args == ["-f build_prj.tcl reset=0 csim=0 synth=1 cosim=0 validation=0 export=0 vsynth=0 fifo_opt=0"]
+    assert "finished Architecture Synthesis" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["tool_version"] == "2018.2" and report["part"] == "xc7vx690tffg1927-2"
+    assert report["latency"] == {"best_cycles": 21, "worst_cycles": 21, "best_ns": 86.52, "worst_ns": 86.52}
+    assert report["clock"]["estimated_ns"] == 3.582 and report["clock"]["target_ns"] == 4.12
+    assert report["interval"] == {"min": 1, "max": 1}
+    assert report["resources"]["LUT"] == {"used": 2070828, "available": 433200, "percent": 478.03}
+    assert report["resources"]["FF"]["used"] == 1105961
+    assert report["resources"]["DSP"] == {"used": 1, "available": 3600, "percent": 0.03}
+    assert report["resources"]["BRAM_18K"]["used"] == 0
+    assert report["fits"] is False
+    assert (out / "utilisation.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Nothing changed: a re-run neither converts nor synthesises again.
+    again = run_invoke("convert", "synth", "--config", config, env=standin_env())
+    assert again.returncode == 0
+    assert again.stdout.count("up to date") + again.stdout.count("Up to date") == 2
+    assert len((out / "vivado_hls_standin.args").read_text().splitlines()) == 1
+
+    # --csim and --vsynth reach vivado_hls; cosimulation never does.
+    flags = run_invoke("synth", "--config", config, "--csim", "--vsynth", "--force", env=standin_env())
+    assert flags.returncode == 0, flags.stderr
+    last = (out / "vivado_hls_standin.args").read_text().splitlines()[-1]
+    assert "csim=1" in last and "vsynth=1" in last and "cosim=0" in last
+
+
+@pytest.mark.parametrize("mode, exit_code, message", [
+    ("fail", 4, "vivado_hls exited with status 1"),
+    ("crash", 4, "vivado_hls was killed by SIGSEGV"),
+    ("noreport", 4, "wrote no synthesis report"),
+])
+def test_synthesis_failures_are_one_sentence_and_keep_the_last_report(converted, mode, exit_code, message):
+    project, _ = converted
+    out = project["out"]
+    before = digest(out / "hlsflow.json")
+    proc = run_invoke("synth", "--config", project["config"], "--force", env=standin_env(STANDIN_MODE=mode))
+    assert proc.returncode == exit_code, proc.stdout + proc.stderr
+    errors = error_lines(proc)
+    assert len(errors) == 1 and message in errors[0]
+    assert digest(out / "hlsflow.json") == before
+
+
+def test_synthesis_timeout_stops_the_process_group(converted):
+    project, _ = converted
+    proc = run_invoke("synth", "--config", project["config"], "--force", "--timeout", "2",
+                      env=standin_env(STANDIN_MODE="hang"), timeout=60)
+    assert proc.returncode == 4
+    assert "timeout" in error_lines(proc)[0]
+    leftovers = __import__("subprocess").run(["pgrep", "-f", "sleep 100000"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == "", "the stand-in's sleep outlived the timeout"
+
+
+def test_other_vivado_version_is_a_warning(converted):
+    project, _ = converted
+    proc = run_invoke("synth", "--config", project["config"], "--force", env=standin_env(STANDIN_VERSION="2019.1"))
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING: Vivado HLS 2019.1 found" in proc.stderr
+
+
+def test_export_refuses_without_the_y2k22_patch(converted):
+    project, _ = converted
+    proc = run_invoke("synth", "--config", project["config"], "--force", "--export", env=standin_env())
+    assert proc.returncode != 0
+    assert "Y2K22" in error_lines(proc)[0] and "AR 76960" in error_lines(proc)[0]
+
+
+def test_no_vivado_found(converted):
+    project, _ = converted
+    proc = run_invoke("synth", "--config", project["config"], "--force")
+    assert proc.returncode != 0
+    assert error_lines(proc) == ["ERROR: No Vivado HLS found: mount Vivado 2018.2 (XILINX_ROOT, default /opt/Xilinx), "
+                                 "source its settings64.sh, or pass --vivado /opt/Xilinx/Vivado/2018.2."]
+
+
+def test_flow_skips_synthesis_in_one_line_without_vivado(converted):
+    project, _ = converted
+    proc = run_invoke("flow", "--config", project["config"])
+    assert proc.returncode == 0, proc.stderr
+    assert "Synthesis skipped: no Vivado HLS found" in proc.stdout
