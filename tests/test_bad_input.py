@@ -35,7 +35,7 @@ def cases(bad):
         (["--model", bad / "garbage.keras"], "is not a Keras model TensorFlow 2.15.0 can load"),
         (["--model", bad / "unsupported.keras"], "Layer 'upconv' (Conv2DTranspose) cannot be converted by hls4ml"),
         (["--precision", "ap_fixd<16,6>"], "is not a fixed-point type"),
-        (["--reuse-factor", "0"], "ReuseFactor '0' is not a positive integer"),
+        (["--reuse-factor", "0"], "ReuseFactor '0' (--reuse-factor) is not a positive integer"),
         (["--part", "xc7z999clg400-1"], "Unknown part 'xc7z999clg400-1'"),
         (["--out", bad / "a_file" / "prj"], "Cannot write the output directory"),
     ]
