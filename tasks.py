@@ -159,3 +159,28 @@ def test(c, host_only=False, flow_only=False):
     from hlsflow import testing
 
     testing.run_all(host=not flow_only, flow=not host_only)
+
+
+@task(help={**SHARED_HELP, "samples": ".npy/.npz with X", "max-samples": "profile on at most this many",
+            "png": "where to draw the profile (default <out>/precision_profile.png)"})
+@flow_task
+def profile(c, config=None, model=None, out=None, part=None, io_type=None, reuse_factor=None, precision=None,
+            clock=None, samples=None, max_samples=50, png=None):
+    """Per-layer Keras ranges against the fixed-point types, with hls4ml's trace error: table and PNG."""
+    from hlsflow import profile as stage
+
+    stage.profile(load(config=config, model=model, out=out, part=part, io_type=io_type, reuse_factor=reuse_factor,
+                       precision=precision, clock=clock), samples=samples, max_samples=int(max_samples), png=png)
+
+
+@task(help={**SHARED_HELP, "samples": ".npy/.npz with X (and y)", "max-samples": "emulate at most this many",
+            "write": "where to write the improved config (default <config>.tuned.yml)"})
+@flow_task
+def tune_precision(c, config=None, model=None, out=None, part=None, io_type=None, reuse_factor=None, precision=None,
+                   clock=None, samples=None, max_samples=None, write=None):
+    """Widen the types that overflow, emulate before and after, write the improved config."""
+    from hlsflow import profile as stage
+
+    stage.tune(load(config=config, model=model, out=out, part=part, io_type=io_type, reuse_factor=reuse_factor,
+                    precision=precision, clock=clock), samples=samples,
+               max_samples=int(max_samples) if max_samples else None, write=write)

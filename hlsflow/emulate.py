@@ -113,7 +113,10 @@ def run_emulation(lib: str, function: str, x: np.ndarray, n_out: int, workers: i
     return np.concatenate(results) if results else np.zeros((0, n_out), np.float32)
 
 
-def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None) -> dict:
+LOW_AGREEMENT = 0.99  # below this, csim looks for the layers at fault
+
+
+def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, quiet_advice=False) -> dict:
     stamp = require_project(cfg)
     if stamp.get("fingerprint") != fingerprint(cfg):
         raise FlowError(f"The HLS project at {cfg.output_dir} was written from another model or config: "
@@ -155,6 +158,16 @@ def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None) 
         "emulation_build": build,
     }
     print_result(result)
+    if result["top1_agreement"] < LOW_AGREEMENT and not quiet_advice:
+        from . import profile
+
+        faults = profile.quick_check(cfg, keras_model, x[:50])
+        result["layers_at_fault"] = [profile.describe(f) for f in faults]
+        if faults:
+            console.say("Layers at fault (Keras values outside their fixed-point type):")
+            for line in result["layers_at_fault"]:
+                console.say(f"  {line}")
+            console.say("`invoke tune-precision` proposes the widened types and measures the result.")
     tmp = out / "csim.json.partial"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, out / "csim.json")
