@@ -1,0 +1,101 @@
+"""The reference model's data and training, the precision profile, and the advice."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, run_invoke
+
+sys.path.insert(0, str(REPO_ROOT / "models"))
+import mini_resnet  # noqa: E402
+
+
+def test_synthetic_set_is_deterministic():
+    x1, y1 = mini_resnet.synthetic_dataset(50, seed=3)
+    x2, y2 = mini_resnet.synthetic_dataset(50, seed=3)
+    x3, _ = mini_resnet.synthetic_dataset(50, seed=4)
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
+    assert not np.array_equal(x1, x3)
+    assert x1.shape == (50, 32, 32, 3) and x1.dtype == np.float32 and 0 <= x1.min() and x1.max() <= 1
+    assert set(mini_resnet.synthetic_dataset(300)[1]) == set(range(10))
+
+
+def test_trained_model_round_trips_through_keras_format(tmp_path):
+    import tensorflow as tf
+
+    from hlsflow.train import train_model
+
+    meta = train_model(tmp_path / "m.keras", tmp_path / "s.npz", epochs=1, n_train=256, n_samples=32)
+    assert meta["dataset"] == "synthetic" and meta["trained_on_synthetic_data"] is True
+    assert json.loads((tmp_path / "m.json").read_text())["dataset"] == "synthetic"
+    model = tf.keras.models.load_model(tmp_path / "m.keras")
+    assert model.name == "mini_resnet_synthetic"
+    samples = np.load(tmp_path / "s.npz")
+    assert samples["X"].shape == (32, 32, 32, 3) and str(samples["dataset"]) == "synthetic"
+    again = tf.keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(model.predict(samples["X"], verbose=0), again.predict(samples["X"], verbose=0))
+
+
+def test_shipped_model_is_labelled_synthetic():
+    meta = json.loads((REPO_ROOT / "models" / "model_2_15.json").read_text())
+    assert meta["dataset"] == "synthetic" and meta["tensorflow"] == "2.15.0"
+
+
+@pytest.fixture(scope="module")
+def overflowing_project(tmp_path_factory):
+    """A small CNN whose GlobalAveragePooling sum overflows ap_fixed<16,6>: a planted fault."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    from hlsflow.config import render_config_file, seed_hls_config
+
+    root = tmp_path_factory.mktemp("overflow")
+    tf.keras.utils.set_random_seed(2)
+    inp = tf.keras.Input((8, 8, 3))
+    a = layers.Conv2D(6, 3, padding="same", name="conv")(inp)
+    a = layers.Activation("relu", name="relu")(a)
+    a = layers.GlobalAveragePooling2D(name="gap")(a)
+    out = layers.Dense(5, name="fc")(a)
+    model = tf.keras.Model(inp, out)
+    kernel, _ = model.get_layer("conv").get_weights()
+    model.get_layer("conv").set_weights([np.abs(kernel) * np.linspace(-0.3, 0.6, 6), np.linspace(0.2, 1.0, 6)])
+    fc_kernel, fc_bias = model.get_layer("fc").get_weights()
+    model.get_layer("fc").set_weights([fc_kernel * 8, fc_bias])
+    model.save(root / "m.keras")
+    # Brightness spread over samples makes the GAP sums (and so the labels) vary from image to image.
+    rng = np.random.default_rng(0)
+    x = (rng.uniform(0, 1, (48, 8, 8, 3)) * rng.uniform(0.2, 3.0, (48, 1, 1, 1))).astype(np.float32)
+    np.savez(root / "s.npz", X=x)
+    hls = seed_hls_config(model, precision="ap_fixed<16,6>", reuse_factor=1, strategy="Latency")
+    (root / "flow.yml").write_text(render_config_file(hls, "m.keras", "prj", "s.npz"))
+    return root
+
+
+def test_profile_flags_the_planted_overflow(overflowing_project):
+    proc = run_invoke("profile", "--config", overflowing_project / "flow.yml")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    profile = json.loads((overflowing_project / "prj" / "profile.json").read_text())
+    verdicts = {(f["layer"], f["kind"]): f for f in profile["findings"]}
+    assert verdicts[("gap", "accum")]["verdict"] == "OVERFLOW"
+    assert verdicts[("gap", "accum")]["keras_max"] > 32
+    assert verdicts[("conv", "result")]["verdict"] == "ok"
+    assert verdicts[("relu", "result")]["trace_mean_err"] is not None
+    assert "Layers at fault: gap accumulator" in proc.stdout
+    assert (overflowing_project / "prj" / "precision_profile.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_advice_raises_agreement_where_uniform_precision_fails(overflowing_project):
+    tuned = overflowing_project / "tuned.yml"
+    proc = run_invoke("tune-precision", "--config", overflowing_project / "flow.yml", "--write", tuned)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before = json.loads((overflowing_project / "prj-tune-before" / "csim.json").read_text())["top1_agreement"]
+    after = json.loads((overflowing_project / "prj-tune-after" / "csim.json").read_text())["top1_agreement"]
+    assert before < 0.6 and after >= 0.9 and after - before >= 0.4, (before, after)
+    assert f"{before:.1%} before, {after:.1%} after" in proc.stdout
+    assert "gap accum: ap_fixed<" in tuned.read_text()
+    # The seed-style config names the layer at fault when csim reports low agreement.
+    csim = run_invoke("csim", "--config", overflowing_project / "flow.yml",
+                      "--out", overflowing_project / "prj-tune-before")
+    assert "Layers at fault" in csim.stdout and "gap accumulator" in csim.stdout
