@@ -184,3 +184,12 @@ def tune_precision(c, config=None, model=None, out=None, part=None, io_type=None
     stage.tune(load(config=config, model=model, out=out, part=part, io_type=io_type, reuse_factor=reuse_factor,
                     precision=precision, clock=clock), samples=samples,
                max_samples=int(max_samples) if max_samples else None, write=write)
+
+
+@task(help={"cold": "also time a no-cache image build", "skip-image": "skip the image and dispatch figures"})
+@host_task
+def bench(c, cold=False, skip_image=False):
+    """Benchmarks side by side with the baselines; writes bench/results/<date>.md."""
+    from bench import run
+
+    run.main(cold=cold, skip_image=skip_image)
