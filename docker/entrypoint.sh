@@ -11,7 +11,8 @@ if [ -f "$vivado_dir/settings64.sh" ]; then
     source "$vivado_dir/settings64.sh" >/dev/null
     set -u
     # `vivado_hls -version` takes seconds to start: name the binary instead.
-    echo "hlsflow: Vivado found at $vivado_dir (vivado_hls $(command -v vivado_hls || echo 'not on PATH'))" >&2
+    hls="$(command -v vivado_hls || echo 'not on PATH')"
+    echo "hlsflow: Vivado found at $vivado_dir (vivado_hls $hls)" >&2
 else
     echo "hlsflow: no Vivado mounted at $vivado_dir; synthesis will be skipped" >&2
 fi

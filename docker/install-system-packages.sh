@@ -1,17 +1,27 @@
 #!/bin/sh
-# Install the packages listed in $1 that are not installed yet, then fix locale and time zone.
-# On the debootstrapped base (which has every package already) this needs no network.
+# Install the packages listed in $1 that are not installed yet, fix locale and time zone, and trim
+# what the image never reads. On the debootstrapped base (which already has every package and was
+# put through this script) it needs no network.
 set -eu
 
-list="$1"
+# Like Debian's slim images: no docs (but their copyright files), man pages or translations,
+# neither now nor for packages installed later.
+cat >/etc/dpkg/dpkg.cfg.d/hlsflow-slim <<'CFG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+CFG
+
 missing=""
-for pkg in $(sed 's/#.*//' "$list"); do
+for pkg in $(sed 's/#.*//' "$1"); do
     # dpkg-query, not `dpkg -s`: a removed package with leftover config files is not installed.
     if [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null)" != "ii " ]; then
         missing="$missing $pkg"
     fi
 done
-
 if [ -n "$missing" ]; then
     echo "install-system-packages: installing$missing"
     apt-get update
@@ -24,9 +34,16 @@ rm -rf /var/lib/apt/lists/*
 
 # en_US.UTF-8 only: tools print the same messages and number formats on every machine.
 if ! locale -a | grep -qx 'en_US.utf8'; then
-    echo 'en_US.UTF-8 UTF-8' > /etc/locale.gen
+    echo 'en_US.UTF-8 UTF-8' >/etc/locale.gen
     locale-gen
 fi
-
 ln -sf /usr/share/zoneinfo/UTC /etc/localtime
-echo UTC > /etc/timezone
+echo UTC >/etc/timezone
+
+# The trim only shrinks the image in the layer that installed the files: the same RUN here.
+find /usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete
+find /usr/share/doc -mindepth 1 -type d -empty -delete
+find /usr/share/locale -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+rm -rf /usr/share/man/* /usr/share/info/*
+# GCC's link-time-optimisation object dumper: 31 MB that no flow step runs.
+rm -f /usr/bin/*lto-dump*

@@ -38,13 +38,19 @@ def repo_root() -> Path:
 def run_in_image(argv: list[str], image: str | None = None) -> int:
     """`invoke <argv...>` in one container of the image; output streams live, Ctrl-C stops
     the container. Returns the container's exit code."""
+    import docker
+
     client = docker_client()
     image = get_image(client, _image_name(image)).id
     spec = _container_spec()
     tty = sys.stdin.isatty()
-    container = client.containers.create(
-        image, ["invoke", *argv], init=True, tty=tty, network_mode=spec["network"],
-        environment=spec["env"], volumes=spec["volumes"], working_dir=spec["workdir"])
+    try:
+        container = client.containers.create(
+            image, ["invoke", *argv], init=True, tty=tty, network_mode=spec["network"],
+            environment=spec["env"], volumes=spec["volumes"], working_dir=spec["workdir"])
+    except docker.errors.APIError as exc:
+        raise FlowError(f"Docker could not create the flow container ({exc.explanation or exc})"
+                        ": fix what it names and run again.") from exc
     try:
         # Attach before starting so that not a byte of output is missed.
         stream = client.api.attach(container.id, stream=True, demux=not tty)
@@ -52,10 +58,8 @@ def run_in_image(argv: list[str], image: str | None = None) -> int:
         try:
             for chunk in stream:
                 out, err = (chunk, None) if tty else chunk
-                for data, sink in ((out, sys.stdout), (err, sys.stderr)):
-                    if data:
-                        sink.buffer.write(data)
-                        sink.flush()
+                _write(sys.stdout, out)
+                _write(sys.stderr, err)
         except KeyboardInterrupt:
             warn("Interrupted: stopping the container.")
             container.stop(timeout=10)
@@ -84,6 +88,15 @@ def open_shell(image: str | None = None) -> int:
     return subprocess.call([*cmd, image, "bash"])
 
 
+def _write(sink, data: bytes | None) -> None:
+    if data:
+        if hasattr(sink, "buffer"):
+            sink.buffer.write(data)
+        else:  # a text-only replacement of sys.stdout
+            sink.write(data.decode(errors="replace"))
+        sink.flush()
+
+
 def _image_name(image: str | None) -> str:
     return image or os.environ.get("HLSFLOW_IMAGE") or "hlsflow:latest"
 
@@ -100,11 +113,11 @@ def _container_spec() -> dict:
         if not any(path == m or path.startswith(m.rstrip("/") + "/") for m in volumes):
             volumes[path] = {"bind": path, "mode": "ro"}
 
-    xilinx = os.path.abspath(os.environ.get("XILINX_ROOT", "/opt/Xilinx"))
-    if os.path.isdir(xilinx):
+    # Passed even when absent, so that the entrypoint's one line names the place looked at.
+    env["XILINX_ROOT"] = os.path.abspath(os.environ.get("XILINX_ROOT", "/opt/Xilinx"))
+    if os.path.isdir(env["XILINX_ROOT"]):
         # Read-only: nothing in the flow may change the installation.
-        volumes[xilinx] = {"bind": xilinx, "mode": "ro"}
-        env["XILINX_ROOT"] = xilinx
+        volumes[env["XILINX_ROOT"]] = {"bind": env["XILINX_ROOT"], "mode": "ro"}
     if os.environ.get("VIVADO_DIR"):
         env["VIVADO_DIR"] = os.path.abspath(os.environ["VIVADO_DIR"])
         if os.path.isdir(env["VIVADO_DIR"]):

@@ -134,12 +134,14 @@ def save_image(path=None, tag: str = "latest") -> Path:
     step(f"Saving {ref} to {out}")
     partial = out.with_name(out.name + ".partial")
     progress = Progress(max(1, image.attrs["Size"] >> 20), "docker save (MB)")
+    written = 0
     # Streamed chunk by chunk: the image is larger than memory may allow.
     with open(partial, "wb") as raw, gzip.GzipFile(
             filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
         for chunk in client.api.get_image(ref, chunk_size=1 << 20):
             gz.write(chunk)
-            progress.advance(len(chunk) >> 20)
+            written += len(chunk)
+            progress.advance((written >> 20) - progress.done)
     progress.close()
     os.replace(partial, out)
     digest = _sha256(out)
@@ -159,6 +161,8 @@ def load_image(path) -> str:
     if not sums.is_file():
         raise FlowError(f"{sums.name} is missing next to {path.name}: copy it along with the "
                         "tarball, it holds the checksum to verify.")
+    import docker
+
     expected = sums.read_text().split()[0]
     step(f"Checking {path.name} against {sums.name}")
     if _sha256(path) != expected:
@@ -166,8 +170,12 @@ def load_image(path) -> str:
                         "damaged or incomplete, copy it again.")
     client = docker_client()
     step(f"Loading {path.name}")
-    with open(path, "rb") as f:
-        image = client.images.load(f)[0]
+    try:
+        with open(path, "rb") as f:
+            image = client.images.load(f)[0]
+    except (docker.errors.APIError, IndexError) as exc:
+        raise FlowError(f"Docker could not load {path.name} ({exc}): check that it was written "
+                        "by `invoke save-image`.") from exc
     image.tag(REPO, "latest")
     image.reload()
     say(f"Loaded {image.id} ({', '.join(sorted(image.tags))})")
@@ -192,8 +200,8 @@ def lock() -> None:
         # No index or find-links lines: the locks must not carry this machine's pip settings.
         _check_call([str(pip_compile), "--quiet", "--generate-hashes", "--strip-extras",
                      "--no-header", "--allow-unsafe", "--no-emit-index-url",
-                     "--no-emit-find-links", "--output-file", f"{name}.lock", f"{name}.in"],
-                    f"pip-compile of docker/{name}.in", cwd=DOCKER_DIR)
+                     "--no-emit-find-links", "--output-file", f"docker/{name}.lock",
+                     f"docker/{name}.in"], f"pip-compile of docker/{name}.in", cwd=ROOT)
 
 
 # --- wheels -------------------------------------------------------------------------------
@@ -290,11 +298,11 @@ def _sha256(path: Path, cache: bool = False) -> str:
 # --- base image ---------------------------------------------------------------------------
 
 def _base_image(client) -> str:
-    """The Dockerfile's pinned base (or $BASE_IMAGE) if present or pullable, else our own
-    debootstrapped bookworm."""
+    """The Dockerfile's pinned BASE_IMAGE (or $HLSFLOW_BASE_IMAGE) if present or pullable, else
+    our own debootstrapped bookworm."""
     import docker
 
-    wanted = os.environ.get("BASE_IMAGE") or _dockerfile_base()
+    wanted = os.environ.get("HLSFLOW_BASE_IMAGE") or _dockerfile_base()
     # `name:tag@digest` -> `name@digest`: with a digest, the tag is only a comment.
     name, at, digest = wanted.partition("@")
     if at and ":" in name.rsplit("/", 1)[-1]:
@@ -310,7 +318,7 @@ def _base_image(client) -> str:
         client.images.pull(ref)
         return ref
     except docker.errors.APIError as exc:
-        say(f"    cannot pull it ({exc.explanation or exc}); bootstrapping Debian bookworm instead")
+        say(f"    cannot pull it: {exc.explanation or exc}")
     return _bootstrap_base(client)
 
 
@@ -325,16 +333,19 @@ def _system_packages() -> list[str]:
 
 
 def _bootstrap_base(client) -> str:
-    """debootstrap bookworm with every system package, import it as
-    hlsflow-base:bookworm-<hash of the package list> and reuse that tag from then on."""
+    """debootstrap bookworm with every system package, put it through the Dockerfile's own
+    install-system-packages.sh (locale, time zone, trimming), import it as
+    hlsflow-base:bookworm-<hash of package list and script> and reuse that from then on."""
     import docker
 
     packages = _system_packages()
-    tag = "bookworm-" + hashlib.sha256("\n".join(sorted(packages)).encode()).hexdigest()[:12]
+    script = DOCKER_DIR / "install-system-packages.sh"
+    recipe = "\n".join(sorted(packages)).encode() + script.read_bytes()
+    tag = "bookworm-" + hashlib.sha256(recipe).hexdigest()[:12]
     ref = f"hlsflow-base:{tag}"
     try:
         client.images.get(ref)
-        say(f"    reusing {ref}")
+        say(f"    using {ref}, bootstrapped earlier")
         return ref
     except docker.errors.ImageNotFound:
         pass
@@ -350,22 +361,15 @@ def _bootstrap_base(client) -> str:
     _remove_tree(work)
     rootfs.mkdir(parents=True)
     mirror = _host_debian_mirror()
-    step(f"Bootstrapping Debian bookworm from {mirror or 'debootstrap’s default mirror'}")
-    cmd = ["debootstrap", "--variant=minbase", "--include=" + ",".join(packages),
-           "bookworm", str(rootfs)] + ([mirror] if mirror else [])
-    tail = deque(maxlen=30)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        tail.append(line.rstrip())
-        # One line per phase, not one per package.
-        if not re.match(r"I: (Retrieving|Validating|Extracting|Unpacking|Configuring) \S+$",
-                        line.strip()):
-            say("    " + line.rstrip())
-    if proc.wait() != 0:
-        _remove_tree(work)
-        error("debootstrap failed; its last lines:\n" + "\n".join(tail))
-        raise FlowError("Bootstrapping the Debian base failed: check the mirror and network "
-                        "shown above (or make the pinned base image available) and run again.")
+    step(f"Bootstrapping Debian bookworm from {mirror or 'the default mirror of debootstrap'}")
+    _run_logged(["debootstrap", "--variant=minbase", "--include=" + ",".join(packages),
+                 "bookworm", str(rootfs)] + ([mirror] if mirror else []),
+                "debootstrap", lambda line: not _PER_PACKAGE.match(line), cleanup=work)
+    for name in ("install-system-packages.sh", "system-packages.txt"):
+        shutil.copy(DOCKER_DIR / name, rootfs / "tmp" / name)
+    _run_logged(["chroot", str(rootfs), "/bin/sh", "/tmp/install-system-packages.sh",
+                 "/tmp/system-packages.txt"], "install-system-packages.sh in the new rootfs",
+                lambda line: True, cleanup=work, env={"PATH": BASE_PATH, "LC_ALL": "C"})
     _trim_rootfs(rootfs)
     archive = work / "rootfs.tar"
     subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."],
@@ -375,6 +379,27 @@ def _bootstrap_base(client) -> str:
                                       changes=[f"ENV PATH={BASE_PATH}", 'CMD ["bash"]'])
     _remove_tree(work)
     return ref
+
+
+# debootstrap's per-package lines; its phase lines end in "...".
+_PER_PACKAGE = re.compile(r"I: (Retrieving|Validating|Extracting|Unpacking|Configuring) [^.]+$")
+
+
+def _run_logged(cmd, what: str, show, cleanup: Path, env=None) -> None:
+    """Run a bootstrap command, echoing the lines `show` picks; on failure print its last
+    lines, remove `cleanup` and raise."""
+    tail = deque(maxlen=30)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    for line in proc.stdout:
+        tail.append(line.rstrip())
+        if show(line.strip()):
+            say("    " + line.rstrip())
+    if proc.wait() != 0:
+        _remove_tree(cleanup)
+        error(f"{what} failed; its last lines:\n" + "\n".join(tail))
+        raise FlowError("Bootstrapping the Debian base failed: check the mirror and network "
+                        "shown above (or make the pinned base image available) and run again.")
 
 
 def _host_debian_mirror() -> str | None:
@@ -403,11 +428,10 @@ def _host_debian_mirror() -> str | None:
 
 
 def _trim_rootfs(rootfs: Path) -> None:
-    """Drop what a base image should not carry: package caches and lists, docs, and the host's
-    hostname and resolver (Docker provides both at run time)."""
-    for pattern in ("var/lib/apt/lists/*", "var/cache/apt/*", "var/cache/debconf/*-old",
-                    "var/log/*", "usr/share/doc/*", "usr/share/man/*", "usr/share/info/*",
-                    "etc/hostname", "etc/resolv.conf"):
+    """Drop what the install script leaves to a base image: logs, the copied script, and the
+    host's hostname and resolver (Docker provides both at run time)."""
+    for pattern in ("var/log/*", "var/cache/debconf/*-old", "tmp/*", "etc/hostname",
+                    "etc/resolv.conf"):
         for path in rootfs.glob(pattern):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
@@ -476,7 +500,8 @@ def _run_build(client, context, buildargs, no_cache, network) -> str:
     import docker
 
     current, tail = "", deque(maxlen=25)
-    steps = cached = froms = 0
+    steps = cached = uncacheable = 0
+    before_from = True
     image_id = None
     try:
         for chunk in client.api.build(
@@ -486,7 +511,7 @@ def _run_build(client, context, buildargs, no_cache, network) -> str:
             if "error" in chunk:
                 tail.append(chunk["error"].strip())
                 error(f"{current}\n" + "\n".join(tail))
-                failed = re.sub(r"^Step (\d+/\d+) : ", r"step \1 (", current)[:70]
+                failed = re.sub(r"^Step (\d+/\d+) : ", r"step \1 (", " ".join(current.split()))[:70]
                 raise FlowError(f"The image build failed at {failed}…): fix the cause shown "
                                 "above and run `invoke build-image` again.")
             image_id = chunk.get("aux", {}).get("ID", image_id)
@@ -495,11 +520,14 @@ def _run_build(client, context, buildargs, no_cache, network) -> str:
                     current = line
                     tail.clear()
                     steps += 1
-                    froms += " : FROM " in line
+                    # FROM, and ARG before the first FROM, have nothing to cache.
+                    if " : FROM " in line or (before_from and " : ARG " in line):
+                        uncacheable += 1
+                    before_from = before_from and " : FROM " not in line
                     say(line if len(line) <= 110 else line[:107] + "...")
                 elif "Using cache" in line:
                     cached += 1
-                elif line.strip():
+                elif line.strip() and not line.startswith("Removing intermediate"):
                     tail.append(line)
                     if re.match(r"\s*(E:|ERROR|error:|Successfully installed)", line):
                         say("    " + (line.strip() if len(line) <= 150 else line[:147] + "..."))
@@ -509,8 +537,7 @@ def _run_build(client, context, buildargs, no_cache, network) -> str:
     if not image_id:
         raise FlowError("The image build ended without an image id: run `invoke build-image` "
                         "again and report it if it persists.")
-    # FROM steps have nothing to cache; when nothing changed, every other step is cached.
-    say(f"{cached} of {steps - froms} steps came from the layer cache")
+    say(f"{cached} of {steps - uncacheable} steps came from the layer cache")
     return image_id
 
 
