@@ -145,3 +145,27 @@ def test_flow_skips_synthesis_in_one_line_without_vivado(converted):
     proc = run_invoke("flow", "--config", project["config"])
     assert proc.returncode == 0, proc.stderr
     assert "Synthesis skipped: no Vivado HLS found" in proc.stdout
+
+
+def test_ctrl_c_stops_synthesis_and_its_children(converted):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import REPO_ROOT as root
+
+    project, _ = converted
+    log = project["out"] / "vivado_hls_run.log"
+    log.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "synth", "--config", str(project["config"]), "--force"],
+                            cwd=root, env=standin_env(STANDIN_MODE="hang"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (log.exists() and "STAND-IN" in log.read_text()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "ERROR: Synthesis interrupted; vivado_hls and its children were stopped" in err
+    leftovers = subprocess.run(["pgrep", "-f", "sleep 100000"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
