@@ -191,7 +191,8 @@ def table(fig: dict) -> str:
                      f"<= 600 MB: {_verdict(img['tarball_bytes'] <= 600e6)}"))
         cold = img.get("cold_build_s")
         rows.append(("Rebuild after a one-line code change", _fmt_s(img["rebuild_s"]),
-                     _fmt_s(cold) + " cold build" if cold else "cold build not measured: run with --cold",
+                     _fmt_s(cold) + " no-cache build (base image and wheels on hand)" if cold
+                     else "no-cache build not measured: run with --cold",
                      f"{cold / img['rebuild_s']:.0f}x" if cold else "", f"<= 15 s: {_verdict(img['rebuild_s'] <= 15)}"))
     elif img:
         rows.append(("Image", img, "", "", ""))
@@ -217,6 +218,12 @@ def table(fig: dict) -> str:
     return console.table(head, rows)
 
 
+def render(figures: dict) -> str:
+    return (f"# Benchmarks, {figures['date']}\n\nMachine: {figures['machine']}\n\n" + table(figures) +
+            "\n\nMeasured by `invoke bench` in one run; ratios compare figures taken side by side. "
+            "Nothing here is a Vivado result.\n")
+
+
 def main(cold=False, skip_image=False):
     figures = {"machine": machine(), "date": datetime.date.today().isoformat()}
     console.step("bench: flow figures (emulation build, throughput, design limit)")
@@ -234,9 +241,7 @@ def main(cold=False, skip_image=False):
             figures["dispatch"] = dispatch_overhead()
         except FlowError as exc:
             figures["image"] = figures["dispatch"] = f"not measured: {exc}"
-    text = (f"# Benchmarks, {figures['date']}\n\nMachine: {figures['machine']}\n\n" + table(figures) +
-            "\n\nMeasured by `invoke bench` in one run; ratios compare figures taken side by side. "
-            "Nothing here is a Vivado result.\n")
+    text = render(figures)
     console.say(text)
     results = REPO / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
