@@ -77,6 +77,8 @@ def test_synth_and_report_with_the_standin(converted):
     assert report["resources"]["DSP"] == {"used": 1, "available": 3600, "percent": 0.03}
     assert report["resources"]["BRAM_18K"]["used"] == 0
     assert report["fits"] is False
+    assert report["produced_by_test_double"] is True
+    assert "stand-in (a test double)" in (out / "report.md").read_text()
     assert (out / "utilisation.png").read_bytes()[:4] == b"\x89PNG"
 
     # Nothing changed: a re-run neither converts nor synthesises again.

@@ -28,6 +28,7 @@ def test_2018_2_figures(hls_output_from_fixtures):
     out = hls_output_from_fixtures("2018.2")
     r = report.build_report(out, "myproject")
 
+    assert r["produced_by_test_double"] is False  # real Vivado output, no stand-in log
     assert r["tool_version"] == "2018.2"
     assert r["part"] == "xc7vx690tffg1927-2"
     assert r["top"] == "myproject"
