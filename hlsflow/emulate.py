@@ -42,17 +42,15 @@ def build_library(out_dir: Path, project: str) -> dict:
     if lib.exists() and not _sources_newer_than(out_dir, lib):
         console.step(f"Emulation library up to date: {lib.name}")
         return {"library": str(lib), "built": False, "seconds": 0.0, "peak_mb": None}
-    console.step(f"Building the bit-accurate emulation with g++ (this is C emulation, not Vivado)")
+    console.step("Building the bit-accurate emulation with g++ (this is C emulation, not Vivado)")
     start = time.monotonic()
     proc = subprocess.Popen(["bash", "./build_lib.sh"], cwd=out_dir, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    ticks = 0
     while True:
         try:
             output, _ = proc.communicate(timeout=5)
             break
         except subprocess.TimeoutExpired:
-            ticks += 1
             console.say(f"  g++ still compiling... {time.monotonic() - start:.0f}s")
     seconds = time.monotonic() - start
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
