@@ -171,3 +171,14 @@ def test_ctrl_c_stops_synthesis_and_its_children(converted):
     assert "ERROR: Synthesis interrupted; vivado_hls and its children were stopped" in err
     leftovers = subprocess.run(["pgrep", "-f", "sleep 100000"], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
+
+
+def test_vivado_given_as_a_flag(converted):
+    project, _ = converted
+    proc = run_invoke("synth", "--config", project["config"], "--force", "--vivado", STANDIN,
+                      env=flow_env(STANDIN_DELAY="0"))
+    assert proc.returncode == 0, proc.stderr
+    assert str(STANDIN / "bin" / "vivado_hls") in proc.stdout
+    wrong = run_invoke("synth", "--config", project["config"], "--force", "--vivado", "/nonexistent/Vivado")
+    assert wrong.returncode != 0
+    assert error_lines(wrong)[0].startswith("ERROR: No vivado_hls at /nonexistent/Vivado: pass --vivado")
