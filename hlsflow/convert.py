@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import __version__, console, preflight
 from .errors import FlowError
+from .files import read_json, write_json
 
 STAMP = "hlsflow.json"
 
@@ -79,10 +80,7 @@ def fingerprint(cfg) -> str:
 
 
 def read_stamp(out_dir: Path):
-    try:
-        return json.loads((Path(out_dir) / STAMP).read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json(Path(out_dir) / STAMP)
 
 
 def require_project(cfg) -> dict:
@@ -208,7 +206,7 @@ def convert(cfg, force: bool = False) -> dict:
             "preflight": check.as_dict(),
             "model_graph": "model_graph.png" if graph else None,
         }
-        (staging / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+        write_json(staging / STAMP, stamp)
         _swap_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

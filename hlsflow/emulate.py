@@ -5,7 +5,6 @@ the project's own build_lib.sh the same way, then load the library in one worker
 core, because a single hls4ml predict() call uses one core.
 """
 
-import json
 import multiprocessing
 import os
 import re
@@ -19,6 +18,7 @@ import numpy as np
 from . import _emulation_worker, console
 from .convert import fingerprint, load_keras_model, require_project
 from .errors import FlowError
+from .files import write_json
 
 CHUNK = 8  # images per task handed to a worker: small enough for a live progress bar
 
@@ -166,9 +166,7 @@ def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, 
             for line in result["layers_at_fault"]:
                 console.say(f"  {line}")
             console.say("`invoke tune-precision` proposes the widened types and measures the result.")
-    tmp = out / "csim.json.partial"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out / "csim.json")
+    write_json(out / "csim.json", result)
 
     gate = min_agreement if min_agreement is not None else cfg.flow["emulation"].get("min_agreement")
     if gate is not None and result["top1_agreement"] < float(gate):

@@ -10,7 +10,6 @@ emulating again.
 import contextlib
 import copy
 import io
-import json
 import math
 import os
 import tempfile
@@ -23,6 +22,7 @@ from . import console
 from .config import FixedType
 from .convert import convert_model, load_keras_model
 from .errors import FlowError
+from .files import write_atomically, write_json
 
 # Layers whose accumulator holds a sum we can bound from Keras values.
 ACCUM_FROM_OUTPUT = ("Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D", "Dense")
@@ -165,7 +165,7 @@ def profile(cfg, samples=None, max_samples=50, png=None) -> dict:
     result = {"samples": len(x), "findings": [asdict(f) | {"verdict": f.verdict} for f in findings]}
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    (out / "profile.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "profile.json", result)
     picture = Path(png) if png else out / "precision_profile.png"
     draw_profile(findings, picture, cfg.keras_model.name)
     console.say(f"Profile written to {out / 'profile.json'} and {picture}")
@@ -264,9 +264,7 @@ def tune(cfg, samples=None, max_samples=None, write=None) -> dict:
         console.step("Advice (each overflowing type widened, fractional bits kept, 25% headroom):")
         for f in findings:
             console.say(f"  {describe(f)} -> {changes[f.layer][f.kind]}")
-    tmp = target.with_suffix(".partial.yml")
-    tmp.write_text(_tuned_yaml(cfg, changes, target))
-    os.replace(tmp, target)
+    write_atomically(target, _tuned_yaml(cfg, changes, target))
 
     results = {}
     for label, path in (("before", cfg.source), ("after", target)):

@@ -9,14 +9,13 @@ matplotlib is imported only when the plot is drawn, so the host side stays light
 """
 
 import io
-import json
-import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from . import console
 from .errors import FlowError
+from .files import write_atomically, write_json
 from .parts import find_part
 
 RESOURCES = ("DSP", "BRAM_18K", "LUT", "FF")
@@ -368,19 +367,6 @@ def render_utilisation_png(report: dict) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the whole new one, never a half-written one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_report(out_dir, project_name, part=None) -> dict:
     """Write report.json, report.md and utilisation.png into out_dir; print the summary."""
     out_dir = Path(out_dir)
@@ -388,8 +374,8 @@ def write_report(out_dir, project_name, part=None) -> dict:
     # Render everything before writing anything; report.json goes last, as it marks completion.
     markdown = render_markdown(report)
     png = render_utilisation_png(report)
-    _write_atomically(out_dir / "report.md", markdown.encode())
-    _write_atomically(out_dir / "utilisation.png", png)
-    _write_atomically(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    write_atomically(out_dir / "report.md", markdown)
+    write_atomically(out_dir / "utilisation.png", png)
+    write_json(out_dir / "report.json", report)
     console.say(markdown)
     return report

@@ -6,7 +6,6 @@ its `Finished <stage>` lines, a deadline, and Ctrl-C stopping the whole group. C
 is never run.
 """
 
-import json
 import os
 import queue
 import re
@@ -20,6 +19,7 @@ from pathlib import Path
 from . import console, report
 from .convert import fingerprint, require_project
 from .errors import FlowError
+from .files import read_json, write_json
 
 EXPECTED_VERSION = "2018.2"
 RUN_LOG = "vivado_hls_run.log"
@@ -182,7 +182,7 @@ def synth(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None, f
     args = synth_args(flags)
     out = cfg.output_dir
     xml = report.csynth_xml_path(out, cfg.project_name)
-    previous = _read_json(out / SYNTH_STAMP)
+    previous = read_json(out / SYNTH_STAMP)
     if previous and previous.get("fingerprint") == fp and previous.get("args") == args and xml.exists() and not force:
         console.step(f"Synthesis up to date: {xml} (project and flags unchanged; --force runs it again)")
         return previous
@@ -203,9 +203,7 @@ def synth(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None, f
         raise FlowError(f"vivado_hls finished but wrote no synthesis report at {xml}: read {out / RUN_LOG} "
                         "for the cause.", exit_code=4)
     result = {"fingerprint": fp, "args": args, "vivado_hls": str(vivado_hls), "version": version, **run}
-    tmp = out / (SYNTH_STAMP + ".partial")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out / SYNTH_STAMP)
+    write_json(out / SYNTH_STAMP, result)
     console.say(f"Synthesis finished in {run['seconds']:.0f} s (peak {run['peak_mb'] or 0:.0f} MB); "
                 "`invoke report` summarises it.")
     return result
@@ -219,8 +217,3 @@ def _signature(path: Path):
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
