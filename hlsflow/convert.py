@@ -84,10 +84,14 @@ def read_stamp(out_dir: Path):
 
 
 def require_project(cfg) -> dict:
-    """The stamp of a complete project for cfg, or FlowError telling the user to convert."""
+    """The stamp of a complete project written from exactly cfg's model and config, or
+    FlowError telling the user to convert."""
     stamp = read_stamp(cfg.output_dir)
     if stamp is None:
         raise FlowError(f"No complete HLS project at {cfg.output_dir}: run `invoke convert` first.")
+    if stamp.get("fingerprint") != fingerprint(cfg):
+        raise FlowError(f"The HLS project at {cfg.output_dir} was written from another model or config: "
+                        "run `invoke convert` first.")
     return stamp
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _emulation_worker, console
-from .convert import fingerprint, load_keras_model, require_project
+from .convert import load_keras_model, require_project
 from .errors import FlowError
 from .files import write_json
 
@@ -115,10 +115,7 @@ LOW_AGREEMENT = 0.99  # below this, csim looks for the layers at fault
 
 
 def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, quiet_advice=False) -> dict:
-    stamp = require_project(cfg)
-    if stamp.get("fingerprint") != fingerprint(cfg):
-        raise FlowError(f"The HLS project at {cfg.output_dir} was written from another model or config: "
-                        "run `invoke convert` first.")
+    require_project(cfg)
     out = cfg.output_dir
     build = build_library(out, cfg.project_name)
 

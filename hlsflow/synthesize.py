@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from . import console, report
-from .convert import fingerprint, require_project
+from .convert import require_project
 from .errors import FlowError
 from .files import read_json, write_json
 
@@ -167,11 +167,7 @@ def run_vivado_hls(vivado_hls: Path, out_dir: Path, args: str, timeout_s: float)
 
 
 def synth(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None, force=False) -> dict:
-    stamp = require_project(cfg)
-    fp = fingerprint(cfg)
-    if stamp.get("fingerprint") != fp:
-        raise FlowError(f"The HLS project at {cfg.output_dir} was written from another model or config: "
-                        "run `invoke convert` first.")
+    fp = require_project(cfg)["fingerprint"]
     flags = dict(cfg.flow["synthesis"])
     for key, value in (("csim", csim), ("export", export), ("vsynth", vsynth)):
         if value is not None:
