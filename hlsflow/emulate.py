@@ -64,6 +64,15 @@ def build_library(out_dir: Path, project: str) -> dict:
     return {"library": str(lib), "built": True, "seconds": round(seconds, 2), "peak_mb": round(peak_mb, 1)}
 
 
+def resolve_samples(cfg, samples=None) -> Path:
+    """The sample file given on the command line, else the config's, else FlowError."""
+    path = samples or cfg.samples_path()
+    if path is None:
+        raise FlowError("No samples given: pass --samples FILE (.npy/.npz with X and optional y) or set "
+                        "Flow.emulation.samples in the config.")
+    return Path(path)
+
+
 def load_samples(path, input_shape, limit=None):
     """(X, y or None) from a .npz with X (and optional y) or a .npy of inputs."""
     path = Path(path)
@@ -123,10 +132,7 @@ def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, 
     if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
         raise FlowError("csim compares single-input, single-output models only: this model has "
                         f"{len(keras_model.inputs)} inputs and {len(keras_model.outputs)} outputs.")
-    samples = samples or cfg.samples_path()
-    if samples is None:
-        raise FlowError("No samples to emulate: pass --samples FILE (.npy/.npz with X and optional y) or set "
-                        "Flow.emulation.samples in the config.")
+    samples = resolve_samples(cfg, samples)
     limit = max_samples or cfg.flow["emulation"].get("max_samples")
     x, y = load_samples(samples, tuple(keras_model.inputs[0].shape), limit)
     n_out = int(np.prod(keras_model.outputs[0].shape[1:]))

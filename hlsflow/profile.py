@@ -21,7 +21,6 @@ import numpy as np
 from . import console
 from .config import FixedType
 from .convert import convert_model, load_keras_model
-from .errors import FlowError
 from .files import write_atomically, write_json
 
 # Layers whose accumulator holds a sum we can bound from Keras values.
@@ -145,13 +144,10 @@ def _traced(cfg, keras_model, x, workdir: Path) -> dict:
 
 
 def profile(cfg, samples=None, max_samples=50, png=None) -> dict:
-    from .emulate import load_samples
+    from .emulate import load_samples, resolve_samples
 
     keras_model = load_keras_model(cfg.keras_model)
-    samples = samples or cfg.samples_path()
-    if samples is None:
-        raise FlowError("No samples to profile with: pass --samples FILE or set Flow.emulation.samples.")
-    x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), max_samples)
+    x, _ = load_samples(resolve_samples(cfg, samples), tuple(keras_model.inputs[0].shape), max_samples)
     console.step(f"Profiling {cfg.keras_model.name} on {len(x)} samples")
     keras_outs = keras_layer_outputs(keras_model, x)
     with tempfile.TemporaryDirectory() as tmp:
@@ -253,7 +249,7 @@ def tune(cfg, samples=None, max_samples=None, write=None) -> dict:
     from .config import load_config
 
     keras_model = load_keras_model(cfg.keras_model)
-    samples = samples or cfg.samples_path()
+    samples = emulate.resolve_samples(cfg, samples)
     x, _ = emulate.load_samples(samples, tuple(keras_model.inputs[0].shape), 100)
     findings = quick_check(cfg, keras_model, x)
     changes = advise(findings)

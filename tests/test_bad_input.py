@@ -88,3 +88,17 @@ def test_preflight_catches_the_io_parallel_assertion():
     assert "ERROR: s2_shortcut: io_parallel Resource convolution with ReuseFactor 32 > filt_h*filt_w*n_chan = 16" \
         in proc.stdout
     assert "io_parallel unrolls whole convolutions on large inputs" in proc.stdout
+
+
+@pytest.mark.parametrize("task", ["csim", "profile", "tune-precision"])
+def test_no_samples_is_one_sentence(converted, tmp_path, task):
+    project, _ = converted
+    config = tmp_path / "no_samples.yml"
+    text = project["config"].read_text().replace(f"samples: {project['samples']}", "samples: null")
+    assert "samples: null" in text
+    config.write_text(text)
+    proc = run_invoke(task, "--config", config, "--out", project["out"])
+    assert proc.returncode != 0
+    assert error_lines(proc) == ["ERROR: No samples given: pass --samples FILE (.npy/.npz with X and optional y) "
+                                 "or set Flow.emulation.samples in the config."]
+    assert "Traceback" not in proc.stderr
