@@ -5,7 +5,7 @@ import argparse
 import functools
 import sys
 
-from . import console
+from . import console, dispatch
 from .errors import FlowError
 
 # Flags every flow task takes. Given on any task of one invocation, they apply to all of it,
@@ -57,21 +57,13 @@ def _own_argv(task_name: str) -> list:
     return argv
 
 
-def _in_image() -> bool:
-    from .dispatch import in_image
-
-    return in_image()
-
-
 def flow_task(fn):
     """A task that runs inside the toolchain image. On the host, the first such task hands the
     rest of the invocation to one container and exits with its status."""
 
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
-        if not _in_image():
-            from . import dispatch
-
+        if not dispatch.in_image():
             try:
                 sys.exit(dispatch.run_in_image(_own_argv(fn.__name__)))
             except FlowError as exc:
