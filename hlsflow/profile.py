@@ -11,7 +11,6 @@ import contextlib
 import copy
 import io
 import math
-import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ class Finding:
     resolution: float
     overflow: bool
     underflow_share: float  # share of non-zero values smaller than the resolution
+    fixed: FixedType = None  # the type itself, for the advice
     trace_max_err: float = None
     trace_mean_err: float = None
 
@@ -94,7 +94,7 @@ def _finding(layer_name, kind, values, t: FixedType) -> Finding:
     nonzero = np.abs(values[values != 0])
     share = float(np.mean(nonzero < t.resolution)) if nonzero.size else 0.0
     return Finding(layer_name, kind, lo, hi, _type_text(t), t.min_value, t.max_value, t.resolution,
-                   overflow=hi > t.max_value or lo < t.min_value, underflow_share=share)
+                   overflow=hi > t.max_value or lo < t.min_value, underflow_share=share, fixed=t)
 
 
 def range_findings(hls_model, keras_model, keras_outs) -> list:
@@ -204,9 +204,9 @@ def draw_profile(findings, path: Path, title: str) -> None:
     ax.set_title(f"Precision profile: {title}")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_suffix(".partial.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    write_atomically(path, png.getvalue())
 
 
 def advise(findings) -> dict:
@@ -215,11 +215,11 @@ def advise(findings) -> dict:
     for f in findings:
         if not f.overflow:
             continue
-        width, integer = [int(v) for v in f.type_name[f.type_name.index("<") + 1:-1].split(",")]
-        frac = width - integer
+        frac = f.fixed.width - f.fixed.integer
         peak = max(abs(f.keras_min), abs(f.keras_max)) * HEADROOM
-        needed = max(integer, math.ceil(math.log2(peak)) + (1 if f.type_name.startswith("ap_fixed") else 0))
-        changes.setdefault(f.layer, {})[f.kind] = f"{f.type_name.split('<')[0]}<{needed + frac},{needed}>"
+        needed = max(f.fixed.integer, math.ceil(math.log2(peak)) + int(f.fixed.signed))
+        wider = FixedType(f.fixed.signed, needed + frac, needed)
+        changes.setdefault(f.layer, {})[f.kind] = _type_text(wider)
     return changes
 
 
