@@ -5,6 +5,8 @@ Prints one JSON object: each figure with ours, the baseline and notes. `bench/ru
 Nothing here is asserted: these are measurements, side by side in one run.
 """
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -78,9 +80,6 @@ def emulation_build(baseline_limit_s: float) -> dict:
             console.step(f"bench: emulation build, {label} ({cfg.io_type}; limit {limit:.0f} s)")
             prj = Path(tmp) / label
             hls_model, _ = convert_model(keras_model, cfg, prj)
-            import contextlib
-            import io
-
             with contextlib.redirect_stdout(io.StringIO()):
                 hls_model.write()
             figures = measured_build(prj, limit)
@@ -98,7 +97,7 @@ def throughput(n_images: int) -> dict:
     from hlsflow.convert import convert
 
     cfg = load_config(out=str(Path(tempfile.mkdtemp()) / "prj"))
-    with open(os.devnull, "w") as quiet, contextlib_redirect(quiet):
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         convert(cfg)
         lib = emulate.build_library(cfg.output_dir, cfg.project_name)["library"]
     x, _ = mini_resnet.synthetic_dataset(n_images, seed=11)
@@ -107,7 +106,7 @@ def throughput(n_images: int) -> dict:
     for workers in (1, os.cpu_count() or 1):
         n = min(n_images, 120) if workers == 1 else n_images
         start = time.monotonic()
-        with open(os.devnull, "w") as quiet, contextlib_redirect(quiet, stderr=True):
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
             emulate.run_emulation(lib, fn, x[:n], 10, workers)
         seconds = time.monotonic() - start
         figures[f"workers_{workers}"] = {"images": n, "seconds": seconds, "images_per_second": n / seconds}
@@ -115,17 +114,11 @@ def throughput(n_images: int) -> dict:
     keras_model = load_keras_model(cfg.keras_model)
     start = time.monotonic()
     y_keras = keras_model.predict(x, batch_size=64, verbose=0)
-    with open(os.devnull, "w") as quiet, contextlib_redirect(quiet, stderr=True):
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
         y_hls = emulate.run_emulation(lib, fn, x, 10, os.cpu_count() or 1)
     figures["agreement_check"] = {"images": n_images, "seconds": time.monotonic() - start,
                                   "top1_agreement": float(np.mean(y_keras.argmax(1) == y_hls.argmax(1)))}
     return figures
-
-
-def contextlib_redirect(stream, stderr=False):
-    import contextlib
-
-    return contextlib.redirect_stderr(stream) if stderr else contextlib.redirect_stdout(stream)
 
 
 def design_limit() -> dict:
