@@ -57,15 +57,16 @@ def invoke_cmd(*args):
 
 def flow_figures() -> dict:
     """bench/flow_figures.py where the flow runs: inside the image from the host."""
-    from hlsflow import dispatch
+    from hlsflow import launcher
+    from hlsflow.engine import image_name
 
-    if dispatch.in_image():
+    if launcher.in_image():
         proc = subprocess.run([sys.executable, "bench/flow_figures.py"], cwd=REPO, capture_output=True, text=True)
     else:
         proc = subprocess.run(["docker", "run", "--rm", "--init", "--network", "none", "-v", f"{REPO}:{REPO}",
                                "-w", str(REPO), "-e", f"HOST_UID={os.getuid()}", "-e", f"HOST_GID={os.getgid()}",
                                *sum((["-e", f"{k}={v}"] for k, v in os.environ.items() if k.startswith("BENCH_")), []),
-                               dispatch._image_name(None), "python", "bench/flow_figures.py"],
+                               image_name(), "python", "bench/flow_figures.py"],
                               capture_output=True, text=True)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("BENCH-JSON ")), None)
     if line is None:
@@ -86,9 +87,10 @@ def no_op_rerun() -> dict:
 
 
 def image_figures(cold: bool) -> dict:
-    from hlsflow import image
+    from hlsflow import handover, image
+    from hlsflow.engine import docker_client
 
-    client = image.docker_client()
+    client = docker_client()
     figures = {}
     tag = "hlsflow:latest"
     if cold:
@@ -107,7 +109,7 @@ def image_figures(cold: bool) -> dict:
     figures["image_bytes"] = client.images.get(tag).attrs["Size"]
     tarball = REPO / "build" / "bench" / "hlsflow-bench.tar.gz"
     tarball.parent.mkdir(parents=True, exist_ok=True)
-    image.save_image(tarball)
+    handover.save_image(tarball)
     figures["tarball_bytes"] = tarball.stat().st_size
     tarball.unlink()
     Path(str(tarball) + ".sha256").unlink(missing_ok=True)

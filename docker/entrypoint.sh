@@ -17,12 +17,12 @@ else
     echo "hlsflow: no Vivado mounted at $vivado_dir; synthesis will be skipped" >&2
 fi
 
-if [ "${1:-}" = "versions" ]; then
-    shift
-    set -- python -m hlsflow.versions "$@"
-fi
+# `docker run IMAGE` alone: what this image is and how to use it. `docker run IMAGE flow ...` (any
+# word that is not a command here, or a flag): an hlsflow task. Anything else runs as given.
 if [ "$#" -eq 0 ]; then
-    set -- bash
+    set -- sh -c 'hlsflow --help; echo; hlsflow versions'
+elif [ "${1#-}" != "$1" ] || ! command -v "$1" >/dev/null 2>&1; then
+    set -- hlsflow "$@"
 fi
 
 # Whom to run as: HOST_UID/HOST_GID when given, else the owner of the working directory (for a

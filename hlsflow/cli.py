@@ -1,19 +1,27 @@
-"""What tasks.py needs to stay thin: decorators that dispatch into the image and turn a
-FlowError into one sentence and an exit code, and the flow options shared by every task."""
+"""The command line: the `hlsflow` program and what keeps tasks thin.
 
-import argparse
-import functools
-import sys
+- Decorators give tasks their kind: `flow_task` (runs in the image and takes the shared flags,
+  handed a loaded FlowConfig), `image_task` (runs in the image, own flags), `host_task` (runs
+  where started). They record which arguments are paths, for launcher.py.
+- `Executor` serves `hlsflow` and `invoke` in a checkout alike (invoke.yaml names it): flags
+  shared by the flow tasks apply to every task of one invocation, a FlowError becomes one
+  sentence and an exit code, and on the host the image tasks go to one container.
+"""
 
-from . import console, dispatch
+import inspect
+from dataclasses import dataclass, field
+
+import invoke
+
+from . import __version__, console
 from .errors import FlowError
 
 # Flags every flow task takes. Given on any task of one invocation, they apply to all of it,
-# so `invoke convert csim --model m.keras` converts and emulates the same model.
+# so `hlsflow convert csim --model m.keras` converts and emulates the same model.
 SHARED_FLAGS = ("config", "model", "out", "part", "io_type", "reuse_factor", "precision", "clock")
 
 SHARED_HELP = {
-    "config": "flow YAML (default project/hls4ml_config.yml)",
+    "config": "flow YAML (default: $HLSFLOW_CONFIG, else ./hls4ml_config.yml)",
     "model": "Keras model: .keras, .h5, or .json with weights beside it",
     "out": "output directory of the HLS project",
     "part": "FPGA part, e.g. xc7z010clg400-1",
@@ -24,66 +32,132 @@ SHARED_HELP = {
 }
 
 
-def _flags_on_command_line() -> dict:
-    parser = argparse.ArgumentParser(add_help=False)
-    for name in SHARED_FLAGS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name)
-    known, _ = parser.parse_known_args(sys.argv[1:])
-    return {k: v for k, v in vars(known).items() if v is not None}
+@dataclass(frozen=True)
+class TaskSpec:
+    """Where a task runs and what its path arguments are, for the host's checks and mounts."""
+    where: str  # "image" or "host"
+    uses_config: bool = False  # reads a flow config (and the model, output dir it names)
+    writes_output: bool = True  # writes into the output directory
+    inputs: tuple = ()  # arguments naming files it reads
+    outputs: tuple = ()  # arguments naming files it writes
+    writes_beside_config: bool = False
+    shared: tuple = field(default=())
 
 
-def load(**given):
-    """The FlowConfig for this invocation: explicit task arguments, else flags given to any task."""
-    from .config import load_config
-
-    options = _flags_on_command_line()
-    options.update({k: v for k, v in given.items() if v is not None})
-    options["path"] = options.pop("config", None)
-    return load_config(**options)
+def spec_of(task) -> TaskSpec:
+    return getattr(task.body, "hlsflow_spec", None) or TaskSpec(where="host")
 
 
 def _fail(exc: FlowError):
     console.error(str(exc))
-    sys.exit(exc.exit_code)
+    raise invoke.Exit(code=exc.exit_code)
 
 
-def _own_argv(task_name: str) -> list:
-    """This invocation's arguments from this task on (earlier tasks already ran on the host)."""
-    argv = sys.argv[1:]
-    names = {task_name, task_name.replace("_", "-")}
-    for i, arg in enumerate(argv):
-        if arg in names:
-            return argv[i:]
-    return argv
+def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writes_output=True):
+    """A task on one model: `fn(c, cfg, **own)` gets the FlowConfig of the shared flags."""
+
+    def decorate(fn):
+        params = list(inspect.signature(fn).parameters.values())
+        own = params[2:]  # after (c, cfg)
+        shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                  for name in SHARED_FLAGS]
+
+        def body(c, **kwargs):
+            from .config import load_config
+
+            options = {name: kwargs.pop(name, None) for name in SHARED_FLAGS}
+            options["path"] = options.pop("config")
+            if "samples" in kwargs:
+                options["samples"] = kwargs["samples"]
+            return fn(c, load_config(**options), **kwargs)
+
+        body.__name__, body.__doc__, body.__module__ = fn.__name__, fn.__doc__, fn.__module__
+        body.__signature__ = inspect.Signature([params[0], *shared, *own])
+        body.hlsflow_spec = TaskSpec(where="image", uses_config=True, writes_output=writes_output,
+                                     inputs=tuple(inputs), outputs=tuple(outputs),
+                                     writes_beside_config=writes_beside_config, shared=SHARED_FLAGS)
+        return invoke.task(help={**SHARED_HELP, **(help or {})})(body)
+
+    return decorate
 
 
-def flow_task(fn):
-    """A task that runs inside the toolchain image. On the host, the first such task hands the
-    rest of the invocation to one container and exits with its status."""
+def image_task(help=None, inputs=(), outputs=()):
+    """A task that runs in the image with its own flags (no flow config)."""
 
-    @functools.wraps(fn)
-    def wrapper(c, *args, **kwargs):
-        if not dispatch.in_image():
-            try:
-                sys.exit(dispatch.run_in_image(_own_argv(fn.__name__)))
-            except FlowError as exc:
-                _fail(exc)
+    def decorate(fn):
+        fn.hlsflow_spec = TaskSpec(where="image", writes_output=False, inputs=tuple(inputs),
+                                   outputs=tuple(outputs))
+        return invoke.task(help=help or {})(fn)
+
+    return decorate
+
+
+def host_task(help=None, **task_options):
+    """A task that runs where it is started (the image, handing it on, development)."""
+
+    def decorate(fn):
+        fn.hlsflow_spec = TaskSpec(where="host")
+        return invoke.task(help=help or {}, **task_options)(fn)
+
+    return decorate
+
+
+def _share_flags(collection, contexts) -> None:
+    """Copy shared flags given on one task to every other task of the invocation that takes them."""
+    given = {}
+    for ctx in contexts:
+        for arg in ctx.args.values():
+            if arg.name in SHARED_FLAGS and arg.got_value:
+                given.setdefault(arg.name, arg.value)
+    for ctx in contexts:
+        for arg in ctx.args.values():
+            if arg.name in given and not arg.got_value:
+                arg.value = given[arg.name]
+
+
+class Executor(invoke.Executor):
+    def execute(self, *tasks):
+        from . import launcher
+
+        contexts = [t for t in tasks if hasattr(t, "args")]
         try:
-            return fn(c, *args, **kwargs)
+            _share_flags(self.collection, contexts)
+            if contexts and not launcher.in_image():
+                specs = [spec_of(self.collection[ctx.name]) for ctx in contexts]
+                first = next((i for i, s in enumerate(specs) if s.where == "image"), None)
+                if first is not None:
+                    # Host tasks before the first image task run here; the rest go to one container.
+                    results = super().execute(*contexts[:first]) if first else {}
+                    code = launcher.launch(self.collection, contexts[first:])
+                    if code:
+                        raise invoke.Exit(code=code)
+                    return results
+            return super().execute(*tasks)
         except FlowError as exc:
             _fail(exc)
 
-    return wrapper
+
+class Program(invoke.Program):
+    def print_version(self) -> None:
+        from . import launcher
+
+        console.say(f"hlsflow {__version__}")
+        if launcher.in_image():
+            import os
+
+            console.say(f"running inside the toolchain image (revision {os.environ.get('HLSFLOW_REVISION', '?')})")
+        else:
+            from .engine import image_name
+
+            console.say(f"image: {image_name()} (set HLSFLOW_IMAGE to use another)")
 
 
-def host_task(fn):
-    """A task that runs where it is started (image building, handing the image on)."""
+def program(namespace=None) -> Program:
+    from .tasks import namespace as user_namespace
 
-    @functools.wraps(fn)
-    def wrapper(c, *args, **kwargs):
-        try:
-            return fn(c, *args, **kwargs)
-        except FlowError as exc:
-            _fail(exc)
+    return Program(namespace=namespace or user_namespace, version=__version__, name="hlsflow",
+                   binary="hlsflow", executor_class=Executor)
 
-    return wrapper
+
+def main() -> None:
+    program().run()

@@ -6,7 +6,10 @@ paths given as flags are relative to the current directory. Flags override the f
 Everything is validated here, before any model is loaded, so that a typo costs seconds.
 """
 
+from __future__ import annotations
+
 import copy
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,8 +119,9 @@ class FlowConfig:
 
 
 def _resolve(base: Path, value) -> Path:
-    p = Path(str(value)).expanduser()
-    return p if p.is_absolute() else (base / p).resolve()
+    """An absolute path, `..` folded but symlinks kept: the host mounts the path as written, and
+    the container must find it under the same name."""
+    return Path(os.path.abspath(Path(base) / Path(str(value)).expanduser()))
 
 
 def _set_precisions(hls_config: dict, precision: str) -> None:
@@ -148,24 +152,185 @@ def _check_precisions(hls_config: dict) -> None:
             check(layer["Precision"], f"layer {name}")
 
 
-def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_factor=None,
-                precision=None, clock=None) -> FlowConfig:
-    path = Path(path) if path else DEFAULT_CONFIG
+CONFIG_NAME = "hls4ml_config.yml"
+
+# Used when no config file is found and a model is given: hls4ml's own defaults, except io_stream
+# (with io_parallel a CNN's emulation can take many minutes and GB to build, then abort).
+GENERIC_CONFIG = {
+    "ProjectName": "myproject",
+    "Part": "xcvu13p-flga2577-2-e",
+    "Backend": "Vivado",
+    "IOType": "io_stream",
+    "ClockPeriod": 5,
+    "HLSConfig": {"Model": {"Precision": {"default": "ap_fixed<16,6>"}, "ReuseFactor": 1,
+                            "Strategy": "Latency"}},
+}
+
+# hls4ml keys this flow does not read, with what to write instead.
+UNSUPPORTED_HLS4ML_KEYS = {
+    "KerasJson": "use KerasModel: a .json model with its weights beside it",
+    "KerasH5": "use KerasModel: a .h5 model, or a .json model with its weights beside it",
+    "OnnxModel": "this flow converts Keras models only",
+    "PytorchModel": "this flow converts Keras models only",
+    "InputData": "give samples under Flow: emulation: samples",
+    "OutputPredictions": "csim compares with Keras's own predictions",
+    "Board": "give the Part",
+    "Stamp": "the emulation library's stamp is set by hls4ml",
+    "WriterConfig": "the project is written with hls4ml's defaults",
+}
+
+
+def checkout_config(start: Path):
+    """project/hls4ml_config.yml of the hlsflow checkout holding `start`, if it is in one."""
+    for folder in (start, *start.parents):
+        candidate = folder / "project" / CONFIG_NAME
+        if (folder / "tasks.py").is_file() and (folder / "hlsflow" / "__init__.py").is_file() \
+                and candidate.is_file():
+            return candidate
+    return None
+
+
+def find_config(cwd=None):
+    """The config used when --config is not given: $HLSFLOW_CONFIG, else hls4ml_config.yml in
+    the working directory, else the reference config when working in an hlsflow checkout."""
+    cwd = Path(cwd or Path.cwd())
+    if os.environ.get("HLSFLOW_CONFIG"):
+        return _resolve(cwd, os.environ["HLSFLOW_CONFIG"])
+    if (cwd / CONFIG_NAME).is_file():
+        return cwd / CONFIG_NAME
+    return checkout_config(cwd.resolve())
+
+
+def read_raw(path: Path) -> dict:
+    """The config file's mapping, unvalidated, or FlowError for a missing or unreadable file."""
     if not path.is_file():
-        raise FlowError(f"Config file {path} not found: pass --config with a YAML file like project/hls4ml_config.yml.")
+        raise FlowError(f"Config file {path} not found: pass --config with a YAML file written by "
+                        "`hlsflow init` (or like project/hls4ml_config.yml).")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise FlowError(f"Config file {path} is not valid YAML ({str(exc).splitlines()[0]}): fix the syntax.") from exc
     if not isinstance(raw, dict):
-        raise FlowError(f"Config file {path} does not hold a mapping: start from project/hls4ml_config.yml.")
-    base = path.resolve().parent
-    cwd = Path.cwd()
+        raise FlowError(f"Config file {path} does not hold a mapping: start from `hlsflow init`.")
+    return raw
 
-    keras_model = _resolve(cwd, model) if model else raw.get("KerasModel")
+
+@dataclass
+class ConfigPaths:
+    """Every file a config and the flags name, resolved: what the host checks and mounts."""
+    config: Path | None
+    model: Path | None
+    output_dir: Path
+    samples: Path | None
+
+
+def resolve_paths(config=None, model=None, out=None, samples=None, cwd=None) -> ConfigPaths:
+    """Resolve paths the way load_config does (flags against cwd, file entries against the file),
+    without validating anything else. Light: the host runs it before any container starts."""
+    cwd = Path(cwd or Path.cwd())
+    path = _resolve(cwd, config) if config else find_config(cwd)
+    raw = read_raw(path) if path else {}
+    base = path.parent if path else cwd
+    keras_model = _resolve(cwd, model) if model else (
+        _resolve(base, raw["KerasModel"]) if isinstance(raw.get("KerasModel"), str) else None)
+    if out:
+        output_dir = _resolve(cwd, out)
+    elif isinstance(raw.get("OutputDir"), str):
+        output_dir = _resolve(base, raw["OutputDir"])
+    else:
+        output_dir = _resolve(base, f"build/{keras_model.stem}" if keras_model else "my-hls-test")
+    sample_entry = ((raw.get("Flow") or {}).get("emulation") or {}).get("samples") if isinstance(
+        raw.get("Flow"), dict) and isinstance((raw.get("Flow") or {}).get("emulation"), dict) else None
+    sample_path = _resolve(cwd, samples) if samples else (
+        _resolve(base, sample_entry) if isinstance(sample_entry, str) else None)
+    return ConfigPaths(path, keras_model, output_dir, sample_path)
+
+
+def _schema():
+    import json
+
+    return json.loads((Path(__file__).with_name("config.schema.json")).read_text())
+
+
+def _where(error) -> str:
+    return " > ".join(str(p) for p in error.absolute_path)
+
+
+def _sentence(error, path: Path) -> str:
+    """One sentence for a schema violation: the key, the value, what was expected."""
+    import difflib
+
+    where = _where(error)
+    if error.validator == "additionalProperties":
+        allowed = list((error.schema.get("properties") or {}).keys())
+        unknown = sorted(k for k in error.instance if k not in allowed)
+        key = unknown[0]
+        place = f" in {where}" if where else ""
+        if not where and key in UNSUPPORTED_HLS4ML_KEYS:
+            return f"{key} in {path} is an hls4ml key this flow does not read: {UNSUPPORTED_HLS4ML_KEYS[key]}."
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6) or difflib.get_close_matches(
+            key.lower(), [a.lower() for a in allowed], n=1, cutoff=0.6)
+        if close and close[0] not in allowed:  # matched case-insensitively
+            close = [a for a in allowed if a.lower() == close[0]]
+        hint = f"did you mean {close[0]}?" if close else f"known keys here: {', '.join(allowed)}."
+        return f"{key}: unknown key{place} in {path}; {hint}"
+    if error.validator == "oneOf":  # a precision that is neither a string nor a known mapping
+        best = min(error.context, key=lambda e: len(list(e.absolute_path)) * -1) if error.context else None
+        if best is not None and best.validator == "additionalProperties":
+            return _sentence(best, path)
+        return (f"{where} in {path} is {error.instance!r}: give a precision such as ap_fixed<16,6>, or a "
+                "mapping of result, weight, bias, accum... to precisions.")
+    if error.validator == "enum":
+        choices = ", ".join(str(c) for c in error.validator_value)
+        return f"{where} in {path} is {error.instance!r}: use one of {choices}."
+    expected = {"type": f"a value of type {error.validator_value}", "exclusiveMinimum": f"a number above "
+                f"{error.validator_value}", "minimum": f"at least {error.validator_value}",
+                "maximum": f"at most {error.validator_value}"}.get(error.validator, error.message)
+    if isinstance(expected, str) and "type" in error.validator:
+        kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        words = {"integer": "a whole number", "number": "a number", "string": "text", "boolean": "true or false",
+                 "object": "a mapping of keys", "null": "null", "array": "a list"}
+        expected = " or ".join(words.get(k, k) for k in kinds)
+    return f"{where} in {path} is {error.instance!r} but must be {expected}: fix it in the file."
+
+
+def validate(raw: dict, path: Path) -> None:
+    """Check the file against config.schema.json; FlowError with one sentence for the first problem."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(raw), key=lambda e: (len(list(e.absolute_path)), list(
+        map(str, e.absolute_path))))
+    if errors:
+        more = f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} after this one)" \
+            if len(errors) > 1 else ""
+        sentence = _sentence(errors[0], path)
+        raise FlowError(sentence[:-1] + more + sentence[-1] if more else sentence)
+
+
+def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_factor=None,
+                precision=None, clock=None, samples=None, announce=True) -> FlowConfig:
+    """The effective configuration: the file (given, or found by find_config), else hlsflow's
+    generic defaults when a model is given, with flags overriding either."""
+    cwd = Path.cwd()
+    path = _resolve(cwd, path) if path else find_config(cwd)
+    if path is not None:
+        raw = read_raw(path)
+        validate(raw, path)
+    elif model:
+        raw = copy.deepcopy(GENERIC_CONFIG)
+        if announce:
+            from . import console
+
+            console.step(f"No {CONFIG_NAME} here and no --config: using hlsflow's defaults (io_stream, "
+                         "ap_fixed<16,6>, ReuseFactor 1, Latency); `hlsflow init` writes them to a file to edit.")
+    else:
+        raise FlowError(f"No config given and no {CONFIG_NAME} in {cwd}: run `hlsflow init --model MODEL` to "
+                        "write one, or pass --config FILE or --model MODEL.")
+    paths = resolve_paths(path, model, out, samples, cwd)
+    keras_model = paths.model
     if keras_model is None:
         raise FlowError(f"No model given: set KerasModel in {path} or pass --model.")
-    keras_model = keras_model if model else _resolve(base, keras_model)
 
     hls_config = copy.deepcopy(raw.get("HLSConfig") or {})
     hls_config.setdefault("Model", {})
@@ -211,67 +376,11 @@ def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_
         if section not in flow or not isinstance(values, dict):
             raise FlowError(f"Flow section '{section}' in {path} is unknown: use synthesis or emulation.")
         flow[section].update(values)
-    if flow["emulation"].get("samples"):
-        flow["emulation"]["samples"] = str(_resolve(base, flow["emulation"]["samples"]))
+    flow["emulation"]["samples"] = str(paths.samples) if paths.samples else None
 
-    output_dir = _resolve(cwd, out) if out else _resolve(base, raw.get("OutputDir", "my-hls-test"))
+    output_dir = paths.output_dir
     project_name = str(raw.get("ProjectName", "myproject"))
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", project_name):
         raise FlowError(f"ProjectName '{project_name}' is not a C identifier: use letters, digits and underscores.")
     return FlowConfig(path, keras_model, output_dir, project_name, part_name, backend, io, clock_period,
                       hls_config, flow)
-
-
-def seed_hls_config(keras_model, precision="ap_fixed<16,6>", reuse_factor=32, strategy="Resource") -> dict:
-    """The seed's HLSConfig for a model: per-layer entries as hls4ml's granularity='name'
-    makes them, with weight, bias and result set to one precision everywhere."""
-    import hls4ml
-
-    cfg = hls4ml.utils.config_from_keras_model(
-        keras_model, granularity="name", default_precision=precision, default_reuse_factor=reuse_factor
-    )
-    cfg["Model"]["Strategy"] = strategy
-    for layer in cfg["LayerName"].values():
-        layer.pop("Trace", None)
-    cfg["Model"].pop("TraceOutput", None)
-    _set_precisions(cfg, precision)
-    return cfg
-
-
-CONFIG_HEADER = """\
-# hls4ml flow configuration, in hls4ml's own YAML schema plus a `Flow` section of ours.
-# Paths are relative to this file. Flags of the invoke tasks override these values:
-#   --config --model --out --part --io-type --reuse-factor --precision --clock
-KerasModel: {model}
-OutputDir: {out}
-ProjectName: {project}
-Part: {part}          # Zynq-7010: 80 DSP48, 60 BRAM36 (120 BRAM_18K), 17,600 LUT
-Backend: Vivado
-# io_stream, not the seed's io_parallel: with io_parallel the reference CNN took 810 s and
-# 7.1 GB of g++ to build its emulation and then aborted on an assertion in
-# nnet_conv2d_resource.h (ReuseFactor > filt_h*filt_w*n_chan); with io_stream it built in
-# 12.5 s and 0.5 GB and runs. io_parallel stays selectable (--io-type io_parallel).
-IOType: {io_type}
-ClockPeriod: {clock}
-Flow:
-  synthesis:           # vivado_hls -f build_prj.tcl; cosimulation is always off
-    csim: false        # Vivado's own C simulation (our `invoke csim` is faster)
-    export: false      # export_design; Vivado HLS 2018.2 needs the Y2K22 patch (AR 76960)
-    vsynth: false      # Vivado logic synthesis after HLS
-    timeout_s: 43200   # stop synthesis after 12 hours
-  emulation:
-    samples: {samples}
-    max_samples: 300
-    min_agreement: null  # e.g. 0.99 makes `invoke csim` fail below 99% top-1 agreement
-# The seed's settings: ap_fixed<16,6> for weight, bias and result on every layer,
-# ReuseFactor 32, Resource strategy. Per-layer entries as
-# hls4ml.utils.config_from_keras_model(granularity='name') makes them.
-"""
-
-
-def render_config_file(hls_config: dict, model: str, out: str, samples: str, project="myproject",
-                       part="xc7z010clg400-1", io_type="io_stream", clock=5) -> str:
-    header = CONFIG_HEADER.format(model=model, out=out, project=project, part=part, io_type=io_type,
-                                  clock=clock, samples=samples)
-    body = yaml.safe_dump({"HLSConfig": hls_config}, sort_keys=False, default_flow_style=None, width=120)
-    return header + body

@@ -2,59 +2,19 @@
 
 The project is written into a staging directory beside the output and moved into place only
 when complete, so a failure never leaves a half-written project that looks finished and the
-previous good one survives. `<out>/hlsflow.json` marks a complete project and records the
-fingerprint of its inputs, so an unchanged re-run costs nothing.
+previous good one survives. What marks a complete project, and whether it is current, is
+outdir.py's business.
 """
 
 import contextlib
-import hashlib
 import io
-import json
 import os
 import shutil
 from pathlib import Path
 
-from . import __version__, console, preflight
+from . import console, outdir, preflight
 from .errors import FlowError
-from .files import read_json, write_json
-
-STAMP = "hlsflow.json"
-
-
-def _quiet_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def model_files(path: Path) -> list:
-    """The files a model consists of: one .keras/.h5, or a .json architecture plus its weights."""
-    path = Path(path)
-    if not path.exists():
-        raise FlowError(f"Model file {path} does not exist: give the path of a .keras, .h5 or .json model with --model.")
-    if path.suffix == ".json":
-        for weights in (path.with_suffix(".h5"), path.with_suffix(".weights.h5"),
-                        path.with_name(path.stem + "_weights.h5")):
-            if weights.exists():
-                return [path, weights]
-        raise FlowError(f"No weights found for {path}: save them beside it as {path.with_suffix('.h5').name}.")
-    return [path]
-
-
-def load_keras_model(path: Path):
-    files = model_files(path)
-    _quiet_tf()
-    import tensorflow as tf
-
-    try:
-        if files[0].suffix == ".json":
-            model = tf.keras.models.model_from_json(files[0].read_text())
-            model.load_weights(str(files[1]))
-        else:
-            model = tf.keras.models.load_model(str(files[0]), compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file; all mean the same to the user.
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise FlowError(f"{path} is not a Keras model TensorFlow {tf.__version__} can load ({reason}): "
-                        "give a .keras, .h5 or .json file saved by Keras.") from exc
-    return model
+from .loading import load_keras_model
 
 
 def check_layers_supported(keras_model) -> None:
@@ -66,33 +26,6 @@ def check_layers_supported(keras_model) -> None:
         if cls not in supported:
             raise FlowError(f"Layer '{layer.name}' ({cls}) cannot be converted by hls4ml: replace it with a "
                             "supported layer or remove it from the model.")
-
-
-def fingerprint(cfg) -> str:
-    h = hashlib.sha256()
-    for f in model_files(cfg.keras_model):
-        h.update(f.read_bytes())
-    h.update(json.dumps(cfg.hls4ml_kwargs(), sort_keys=True, default=str).encode())
-    from importlib.metadata import version
-
-    h.update(f"hls4ml={version('hls4ml')};hlsflow={__version__}".encode())
-    return h.hexdigest()
-
-
-def read_stamp(out_dir: Path):
-    return read_json(Path(out_dir) / STAMP)
-
-
-def require_project(cfg) -> dict:
-    """The stamp of a complete project written from exactly cfg's model and config, or
-    FlowError telling the user to convert."""
-    stamp = read_stamp(cfg.output_dir)
-    if stamp is None:
-        raise FlowError(f"No complete HLS project at {cfg.output_dir}: run `invoke convert` first.")
-    if stamp.get("fingerprint") != fingerprint(cfg):
-        raise FlowError(f"The HLS project at {cfg.output_dir} was written from another model or config: "
-                        "run `invoke convert` first.")
-    return stamp
 
 
 def convert_model(keras_model, cfg, output_dir):
@@ -145,7 +78,7 @@ def _check_writable(out: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise FlowError(f"Cannot write the output directory {out} ({exc.strerror}): choose a writable --out.") from exc
-    if out.exists() and any(out.iterdir()) and read_stamp(out) is None and not (out / "hls4ml_config.yml").exists():
+    if out.exists() and any(out.iterdir()) and not outdir.is_flow_output(out):
         raise FlowError(f"{out} exists and is not an HLS project of this flow: choose another --out or empty it.")
 
 
@@ -172,11 +105,11 @@ def _swap_into_place(staging: Path, out: Path) -> None:
 def convert(cfg, force: bool = False) -> dict:
     """Convert and write the project; returns its stamp (layer table, preflight, fingerprint)."""
     out = cfg.output_dir
-    fp = fingerprint(cfg)
-    stamp = read_stamp(out)
-    if stamp and stamp.get("fingerprint") == fp and not force:
+    state, stamp = outdir.project_state(cfg)
+    if state == outdir.CURRENT and not force:
         console.step(f"Up to date: {out} (model and config unchanged; --force rebuilds it)")
         return stamp
+    fp = outdir.fingerprint(cfg)
     _check_writable(out)
     console.step(f"Loading {cfg.keras_model}")
     keras_model = load_keras_model(cfg.keras_model)
@@ -210,7 +143,7 @@ def convert(cfg, force: bool = False) -> dict:
             "preflight": check.as_dict(),
             "model_graph": "model_graph.png" if graph else None,
         }
-        write_json(staging / STAMP, stamp)
+        outdir.write_project_stamp(staging, stamp)
         _swap_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from . import _emulation_worker, console
-from .convert import load_keras_model, require_project
 from .errors import FlowError
 from .files import write_json
+from .loading import load_keras_model, load_samples, resolve_samples
+from .outdir import require_project
 
 CHUNK = 8  # images per task handed to a worker: small enough for a live progress bar
 
@@ -62,42 +63,6 @@ def build_library(out_dir: Path, project: str) -> dict:
                         f"output is in {out_dir / 'emulation_build.log'}: fix the error shown above.")
     console.say(f"  built {lib.name} in {seconds:.1f}s (peak g++ memory {peak_mb:.0f} MB)")
     return {"library": str(lib), "built": True, "seconds": round(seconds, 2), "peak_mb": round(peak_mb, 1)}
-
-
-def resolve_samples(cfg, samples=None) -> Path:
-    """The sample file given on the command line, else the config's, else FlowError."""
-    path = samples or cfg.samples_path()
-    if path is None:
-        raise FlowError("No samples given: pass --samples FILE (.npy/.npz with X and optional y) or set "
-                        "Flow.emulation.samples in the config.")
-    return Path(path)
-
-
-def load_samples(path, input_shape, limit=None):
-    """(X, y or None) from a .npz with X (and optional y) or a .npy of inputs."""
-    path = Path(path)
-    if not path.is_file():
-        raise FlowError(f"Sample file {path} not found: pass --samples with a .npy or .npz holding X (and y).")
-    try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.ndarray):
-            x, y = data, None
-        else:
-            if "X" not in data:
-                raise FlowError(f"{path} has no array named X: save inputs as X (and labels as y) with np.savez.")
-            x, y = data["X"], (data["y"] if "y" in data else None)
-    except (OSError, ValueError) as exc:
-        raise FlowError(f"{path} is not a readable .npy/.npz file ({exc}): save samples with numpy.") from exc
-    expected = tuple(d for d in input_shape[1:])
-    if tuple(x.shape[1:]) != expected:
-        raise FlowError(f"Samples in {path} have shape {tuple(x.shape[1:])} per item but the model takes "
-                        f"{expected}: give samples that match the model input.")
-    if limit:
-        x = x[:limit]
-        y = y[:limit] if y is not None else None
-    if y is not None and y.ndim > 1:
-        y = y.argmax(axis=1)
-    return x.astype(np.float32), y
 
 
 def run_emulation(lib: str, function: str, x: np.ndarray, n_out: int, workers: int) -> np.ndarray:
@@ -168,7 +133,7 @@ def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, 
             console.say("Layers at fault (Keras values outside their fixed-point type):")
             for line in result["layers_at_fault"]:
                 console.say(f"  {line}")
-            console.say("`invoke tune-precision` proposes the widened types and measures the result.")
+            console.say("`hlsflow tune-precision` proposes the widened types and measures the result.")
     write_json(out / "csim.json", result)
 
     gate = min_agreement if min_agreement is not None else cfg.flow["emulation"].get("min_agreement")

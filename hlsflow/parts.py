@@ -21,6 +21,9 @@ class Part:
     def resources(self) -> dict:
         return {"DSP": self.DSP, "BRAM_18K": self.BRAM_18K, "LUT": self.LUT, "FF": self.FF}
 
+    def describe(self) -> str:
+        return f"{self.DSP:,} DSP, {self.BRAM_18K:,} BRAM_18K, {self.LUT:,} LUT, {self.FF:,} FF"
+
 
 PARTS = {
     p.name: p

@@ -19,7 +19,8 @@ import numpy as np
 
 from . import console
 from .config import FixedType
-from .convert import convert_model, load_keras_model
+from .convert import convert_model
+from .loading import load_keras_model, load_samples, resolve_samples
 from .files import write_atomically, write_json
 
 # Layers whose accumulator holds a sum we can bound from Keras values.
@@ -144,8 +145,6 @@ def _traced(cfg, keras_model, x, workdir: Path) -> dict:
 
 
 def profile(cfg, samples=None, max_samples=50, png=None) -> dict:
-    from .emulate import load_samples, resolve_samples
-
     keras_model = load_keras_model(cfg.keras_model)
     x, _ = load_samples(resolve_samples(cfg, samples), tuple(keras_model.inputs[0].shape), max_samples)
     console.step(f"Profiling {cfg.keras_model.name} on {len(x)} samples")
@@ -249,8 +248,8 @@ def tune(cfg, samples=None, max_samples=None, write=None) -> dict:
     from .config import load_config
 
     keras_model = load_keras_model(cfg.keras_model)
-    samples = emulate.resolve_samples(cfg, samples)
-    x, _ = emulate.load_samples(samples, tuple(keras_model.inputs[0].shape), 100)
+    samples = resolve_samples(cfg, samples)
+    x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), 100)
     findings = quick_check(cfg, keras_model, x)
     changes = advise(findings)
     target = Path(write) if write else Path(cfg.source).with_name(Path(cfg.source).stem + ".tuned.yml")

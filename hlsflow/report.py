@@ -16,6 +16,7 @@ from pathlib import Path
 from . import console
 from .errors import FlowError
 from .files import write_atomically, write_json
+from .outdir import csynth_xml_path
 from .parts import find_part
 
 RESOURCES = ("DSP", "BRAM_18K", "LUT", "FF")
@@ -33,11 +34,6 @@ _VERSION_RE = re.compile(r"^Version:\s*(\S+)", re.MULTILINE)
 
 
 # ---------------------------------------------------------------- C synthesis XML
-
-def csynth_xml_path(out_dir, project_name) -> Path:
-    return (Path(out_dir) / f"{project_name}_prj" / "solution1" / "syn" / "report"
-            / f"{project_name}_csynth.xml")
-
 
 def _number(text, kind=float):
     """A number from report text, or None for "undef", "-", empty or anything unreadable."""

@@ -16,14 +16,11 @@ import threading
 import time
 from pathlib import Path
 
-from . import console, report
-from .convert import require_project
+from . import console, outdir, report
 from .errors import FlowError
-from .files import read_json, write_json
 
 EXPECTED_VERSION = "2018.2"
 RUN_LOG = "vivado_hls_run.log"
-SYNTH_STAMP = "synth.json"
 # Xilinx AR 76960: without this file from the Y2K22 patch, export_design fails since 2022.
 Y2K22_PATCH_FILE = Path("common/scripts/automg_patch_20220104.tcl")
 
@@ -158,7 +155,7 @@ def run_vivado_hls(vivado_hls: Path, out_dir: Path, args: str, timeout_s: float)
         console.say(_tail(log_path))
         hint = " (SIGKILL often means out of memory)" if name == "SIGKILL" else ""
         raise FlowError(f"vivado_hls was killed by {name}{hint} after {elapsed:.0f} s: see {log_path}, free memory "
-                        "or raise ReuseFactor, and run `invoke synth` again.", exit_code=4)
+                        "or raise ReuseFactor, and run `hlsflow synth` again.", exit_code=4)
     if proc.returncode != 0:
         console.say(_tail(log_path))
         raise FlowError(f"vivado_hls exited with status {proc.returncode} after {elapsed:.0f} s: read the errors "
@@ -167,7 +164,7 @@ def run_vivado_hls(vivado_hls: Path, out_dir: Path, args: str, timeout_s: float)
 
 
 def synth(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None, force=False) -> dict:
-    fp = require_project(cfg)["fingerprint"]
+    fp = outdir.require_project(cfg)["fingerprint"]
     flags = dict(cfg.flow["synthesis"])
     for key, value in (("csim", csim), ("export", export), ("vsynth", vsynth)):
         if value is not None:
@@ -177,9 +174,9 @@ def synth(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None, f
         raise FlowError(f"Timeout '{timeout}' is not a positive number of seconds: give e.g. --timeout 3600.")
     args = synth_args(flags)
     out = cfg.output_dir
-    xml = report.csynth_xml_path(out, cfg.project_name)
-    previous = read_json(out / SYNTH_STAMP)
-    if previous and previous.get("fingerprint") == fp and previous.get("args") == args and xml.exists() and not force:
+    xml = outdir.csynth_xml_path(out, cfg.project_name)
+    state, previous = outdir.synth_state(cfg, args)
+    if state == outdir.CURRENT and not force:
         console.step(f"Synthesis up to date: {xml} (project and flags unchanged; --force runs it again)")
         return previous
 
@@ -199,9 +196,9 @@ def synth(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None, f
         raise FlowError(f"vivado_hls finished but wrote no synthesis report at {xml}: read {out / RUN_LOG} "
                         "for the cause.", exit_code=4)
     result = {"fingerprint": fp, "args": args, "vivado_hls": str(vivado_hls), "version": version, **run}
-    write_json(out / SYNTH_STAMP, result)
+    outdir.record_synthesis(out, result)
     console.say(f"Synthesis finished in {run['seconds']:.0f} s (peak {run['peak_mb'] or 0:.0f} MB); "
-                "`invoke report` summarises it.")
+                "`hlsflow report` summarises it.")
     return result
 
 

@@ -6,7 +6,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from . import console, dispatch
+from . import console, launcher
 from .errors import FlowError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,12 +37,12 @@ def run_flow_tests() -> int:
 
 
 def run_all(host: bool = True, flow: bool = True) -> None:
-    if dispatch.in_image():
+    if launcher.in_image():
         host = False
     codes, counts = [], []
     if flow:
-        console.step("Flow tests" + ("" if dispatch.in_image() else " (inside the toolchain image)"))
-        codes.append(run_flow_tests() if dispatch.in_image() else dispatch.run_in_image(["test", "--flow-only"]))
+        console.step("Flow tests" + ("" if launcher.in_image() else " (inside the toolchain image)"))
+        codes.append(run_flow_tests() if launcher.in_image() else launcher.run_checkout_task(["test", "--flow-only"], REPO_ROOT))
         counts.append(_counts(RESULTS / "flow.xml"))
     if host:
         console.step("Image tests (host, real Docker engine)")

@@ -1,0 +1,149 @@
+"""The tasks users run: `hlsflow TASK` (installed), `invoke TASK` in a checkout, or `docker run
+IMAGE TASK`. Each task is a few lines calling one stage; cli.py's decorators give every flow task
+the shared flags and declare which of its arguments are paths, so the host side can check and
+mount them (launcher.py)."""
+
+from invoke import Collection
+
+from .cli import flow_task, host_task, image_task
+
+SAMPLES_HELP = ".npy/.npz with X (and y)"
+
+
+@flow_task(help={"force": "convert even if the project is up to date"})
+def convert(c, cfg, force=False):
+    """Keras model + config -> hls4ml model -> HLS project on disk (with preflight and graph PNG)."""
+    from . import flow
+
+    flow.convert(cfg, force=force)
+
+
+@flow_task(help={"strict": "fail when the design does not fit the part (estimate)"}, writes_output=False)
+def check(c, cfg, strict=False):
+    """Preflight alone: ReuseFactors, known emulation aborts, DSP/BRAM estimates against the part."""
+    from . import flow
+
+    flow.check(cfg, strict=strict)
+
+
+@flow_task(help={"samples": SAMPLES_HELP, "min-agreement": "fail below this top-1 agreement (0-1)",
+                 "max-samples": "emulate at most this many", "workers": "processes (default: all cores)"},
+           inputs=("samples",))
+def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=None):
+    """Bit-accurate C emulation of the HLS project (g++, not Vivado) compared with Keras; converts first
+    when the project is missing or stale."""
+    from . import flow
+
+    flow.csim(cfg, samples=samples, min_agreement=float(min_agreement) if min_agreement is not None else None,
+              max_samples=int(max_samples) if max_samples else None, workers=int(workers) if workers else None)
+
+
+@flow_task(help={"vivado": "Vivado 2018.2 install dir or vivado_hls binary", "csim": "also run Vivado's C "
+                 "simulation", "export": "export_design (IP)", "vsynth": "Vivado logic synthesis",
+                 "timeout": "seconds before synthesis is stopped", "force": "run even if up to date"},
+           inputs=("vivado",))
+def synth(c, cfg, vivado=None, csim=False, export=False, vsynth=False, timeout=None, force=False):
+    """Vivado HLS C synthesis (cosimulation off); converts first when the project is missing or stale."""
+    from . import flow
+
+    flow.synth(cfg, vivado=vivado, csim=csim or None, export=export or None, vsynth=vsynth or None,
+               timeout=timeout, force=force)
+
+
+@flow_task(help={"vivado": "Vivado 2018.2 install dir, when synthesis must run first"}, inputs=("vivado",))
+def report(c, cfg, vivado=None):
+    """Resources, latency and timing from Vivado's reports -> report.json, report.md, utilisation.png;
+    synthesises first when the results are missing or stale."""
+    from . import flow
+
+    flow.report(cfg, vivado=vivado)
+
+
+@flow_task(help={"samples": SAMPLES_HELP, "min-agreement": "fail below this agreement",
+                 "vivado": "Vivado 2018.2 install dir"}, inputs=("samples", "vivado"))
+def flow(c, cfg, samples=None, min_agreement=None, vivado=None):
+    """convert, csim, synth (skipped with one line when no Vivado is found), report."""
+    from . import flow as stages
+
+    stages.run(cfg, samples=samples, min_agreement=float(min_agreement) if min_agreement is not None else None,
+               vivado=vivado)
+
+
+@flow_task(help={"samples": SAMPLES_HELP, "max-samples": "profile on at most this many",
+                 "png": "where to draw the profile (default <out>/precision_profile.png)"},
+           inputs=("samples",), outputs=("png",))
+def profile(c, cfg, samples=None, max_samples=50, png=None):
+    """Per-layer Keras ranges against the fixed-point types, with hls4ml's trace error: table and PNG."""
+    from . import profile as stage
+
+    stage.profile(cfg, samples=samples, max_samples=int(max_samples), png=png)
+
+
+@flow_task(help={"samples": SAMPLES_HELP, "max-samples": "emulate at most this many",
+                 "write": "where to write the improved config (default <config>.tuned.yml)"},
+           inputs=("samples",), outputs=("write",), writes_beside_config=True)
+def tune_precision(c, cfg, samples=None, max_samples=None, write=None):
+    """Widen the types that overflow, emulate before and after, write the improved config."""
+    from . import profile as stage
+
+    stage.tune(cfg, samples=samples, max_samples=int(max_samples) if max_samples else None, write=write)
+
+
+@image_task(help={"model": "Keras model: .keras, .h5, or .json with weights beside it",
+                  "config": "where to write it (default hls4ml_config.yml beside the model)",
+                  "samples": SAMPLES_HELP + ", recorded in the config", "part": "FPGA part",
+                  "io-type": "io_stream or io_parallel", "reuse-factor": "ReuseFactor for every layer",
+                  "precision": "e.g. ap_fixed<16,6>", "clock": "clock period in ns",
+                  "strategy": "Latency or Resource", "force": "overwrite an existing file"},
+            inputs=("model", "samples"), outputs=("config",))
+def init(c, model=None, config=None, samples=None, part=None, io_type=None, reuse_factor=None, precision=None,
+         clock=None, strategy=None, force=False):
+    """Write a starter config for your model: hls4ml's schema with per-layer entries, commented."""
+    from . import starter
+
+    starter.write_starter(model, config=config, samples=samples, part=part, io_type=io_type,
+                          reuse_factor=reuse_factor, precision=precision, clock=clock, strategy=strategy,
+                          force=force)
+
+
+@image_task()
+def versions(c):
+    """Python, TensorFlow, numpy, hls4ml, g++, image revision and the Vivado in sight."""
+    from . import versions as stage
+
+    stage.main()
+
+
+@host_task(help={"path": "tarball to write (default build/hlsflow-<tag>.tar.gz)"})
+def save_image(c, path=None):
+    """Write the image as a compressed tarball with a .sha256 beside it, to hand on."""
+    from . import handover
+
+    handover.save_image(path)
+
+
+@host_task(help={"path": "tarball written by save-image"})
+def load_image(c, path):
+    """Load an image tarball after checking its sha256 (Docker or Podman)."""
+    from . import handover
+
+    handover.load_image(path)
+
+
+@host_task()
+def shell(c):
+    """An interactive shell in the toolchain image, with the working directory and Xilinx tree mounted."""
+    from . import launcher
+
+    launcher.open_shell()
+
+
+USER_TASKS = (init, convert, check, csim, synth, report, flow, profile, tune_precision, versions, save_image,
+              load_image, shell)
+
+
+def collection() -> Collection:
+    return Collection(*USER_TASKS)
+
+
+namespace = collection()

@@ -1,0 +1,144 @@
+"""The image's Python packages: the hash-checked locks (`invoke lock`) and the wheelhouse the host
+downloads from them, so that nothing inside the image build needs the network."""
+
+import hashlib
+import re
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from pathlib import Path
+
+from .console import Progress, error, step
+from .errors import FlowError
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER_DIR = ROOT / "docker"
+BUILD_DIR = ROOT / "build"
+WHEELHOUSE = BUILD_DIR / "wheelhouse"
+LOCK = DOCKER_DIR / "requirements.lock"
+# The format of the lock files follows pip-compile's version.
+PIP_TOOLS = "pip-tools==7.6.2"
+# Glibc 2.36 (bookworm) runs every manylinux wheel up to 2_36; pip needs each tag spelled out.
+PLATFORMS = [f"manylinux_2_{v}_x86_64" for v in range(36, 16, -1)] + [
+    "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+
+
+def lock() -> None:
+    """Regenerate docker/requirements.lock and docker/host-requirements.lock from their .in
+    files with pip-compile, installed into build/lock-venv when missing."""
+    if sys.version_info[:2] != (3, 11):
+        raise FlowError("`invoke lock` must run under Python 3.11, the image's Python, or the "
+                        "lock would pin for another version: run it with a 3.11 interpreter.")
+    venv = BUILD_DIR / "lock-venv"
+    pip_compile = venv / "bin" / "pip-compile"
+    if not pip_compile.exists():
+        step(f"Installing {PIP_TOOLS} into {venv.relative_to(ROOT)}")
+        _check_call([sys.executable, "-m", "venv", str(venv)], "creating build/lock-venv")
+        _check_call([str(venv / "bin" / "pip"), "install", "--quiet", PIP_TOOLS],
+                    f"installing {PIP_TOOLS}")
+    for name in ("requirements", "host-requirements"):
+        step(f"Locking docker/{name}.in")
+        # No index or find-links lines: the locks must not carry this machine's pip settings.
+        _check_call([str(pip_compile), "--quiet", "--generate-hashes", "--strip-extras",
+                     "--no-header", "--allow-unsafe", "--no-emit-index-url",
+                     "--no-emit-find-links", "--output-file", f"docker/{name}.lock",
+                     f"docker/{name}.in"], f"pip-compile of docker/{name}.in", cwd=ROOT)
+
+
+
+def download_wheels() -> list[Path]:
+    """The lock's wheels, in build/wheelhouse: those already there are kept, the missing ones
+    downloaded by the host's pip with every hash checked, stale ones (not in the lock) removed."""
+    entries = _lock_entries()
+    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+    have, missing = _scan_wheelhouse(entries)
+    if missing:
+        _pip_download(missing)
+        have, missing = _scan_wheelhouse(entries)
+        if missing:
+            raise FlowError(f"pip left {len(missing)} wheels of docker/requirements.lock "
+                            "undownloaded: check that each pinned version has a Linux x86_64 "
+                            "cp311 wheel, then run again.")
+    return sorted(have)
+
+
+def _lock_entries() -> dict[str, tuple[str, set[str]]]:
+    """name -> (its requirement line with hashes, its sha256 hashes); option lines dropped."""
+    entries = {}
+    for line in LOCK.read_text().replace("\\\n", " ").splitlines():
+        line = line.split("#", 1)[0].strip()
+        match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==", line)
+        if match:
+            hashes = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", line))
+            entries[match.group(1).lower()] = (line, hashes)
+    return entries
+
+
+def lock_versions() -> dict[str, str]:
+    return {name: line.split("==", 1)[1].split()[0]
+            for name, (line, _) in _lock_entries().items()}
+
+
+def _scan_wheelhouse(entries):
+    """(wheels matching a lock hash, requirement lines with no wheel yet)."""
+    wanted = {h: name for name, (_, hashes) in entries.items() for h in hashes}
+    have, found = [], set()
+    for whl in WHEELHOUSE.glob("*.whl"):
+        name = wanted.get(_sha256(whl, cache=True))
+        if name is None:
+            whl.unlink()  # from an older lock: it would only bloat the build context
+        else:
+            have.append(whl)
+            found.add(name)
+    return have, [line for name, (line, _) in entries.items() if name not in found]
+
+
+def _pip_download(requirements: list[str]) -> None:
+    step(f"Downloading {len(requirements)} wheels into {WHEELHOUSE.relative_to(ROOT)}")
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=BUILD_DIR) as reqs:
+        reqs.write("\n".join(requirements) + "\n")
+        reqs.flush()
+        # The image's platform, whatever the host's Python: cp311 on manylinux x86_64.
+        cmd = [sys.executable, "-m", "pip", "download", "--require-hashes", "--no-deps",
+               "--only-binary=:all:", "--progress-bar", "off", "--dest", str(WHEELHOUSE),
+               "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+               *(f"--platform={p}" for p in PLATFORMS), "-r", reqs.name]
+        progress = Progress(len(requirements), "wheels")
+        tail = deque(maxlen=20)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            if line.startswith(("Collecting ", "Processing ")):  # one per wheel
+                progress.advance()
+        progress.close()
+    if proc.wait() != 0:
+        error("pip download failed; its last lines:\n" + "\n".join(tail))
+        raise FlowError("Downloading the image's wheels failed: check that this machine can "
+                        "reach PyPI (or your pip index settings) and run again.")
+
+
+_hash_cache: dict[tuple, str] = {}
+
+
+def _sha256(path: Path, cache: bool = False) -> str:
+    """sha256 of a file, streamed; with cache=True remembered per (path, size, mtime) so that
+    rescanning a large wheelhouse within one process costs nothing."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if cache and key in _hash_cache:
+        return _hash_cache[key]
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    _hash_cache[key] = digest.hexdigest()
+    return _hash_cache[key]
+
+
+def _check_call(cmd, what: str, **kwargs) -> None:
+    try:
+        subprocess.run(cmd, check=True, **kwargs)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise FlowError(f"{what} failed ({exc}): see the output above, fix the cause and run "
+                        "`invoke lock` again.") from exc
