@@ -201,6 +201,11 @@ def find_config(cwd=None):
     return checkout_config(cwd.resolve())
 
 
+def no_config(cwd) -> FlowError:
+    return FlowError(f"No config given and no {CONFIG_NAME} in {cwd}: run `hlsflow init --model MODEL` to "
+                     "write one, or pass --config FILE or --model MODEL.")
+
+
 def read_raw(path: Path) -> dict:
     """The config file's mapping, unvalidated, or FlowError for a missing or unreadable file."""
     if not path.is_file():
@@ -275,9 +280,9 @@ def _sentence(error, path: Path) -> str:
         hint = f"did you mean {close[0]}?" if close else f"known keys here: {', '.join(allowed)}."
         return f"{key}: unknown key{place} in {path}; {hint}"
     if error.validator == "oneOf":  # a precision that is neither a string nor a known mapping
-        best = min(error.context, key=lambda e: len(list(e.absolute_path)) * -1) if error.context else None
-        if best is not None and best.validator == "additionalProperties":
-            return _sentence(best, path)
+        unknown = next((e for e in error.context if e.validator == "additionalProperties"), None)
+        if unknown is not None and isinstance(error.instance, dict):
+            return _sentence(unknown, path)
         return (f"{where} in {path} is {error.instance!r}: give a precision such as ap_fixed<16,6>, or a "
                 "mapping of result, weight, bias, accum... to precisions.")
     if error.validator == "enum":
@@ -325,8 +330,7 @@ def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_
             console.step(f"No {CONFIG_NAME} here and no --config: using hlsflow's defaults (io_stream, "
                          "ap_fixed<16,6>, ReuseFactor 1, Latency); `hlsflow init` writes them to a file to edit.")
     else:
-        raise FlowError(f"No config given and no {CONFIG_NAME} in {cwd}: run `hlsflow init --model MODEL` to "
-                        "write one, or pass --config FILE or --model MODEL.")
+        raise no_config(cwd)
     paths = resolve_paths(path, model, out, samples, cwd)
     keras_model = paths.model
     if keras_model is None:

@@ -40,6 +40,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self._last_line = -1.0
+        self._finished = False
 
     def advance(self, n: int = 1) -> None:
         self.done = min(self.total, self.done + n)
@@ -51,7 +52,11 @@ class Progress:
                 f"{self.done}/{self.total} {elapsed:5.1f}s"
             )
             self.stream.flush()
-        elif elapsed - self._last_line >= 5 or self.done == self.total:
+        elif (elapsed - self._last_line >= 5 and self.done < self.total) or (
+                self.done == self.total and not self._finished):
+            # An estimate of the total can fall short (docker save streams more than the image
+            # size says): the finished line is written once, not for every chunk after it.
+            self._finished = self.done == self.total
             self._last_line = elapsed
             self.stream.write(f"{self.label}: {self.done}/{self.total} ({elapsed:.1f}s)\n")
             self.stream.flush()

@@ -63,9 +63,10 @@ def load_image(path) -> str:
     client = docker_client()
     step(f"Loading {path.name}")
     try:
-        with open(path, "rb") as f:
+        # Decompressed here, streamed: Docker would take the gzip as it is, Podman's API would not.
+        with gzip.open(path, "rb") as f:
             image = client.images.load(f)[0]
-    except (docker.errors.APIError, IndexError) as exc:
+    except (docker.errors.APIError, IndexError, OSError, EOFError) as exc:
         raise FlowError(f"Docker could not load {path.name} ({exc}): check that it was written "
                         "by `hlsflow save-image`.") from exc
     image.tag(REPO, "latest")

@@ -43,19 +43,25 @@ class Mounts:
         self.modes[os.path.abspath(path)] = "rw"
 
     def writable_parent(self, path, what: str) -> None:
-        """Mount the folder that will hold `path` read-write, creating it as the user if needed."""
+        """Mount the folder that will hold `path` read-write; it is created (as the user) by
+        create_folders, once every input has been checked."""
         parent = Path(os.path.abspath(path)).parent
         if parent == Path(parent.anchor):
             raise FlowError(f"The {what} {path} would sit directly in {parent}: choose a path inside a folder, "
                             "e.g. ./build/out.")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FlowError(f"Cannot create {parent} for the {what} ({exc.strerror}): choose a writable "
-                            "location.") from exc
-        if not os.access(parent, os.W_OK):
-            raise FlowError(f"Cannot write the {what} into {parent}: choose a writable location.")
+        existing = next(p for p in (parent, *parent.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise FlowError(f"Cannot write the {what} {path}: {existing} is not a writable folder; choose "
+                            "another location.")
         self.read_write(parent)
+
+    def create_folders(self) -> None:
+        for path, mode in self.modes.items():
+            if mode == "rw":
+                try:
+                    Path(path).mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise FlowError(f"Cannot create {path} ({exc.strerror}): choose a writable location.") from exc
 
     def volumes(self) -> dict:
         return {path: {"bind": path, "mode": mode} for path, mode in sorted(self.modes.items())}
@@ -75,7 +81,7 @@ def plan(collection, contexts, cwd=None) -> tuple:
     path that is missing on the host. Paths in argv are made absolute: the container's working
     directory is the same path, but nothing of it is mounted unless something in it is used."""
     from .cli import spec_of
-    from .config import CONFIG_NAME, resolve_paths
+    from .config import CONFIG_NAME, no_config, resolve_paths
     from .loading import model_files
 
     cwd = Path(cwd or Path.cwd())
@@ -92,6 +98,8 @@ def plan(collection, contexts, cwd=None) -> tuple:
         if spec.uses_config:
             samples = values.get("samples") if "samples" in spec.inputs else None
             paths = resolve_paths(values.get("config"), values.get("model"), values.get("out"), samples, cwd)
+            if paths.config is None and paths.model is None:
+                raise no_config(cwd)
             if paths.config is not None:
                 mounts.read_only(paths.config)
                 if not config_added:
@@ -144,6 +152,7 @@ def plan(collection, contexts, cwd=None) -> tuple:
                 continue
             flag = "--" + arg.names[0]
             argv += [flag] if value is True else [flag, str(value)]
+    mounts.create_folders()
     return argv, mounts
 
 

@@ -90,7 +90,7 @@ def small_project(tmp_path_factory):
     import tensorflow as tf
     from tensorflow.keras import layers
 
-    from hlsflow.config import render_config_file, seed_hls_config
+    from hlsflow.starter import render_config, starter_hls_config
 
     root = tmp_path_factory.mktemp("small")
     tf.keras.utils.set_random_seed(1)
@@ -113,9 +113,9 @@ def small_project(tmp_path_factory):
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (40, 8, 8, 3)).astype(np.float32)
     np.savez(root / "samples.npz", X=x, y=model.predict(x, verbose=0).argmax(1))
-    hls = seed_hls_config(model, precision="ap_fixed<16,6>", reuse_factor=4, strategy="Resource")
+    hls = starter_hls_config(model, precision="ap_fixed<16,6>", reuse_factor=4, strategy="Resource")
     config = root / "flow.yml"
-    config.write_text(render_config_file(hls, str(model_path), str(root / "prj"), str(root / "samples.npz"),
+    config.write_text(render_config(hls, str(model_path), str(root / "prj"), str(root / "samples.npz"),
                                          part="xc7vx690tffg1927-2"))
     return {"root": root, "model": model_path, "config": config, "out": root / "prj",
             "samples": root / "samples.npz"}

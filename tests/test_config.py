@@ -25,7 +25,7 @@ def test_default_config_is_the_seed_with_io_stream():
 
 def test_flags_override_the_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = load_config(out="o", part="xc7z020clg400-1", io_type="io_parallel", reuse_factor="8",
+    cfg = load_config(DEFAULT_CONFIG, out="o", part="xc7z020clg400-1", io_type="io_parallel", reuse_factor="8",
                       precision="ap_fixed<18,8>", clock="4")
     assert cfg.output_dir == tmp_path / "o"
     assert (cfg.part, cfg.io_type, cfg.clock_period) == ("xc7z020clg400-1", "io_parallel", 4.0)
@@ -93,3 +93,74 @@ def test_missing_and_broken_config_files(tmp_path):
     broken.write_text("KerasModel: [unclosed\n")
     with pytest.raises(FlowError, match="not valid YAML"):
         load_config(broken)
+
+
+# ---- The config file is checked against hlsflow/config.schema.json (jsonschema). ----
+
+def _variant(tmp_path, old, new, name="c.yml"):
+    text = DEFAULT_CONFIG.read_text()
+    assert old in text, old
+    path = tmp_path / name
+    path.write_text(text.replace(old, new, 1).replace("../models/", str(DEFAULT_CONFIG.parent.parent / "models") + "/"))
+    return path
+
+
+@pytest.mark.parametrize("old, new, sentence", [
+    ("IOType: io_stream", "IOTyp: io_stream", "IOTyp: unknown key in {path}; did you mean IOType?"),
+    ("ClockPeriod: 5", "ClockPeriod: five", "ClockPeriod in {path} is 'five' but must be a number: fix it in the file."),
+    ("    ReuseFactor: 32\n    Strategy: Resource", "    ReuseFactor: 32\n    Stratgy: Resource",
+     "Stratgy: unknown key in HLSConfig > Model in {path}; did you mean Strategy?"),
+    ("    stem_conv:\n      Precision:", "    stem_conv:\n      Precison:",
+     "Precison: unknown key in HLSConfig > LayerName > stem_conv in {path}; did you mean Precision?"),
+    ("Precision: {result: 'ap_fixed<16,6>', weight:", "Precision: {reslt: 'ap_fixed<16,6>', weight:",
+     "reslt: unknown key in HLSConfig > LayerName > stem_conv > Precision in {path}; did you mean result?"),
+    ("IOType: io_stream", "IOType: io_serial", "IOType in {path} is 'io_serial': use one of io_stream, io_parallel."),
+    ("    csim: false ", "    cism: false ", "cism: unknown key in Flow > synthesis in {path}; did you mean csim?"),
+    ("KerasModel: ../models/model_2_15.keras", "KerasJson: ../models/model_2_15.keras",
+     "KerasJson in {path} is an hls4ml key this flow does not read: use KerasModel: a .json model with its "
+     "weights beside it."),
+])
+def test_config_mistakes_are_one_sentence(tmp_path, old, new, sentence):
+    path = _variant(tmp_path, old, new)
+    with pytest.raises(FlowError) as raised:
+        load_config(path)
+    assert str(raised.value) == sentence.format(path=path)
+
+
+def test_several_mistakes_are_counted(tmp_path):
+    path = _variant(tmp_path, "IOType: io_stream\nClockPeriod: 5", "IOTyp: io_stream\nClockPeriod: five")
+    with pytest.raises(FlowError, match=r"IOTyp: unknown key .*did you mean IOType \(1 more problem after this one\)\?"):
+        load_config(path)
+
+
+def test_shipped_configs_pass_the_schema():
+    for path in (DEFAULT_CONFIG, DEFAULT_CONFIG.with_name("seed_config.yml")):
+        load_config(path)
+
+
+def test_config_search_order(tmp_path, monkeypatch):
+    monkeypatch.delenv("HLSFLOW_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    # Outside a checkout, with no config and no model: one sentence saying what to do.
+    with pytest.raises(FlowError, match=r"No config given and no hls4ml_config.yml in .*: run `hlsflow init"):
+        load_config()
+    # A model alone: hlsflow's generic defaults, output under ./build/<model stem>.
+    model = DEFAULT_CONFIG.parent.parent / "models" / "model_2_15.keras"
+    cfg = load_config(model=str(model))
+    assert cfg.source is None and cfg.io_type == "io_stream" and cfg.output_dir == tmp_path / "build" / "model_2_15"
+    assert cfg.hls_config["Model"] == {"Precision": {"default": "ap_fixed<16,6>"}, "ReuseFactor": 1,
+                                       "Strategy": "Latency"}
+    # hls4ml_config.yml in the working directory is found; paths in it are relative to it.
+    (tmp_path / "hls4ml_config.yml").write_text(f"KerasModel: {model}\nOutputDir: out\nIOType: io_parallel\n")
+    cfg = load_config()
+    assert cfg.source == tmp_path / "hls4ml_config.yml" and cfg.output_dir == tmp_path / "out"
+    # HLSFLOW_CONFIG wins over it.
+    monkeypatch.setenv("HLSFLOW_CONFIG", str(DEFAULT_CONFIG))
+    assert load_config().source == DEFAULT_CONFIG
+
+
+def test_relative_flags_are_relative_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(str(DEFAULT_CONFIG), out="here", samples="s.npz")
+    assert cfg.output_dir == tmp_path / "here" and cfg.flow["emulation"]["samples"] == str(tmp_path / "s.npz")
+    assert cfg.keras_model == DEFAULT_CONFIG.parent.parent / "models" / "model_2_15.keras"

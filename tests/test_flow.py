@@ -50,11 +50,42 @@ def test_convert_and_emulate_a_skip_connection_under_tf_2_15(converted):
 
 def test_csim_gate_fails_below_the_required_agreement(converted):
     project, _ = converted
-    proc = run_invoke("csim", "--config", project["config"], "--precision", "ap_fixed<4,2>")
-    assert proc.returncode != 0 and "another model or config" in proc.stderr
     proc = run_invoke("csim", "--config", project["config"], "--min-agreement", "1.01")
     assert proc.returncode == 3
     assert error_lines(proc) and "below the required 101.0%" in error_lines(proc)[0]
+
+
+def test_csim_converts_first_when_the_project_is_missing_or_stale(converted, tmp_path):
+    project, _ = converted
+    out = tmp_path / "fresh"
+    proc = run_invoke("csim", "--config", project["config"], "--out", out, "--max-samples", "8")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"==> csim: there is no HLS project at {out}; converting first" in proc.stdout
+    assert (out / "hlsflow.json").is_file() and json.loads((out / "csim.json").read_text())["samples"] == 8
+    # A changed precision makes the project stale: csim converts again, then emulates the new design.
+    proc = run_invoke("csim", "--config", project["config"], "--out", out, "--max-samples", "8",
+                      "--precision", "ap_fixed<18,8>")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"==> csim: the HLS project at {out} is stale (model or config changed); converting first" in proc.stdout
+    assert "ap_fixed<18,8>" in (out / "firmware" / "parameters.h").read_text() + (
+        out / "firmware" / "defines.h").read_text()
+    # Current now: nothing is converted.
+    again = run_invoke("csim", "--config", project["config"], "--out", out, "--max-samples", "8",
+                       "--precision", "ap_fixed<18,8>")
+    assert again.returncode == 0 and "converting first" not in again.stdout
+
+
+def test_report_synthesises_first(converted, tmp_path):
+    project, _ = converted
+    out = tmp_path / "rep"
+    proc = run_invoke("report", "--config", project["config"], "--out", out, env=standin_env())
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "==> report: there is no HLS project" in proc.stdout
+    assert f"==> report: no synthesis results in {out}; synthesising first" in proc.stdout
+    assert json.loads((out / "report.json").read_text())["produced_by_test_double"] is True
+    # Without Vivado, a report that needs synthesis says so in one sentence.
+    bare = run_invoke("report", "--config", project["config"], "--out", tmp_path / "rep2")
+    assert bare.returncode != 0 and error_lines(bare)[0].startswith("ERROR: No Vivado HLS found")
 
 
 def test_synth_and_report_with_the_standin(converted):

@@ -49,7 +49,7 @@ def overflowing_project(tmp_path_factory):
     import tensorflow as tf
     from tensorflow.keras import layers
 
-    from hlsflow.config import render_config_file, seed_hls_config
+    from hlsflow.starter import render_config, starter_hls_config
 
     root = tmp_path_factory.mktemp("overflow")
     tf.keras.utils.set_random_seed(2)
@@ -68,8 +68,8 @@ def overflowing_project(tmp_path_factory):
     rng = np.random.default_rng(0)
     x = (rng.uniform(0, 1, (48, 8, 8, 3)) * rng.uniform(0.2, 3.0, (48, 1, 1, 1))).astype(np.float32)
     np.savez(root / "s.npz", X=x)
-    hls = seed_hls_config(model, precision="ap_fixed<16,6>", reuse_factor=1, strategy="Latency")
-    (root / "flow.yml").write_text(render_config_file(hls, "m.keras", "prj", "s.npz"))
+    hls = starter_hls_config(model, precision="ap_fixed<16,6>", reuse_factor=1, strategy="Latency")
+    (root / "flow.yml").write_text(render_config(hls, "m.keras", "prj", "s.npz"))
     return root
 
 

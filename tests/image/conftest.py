@@ -3,7 +3,7 @@ checkout, and helpers that run commands in it. They fail (never skip) without a 
 
 Reusable by flow tests: `built_image` (the image's versioned tag), `run_in_container(cmd, env=...,
 user=..., volumes=..., workdir=...)` -> Result(exit_code, stdout, stderr), and `throwaway_repo`
-(a directory with a small tasks.py for hlsflow.dispatch.run_in_image).
+(a directory with a small tasks.py for hlsflow.launcher.run_checkout_task).
 """
 
 import textwrap
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hlsflow import image
+from hlsflow import engine, image
 from hlsflow.errors import FlowError
 
 Result = namedtuple("Result", "exit_code stdout stderr")
@@ -57,7 +57,7 @@ def vivado(c):
 @pytest.fixture(scope="session")
 def docker_client():
     try:
-        return image.docker_client()
+        return engine.docker_client()
     except FlowError as exc:
         pytest.fail(f"tests/image need a running Docker engine: {exc}", pytrace=False)
 
@@ -80,7 +80,7 @@ def run_in_container(docker_client, built_image):
     def run(cmd, env=None, user=None, volumes=None, workdir=None, timeout=600) -> Result:
         container = docker_client.containers.create(
             built_image, cmd, environment=env or {}, user=user, volumes=volumes or {},
-            working_dir=workdir, init=True, network_mode="none")
+            working_dir=workdir, network_mode="none")
         try:
             container.start()
             code = container.wait(timeout=timeout)["StatusCode"]

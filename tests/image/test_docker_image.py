@@ -1,5 +1,5 @@
 """The toolchain image against the real Docker engine: build and cache, contents, the entrypoint's
-user and Vivado handling, dispatch from the host, and handing the image on."""
+user and Vivado handling, running tasks from the host (launcher.py), and handing the image on."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hlsflow import dispatch, image
+from hlsflow import engine, handover, image, launcher
 from hlsflow.errors import FlowError
 
 
@@ -43,16 +43,31 @@ def test_versions_report(run_in_container):
     assert "| Vivado " in result.stdout and "| none" in result.stdout
 
 
-def test_invoke_list_in_the_image(run_in_container):
-    result = run_in_container(["invoke", "--list"])
+def test_hlsflow_in_the_image_from_any_directory(run_in_container):
+    for cmd in (["hlsflow", "--list"], ["--list"], ["csim", "--help"]):
+        result = run_in_container(cmd, workdir="/tmp")
+        assert result.exit_code == 0, (cmd, result.stderr)
+        assert "Bit-accurate C emulation" in result.stdout, cmd
+    version = run_in_container(["hlsflow", "--version"], workdir="/tmp")
+    assert version.stdout.splitlines()[0] == f"hlsflow {image.__version__}"
+
+
+def test_image_alone_prints_usage_and_versions(run_in_container):
+    result = run_in_container([])
     assert result.exit_code == 0, result.stderr
-    assert "flow" in result.stdout
+    assert "Usage: hlsflow" in result.stdout and "init" in result.stdout
+    assert re.search(r"\| TensorFlow +\| 2\.15\.0 +\|", result.stdout), result.stdout
 
 
-def test_invoke_through_dispatch(built_image, throwaway_repo, capfd):
-    assert dispatch.run_in_image(["--list"], image=built_image) == 0
+def test_tini_is_pid_1(run_in_container):
+    result = run_in_container(["cat", "/proc/1/cmdline"])
+    assert result.stdout.split("\0")[0] == "/usr/bin/tini", result.stdout
+
+
+def test_checkout_task_in_the_image(built_image, throwaway_repo, capfd):
+    assert launcher.run_checkout_task(["--list"], throwaway_repo, image=built_image) == 0
     assert "hello" in capfd.readouterr().out
-    assert dispatch.run_in_image(["hello"], image=built_image) == 0
+    assert launcher.run_checkout_task(["hello"], throwaway_repo, image=built_image) == 0
     # The repository is mounted at its own path and is the working directory.
     assert f"hello from {throwaway_repo} as {os.getuid()}:{os.getgid()}" in capfd.readouterr().out
 
@@ -75,10 +90,10 @@ def test_files_belong_to_owner_of_working_dir(tmp_path, run_in_container):
     assert (os.stat(tmp_path / "out").st_uid, os.stat(tmp_path / "out").st_gid) == (4321, 4322)
 
 
-def test_dispatch_passes_host_uid(built_image, throwaway_repo, monkeypatch):
-    monkeypatch.setattr(dispatch.os, "getuid", lambda: 1234)
-    monkeypatch.setattr(dispatch.os, "getgid", lambda: 1234)
-    assert dispatch.run_in_image(["touch", "--name", "made-here"], image=built_image) == 0
+def test_checkout_task_passes_host_uid(built_image, throwaway_repo, monkeypatch):
+    monkeypatch.setattr(launcher.os, "getuid", lambda: 1234)
+    monkeypatch.setattr(launcher.os, "getgid", lambda: 1234)
+    assert launcher.run_checkout_task(["touch", "--name", "made-here"], throwaway_repo, image=built_image) == 0
     assert os.stat(throwaway_repo / "made-here").st_uid == 1234
 
 
@@ -91,7 +106,7 @@ def test_standin_vivado_found(built_image, run_in_container, throwaway_repo, sta
         "hlsflow: no Vivado mounted at /opt/Xilinx/Vivado/2018.2; synthesis will be skipped"]
 
     monkeypatch.setenv("XILINX_ROOT", str(standin_xilinx_dir))
-    assert dispatch.run_in_image(["vivado"], image=built_image) == 0
+    assert launcher.run_checkout_task(["vivado"], throwaway_repo, image=built_image) == 0
     err = capfd.readouterr().err
     found = [line for line in err.splitlines() if line.startswith("hlsflow:")]
     assert found == [f"hlsflow: Vivado found at {vivado_dir} "
@@ -101,14 +116,14 @@ def test_standin_vivado_found(built_image, run_in_container, throwaway_repo, sta
 
 def test_licence_reaches_container_only_when_set(built_image, throwaway_repo, tmp_path_factory,
                                                  monkeypatch, capfd):
-    assert dispatch.run_in_image(["showenv"], image=built_image) == 0
+    assert launcher.run_checkout_task(["showenv"], throwaway_repo, image=built_image) == 0
     assert "LICENSE" not in capfd.readouterr().out
 
     licence = tmp_path_factory.mktemp("licence") / "node.lic"  # outside the mounted repo
     licence.write_text("not a real licence\n")
     monkeypatch.setenv("XILINXD_LICENSE_FILE", str(licence))
     monkeypatch.setenv("LM_LICENSE_FILE", "2100@licence-server")
-    assert dispatch.run_in_image(["showenv"], image=built_image) == 0
+    assert launcher.run_checkout_task(["showenv"], throwaway_repo, image=built_image) == 0
     out = capfd.readouterr().out
     assert f"XILINXD_LICENSE_FILE={licence}" in out
     assert "LM_LICENSE_FILE=2100@licence-server" in out
@@ -127,10 +142,10 @@ def test_no_licence_or_xilinx_in_image(docker_client, built_image, run_in_contai
 
 
 def test_save_then_load_gives_same_image(docker_client, built_image, tmp_path):
-    saved = image.save_image(tmp_path, tag=built_image)
+    saved = handover.save_image(tmp_path, tag=built_image)
     assert saved.name == f"hlsflow-{built_image.split(':', 1)[1]}.tar.gz"
     assert (tmp_path / (saved.name + ".sha256")).read_text().split()[1] == saved.name
-    assert image.load_image(saved) == docker_client.images.get(built_image).id
+    assert handover.load_image(saved) == docker_client.images.get(built_image).id
 
 
 def test_load_rejects_damaged_tarball(tmp_path):
@@ -138,20 +153,20 @@ def test_load_rejects_damaged_tarball(tmp_path):
     damaged.write_bytes(b"not an image")
     (tmp_path / "hlsflow-x.tar.gz.sha256").write_text("0" * 64 + "  hlsflow-x.tar.gz\n")
     with pytest.raises(FlowError, match="does not match the checksum"):
-        image.load_image(damaged)
+        handover.load_image(damaged)
 
 
 def test_missing_image_is_one_sentence(docker_client, throwaway_repo):
-    assert not image.image_exists("no-such-tag")
+    assert not engine.image_exists("no-such-tag")
     with pytest.raises(FlowError) as raised:
-        dispatch.run_in_image(["--list"], image="hlsflow:no-such-tag")
-    assert str(raised.value) == ("Image hlsflow:no-such-tag not found: run `invoke build-image` "
-                                 "(or `invoke load-image FILE`).")
+        launcher.run_checkout_task(["--list"], throwaway_repo, image="hlsflow:no-such-tag")
+    assert str(raised.value) == engine.missing_image_message("hlsflow:no-such-tag")
+    assert str(raised.value).startswith("Image hlsflow:no-such-tag not found: load it with `hlsflow load-image")
 
 
 def test_no_daemon_is_one_sentence(monkeypatch, throwaway_repo):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    for call in (image.docker_client, lambda: dispatch.run_in_image(["--list"])):
+    for call in (engine.docker_client, lambda: launcher.run_checkout_task(["--list"], throwaway_repo)):
         with pytest.raises(FlowError) as raised:
             call()
-        assert str(raised.value) == image.NO_DAEMON
+        assert str(raised.value) == engine.NO_DAEMON

@@ -1,0 +1,149 @@
+"""hlsflow on a user's own project, outside this checkout, as a user runs it: the installed `hlsflow`
+command on the host (which hands each invocation to the image), and the image alone through the
+docker command line with nothing but the user's folder mounted. Real engine, real hls4ml, g++."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data"
+
+
+def hlsflow_command() -> str:
+    """The `hlsflow` console script installed beside this Python (make installs it into .venv-host)."""
+    script = Path(sys.executable).parent / "hlsflow"
+    if not script.exists():
+        pytest.fail(f"{script} is missing: install hlsflow into this environment (`pip install -e .`, as `make` "
+                    "does).", pytrace=False)
+    return str(script)
+
+
+def user_env(**extra) -> dict:
+    """A user's environment: nothing that would make hlsflow run natively or find Vivado."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HLSFLOW_NATIVE", "HLSFLOW_IN_IMAGE", "HLSFLOW_CONFIG", "XILINX_ROOT", "VIVADO_DIR")}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_hlsflow(*args, cwd, **env):
+    return subprocess.run([hlsflow_command(), *map(str, args)], cwd=cwd, env=user_env(**env),
+                          capture_output=True, text=True, timeout=900)
+
+
+def error_lines(proc) -> list:
+    return [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
+
+
+@pytest.fixture
+def user_dir(tmp_path):
+    """A user's repository outside the checkout: models/ with a model and its samples."""
+    assert REPO not in tmp_path.parents
+    (tmp_path / "models").mkdir()
+    for name in ("tiny_cnn.keras", "tiny_samples.npz"):
+        shutil.copy(DATA / name, tmp_path / "models" / name)
+    return tmp_path
+
+
+def csim_figures(out: Path) -> dict:
+    """csim.json without what depends on the machine or the path (speed, workers, file names)."""
+    result = json.loads((out / "csim.json").read_text())
+    return {k: result[k] for k in ("samples", "top1_agreement", "keras_accuracy", "hls_accuracy", "max_abs_diff",
+                                   "mean_abs_diff")}
+
+
+def test_init_then_flow_from_the_host(built_image, user_dir):
+    init = run_hlsflow("init", "--model", "models/tiny_cnn.keras", "--samples", "models/tiny_samples.npz",
+                   cwd=user_dir)
+    assert init.returncode == 0, init.stdout + init.stderr
+    config = user_dir / "models" / "hls4ml_config.yml"
+    text = config.read_text()
+    assert "KerasModel: tiny_cnn.keras" in text and "samples: tiny_samples.npz" in text
+    for layer in ("conv:", "relu:", "fc:", "softmax:"):
+        assert f"    {layer}" in text, layer
+    assert "Next: hlsflow flow --config models/hls4ml_config.yml" in init.stdout
+
+    again = run_hlsflow("init", "--model", "models/tiny_cnn.keras", cwd=user_dir)
+    assert again.returncode == 2
+    assert error_lines(again) == [f"ERROR: {config} already exists: pass --force to overwrite it, or --config "
+                                  "OTHER.yml to write another file."]
+
+    flow = run_hlsflow("flow", "--config", "models/hls4ml_config.yml", cwd=user_dir)
+    assert flow.returncode == 0, flow.stdout[-3000:] + flow.stderr[-3000:]
+    out = user_dir / "models" / "build" / "tiny_cnn"
+    assert f"HLS project written to {out}" in flow.stdout
+    assert "Synthesis skipped: no Vivado HLS found" in flow.stdout
+    figures = csim_figures(out)
+    assert figures["samples"] == 64 and figures["top1_agreement"] == 1.0 and figures["keras_accuracy"] == 1.0
+    assert (out / "firmware" / "myproject.cpp").is_file()
+    for path in (out, out / "csim.json", config):
+        assert path.stat().st_uid == os.getuid(), path
+    # The inputs were mounted read-only and are untouched.
+    assert (user_dir / "models" / "tiny_cnn.keras").read_bytes() == (DATA / "tiny_cnn.keras").read_bytes()
+
+
+def test_relative_paths_from_a_subfolder_and_csim_converts_first(built_image, user_dir):
+    (user_dir / "work").mkdir()
+    proc = run_hlsflow("csim", "--model", "../models/tiny_cnn.keras", "--samples", "../models/tiny_samples.npz",
+                   "--out", "../out/tiny", "--max-samples", "16", cwd=user_dir / "work")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = user_dir / "out" / "tiny"
+    assert f"==> csim: there is no HLS project at {out}; converting first" in proc.stdout
+    assert "using hlsflow's defaults" in proc.stdout
+    assert csim_figures(out)["samples"] == 16
+
+
+def test_missing_model_is_named_on_the_host(built_image, user_dir):
+    proc = run_hlsflow("convert", "--model", "/data/models/my.keras", cwd=user_dir)
+    assert proc.returncode == 2
+    assert error_lines(proc) == ["ERROR: Model file /data/models/my.keras does not exist: give the path of a .keras, "
+                                 ".h5 or .json model with --model."]
+    # Caught before any container started: the entrypoint's line about Vivado never appeared.
+    assert "hlsflow: " not in proc.stderr and "Traceback" not in proc.stderr
+    missing = run_hlsflow("csim", "--model", "models/tiny_cnn.keras", "--samples", "models/nope.npz", cwd=user_dir)
+    assert missing.returncode == 2
+    assert error_lines(missing)[0].startswith(f"ERROR: Sample file {user_dir}/models/nope.npz not found")
+    no_config = run_hlsflow("convert", cwd=user_dir)
+    assert no_config.returncode == 2
+    assert error_lines(no_config)[0].startswith(f"ERROR: No config given and no hls4ml_config.yml in {user_dir}")
+
+
+def test_typo_in_the_config_is_one_sentence(built_image, user_dir):
+    config = user_dir / "flow.yml"
+    config.write_text("KerasModel: models/tiny_cnn.keras\nIOTyp: io_stream\n")
+    proc = run_hlsflow("convert", "--config", config, cwd=user_dir)
+    assert proc.returncode == 2
+    assert error_lines(proc) == [f"ERROR: IOTyp: unknown key in {config}; did you mean IOType?"]
+    assert not (user_dir / "build").exists() or not any((user_dir / "build").iterdir())
+
+
+def docker_run(image, *args, cwd):
+    return subprocess.run(["docker", "run", "--rm", "-v", f"{cwd}:{cwd}", "-w", str(cwd), image, *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_the_image_alone_with_docker_run(built_image, user_dir):
+    """A collaborator with only the image: nothing of this checkout is mounted."""
+    work = user_dir / "models"
+    proc = docker_run(built_image, "hlsflow", "flow", "--model", "tiny_cnn.keras", "--samples", "tiny_samples.npz",
+                      cwd=work)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert str(REPO) not in proc.stdout
+    assert csim_figures(work / "build" / "tiny_cnn")["top1_agreement"] == 1.0
+    # The task name alone works too, and files belong to the owner of the folder.
+    os.chown(work, 4321, 4321)
+    csim = docker_run(built_image, "csim", "--model", "tiny_cnn.keras", "--samples", "tiny_samples.npz",
+                      "--out", "again", cwd=work)
+    assert csim.returncode == 0, csim.stderr[-3000:]
+    assert (work / "again" / "csim.json").stat().st_uid == 4321
+    # A mistake is one sentence there as well.
+    bad = docker_run(built_image, "convert", "--model", "nope.keras", cwd=work)
+    assert bad.returncode == 2
+    assert error_lines(bad) == [f"ERROR: Model file {work}/nope.keras does not exist: give the path of a .keras, "
+                                ".h5 or .json model with --model."]
