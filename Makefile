@@ -1,5 +1,6 @@
-# hlsflow from the host: a small virtualenv (invoke + Docker SDK + pytest, installed by hash from
-# docker/host-requirements.lock) drives the toolchain image, where the flow itself runs.
+# hlsflow from the host: a small virtualenv (invoke, the Docker SDK, PyYAML, pytest and zizmor,
+# installed by hash from docker/host-requirements.lock, plus hlsflow itself, editable) drives the
+# toolchain image, where the flow itself runs.
 
 PYTHON    ?= python3
 VENV      := .venv-host
@@ -8,25 +9,31 @@ STAMP     := $(VENV)/.installed
 INVOKE    := $(VENV)/bin/invoke
 PYTEST    := $(VENV)/bin/pytest
 IMAGE     ?= hlsflow:latest
+# gitlab-ci-local runs the shipped GitLab CI files for real in the tests (4.55.0 runs on Node 20).
+GCL       := build/tools/node_modules/.bin/gitlab-ci-local
 
 .PHONY: image flow test shell clean
 
 # The host lock is compiled for Python 3.11 and newer (pytest needs backports below that).
-$(STAMP): $(HOST_LOCK)
+$(STAMP): $(HOST_LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --require-hashes -r $(HOST_LOCK)
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+$(GCL):
+	npm install --silent --no-audit --no-fund --prefix build/tools gitlab-ci-local@4.55.0
 
 image: $(STAMP)
 	$(INVOKE) build-image
 
-flow: $(STAMP)
-	docker image inspect $(IMAGE) >/dev/null 2>&1 || $(MAKE) image
+# Builds the image first (seconds when nothing changed), with Docker or Podman alike.
+flow: image
 	$(INVOKE) flow
 
 # The image is rebuilt first (seconds when nothing changed); then the flow tests run inside it
-# and the image tests on the host, with one summary line for both.
-test: image
+# and the engine tests on the host (Docker; Podman when installed), with one summary line for both.
+test: image $(GCL)
 	$(INVOKE) test
 
 shell: $(STAMP)

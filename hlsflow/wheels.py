@@ -2,6 +2,7 @@
 downloads from them, so that nothing inside the image build needs the network."""
 
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from .errors import FlowError
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER_DIR = ROOT / "docker"
 BUILD_DIR = ROOT / "build"
-WHEELHOUSE = BUILD_DIR / "wheelhouse"
+# Where the lock's wheels are kept; HLSFLOW_WHEELHOUSE shares one between checkouts.
+WHEELHOUSE = Path(os.environ.get("HLSFLOW_WHEELHOUSE") or BUILD_DIR / "wheelhouse")
 LOCK = DOCKER_DIR / "requirements.lock"
 # The format of the lock files follows pip-compile's version.
 PIP_TOOLS = "pip-tools==7.6.2"
@@ -95,7 +97,7 @@ def _scan_wheelhouse(entries):
 
 
 def _pip_download(requirements: list[str]) -> None:
-    step(f"Downloading {len(requirements)} wheels into {WHEELHOUSE.relative_to(ROOT)}")
+    step(f"Downloading {len(requirements)} wheels into {WHEELHOUSE}")
     with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=BUILD_DIR) as reqs:
         reqs.write("\n".join(requirements) + "\n")
         reqs.flush()

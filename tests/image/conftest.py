@@ -103,3 +103,12 @@ def throwaway_repo(tmp_path, monkeypatch) -> Path:
                 "HLSFLOW_IMAGE"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def saved_image(built_image, tmp_path_factory):
+    """The built image as a colleague receives it: a tarball from `hlsflow save-image` with its
+    .sha256 beside it (written once per session; Podman and the CI templates load it)."""
+    from hlsflow import handover
+
+    return handover.save_image(tmp_path_factory.mktemp("handover"), tag=built_image)
