@@ -17,6 +17,12 @@ else
     echo "hlsflow: no Vivado mounted at $vivado_dir; synthesis will be skipped" >&2
 fi
 
+# FlexLM in containers often needs libudev preloaded; given as HLSFLOW_LD_PRELOAD so that the host's
+# own LD_PRELOAD (host paths) never leaks in.
+if [ -n "${HLSFLOW_LD_PRELOAD:-}" ]; then
+    export LD_PRELOAD="$HLSFLOW_LD_PRELOAD"
+fi
+
 # `docker run IMAGE` alone: what this image is and how to use it. `docker run IMAGE flow ...` (any
 # word that is not a command here, or a flag): an hlsflow task. Anything else runs as given.
 if [ "$#" -eq 0 ]; then

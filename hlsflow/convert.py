@@ -134,7 +134,7 @@ def convert(cfg, force: bool = False) -> dict:
         stamp = {
             "fingerprint": fp,
             "model": str(cfg.keras_model),
-            "config": str(cfg.source),
+            "config": str(cfg.source) if cfg.source else None,
             "project_name": cfg.project_name,
             "part": cfg.part,
             "io_type": cfg.io_type,
@@ -152,7 +152,7 @@ def convert(cfg, force: bool = False) -> dict:
 
 
 def check_only(cfg):
-    """Preflight alone (`invoke check`): convert in memory, write nothing."""
+    """Preflight alone (`hlsflow check`): convert in memory, write nothing."""
     import tempfile
 
     keras_model = load_keras_model(cfg.keras_model)

@@ -35,6 +35,7 @@ def build_image(tag: str | None = None, no_cache: bool = False) -> str:
     """Build the image and tag it `hlsflow:<version>-<git describe>` (or `tag`) and
     `hlsflow:latest`; returns the first tag."""
     client = docker_client()
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)  # the build context is spooled here
     ref = image_ref(tag or f"{__version__}-{_describe()}")
     wheels = download_wheels()
     base = base_image(client)

@@ -87,7 +87,6 @@ def plan(collection, contexts, cwd=None) -> tuple:
     cwd = Path(cwd or Path.cwd())
     mounts = Mounts()
     argv = []
-    config_added = False
     for ctx in contexts:
         spec = spec_of(collection[ctx.name])
         args = _args(ctx)
@@ -102,9 +101,8 @@ def plan(collection, contexts, cwd=None) -> tuple:
                 raise no_config(cwd)
             if paths.config is not None:
                 mounts.read_only(paths.config)
-                if not config_added:
-                    absolute["config"] = str(paths.config)
-                    config_added = True
+                # Passed even when the host found it: the container has no folder to search.
+                absolute["config"] = str(paths.config)
             if paths.model is not None:
                 # Names the host path when it is missing: "Model file ... does not exist: ...".
                 for f in model_files(paths.model):
@@ -129,10 +127,12 @@ def plan(collection, contexts, cwd=None) -> tuple:
             if name == "model":
                 for f in model_files(path):
                     mounts.read_only(f)
+            elif name == "vivado":
+                _require_file(path, f"No vivado_hls at {path}: pass --vivado the Vivado 2018.2 install directory "
+                                    "(the one holding settings64.sh) or the vivado_hls binary.")
+                mounts.read_only(path)
             else:
-                what = {"vivado": "No vivado_hls at", "samples": "Sample file"}.get(name, f"The {name}")
-                _require_file(path, f"{what} {path} does not exist on this machine: give the path of "
-                                    f"{'the Vivado 2018.2 install directory' if name == 'vivado' else 'an existing file'}.")
+                _require_file(path, f"The {name} file {path} does not exist: give the path of an existing file.")
                 mounts.read_only(path)
             absolute[name] = str(path)
         for name in spec.outputs:
@@ -146,8 +146,6 @@ def plan(collection, contexts, cwd=None) -> tuple:
         argv.append(ctx.name)
         for name, arg in args.items():
             value = absolute.get(name, arg.value if arg.got_value else None)
-            if name == "config" and name in absolute and not arg.got_value:
-                value = absolute[name]  # the host found it; the container sees no checkout to search
             if value is None or value is False:
                 continue
             flag = "--" + arg.names[0]

@@ -21,6 +21,7 @@ from . import console
 from .config import FixedType
 from .convert import convert_model
 from .loading import load_keras_model, load_samples, resolve_samples
+from .errors import FlowError
 from .files import write_atomically, write_json
 
 # Layers whose accumulator holds a sum we can bound from Keras values.
@@ -236,7 +237,7 @@ def _tuned_yaml(cfg, changes: dict, target: Path) -> str:
         raw["KerasModel"], raw["OutputDir"] = str(cfg.keras_model), str(cfg.output_dir)
         if cfg.flow["emulation"].get("samples"):
             raw.setdefault("Flow", {}).setdefault("emulation", {})["samples"] = cfg.flow["emulation"]["samples"]
-    lines = [f"# Tuned by `invoke tune-precision` from {Path(cfg.source).name}; changed precisions:"]
+    lines = [f"# Tuned by `hlsflow tune-precision` from {Path(cfg.source).name}; changed precisions:"]
     lines += [f"#   {layer} {kind}: {value}" for layer, kinds in changes.items() for kind, value in kinds.items()]
     return "\n".join(lines) + "\n" + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=120)
 
@@ -252,6 +253,9 @@ def tune(cfg, samples=None, max_samples=None, write=None) -> dict:
     x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), 100)
     findings = quick_check(cfg, keras_model, x)
     changes = advise(findings)
+    if cfg.source is None:
+        raise FlowError("tune-precision improves a config file, and none is in use: write one with `hlsflow init "
+                        "--model MODEL`, then run `hlsflow tune-precision --config FILE`.")
     target = Path(write) if write else Path(cfg.source).with_name(Path(cfg.source).stem + ".tuned.yml")
     if not changes:
         console.say("Every Keras range fits its fixed-point type: nothing to change.")

@@ -1,6 +1,6 @@
 """Reading Vivado HLS results and writing report.json, report.md and utilisation.png.
 
-Sources, all real tool output (see tests/fixtures/README.md):
+Sources, all real tool output (see tests/standin_xilinx/fixtures/README.md):
 - `<out>/<project>_prj/solution1/syn/report/<project>_csynth.xml`: the C synthesis
   estimates (every value is text; latency can be "undef" for unbounded loops);
 - `<out>/vivado_synth.rpt`: Vivado's report_utilization after logic synthesis (vsynth);
@@ -58,7 +58,7 @@ def _resource(used, available) -> dict:
 def parse_csynth_xml(path, log_path=None) -> dict:
     """The figures of a Vivado HLS csynth.xml, as numbers (None where the tool wrote none)."""
     path = Path(path)
-    rerun = "run `invoke synth` first" + (
+    rerun = "run `hlsflow synth` first" + (
         f" (or check the synthesis log at {log_path})" if log_path else "")
     if not path.is_file():
         raise FlowError(f"No synthesis report at {path}: {rerun}.")

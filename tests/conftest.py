@@ -1,4 +1,4 @@
-"""Shared fixtures: the real Vivado outputs in tests/fixtures and the Vivado stand-in."""
+"""Shared fixtures: the real Vivado outputs (tests/standin_xilinx/fixtures) and the Vivado stand-in."""
 
 import shutil
 import sys
@@ -14,8 +14,9 @@ if str(TESTS_DIR.parent) not in sys.path:
 
 @pytest.fixture
 def vivado_fixtures_dir() -> Path:
-    """tests/fixtures: real Vivado HLS output (read-only data, see its README)."""
-    return TESTS_DIR / "fixtures"
+    """Real Vivado HLS output (read-only data, see its README), kept inside the stand-in's tree so
+    that the tree alone, mounted like a Xilinx install, carries what the stand-in copies."""
+    return TESTS_DIR / "standin_xilinx" / "fixtures"
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""hlsflow.report against real Vivado HLS output (tests/fixtures, copied into tmp_path)."""
+"""hlsflow.report against real Vivado HLS output (tests/standin_xilinx/fixtures, copied into tmp_path)."""
 
 import json
 
@@ -13,7 +13,7 @@ def csynth_xml(out, project="myproject"):
 
 
 def edit_copy(path, old, new):
-    """Change a copied fixture in place (the originals in tests/fixtures stay untouched)."""
+    """Change a copied fixture in place (the originals in tests/standin_xilinx/fixtures stay untouched)."""
     text = path.read_text()
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new))

@@ -197,10 +197,9 @@ def test_settings64_puts_the_standin_on_path(standin_xilinx_dir, tmp_path):
 
 def test_works_from_a_read_only_tree(standin_xilinx_dir, vivado_fixtures_dir, project_dir,
                                      tmp_path):
-    # A copy with the same relative layout (tests/standin_xilinx next to tests/fixtures).
+    # A copy of the self-contained tree (its real reports in standin_xilinx/fixtures).
     tree = tmp_path / "ro" / "tests"
     shutil.copytree(standin_xilinx_dir, tree / "standin_xilinx")
-    shutil.copytree(vivado_fixtures_dir, tree / "fixtures")
     paths = sorted(tree.rglob("*"))
     for path in paths:
         mode = path.stat().st_mode

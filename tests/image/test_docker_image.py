@@ -19,7 +19,8 @@ def test_build_tags_and_labels(docker_client, built_image):
     assert labels["io.hlsflow.tensorflow.version"] == "2.15.0"
     assert labels["io.hlsflow.numpy.version"] == "1.25.0"
     assert labels["org.opencontainers.image.version"] == image.__version__
-    assert built.attrs["Config"]["Entrypoint"] == ["/usr/local/bin/hlsflow-entrypoint"]
+    # The image's own init first: no --init needed under Docker or Podman.
+    assert built.attrs["Config"]["Entrypoint"] == ["/usr/bin/tini", "-g", "--", "/usr/local/bin/hlsflow-entrypoint"]
 
 
 def test_rebuild_reuses_every_layer(docker_client, built_image, capsys):

@@ -147,3 +147,19 @@ def test_the_image_alone_with_docker_run(built_image, user_dir):
     assert bad.returncode == 2
     assert error_lines(bad) == [f"ERROR: Model file {work}/nope.keras does not exist: give the path of a .keras, "
                                 ".h5 or .json model with --model."]
+
+
+def test_flow_with_a_mounted_xilinx_tree(built_image, user_dir):
+    """Synthesis from a user's folder: the Xilinx tree (here the stand-in, a test double that lays
+    down real 2018.2 reports) is mounted read-only, like an install under /opt/Xilinx."""
+    standin = REPO / "tests" / "standin_xilinx"
+    proc = run_hlsflow("flow", "--model", "models/tiny_cnn.keras", "--samples", "models/tiny_samples.npz",
+                       "--part", "xc7vx690tffg1927-2", cwd=user_dir, XILINX_ROOT=standin, STANDIN_DELAY="0")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = user_dir / "build" / "tiny_cnn"
+    assert f"hlsflow: Vivado found at {standin}/Vivado/2018.2" in proc.stderr
+    assert (out / "vivado_hls_standin.args").read_text().splitlines() == [
+        "-f build_prj.tcl reset=0 csim=0 synth=1 cosim=0 validation=0 export=0 vsynth=0 fifo_opt=0"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["produced_by_test_double"] is True and report["target_part"] == "xc7vx690tffg1927-2"
+    assert (out / "utilisation.png").read_bytes()[:4] == b"\x89PNG"

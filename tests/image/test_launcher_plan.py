@@ -1,0 +1,80 @@
+"""What the host hands to the container: the argv and the mounts launcher.plan makes from a parsed
+invocation (the real task collection and invoke's own parser), before any container starts."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from invoke.parser import Parser
+
+from hlsflow import cli, launcher
+from hlsflow.errors import FlowError
+from hlsflow.tasks import namespace
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def parse(*argv):
+    contexts = list(Parser(contexts=namespace.to_contexts()).parse_argv(list(argv)))
+    cli._share_flags(namespace, contexts)
+    return contexts
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    for name in ("tiny_cnn.keras", "tiny_samples.npz"):
+        shutil.copy(DATA / name, tmp_path / "models" / name)
+    (tmp_path / "models" / "hls4ml_config.yml").write_text(
+        "KerasModel: tiny_cnn.keras\nOutputDir: ../build/tiny\nFlow:\n  emulation: {samples: tiny_samples.npz}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HLSFLOW_CONFIG", raising=False)
+    return tmp_path
+
+
+def test_inputs_read_only_output_parent_read_write(project):
+    argv, mounts = launcher.plan(namespace, parse("convert", "csim", "--config", "models/hls4ml_config.yml"))
+    config = project / "models" / "hls4ml_config.yml"
+    assert mounts.modes == {
+        str(config): "ro",
+        str(project / "models" / "tiny_cnn.keras"): "ro",
+        str(project / "models" / "tiny_samples.npz"): "ro",
+        str(project / "build"): "rw",  # the output's parent: the project is staged beside it
+    }
+    assert (project / "build").is_dir() and not (project / "build" / "tiny").exists()
+    # Paths reach the container absolute; the shared --config applies to both tasks.
+    assert argv[:5] == ["convert", "--config", str(config), "--model", str(project / "models" / "tiny_cnn.keras")]
+    assert argv[argv.index("csim") + 1:argv.index("csim") + 3] == ["--config", str(config)]
+
+
+def test_config_found_in_the_working_directory_is_passed_on(project, monkeypatch):
+    monkeypatch.chdir(project / "models")
+    argv, _ = launcher.plan(namespace, parse("convert"))
+    assert argv[1:3] == ["--config", str(project / "models" / "hls4ml_config.yml")]
+
+
+def test_init_writes_beside_the_model(project):
+    argv, mounts = launcher.plan(namespace, parse("init", "--model", "models/tiny_cnn.keras"))
+    assert mounts.modes == {str(project / "models" / "tiny_cnn.keras"): "ro", str(project / "models"): "rw"}
+    assert "--config" in argv and argv[argv.index("--config") + 1] == str(project / "models" / "hls4ml_config.yml")
+
+
+@pytest.mark.parametrize("argv, sentence", [
+    (["convert", "--model", "/data/models/my.keras"],
+     "Model file /data/models/my.keras does not exist: give the path of a .keras, .h5 or .json model with --model."),
+    (["convert", "--config", "nope.yml"], "Config file {p}/nope.yml not found: pass --config with a YAML file"),
+    (["csim", "--config", "models/hls4ml_config.yml", "--samples", "x.npz"], "Sample file {p}/x.npz not found"),
+    (["synth", "--config", "models/hls4ml_config.yml", "--vivado", "/no/Vivado"], "No vivado_hls at /no/Vivado"),
+    (["convert", "--model", "models/tiny_cnn.keras", "--out", "/prj"], "The output directory /prj would sit directly"),
+    (["convert"], "No config given and no hls4ml_config.yml in {p}: run `hlsflow init"),
+])
+def test_missing_paths_are_named_on_the_host(project, argv, sentence):
+    with pytest.raises(FlowError) as raised:
+        launcher.plan(namespace, parse(*argv))
+    assert str(raised.value).startswith(sentence.format(p=project))
+    assert not (project / "build").exists(), "nothing is created before every input is checked"
+
+
+def test_host_tasks_cannot_follow_image_tasks(project):
+    with pytest.raises(FlowError, match="`save-image` runs on the host"):
+        launcher.plan(namespace, parse("convert", "--config", "models/hls4ml_config.yml", "save-image"))
