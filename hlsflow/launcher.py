@@ -67,6 +67,21 @@ class Mounts:
         return {path: {"bind": path, "mode": mode} for path, mode in sorted(self.modes.items())}
 
 
+def licence_files() -> list:
+    """The files and folders the licence variables name; `port@server` entries are servers. A
+    missing one is FlowError naming it: FlexLM would only say much later that no licence was found."""
+    found = []
+    for var in LICENSE_VARS:
+        for item in filter(None, os.environ.get(var, "").split(":")):
+            if "@" in item:
+                continue
+            if not os.path.exists(item):
+                raise FlowError(f"{var} names {item}, which does not exist on this machine: give the licence file "
+                                "or folder, or port@server for a licence server.")
+            found.append(os.path.abspath(item))
+    return found
+
+
 def _require_file(path: Path, sentence: str) -> None:
     if not path.exists():
         raise FlowError(sentence)
@@ -87,6 +102,7 @@ def plan(collection, contexts, cwd=None) -> tuple:
     cwd = Path(cwd or Path.cwd())
     mounts = Mounts()
     argv = []
+    licence_files()
     for ctx in contexts:
         spec = spec_of(collection[ctx.name])
         args = _args(ctx)
@@ -166,14 +182,13 @@ def container_settings(mounts: Mounts) -> dict:
         env["VIVADO_DIR"] = os.path.abspath(os.environ["VIVADO_DIR"])
         if os.path.isdir(env["VIVADO_DIR"]):
             mounts.read_only(env["VIVADO_DIR"])
+    for item in licence_files():
+        mounts.read_only(item)
     network = "none"  # the flow needs no network: keep it reproducible
     for var in LICENSE_VARS:
         if not os.environ.get(var):
             continue
         env[var] = os.environ[var]
-        for item in env[var].split(":"):
-            if os.path.exists(item):
-                mounts.read_only(item)
         # FlexLM checks a node-locked licence against the host's network interfaces and reaches
         # licence servers over the network: neither works without the host's network.
         network = "host"

@@ -195,7 +195,7 @@ def test_missing_xml_raises_and_leaves_old_report(tmp_path):
     with pytest.raises(FlowError) as err:
         report.write_report(tmp_path, "myproject")
     message = str(err.value)
-    assert "No synthesis report at" in message and "invoke synth" in message
+    assert "No synthesis report at" in message and "hlsflow synth" in message
     assert "vivado_hls.log" in message
     assert (tmp_path / "report.json").read_text() == '{"old": true}\n'
     assert not (tmp_path / "report.md").exists()

@@ -78,3 +78,13 @@ def test_missing_paths_are_named_on_the_host(project, argv, sentence):
 def test_host_tasks_cannot_follow_image_tasks(project):
     with pytest.raises(FlowError, match="`save-image` runs on the host"):
         launcher.plan(namespace, parse("convert", "--config", "models/hls4ml_config.yml", "save-image"))
+
+
+def test_licence_files_are_checked_on_the_host(project, monkeypatch):
+    monkeypatch.setenv("XILINXD_LICENSE_FILE", f"2100@licence-server:{project}/missing.lic")
+    with pytest.raises(FlowError) as raised:
+        launcher.plan(namespace, parse("convert", "--config", "models/hls4ml_config.yml"))
+    assert str(raised.value) == (f"XILINXD_LICENSE_FILE names {project}/missing.lic, which does not exist on this "
+                                 "machine: give the licence file or folder, or port@server for a licence server.")
+    (project / "missing.lic").write_text("")
+    launcher.plan(namespace, parse("convert", "--config", "models/hls4ml_config.yml"))
