@@ -1,5 +1,7 @@
-"""Writing results so that readers see the old file or the whole new one, never half of one."""
+"""Writing results so that readers see the old file or the whole new one, never half of one; and
+hashing files."""
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -28,3 +30,22 @@ def read_json(path):
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+
+
+_hash_cache: dict = {}
+
+
+def sha256(path, cache: bool = False) -> str:
+    """sha256 of a file, streamed; with cache=True remembered per (path, size, mtime) so that
+    hashing the same unchanged file again within one process costs nothing."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if cache and key in _hash_cache:
+        return _hash_cache[key]
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    _hash_cache[key] = digest.hexdigest()
+    return _hash_cache[key]

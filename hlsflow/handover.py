@@ -2,13 +2,13 @@
 after checking it. Works against Docker and Podman alike (both through engine.docker_client)."""
 
 import gzip
-import hashlib
 import os
 from pathlib import Path
 
 from .console import Progress, say, step
 from .engine import REPO, docker_client, get_image, image_ref
 from .errors import FlowError
+from .files import sha256
 
 DEFAULT_DIR = Path("build")
 
@@ -36,7 +36,7 @@ def save_image(path=None, tag: str = "latest") -> Path:
             progress.advance((written >> 20) - progress.done)
     progress.close()
     os.replace(partial, out)
-    digest = _sha256(out)
+    digest = sha256(out)
     out.with_name(out.name + ".sha256").write_text(f"{digest}  {out.name}\n")
     say(f"Saved {out} ({out.stat().st_size / 1e6:.0f} MB, sha256 {digest[:12]})")
     return out
@@ -57,7 +57,7 @@ def load_image(path) -> str:
 
     expected = sums.read_text().split()[0]
     step(f"Checking {path.name} against {sums.name}")
-    if _sha256(path) != expected:
+    if sha256(path) != expected:
         raise FlowError(f"{path.name} does not match the checksum in {sums.name}: the copy is "
                         "damaged or incomplete, copy it again.")
     client = docker_client()
@@ -75,10 +75,3 @@ def load_image(path) -> str:
     return image.id
 
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import FlowError
-from .files import read_json, write_json
+from .files import read_json, sha256, write_json
 from .loading import model_files
 
 PROJECT_STAMP = "hlsflow.json"
@@ -23,10 +23,11 @@ MISSING, STALE, CURRENT = "missing", "stale", "current"
 
 
 def fingerprint(cfg) -> str:
-    """What the HLS project is a function of: the model's bytes, the hls4ml settings, the versions."""
+    """What the HLS project is a function of: the model's bytes, the hls4ml settings, the versions.
+    Every stage asks whether its inputs are current: the model is hashed once per process."""
     h = hashlib.sha256()
     for f in model_files(cfg.keras_model):
-        h.update(f.read_bytes())
+        h.update(sha256(f, cache=True).encode())
     h.update(json.dumps(cfg.hls4ml_kwargs(), sort_keys=True, default=str).encode())
     try:
         hls4ml_version = version("hls4ml")

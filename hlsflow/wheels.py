@@ -1,7 +1,6 @@
 """The image's Python packages: the hash-checked locks (`invoke lock`) and the wheelhouse the host
 downloads from them, so that nothing inside the image build needs the network."""
 
-import hashlib
 import os
 import re
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from .console import Progress, error, step
 from .errors import FlowError
+from .files import sha256
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER_DIR = ROOT / "docker"
@@ -87,7 +87,7 @@ def _scan_wheelhouse(entries):
     wanted = {h: name for name, (_, hashes) in entries.items() for h in hashes}
     have, found = [], set()
     for whl in WHEELHOUSE.glob("*.whl"):
-        name = wanted.get(_sha256(whl, cache=True))
+        name = wanted.get(sha256(whl, cache=True))
         if name is None:
             whl.unlink()  # from an older lock: it would only bloat the build context
         else:
@@ -118,24 +118,6 @@ def _pip_download(requirements: list[str]) -> None:
         error("pip download failed; its last lines:\n" + "\n".join(tail))
         raise FlowError("Downloading the image's wheels failed: check that this machine can "
                         "reach PyPI (or your pip index settings) and run again.")
-
-
-_hash_cache: dict[tuple, str] = {}
-
-
-def _sha256(path: Path, cache: bool = False) -> str:
-    """sha256 of a file, streamed; with cache=True remembered per (path, size, mtime) so that
-    rescanning a large wheelhouse within one process costs nothing."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if cache and key in _hash_cache:
-        return _hash_cache[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    _hash_cache[key] = digest.hexdigest()
-    return _hash_cache[key]
 
 
 def _check_call(cmd, what: str, **kwargs) -> None:
