@@ -9,7 +9,7 @@
 """
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import invoke
 
@@ -41,7 +41,6 @@ class TaskSpec:
     inputs: tuple = ()  # arguments naming files it reads
     outputs: tuple = ()  # arguments naming files it writes
     writes_beside_config: bool = False
-    shared: tuple = field(default=())
 
 
 def spec_of(task) -> TaskSpec:
@@ -75,7 +74,7 @@ def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writ
         body.__signature__ = inspect.Signature([params[0], *shared, *own])
         body.hlsflow_spec = TaskSpec(where="image", uses_config=True, writes_output=writes_output,
                                      inputs=tuple(inputs), outputs=tuple(outputs),
-                                     writes_beside_config=writes_beside_config, shared=SHARED_FLAGS)
+                                     writes_beside_config=writes_beside_config)
         return invoke.task(help={**SHARED_HELP, **(help or {})})(body)
 
     return decorate
@@ -102,7 +101,7 @@ def host_task(help=None, **task_options):
     return decorate
 
 
-def _share_flags(collection, contexts) -> None:
+def _share_flags(contexts) -> None:
     """Copy shared flags given on one task to every other task of the invocation that takes them."""
     given = {}
     for ctx in contexts:
@@ -121,7 +120,7 @@ class Executor(invoke.Executor):
 
         contexts = [t for t in tasks if hasattr(t, "args")]
         try:
-            _share_flags(self.collection, contexts)
+            _share_flags(contexts)
             if contexts and not launcher.in_image():
                 specs = [spec_of(self.collection[ctx.name]) for ctx in contexts]
                 first = next((i for i, s in enumerate(specs) if s.where == "image"), None)
@@ -152,12 +151,8 @@ class Program(invoke.Program):
             console.say(f"image: {image_name()} (set HLSFLOW_IMAGE to use another)")
 
 
-def program(namespace=None) -> Program:
-    from .tasks import namespace as user_namespace
-
-    return Program(namespace=namespace or user_namespace, version=__version__, name="hlsflow",
-                   binary="hlsflow", executor_class=Executor)
-
-
 def main() -> None:
-    program().run()
+    from .tasks import namespace
+
+    Program(namespace=namespace, version=__version__, name="hlsflow", binary="hlsflow",
+            executor_class=Executor).run()

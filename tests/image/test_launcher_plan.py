@@ -16,7 +16,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 def parse(*argv):
     contexts = list(Parser(contexts=namespace.to_contexts()).parse_argv(list(argv)))
-    cli._share_flags(namespace, contexts)
+    cli._share_flags(contexts)
     return contexts
 
 
