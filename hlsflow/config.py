@@ -124,7 +124,30 @@ def _resolve(base: Path, value) -> Path:
     return Path(os.path.abspath(Path(base) / Path(str(value)).expanduser()))
 
 
-def _set_precisions(hls_config: dict, precision: str) -> None:
+def check_strategy(value) -> str:
+    strategy = str(value).capitalize()
+    if strategy not in STRATEGIES:
+        raise FlowError(f"Strategy '{value}' is unknown: use Latency or Resource.")
+    return strategy
+
+
+def check_io_type(value) -> str:
+    if value not in IO_TYPES:
+        raise FlowError(f"IOType '{value}' is unknown: use io_stream or io_parallel.")
+    return value
+
+
+def parse_clock(value) -> float:
+    try:
+        clock_period = float(value)
+    except (TypeError, ValueError):
+        clock_period = -1.0
+    if not clock_period > 0:
+        raise FlowError(f"Clock period '{value}' is not a positive number of nanoseconds: give e.g. --clock 5.")
+    return clock_period
+
+
+def set_precisions(hls_config: dict, precision: str) -> None:
     """Set weight, bias and result precision everywhere, as the seed did."""
     model = hls_config.setdefault("Model", {})
     model["Precision"] = {"default": precision}
@@ -244,8 +267,9 @@ def resolve_paths(config=None, model=None, out=None, samples=None, cwd=None) -> 
         output_dir = _resolve(base, raw["OutputDir"])
     else:
         output_dir = _resolve(base, f"build/{keras_model.stem}" if keras_model else "my-hls-test")
-    sample_entry = ((raw.get("Flow") or {}).get("emulation") or {}).get("samples") if isinstance(
-        raw.get("Flow"), dict) and isinstance((raw.get("Flow") or {}).get("emulation"), dict) else None
+    # Unvalidated here: a malformed Flow section is the container's schema check to report.
+    emulation = raw["Flow"].get("emulation") if isinstance(raw.get("Flow"), dict) else None
+    sample_entry = emulation.get("samples") if isinstance(emulation, dict) else None
     sample_path = _resolve(cwd, samples) if samples else (
         _resolve(base, sample_entry) if isinstance(sample_entry, str) else None)
     return ConfigPaths(path, keras_model, output_dir, sample_path)
@@ -344,7 +368,7 @@ def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_
     model_cfg.setdefault("Strategy", "Latency")
     if precision is not None:
         parse_precision(precision, "--precision")
-        _set_precisions(hls_config, precision)
+        set_precisions(hls_config, precision)
     if reuse_factor is not None:
         rf = parse_reuse_factor(reuse_factor, "--reuse-factor")
         model_cfg["ReuseFactor"] = rf
@@ -355,25 +379,16 @@ def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_
     for name, layer in hls_config.get("LayerName", {}).items():
         if "ReuseFactor" in layer:
             layer["ReuseFactor"] = parse_reuse_factor(layer["ReuseFactor"], f"layer {name}")
-    if str(model_cfg["Strategy"]).capitalize() not in STRATEGIES:
-        raise FlowError(f"Strategy '{model_cfg['Strategy']}' is unknown: use Latency or Resource.")
+    check_strategy(model_cfg["Strategy"])
     _check_precisions(hls_config)
 
     part_name = part or raw.get("Part", "xcvu13p-flga2577-2-e")
     parts.get_part(part_name)
-    io = io_type or raw.get("IOType", "io_parallel")
-    if io not in IO_TYPES:
-        raise FlowError(f"IOType '{io}' is unknown: use io_stream or io_parallel.")
+    io = check_io_type(io_type or raw.get("IOType", "io_parallel"))
     backend = raw.get("Backend", "Vivado")
     if backend not in BACKENDS:
         raise FlowError(f"Backend '{backend}' is not supported by this flow: use Vivado.")
-    clock_value = clock if clock is not None else raw.get("ClockPeriod", 5)
-    try:
-        clock_period = float(clock_value)
-    except (TypeError, ValueError):
-        clock_period = -1.0
-    if not clock_period > 0:
-        raise FlowError(f"Clock period '{clock_value}' is not a positive number of nanoseconds: give e.g. --clock 5.")
+    clock_period = parse_clock(clock if clock is not None else raw.get("ClockPeriod", 5))
 
     flow = copy.deepcopy(FLOW_DEFAULTS)
     for section, values in (raw.get("Flow") or {}).items():

@@ -82,11 +82,6 @@ def licence_files() -> list:
     return found
 
 
-def _require_file(path: Path, sentence: str) -> None:
-    if not path.exists():
-        raise FlowError(sentence)
-
-
 def _args(ctx) -> dict:
     return {arg.name: arg for arg in ctx.args.values()}
 
@@ -97,7 +92,8 @@ def plan(collection, contexts, cwd=None) -> tuple:
     directory is the same path, but nothing of it is mounted unless something in it is used."""
     from .cli import spec_of
     from .config import CONFIG_NAME, no_config, resolve_paths
-    from .loading import model_files
+    from .loading import model_files, require_samples_file
+    from .synthesize import no_vivado_hls_at
 
     cwd = Path(cwd or Path.cwd())
     mounts = Mounts()
@@ -129,8 +125,7 @@ def plan(collection, contexts, cwd=None) -> tuple:
             if spec.writes_output:
                 mounts.writable_parent(paths.output_dir, "output directory")
             if "samples" in spec.inputs and paths.samples is not None:
-                _require_file(paths.samples, f"Sample file {paths.samples} not found: pass --samples with a .npy or "
-                                             ".npz holding X (and y), or fix Flow: emulation: samples in the config.")
+                require_samples_file(paths.samples)
                 mounts.read_only(paths.samples)
                 if values.get("samples"):
                     absolute["samples"] = str(paths.samples)
@@ -144,11 +139,15 @@ def plan(collection, contexts, cwd=None) -> tuple:
                 for f in model_files(path):
                     mounts.read_only(f)
             elif name == "vivado":
-                _require_file(path, f"No vivado_hls at {path}: pass --vivado the Vivado 2018.2 install directory "
-                                    "(the one holding settings64.sh) or the vivado_hls binary.")
+                if not path.exists():
+                    raise no_vivado_hls_at(path)
+                mounts.read_only(path)
+            elif name == "samples":
+                require_samples_file(path)
                 mounts.read_only(path)
             else:
-                _require_file(path, f"The {name} file {path} does not exist: give the path of an existing file.")
+                if not path.exists():
+                    raise FlowError(f"The {name} file {path} does not exist: give the path of an existing file.")
                 mounts.read_only(path)
             absolute[name] = str(path)
         for name in spec.outputs:

@@ -61,13 +61,19 @@ def resolve_samples(cfg, samples=None) -> Path:
     return Path(path)
 
 
+def require_samples_file(path) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise FlowError(f"Sample file {path} not found: pass --samples with a .npy or .npz holding X (and y), or fix "
+                        "Flow: emulation: samples in the config.")
+
+
 def load_samples(path, input_shape, limit=None):
     """(X, y or None) from a .npz with X (and optional y) or a .npy of inputs."""
     import numpy as np
 
     path = Path(path)
-    if not path.is_file():
-        raise FlowError(f"Sample file {path} not found: pass --samples with a .npy or .npz holding X (and y).")
+    require_samples_file(path)
     try:
         data = np.load(path, allow_pickle=False)
         if isinstance(data, np.ndarray):

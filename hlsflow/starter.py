@@ -8,10 +8,11 @@ from pathlib import Path
 import yaml
 
 from . import console, parts
-from .config import CONFIG_NAME, GENERIC_CONFIG, IO_TYPES, STRATEGIES, parse_precision, parse_reuse_factor
+from .config import (CONFIG_NAME, GENERIC_CONFIG, check_io_type, check_strategy, parse_clock, parse_precision,
+                     parse_reuse_factor, set_precisions)
 from .errors import FlowError
 from .files import write_atomically
-from .loading import load_keras_model, model_files
+from .loading import load_keras_model, model_files, require_samples_file
 
 TEMPLATE = """\
 # hls4ml flow configuration for {model_name}, written by `hlsflow init`.
@@ -58,11 +59,7 @@ def starter_hls_config(keras_model, precision="ap_fixed<16,6>", reuse_factor=1, 
     cfg["Model"].pop("TraceOutput", None)
     for layer in cfg["LayerName"].values():
         layer.pop("Trace", None)
-        prec = layer.get("Precision")
-        if isinstance(prec, dict):
-            for key in ("weight", "bias", "result"):
-                if key in prec:
-                    prec[key] = precision
+    set_precisions(cfg, precision)
     return cfg
 
 
@@ -98,24 +95,14 @@ def write_starter(model, config=None, samples=None, part=None, io_type=None, reu
     precision = precision or defaults["Precision"]["default"]
     parse_precision(precision, "--precision")
     rf = parse_reuse_factor(reuse_factor if reuse_factor is not None else defaults["ReuseFactor"], "--reuse-factor")
-    strategy = (strategy or defaults["Strategy"]).capitalize()
-    if strategy not in STRATEGIES:
-        raise FlowError(f"Strategy '{strategy}' is unknown: use Latency or Resource.")
-    io_type = io_type or GENERIC_CONFIG["IOType"]
-    if io_type not in IO_TYPES:
-        raise FlowError(f"IOType '{io_type}' is unknown: use io_stream or io_parallel.")
+    strategy = check_strategy(strategy or defaults["Strategy"])
+    io_type = check_io_type(io_type or GENERIC_CONFIG["IOType"])
     part = part or GENERIC_CONFIG["Part"]
     parts.get_part(part)
-    try:
-        clock = float(clock if clock is not None else GENERIC_CONFIG["ClockPeriod"])
-    except ValueError:
-        clock = -1.0
-    if not clock > 0:
-        raise FlowError("--clock must be a positive number of nanoseconds, e.g. --clock 5.")
+    clock = parse_clock(clock if clock is not None else GENERIC_CONFIG["ClockPeriod"])
     if samples:
         samples = Path(os.path.abspath(samples))
-        if not samples.is_file():
-            raise FlowError(f"Sample file {samples} not found: pass --samples with a .npy or .npz holding X (and y).")
+        require_samples_file(samples)
 
     console.step(f"Reading {model}")
     keras_model = load_keras_model(model)

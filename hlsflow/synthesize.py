@@ -25,6 +25,11 @@ RUN_LOG = "vivado_hls_run.log"
 Y2K22_PATCH_FILE = Path("common/scripts/automg_patch_20220104.tcl")
 
 
+def no_vivado_hls_at(path) -> FlowError:
+    return FlowError(f"No vivado_hls at {path}: pass --vivado the Vivado 2018.2 install directory (the one holding "
+                     "settings64.sh) or the vivado_hls binary.")
+
+
 def find_vivado_hls(explicit=None):
     """Path of vivado_hls from --vivado, XILINX_VIVADO / VIVADO_DIR, or PATH; None if absent."""
     candidates = []
@@ -41,8 +46,7 @@ def find_vivado_hls(explicit=None):
         if c.is_file() and os.access(c, os.X_OK):
             return c.resolve()
     if explicit:
-        raise FlowError(f"No vivado_hls at {explicit}: pass --vivado the Vivado 2018.2 install directory "
-                        "(the one holding settings64.sh) or the vivado_hls binary.")
+        raise no_vivado_hls_at(explicit)
     return None
 
 
