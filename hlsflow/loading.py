@@ -53,8 +53,9 @@ def load_keras_model(path):
 
 
 def resolve_samples(cfg, samples=None) -> Path:
-    """The sample file given on the command line, else the config's, else FlowError."""
-    path = samples or cfg.samples_path()
+    """The sample file given on the command line (relative to where the user stands, as every flag
+    is), else the config's, else FlowError."""
+    path = os.path.abspath(samples) if samples else cfg.samples_path()
     if path is None:
         raise FlowError("No samples given: pass --samples FILE (.npy/.npz with X and optional y) or set "
                         "Flow.emulation.samples in the config.")
