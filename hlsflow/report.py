@@ -103,6 +103,8 @@ def parse_csynth_xml(path, log_path=None) -> dict:
                  for name in RESOURCES + ("URAM",) if name in used or name in RESOURCES}
 
     return {
+        # Vitis HLS writes <FlowTarget>, Vivado HLS never does; both have a 2020.1 release.
+        "tool": "Vitis HLS" if root.find("UserAssignments/FlowTarget") is not None else "Vivado HLS",
         "tool_version": text("ReportVersion/Version"),
         "part": text("UserAssignments/Part"),
         "top": text("UserAssignments/TopModelName"),
@@ -183,7 +185,8 @@ def parse_vivado_synth_rpt(path) -> dict:
     if "URAM" in rows:
         resources["URAM"] = _resource(*rows["URAM"])
 
-    version = re.search(r"v\.?(\d{4}\.\d+)", header.get("Tool Version", ""))
+    # All components: "Vivado v.2019.2.1" is 2019.2.1, not 2019.2.
+    version = re.search(r"v\.?(\d{4}(?:\.\d+)+)", header.get("Tool Version", ""))
     return {
         "tool_version": version.group(1) if version else None,
         "device": header.get("Device"),
@@ -243,6 +246,7 @@ def build_report(out_dir, project_name, part=None) -> dict:
     # None when a figure is unreadable: neither "fits" nor "does not fit" would be honest.
     report["fits"] = None if any(None in pair for pair in figures) else all(
         used <= available for used, available in figures)
+    report["timing_met"] = timing_met(report["clock"])
 
     rpt = out_dir / "vivado_synth.rpt"
     if rpt.is_file():
@@ -281,8 +285,7 @@ def _resource_table(resources: dict) -> str:
 
 def render_markdown(report: dict) -> str:
     clock, latency, interval = report["clock"], report["latency"], report["interval"]
-    met = timing_met(clock)
-    verdict = {True: "met", False: "NOT met", None: "unknown"}[met]
+    verdict = {True: "met", False: "NOT met", None: "unknown"}[report["timing_met"]]
     budget = (None if clock["target_ns"] is None
               else round(clock["target_ns"] - (clock["uncertainty_ns"] or 0.0), 3))
     judged_on = report["target_part"] if report["available_source"] == "parts_table" \
@@ -296,10 +299,10 @@ def render_markdown(report: dict) -> str:
         "",
         *(["**These reports were laid down by the vivado_hls stand-in (a test double), not by Vivado "
            "for this design.**", ""] if report.get("produced_by_test_double") else []),
-        "The figures below are Vivado HLS estimates from the C synthesis report "
+        f"The figures below are {report['tool']} estimates from the C synthesis report "
         f"(`{report['csynth_xml']}`), not post-implementation results.",
         "",
-        f"- Tool: Vivado HLS {_fmt(report['tool_version'])}",
+        f"- Tool: {report['tool']} {_fmt(report['tool_version'])}",
         f"- Part: {part_line}",
         f"- Top function: {_fmt(report['top'])}",
         f"- Clock: target {_fmt(clock['target_ns'], ' ns')}, estimated "
@@ -353,7 +356,7 @@ def render_utilisation_png(report: dict) -> bytes:
     ax.axvline(100, color="black", linestyle="--", linewidth=1, zorder=3)
     ax.invert_yaxis()
     ax.set_xlim(0, max(110.0, max(percents, default=0) * 1.1))
-    ax.set_xlabel("% of available (Vivado HLS estimate)")
+    ax.set_xlabel(f"% of available ({report['tool']} estimate)")
     for y, (p, k) in enumerate(zip(percents, known)):
         ax.text(p, y, " n/a" if k is None else f" {k:.2f}%", va="center")
     ax.set_title(f"{report['project']} on {report['target_part'] or report['part']}")
