@@ -9,6 +9,9 @@
 """
 
 import inspect
+import os
+import shlex
+import sys
 from dataclasses import dataclass
 
 import invoke
@@ -80,13 +83,14 @@ def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writ
     return decorate
 
 
-def image_task(help=None, inputs=(), outputs=()):
-    """A task that runs in the image with its own flags (no flow config)."""
+def image_task(help=None, inputs=(), outputs=(), **task_options):
+    """A task that runs in the image with its own flags (no flow config). An output flag may be
+    `optional` (invoke's flag with an optional value): given bare, nothing is mounted for it."""
 
     def decorate(fn):
         fn.hlsflow_spec = TaskSpec(where="image", writes_output=False, inputs=tuple(inputs),
                                    outputs=tuple(outputs))
-        return invoke.task(help=help or {})(fn)
+        return invoke.task(help=help or {}, **task_options)(fn)
 
     return decorate
 
@@ -119,6 +123,10 @@ class Executor(invoke.Executor):
         from . import launcher
 
         contexts = [t for t in tasks if hasattr(t, "args")]
+        # Manifests record the command as typed; the launcher hands it on into the container.
+        program = os.path.basename(sys.argv[0])
+        program = "hlsflow" if program == "__main__.py" else program  # python -m hlsflow
+        os.environ.setdefault("HLSFLOW_COMMAND", shlex.join([program, *sys.argv[1:]]))
         try:
             _share_flags(contexts)
             if contexts and not launcher.in_image():
@@ -142,8 +150,6 @@ class Program(invoke.Program):
 
         console.say(f"hlsflow {__version__}")
         if launcher.in_image():
-            import os
-
             console.say(f"running inside the toolchain image (revision {os.environ.get('HLSFLOW_REVISION', '?')})")
         else:
             from .engine import image_name

@@ -20,6 +20,11 @@ def error(message: str) -> None:
     print(f"ERROR: {message}", file=sys.stderr, flush=True)
 
 
+def detail(message: str) -> None:
+    """A line that belongs to the warning or error after it: on stderr, to keep them together."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def table(headers, rows) -> str:
     """A Markdown-style table that reads well in a terminal and pastes into a report."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]

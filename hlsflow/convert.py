@@ -2,19 +2,21 @@
 
 The project is written into a staging directory beside the output and moved into place only
 when complete, so a failure never leaves a half-written project that looks finished and the
-previous good one survives. What marks a complete project, and whether it is current, is
-outdir.py's business.
+previous good one survives. The project is a function of the design alone: the same model and
+config give the same bytes in any folder, on any machine (see _neutralise). What marks a complete
+project, and whether it is current, is outdir.py's business.
 """
 
 import contextlib
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 
 from . import console, outdir, preflight
 from .errors import FlowError
-from .loading import load_keras_model
+from .loading import load_keras_model, model_files
 
 
 def check_layers_supported(keras_model) -> None:
@@ -102,53 +104,86 @@ def _swap_into_place(staging: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _neutralise(staging: Path, cfg, stamp: str, random_stamp: str) -> None:
+    """Make the written project a function of the design alone: hls4ml's random stamp becomes
+    one derived from the inputs, absolute paths become relative ones, and its re-saved copy of
+    the model (a zip with fresh timestamps) becomes a byte copy of the user's file(s)."""
+    files = model_files(cfg.keras_model)
+    copy_name = f"keras_model{files[0].suffix}"
+    replacements = {
+        "build_lib.sh": [(rf"^LIB_STAMP={random_stamp}$", f"LIB_STAMP={stamp}")],
+        # Quoted: YAML would read a stamp of digits only as a number.
+        "hls4ml_config.yml": [(rf"^Stamp: '?{random_stamp}'?$", f"Stamp: '{stamp}'"),
+                              (r"^OutputDir: .*$", "OutputDir: ."),
+                              (r"^KerasModel: !keras_model .*$", f"KerasModel: !keras_model {copy_name}")],
+    }
+    for name, subs in replacements.items():
+        path = staging / name
+        text = path.read_text()
+        for pattern, replacement in subs:
+            text, count = re.subn(pattern, replacement, text, flags=re.M)
+            if count != 1:  # hls4ml changed what it writes: better stop than ship a random project
+                raise FlowError(f"hls4ml wrote {name} in an unexpected form (no line matching {pattern!r}): this "
+                                "hlsflow does not support this hls4ml version; use the pinned one.")
+        path.write_text(text)
+    (staging / "keras_model.keras").unlink(missing_ok=True)
+    shutil.copyfile(files[0], staging / copy_name)
+    for extra in files[1:]:  # the weights of a JSON model
+        shutil.copyfile(extra, staging / f"keras_model{''.join(extra.suffixes)}")
+    leftovers = [rel for rel in outdir.all_files(staging) if rel not in outdir.NOT_IN_TREE
+                 and str(staging).encode() in (staging / rel).read_bytes()]
+    if leftovers:
+        raise FlowError(f"hls4ml wrote the path of the output directory into {leftovers[0]}: this hlsflow does not "
+                        "support this hls4ml version; use the pinned one.")
+
+
 def convert(cfg, force: bool = False) -> dict:
-    """Convert and write the project; returns its stamp (layer table, preflight, fingerprint)."""
+    """Convert and write the project; returns the convert record (layer table, preflight, tree hash)."""
     out = cfg.output_dir
-    state, stamp = outdir.project_state(cfg)
+    stage = outdir.project_stage(cfg)
+    state, why = stage.state()
     if state == outdir.CURRENT and not force:
         console.step(f"Up to date: {out} (model and config unchanged; --force rebuilds it)")
-        return stamp
-    fp = outdir.fingerprint(cfg)
+        stage.reuse()
+        return stage.record()
     _check_writable(out)
-    console.step(f"Loading {cfg.keras_model}")
-    keras_model = load_keras_model(cfg.keras_model)
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        console.step(f"Converting with hls4ml ({cfg.io_type}, {cfg.backend}, part {cfg.part}, "
-                     f"clock {cfg.clock_period} ns)")
-        hls_model, chatter = convert_model(keras_model, cfg, staging)
-        rows = layer_rows(hls_model, cfg)
-        print_layer_table(rows)
-        check = preflight.run(hls_model, cfg)
-        preflight.print_report(check)
-        console.step(f"Writing the HLS project to {out}")
-        with contextlib.redirect_stdout(io.StringIO()) as write_chatter:
-            hls_model.write()
-        (staging / "hlsflow_convert.log").write_text(chatter + write_chatter.getvalue())
-        # hls4ml records where it wrote; record where the project lives.
-        hls_cfg_file = staging / "hls4ml_config.yml"
-        hls_cfg_file.write_text(hls_cfg_file.read_text().replace(str(staging), str(out)))
-        graph = _plot(hls_model, staging / "model_graph.png")
-        stamp = {
-            "fingerprint": fp,
-            "model": str(cfg.keras_model),
-            "config": str(cfg.source) if cfg.source else None,
-            "project_name": cfg.project_name,
-            "part": cfg.part,
-            "io_type": cfg.io_type,
-            "clock_period": cfg.clock_period,
-            "layers": rows,
-            "preflight": check.as_dict(),
-            "model_graph": "model_graph.png" if graph else None,
-        }
-        outdir.write_project_stamp(staging, stamp)
-        _swap_into_place(staging, out)
-    finally:
+    stamp = outdir.lib_stamp(cfg)
+    with stage.running():
+        console.step(f"Loading {cfg.keras_model}")
+        keras_model = load_keras_model(cfg.keras_model)
+        staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
+        try:
+            console.step(f"Converting with hls4ml ({cfg.io_type}, {cfg.backend}, part {cfg.part}, "
+                         f"clock {cfg.clock_period} ns)")
+            hls_model, chatter = convert_model(keras_model, cfg, staging)
+            rows = layer_rows(hls_model, cfg)
+            print_layer_table(rows)
+            check = preflight.run(hls_model, cfg)
+            preflight.print_report(check)
+            console.step(f"Writing the HLS project to {out}")
+            with contextlib.redirect_stdout(io.StringIO()) as write_chatter:
+                hls_model.write()
+            (staging / "hlsflow_convert.log").write_text(chatter + write_chatter.getvalue())
+            _neutralise(staging, cfg, stamp, hls_model.config.get_config_value("Stamp"))
+            graph = _plot(hls_model, staging / "model_graph.png")
+            result = {
+                "project_name": cfg.project_name,
+                "part": cfg.part,
+                "io_type": cfg.io_type,
+                "clock_period": cfg.clock_period,
+                "layers": rows,
+                "preflight": check.as_dict(),
+                "model_graph": "model_graph.png" if graph else None,
+            }
+            record = stage.done(outdir.all_files(staging), result=result, write_to=staging,
+                                extra={"stamp": stamp}, sources=outdir.design_sources(cfg))
+            _swap_into_place(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     console.say(f"HLS project written to {out}" + (f"; model graph in {out / 'model_graph.png'}" if graph else ""))
-    return stamp
+    console.say(f"Project tree sha256: {record['tree_hash']}")
+    return record
 
 
 def check_only(cfg):

@@ -7,7 +7,6 @@ core, because a single hls4ml predict() call uses one core.
 
 import multiprocessing
 import os
-import re
 import resource
 import subprocess
 import time
@@ -15,54 +14,49 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _emulation_worker, console
+from . import _emulation_worker, console, outdir
 from .errors import FlowError
-from .files import write_json
+from .files import sha256, write_json
 from .loading import load_keras_model, load_samples, resolve_samples
-from .outdir import require_project
 
 CHUNK = 8  # images per task handed to a worker: small enough for a live progress bar
+BUILD_LOG = "emulation_build.log"
+RESULT = "csim.json"
 
 
-def library_path(out_dir: Path, project: str) -> Path:
-    text = (out_dir / "build_lib.sh").read_text()
-    stamp = re.search(r"^LIB_STAMP=(\S+)", text, re.M)
-    return out_dir / "firmware" / f"{project}-{stamp.group(1) if stamp else 'mystamp'}.so"
-
-
-def _sources_newer_than(out_dir: Path, target: Path) -> bool:
-    built = target.stat().st_mtime
-    sources = [out_dir / "build_lib.sh", *out_dir.glob("*_bridge.cpp"), *(out_dir / "firmware").rglob("*.h"),
-               *(out_dir / "firmware").glob("*.cpp")]
-    return any(s.stat().st_mtime > built for s in sources)
-
-
-def build_library(out_dir: Path, project: str) -> dict:
-    """g++ the emulation library unless it is already up to date; returns time and peak memory."""
-    lib = library_path(out_dir, project)
-    if lib.exists() and not _sources_newer_than(out_dir, lib):
+def build_library(cfg, project: dict) -> dict:
+    """g++ the emulation library of the current project unless the manifest says it is built."""
+    out = cfg.output_dir
+    lib = outdir.emulation_library(out, cfg.project_name, project["stamp"])
+    stage = outdir.Stage(out, "build-emulation", {"project": project["tree_hash"],
+                                                  "g++": outdir.environment()["versions"]["g++"]})
+    if stage.state()[0] == outdir.CURRENT:
         console.step(f"Emulation library up to date: {lib.name}")
+        stage.reuse()
         return {"library": str(lib), "built": False, "seconds": 0.0, "peak_mb": None}
-    console.step("Building the bit-accurate emulation with g++ (this is C emulation, not Vivado)")
-    start = time.monotonic()
-    proc = subprocess.Popen(["bash", "./build_lib.sh"], cwd=out_dir, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    while True:
-        try:
-            output, _ = proc.communicate(timeout=5)
-            break
-        except subprocess.TimeoutExpired:
-            console.say(f"  g++ still compiling... {time.monotonic() - start:.0f}s")
-    seconds = time.monotonic() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    (out_dir / "emulation_build.log").write_text(output)
-    if proc.returncode != 0 or not lib.exists():
-        tail = "\n".join(output.strip().splitlines()[-15:])
-        console.say(tail)
-        raise FlowError(f"g++ could not build the emulation library (exit {proc.returncode}); the compiler "
-                        f"output is in {out_dir / 'emulation_build.log'}: fix the error shown above.")
-    console.say(f"  built {lib.name} in {seconds:.1f}s (peak g++ memory {peak_mb:.0f} MB)")
-    return {"library": str(lib), "built": True, "seconds": round(seconds, 2), "peak_mb": round(peak_mb, 1)}
+    with stage.running():
+        console.step("Building the bit-accurate emulation with g++ (this is C emulation, not Vivado)")
+        start = time.monotonic()
+        proc = subprocess.Popen(["bash", "./build_lib.sh"], cwd=out, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        while True:
+            try:
+                output, _ = proc.communicate(timeout=5)
+                break
+            except subprocess.TimeoutExpired:
+                console.say(f"  g++ still compiling... {time.monotonic() - start:.0f}s")
+        seconds = time.monotonic() - start
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        (out / BUILD_LOG).write_text(output)
+        if proc.returncode != 0 or not lib.exists():
+            tail = "\n".join(output.strip().splitlines()[-15:])
+            console.say(tail)
+            raise FlowError(f"g++ could not build the emulation library (exit {proc.returncode}); the compiler "
+                            f"output is in {out / BUILD_LOG}: fix the error shown above.")
+        console.say(f"  built {lib.name} in {seconds:.1f}s (peak g++ memory {peak_mb:.0f} MB)")
+        result = {"library": str(lib), "built": True, "seconds": round(seconds, 2), "peak_mb": round(peak_mb, 1)}
+        stage.done([lib.relative_to(out).as_posix(), BUILD_LOG], result=result)
+    return result
 
 
 def run_emulation(lib: str, function: str, x: np.ndarray, n_out: int, workers: int) -> np.ndarray:
@@ -88,17 +82,43 @@ def run_emulation(lib: str, function: str, x: np.ndarray, n_out: int, workers: i
 LOW_AGREEMENT = 0.99  # below this, csim looks for the layers at fault
 
 
-def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, quiet_advice=False) -> dict:
-    require_project(cfg)
+def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, quiet_advice=False,
+         force=False) -> dict:
+    project = outdir.require_project(cfg)
     out = cfg.output_dir
-    build = build_library(out, cfg.project_name)
+    samples = resolve_samples(cfg, samples)
+    limit = max_samples or cfg.flow["emulation"].get("max_samples")
+    stage = outdir.Stage(out, "csim", {"project": project["tree_hash"], "samples": sha256(samples, cache=True),
+                                       "max_samples": limit, "g++": outdir.environment()["versions"]["g++"]})
+    state, why = stage.state()
+    if state == outdir.CURRENT and not force:
+        console.step(f"csim up to date: {out / RESULT} (project, samples and sample count unchanged)")
+        result = stage.reuse()
+        print_result(result)
+        print_faults(result)
+    else:
+        if state != outdir.MISSING:
+            console.step(f"csim runs again: {why}")
+        with stage.running():
+            result = _emulate(cfg, project, samples, limit, workers, quiet_advice)
+            write_json(out / RESULT, result)
+            stage.done([RESULT], result=result, sources={"samples": {"path": str(samples),
+                                                                     "sha256": sha256(samples, cache=True)}})
 
+    gate = min_agreement if min_agreement is not None else cfg.flow["emulation"].get("min_agreement")
+    if gate is not None and result["top1_agreement"] < float(gate):
+        raise FlowError(f"Emulation agrees with Keras on {result['top1_agreement']:.1%} of top-1 labels, below "
+                        f"the required {float(gate):.1%}: widen the failing layers' precision "
+                        "(see the precision profile) before synthesis.", exit_code=3)
+    return result
+
+
+def _emulate(cfg, project, samples, limit, workers, quiet_advice) -> dict:
+    build = build_library(cfg, project)
     keras_model = load_keras_model(cfg.keras_model)
     if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
         raise FlowError("csim compares single-input, single-output models only: this model has "
                         f"{len(keras_model.inputs)} inputs and {len(keras_model.outputs)} outputs.")
-    samples = resolve_samples(cfg, samples)
-    limit = max_samples or cfg.flow["emulation"].get("max_samples")
     x, y = load_samples(samples, tuple(keras_model.inputs[0].shape), limit)
     n_out = int(np.prod(keras_model.outputs[0].shape[1:]))
     workers = max(1, min(workers or os.cpu_count() or 1, (len(x) + CHUNK - 1) // CHUNK))
@@ -129,19 +149,16 @@ def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, 
 
         faults = profile.quick_check(cfg, keras_model, x[:50])
         result["layers_at_fault"] = [profile.describe(f) for f in faults]
-        if faults:
-            console.say("Layers at fault (Keras values outside their fixed-point type):")
-            for line in result["layers_at_fault"]:
-                console.say(f"  {line}")
-            console.say("`hlsflow tune-precision` proposes the widened types and measures the result.")
-    write_json(out / "csim.json", result)
-
-    gate = min_agreement if min_agreement is not None else cfg.flow["emulation"].get("min_agreement")
-    if gate is not None and result["top1_agreement"] < float(gate):
-        raise FlowError(f"Emulation agrees with Keras on {result['top1_agreement']:.1%} of top-1 labels, below "
-                        f"the required {float(gate):.1%}: widen the failing layers' precision "
-                        "(see the precision profile) before synthesis.", exit_code=3)
+        print_faults(result)
     return result
+
+
+def print_faults(result: dict) -> None:
+    if result.get("layers_at_fault"):
+        console.say("Layers at fault (Keras values outside their fixed-point type):")
+        for line in result["layers_at_fault"]:
+            console.say(f"  {line}")
+        console.say("`hlsflow tune-precision` proposes the widened types and measures the result.")
 
 
 def print_result(r: dict) -> None:

@@ -8,6 +8,7 @@ output and moved into place. Paths stay the host's, so logs and reports name wha
 and files written belong to the host user (the entrypoint drops to HOST_UID/HOST_GID).
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -154,7 +155,7 @@ def plan(collection, contexts, cwd=None) -> tuple:
             target = values.get(name)
             if name == "config" and not target and values.get("model"):  # init: beside the model
                 target = Path(absolute.get("model", values["model"])).with_name(CONFIG_NAME)
-            if target:
+            if target and target is not True:  # True: an optional-value flag given bare (stdout)
                 path = Path(os.path.abspath(cwd / str(target)))
                 mounts.writable_parent(path, name)
                 absolute[name] = str(path)
@@ -206,8 +207,11 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None) -> int:
     import docker
 
     client = docker_client()
-    image_id = get_image(client, image_name(image)).id
+    found = get_image(client, image_name(image))
+    image_id = found.id
     settings = container_settings(mounts)
+    # The container cannot see which image it is: the manifests it writes record what we pass.
+    settings["env"].update(HLSFLOW_IMAGE_ID=image_id, HLSFLOW_IMAGE_LABELS=json.dumps(found.labels or {}))
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     try:
         # No --init: the image's own tini is PID 1 under Docker and Podman alike.

@@ -1,13 +1,24 @@
-"""The state of an output directory: what was made from what, and what is stale.
+"""The state of an output directory, kept in one record beside the results: `manifest.json`.
 
-Stages ask this module, never each other's files. `hlsflow.json` marks a complete HLS project
-and records the fingerprint of the model and config it was written from; `synth.json` records
-the fingerprint and flags a synthesis ran with. A stage's output is current only when the
-fingerprint it recorded is the one the inputs give now.
+For every stage it says what the stage was made from (the hashes of its inputs: model, effective
+config, samples, the project tree it worked on), the sha256 of every file it wrote, how each run
+of it ended (command line, start, duration, exit status, reused or not) and in which
+environment (image, versions). A stage's output is current only when the hashes of its inputs
+now are those recorded and its files are intact; a run that was killed stays recorded as
+"running", so the next run redoes it. Stages ask this module and never read each other's files;
+`hlsflow verify` (verify.py) recomputes what it records.
 """
 
+import contextlib
+import datetime
+import fcntl
 import hashlib
 import json
+import os
+import shlex
+import stat
+import sys
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -16,58 +27,404 @@ from .errors import FlowError
 from .files import read_json, sha256, write_json
 from .loading import model_files
 
-PROJECT_STAMP = "hlsflow.json"
-SYNTH_STAMP = "synth.json"
+MANIFEST = "manifest.json"
+FORMAT = "hlsflow-manifest/1"
+MISSING, STALE, CURRENT, UNFINISHED, CHANGED = "missing", "stale", "current", "unfinished", "changed"
+# What each stage's results are made from, so that a new run of one makes these stale. convert
+# replaces the whole directory: everything made from the old project goes with it.
+DOWNSTREAM = {
+    "convert": ("build-emulation", "csim", "synth", "report", "profile"),
+    "build-emulation": ("csim",),
+    "synth": ("report",),
+}
+# Written by convert but not part of the HLS project: hls4ml's chatter may name temporary paths.
+NOT_IN_TREE = ("hlsflow_convert.log",)
+RUNS_KEPT = 200
 
-MISSING, STALE, CURRENT = "missing", "stale", "current"
+
+def digest(value) -> str:
+    """sha256 of a JSON-able value in canonical form (sorted keys, no spaces)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def fingerprint(cfg) -> str:
-    """What the HLS project is a function of: the model's bytes, the hls4ml settings, the versions.
-    Every stage asks whether its inputs are current: the model is hashed once per process."""
-    h = hashlib.sha256()
-    for f in model_files(cfg.keras_model):
-        h.update(sha256(f, cache=True).encode())
-    h.update(json.dumps(cfg.hls4ml_kwargs(), sort_keys=True, default=str).encode())
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _package(name: str) -> str:
     try:
-        hls4ml_version = version("hls4ml")
+        return version(name)
     except PackageNotFoundError:
-        hls4ml_version = "absent"
-    h.update(f"hls4ml={hls4ml_version};hlsflow={__version__}".encode())
-    return h.hexdigest()
+        return "absent"
 
 
-def read_project_stamp(out_dir):
-    return read_json(Path(out_dir) / PROJECT_STAMP)
+# ------------------------------------------------------------------ what a stage is made from
+
+def model_hashes(cfg) -> dict:
+    """{file name: sha256} of the model's files. Names, not paths: the same model in another
+    folder is the same input."""
+    return {f.name: sha256(f, cache=True) for f in model_files(cfg.keras_model)}
 
 
-def write_project_stamp(out_dir, stamp: dict) -> None:
-    write_json(Path(out_dir) / PROJECT_STAMP, stamp)
+def design_inputs(cfg) -> dict:
+    """What the HLS project is a function of: the model's bytes, the hls4ml settings (but not where
+    they are written), and the versions of the code that writes it."""
+    settings = cfg.hls4ml_kwargs()
+    settings.pop("output_dir")
+    return {"model": model_hashes(cfg), "hls4ml_settings": settings, "hls4ml": _package("hls4ml"),
+            "hlsflow": __version__}
+
+
+def lib_stamp(cfg) -> str:
+    """hls4ml's 8-character stamp, derived from the design instead of drawn at random: the same
+    design gets the same project, and each design its own emulation library name."""
+    return digest(design_inputs(cfg))[:8]
+
+
+def effective_config(cfg) -> dict:
+    """The configuration as the flow applied it, after flags."""
+    return {"ProjectName": cfg.project_name, "Part": cfg.part, "Backend": cfg.backend, "IOType": cfg.io_type,
+            "ClockPeriod": cfg.clock_period, "HLSConfig": cfg.hls_config, "Flow": cfg.flow}
+
+
+def design_sources(cfg) -> dict:
+    """Where the model and config came from, with their hashes, for the manifest's inputs."""
+    effective = effective_config(cfg)
+    return {"model": {"path": str(cfg.keras_model), "sha256": model_hashes(cfg)},
+            "config": {"path": str(cfg.source) if cfg.source else None,
+                       "sha256": sha256(cfg.source) if cfg.source else None,
+                       "effective": effective, "effective_sha256": digest(effective)}}
+
+
+def _is_executable(path: Path) -> bool:
+    return bool(path.stat().st_mode & stat.S_IXUSR)
+
+
+def hash_files(root: Path, rels) -> dict:
+    """{relative path: sha256} for files under root; executables are marked with a leading "x:"
+    so that a lost executable bit counts as a change too."""
+    root = Path(root)
+    return {rel: ("x:" if _is_executable(root / rel) else "") + sha256(root / rel, cache=True)
+            for rel in sorted(rels)}
+
+
+def tree_hash(files: dict) -> str:
+    """One hash for a project tree, from each file's relative path, executable bit and content."""
+    return digest({rel: value for rel, value in files.items() if rel not in NOT_IN_TREE})
+
+
+def all_files(root: Path) -> list:
+    """Relative paths of every file under root, the manifest (and its temporary copies) aside."""
+    root = Path(root)
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            rel = path.relative_to(root).as_posix()
+            if rel != MANIFEST and not (rel.startswith(f".{MANIFEST}.") and rel.endswith(".tmp")):
+                found.append(rel)
+    return sorted(found)
+
+
+def snapshot(root: Path) -> dict:
+    """{relative path: (size, mtime, inode)}: what a tool changed is what differs afterwards."""
+    root = Path(root)
+    result = {}
+    for rel in all_files(root):
+        st = (root / rel).stat()
+        result[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return result
+
+
+def changed_since(root: Path, before: dict) -> list:
+    """Files under root that are new or rewritten since `snapshot` returned `before`."""
+    after = snapshot(root)
+    return [rel for rel, sig in after.items() if before.get(rel) != sig]
+
+
+# ------------------------------------------------------------------ the environment
+
+_environment = None
+
+
+def environment() -> dict:
+    """The image and the versions a stage runs with (computed once per process). The image's own
+    id is known only to whoever started the container: the launcher passes it in."""
+    global _environment
+    if _environment is None:
+        import platform
+        import subprocess
+
+        try:
+            gxx = subprocess.run(["g++", "--version"], capture_output=True, text=True, timeout=60).stdout
+            gxx = gxx.splitlines()[0].strip() if gxx else "unavailable"
+        except (OSError, subprocess.TimeoutExpired):
+            gxx = "unavailable"
+        labels = os.environ.get("HLSFLOW_IMAGE_LABELS")
+        try:
+            labels = json.loads(labels) if labels else None
+        except ValueError:
+            labels = None
+        _environment = {
+            "image": {
+                "id": os.environ.get("HLSFLOW_IMAGE_ID"),
+                "revision": os.environ.get("HLSFLOW_REVISION"),
+                "labels": labels,
+            },
+            "versions": {
+                "Python": platform.python_version(),
+                "TensorFlow": _package("tensorflow-cpu") if _package("tensorflow-cpu") != "absent"
+                else _package("tensorflow"),
+                "numpy": _package("numpy"),
+                "hls4ml": _package("hls4ml"),
+                "g++": gxx,
+            },
+        }
+    return _environment
+
+
+def _image_packages():
+    try:
+        from . import sbom
+    except ImportError:
+        return None
+    return sbom.image_packages()
+
+
+def command_line() -> str:
+    """The command as the user typed it (the launcher passes the host's into the container)."""
+    return os.environ.get("HLSFLOW_COMMAND") or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+# ------------------------------------------------------------------ the manifest itself
+
+class Manifest:
+    """manifest.json of one output directory, read when made and written by save()."""
+
+    def __init__(self, out_dir):
+        self.out_dir = Path(out_dir)
+        data = read_json(self.out_dir / MANIFEST)
+        self.exists = isinstance(data, dict) and data.get("format") == FORMAT
+        self.data = data if self.exists else {"format": FORMAT}
+        self.data.setdefault("stages", {})
+        self.data.setdefault("runs", [])
+        self.data.setdefault("environments", {})
+
+    @property
+    def stages(self) -> dict:
+        return self.data["stages"]
+
+    def save(self, to=None) -> None:
+        records = self.stages.values()
+        self.data["hlsflow"] = __version__
+        self.data["stand_in"] = any(r.get("stand_in") for r in records if r.get("status") == "ok")
+        synth = self.stages.get("synth")
+        if synth and synth.get("status") == "ok" and "versions" in self.data:
+            self.data["versions"]["Vivado HLS"] = synth.get("vivado_version")
+        convert = self.stages.get("convert")
+        self.data["tree_hash"] = convert.get("tree_hash") if convert and convert.get("status") == "ok" else None
+        self.data["runs"] = self.data["runs"][-RUNS_KEPT:]
+        write_json(Path(to or self.out_dir) / MANIFEST, self.data)
+
+    def add_run(self, stage: str, started: str, seconds: float, status: str, exit_status, reused: bool,
+                run_id=None) -> None:
+        run = {"stage": stage, "command": command_line(), "started": started, "seconds": round(seconds, 3),
+               "status": status, "exit_status": exit_status, "reused": reused}
+        self.data["runs"].append(run | ({"id": run_id} if run_id else {}))
+
+    def note_environment(self) -> str:
+        """Record the current environment; returns the id stage records refer to."""
+        env = environment()
+        env_id = digest(env)[:16]
+        self.data["environments"][env_id] = env
+        packages = _image_packages()
+        self.data["image"] = {**env["image"], "packages": packages}
+        self.data["versions"] = env["versions"]
+        return env_id
+
+    def mark_stale(self, names, why: str) -> None:
+        for name in names:
+            record = self.stages.get(name)
+            if record and record.get("status") == "ok":
+                record["status"] = "stale"
+                record["stale_because"] = why
+
+
+def exists(out_dir) -> bool:
+    return Manifest(out_dir).exists
 
 
 def is_flow_output(out_dir) -> bool:
     """A directory this flow (or hls4ml) wrote, which it may therefore replace."""
     out_dir = Path(out_dir)
-    return read_project_stamp(out_dir) is not None or (out_dir / "hls4ml_config.yml").exists()
+    return (out_dir / MANIFEST).exists() or (out_dir / "hls4ml_config.yml").exists()
 
 
-def project_state(cfg) -> tuple:
-    """(MISSING | STALE | CURRENT, the project stamp or None)."""
-    stamp = read_project_stamp(cfg.output_dir)
-    if stamp is None:
-        return MISSING, None
-    return (CURRENT if stamp.get("fingerprint") == fingerprint(cfg) else STALE), stamp
+def stage_record(out_dir, name):
+    """The manifest's record of a stage, or None."""
+    return Manifest(out_dir).stages.get(name)
+
+
+def changed_outputs(out_dir, record: dict) -> list:
+    """(relative path, "missing" | "changed") for each recorded output that is not as recorded."""
+    out_dir = Path(out_dir)
+    problems = []
+    for rel, recorded in record.get("outputs", {}).items():
+        path = out_dir / rel
+        if not path.is_file():
+            problems.append((rel, "missing"))
+        elif hash_files(out_dir, [rel])[rel] != recorded:
+            problems.append((rel, "changed"))
+    return problems
+
+
+class Stage:
+    """One stage of one output directory: is it current, and recording a run of it.
+
+        stage = Stage(cfg.output_dir, "csim", {"project": tree, "samples": sha})
+        if stage.state()[0] == CURRENT: return stage.reuse()
+        with stage.running():
+            ... work ...
+            stage.done(outputs=[...], result={...})
+    """
+
+    def __init__(self, out_dir, name: str, inputs: dict, in_place: bool = True):
+        self.out_dir = Path(out_dir)
+        self.in_place = in_place
+        self.name = name
+        self.inputs = inputs
+        self.key = digest(inputs)
+        self._started = None
+        self._t0 = None
+        self._finished = False
+        self._run_id = None
+
+    def state(self) -> tuple:
+        """(MISSING | STALE | UNFINISHED | CHANGED | CURRENT, why in a few words)."""
+        record = stage_record(self.out_dir, self.name)
+        if record is None:
+            return MISSING, "it has not run"
+        status = record.get("status")
+        if status == "running":
+            return UNFINISHED, "its last run did not finish"
+        if status in ("failed", "interrupted"):
+            return UNFINISHED, f"its last run {status}"
+        if status == "stale":
+            return STALE, record.get("stale_because", "what it was made from changed")
+        if record.get("key") != self.key:
+            before = record.get("inputs", {})
+            which = [k for k in sorted(set(before) | set(self.inputs)) if before.get(k) != self.inputs.get(k)]
+            return STALE, f"its {', '.join(which) or 'inputs'} changed"
+        problems = changed_outputs(self.out_dir, record)
+        if problems:
+            rel, what = problems[0]
+            more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+            return CHANGED, f"{rel}{more} {what} since it ran"
+        return CURRENT, "nothing it depends on changed"
+
+    def record(self) -> dict:
+        return stage_record(self.out_dir, self.name) or {}
+
+    def reuse(self) -> dict:
+        """Record a run that reused the results; returns the stage's recorded result."""
+        manifest = Manifest(self.out_dir)
+        manifest.add_run(self.name, _now(), 0.0, "ok", 0, reused=True)
+        manifest.save()
+        return manifest.stages[self.name].get("result") or {}
+
+    @contextlib.contextmanager
+    def running(self):
+        """The block that does the stage's work. Its run is recorded from the start, so a run that
+        is killed stays recorded as "running". A stage that writes in place is marked unfinished
+        until done(), so the next run redoes it; convert, which writes a staged copy, leaves the
+        previous project's record as it is. A FlowError or Ctrl-C is recorded with its exit
+        status, then goes on up."""
+        self._started, self._t0 = _now(), time.monotonic()
+        self._run_id = f"{os.getpid()}-{time.time_ns()}"
+        if self.out_dir.is_dir():
+            manifest = Manifest(self.out_dir)
+            manifest.add_run(self.name, self._started, 0.0, "running", None, reused=False, run_id=self._run_id)
+            if self.in_place:
+                manifest.stages.setdefault(self.name, {}).update(status="running", started=self._started)
+            manifest.save()
+        try:
+            yield self
+        except BaseException as exc:
+            status, code = "failed", 1
+            if isinstance(exc, FlowError):
+                code = exc.exit_code
+            if isinstance(exc, KeyboardInterrupt) or code == 130:
+                status, code = "interrupted", 130
+            self._record_end(status, code)
+            raise
+
+    def _end_run(self, manifest: "Manifest", status: str, code) -> None:
+        for run in reversed(manifest.data["runs"]):
+            if run.get("id") == self._run_id:
+                run.update(status=status, exit_status=code, seconds=round(time.monotonic() - self._t0, 3))
+                del run["id"]
+                return
+        manifest.add_run(self.name, self._started, time.monotonic() - self._t0, status, code, reused=False)
+
+    def _record_end(self, status: str, code) -> None:
+        if self._finished or not self.out_dir.is_dir():
+            return
+        manifest = Manifest(self.out_dir)
+        if self.in_place:
+            manifest.stages.setdefault(self.name, {}).update(status=status, exit_status=code)
+        self._end_run(manifest, status, code)
+        manifest.save()
+
+    def done(self, outputs, result=None, extra=None, write_to=None, sources=None) -> dict:
+        """Record the finished stage: its inputs, the sha256 of each output (paths relative to the
+        directory the outputs are in: `write_to` when convert writes a staging copy), its result.
+        `sources`: the user's files it read, with their hashes, for the manifest's inputs. Marks
+        the stages made from the previous results stale; returns the new record."""
+        root = Path(write_to or self.out_dir)
+        source = Manifest(self.out_dir) if self.out_dir.is_dir() else Manifest(root)
+        files = hash_files(root, outputs)
+        previous = source.stages.get(self.name) or {}
+        record = {"status": "ok", "key": self.key, "inputs": self.inputs, "outputs": files,
+                  "result": result, "environment": source.note_environment(), "started": self._started,
+                  "finished": _now(), "seconds": round(time.monotonic() - self._t0, 3), "exit_status": 0,
+                  **(extra or {})}
+        if self.name == "convert":
+            record["tree_hash"] = tree_hash(files)
+            source.mark_stale(DOWNSTREAM["convert"], "the project was written again")
+        elif previous.get("outputs") != files:
+            source.mark_stale(DOWNSTREAM.get(self.name, ()), f"{self.name} ran again")
+        source.stages[self.name] = record
+        source.data.setdefault("inputs", {}).update(sources or {})
+        self._end_run(source, "ok", 0)
+        source.save(to=root)
+        self._finished = True
+        return record
+
+
+# ------------------------------------------------------------------ what the stages ask
+
+def project_stage(cfg) -> Stage:
+    # Staged and swapped into place: a failed or killed convert leaves the previous project whole.
+    return Stage(cfg.output_dir, "convert", design_inputs(cfg), in_place=False)
 
 
 def require_project(cfg) -> dict:
-    """The stamp of a complete, current project, or FlowError saying how to get one."""
-    state, stamp = project_state(cfg)
+    """The record of a complete, current project, or FlowError saying how to get one."""
+    state, why = project_stage(cfg).state()
     if state == MISSING:
         raise FlowError(f"No complete HLS project at {cfg.output_dir}: run `hlsflow convert` first.")
-    if state == STALE:
-        raise FlowError(f"The HLS project at {cfg.output_dir} was written from another model or config: "
-                        "run `hlsflow convert` first.")
-    return stamp
+    if state != CURRENT:
+        raise FlowError(f"The HLS project at {cfg.output_dir} is not current ({why}): run `hlsflow convert` first.")
+    return stage_record(cfg.output_dir, "convert")
+
+
+def made_from(out_dir, name: str, project: dict) -> bool:
+    """Whether a stage's recorded results are intact and were made from this project, whatever
+    flags it ran with (a report needs synthesis results, not the ones of today's defaults)."""
+    record = stage_record(out_dir, name)
+    return bool(record and record.get("status") == "ok"
+                and record.get("inputs", {}).get("project") == project["tree_hash"]
+                and not changed_outputs(out_dir, record))
 
 
 def csynth_xml_path(out_dir, project_name) -> Path:
@@ -75,19 +432,39 @@ def csynth_xml_path(out_dir, project_name) -> Path:
     return Path(out_dir) / f"{project_name}_prj" / "solution1" / "syn" / "report" / f"{project_name}_csynth.xml"
 
 
-def synth_state(cfg, args=None) -> tuple:
-    """(MISSING | STALE | CURRENT, the synthesis record or None). With args, a synthesis run with
-    other flags is stale too."""
-    record = read_json(Path(cfg.output_dir) / SYNTH_STAMP)
-    if record is None or not csynth_xml_path(cfg.output_dir, cfg.project_name).exists():
-        return MISSING, None
-    state, stamp = project_state(cfg)
-    if state != CURRENT or record.get("fingerprint") != stamp.get("fingerprint"):
-        return STALE, record
-    if args is not None and record.get("args") != args:
-        return STALE, record
-    return CURRENT, record
+def emulation_library(out_dir, project_name: str, stamp: str) -> Path:
+    """The library hls4ml's build_lib.sh builds, named by the project's stamp."""
+    return Path(out_dir) / "firmware" / f"{project_name}-{stamp}.so"
 
 
-def record_synthesis(out_dir, record: dict) -> None:
-    write_json(Path(out_dir) / SYNTH_STAMP, record)
+_held: set = set()
+
+
+@contextlib.contextmanager
+def locked(out_dir):
+    """One hlsflow run at a time on an output directory, also across containers (a lock file
+    beside it: the directory itself is replaced by convert)."""
+    out_dir = Path(out_dir)
+    key = str(out_dir)
+    if key in _held:
+        yield
+        return
+    lock_path = out_dir.with_name(f".{out_dir.name}.lock")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a")
+    except OSError as exc:
+        raise FlowError(f"Cannot write the output directory {out_dir} ({exc.strerror}): choose a writable "
+                        "--out.") from exc
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FlowError(f"Another hlsflow run is working on {out_dir}: wait for it to finish, or stop it.") \
+                from None
+        _held.add(key)
+        try:
+            yield
+        finally:
+            _held.discard(key)
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import console
+from . import console, outdir
 from .config import FixedType
 from .convert import convert_model
 from .loading import load_keras_model, load_samples, resolve_samples
 from .errors import FlowError
-from .files import write_atomically, write_json
+from .files import sha256, write_atomically, write_json
 
 # Layers whose accumulator holds a sum we can bound from Keras values.
 ACCUM_FROM_OUTPUT = ("Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D", "Dense")
@@ -146,8 +146,21 @@ def _traced(cfg, keras_model, x, workdir: Path) -> dict:
 
 
 def profile(cfg, samples=None, max_samples=50, png=None) -> dict:
+    samples = resolve_samples(cfg, samples)
+    out = cfg.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    stage = outdir.Stage(out, "profile", {"design": outdir.digest(outdir.design_inputs(cfg)),
+                                          "samples": sha256(samples, cache=True), "max_samples": max_samples})
+    with outdir.locked(out), stage.running():
+        result, picture = _profile(cfg, samples, max_samples, png)
+        made = ["profile.json"] + ([picture.relative_to(out).as_posix()] if picture.parent == out else [])
+        stage.done(made, result={"samples": result["samples"]})
+    return result
+
+
+def _profile(cfg, samples, max_samples, png) -> tuple:
     keras_model = load_keras_model(cfg.keras_model)
-    x, _ = load_samples(resolve_samples(cfg, samples), tuple(keras_model.inputs[0].shape), max_samples)
+    x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), max_samples)
     console.step(f"Profiling {cfg.keras_model.name} on {len(x)} samples")
     keras_outs = keras_layer_outputs(keras_model, x)
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,12 +173,11 @@ def profile(cfg, samples=None, max_samples=50, png=None) -> dict:
     print_profile(findings)
     result = {"samples": len(x), "findings": [asdict(f) | {"verdict": f.verdict} for f in findings]}
     out = cfg.output_dir
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "profile.json", result)
-    picture = Path(png) if png else out / "precision_profile.png"
+    picture = Path(png).absolute() if png else out / "precision_profile.png"
     draw_profile(findings, picture, cfg.keras_model.name)
     console.say(f"Profile written to {out / 'profile.json'} and {picture}")
-    return result
+    return result, picture
 
 
 def print_profile(findings) -> None:

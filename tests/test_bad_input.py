@@ -2,6 +2,7 @@
 output left as it was."""
 
 import hashlib
+import json
 
 import pytest
 
@@ -9,8 +10,9 @@ from conftest import error_lines, run_invoke
 
 
 def tree_digest(root):
+    """The results, without manifest.json (which records the failed run too)."""
     h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "manifest.json"):
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()
@@ -55,6 +57,10 @@ def test_bad_convert_input(converted, bad_models, index):
     assert "Traceback" not in proc.stderr
     assert tree_digest(project["out"]) == before
     assert not list(project["out"].parent.glob(".prj.partial-*"))
+    manifest = json.loads((project["out"] / "manifest.json").read_text())
+    assert manifest["stages"]["convert"]["status"] == "ok"  # the previous project is still whole and current
+    if manifest["runs"][-1]["stage"] == "convert":  # errors found before any work record no run
+        assert manifest["runs"][-1]["status"] == "failed" and manifest["runs"][-1]["exit_status"] == 2
 
 
 def test_failed_conversion_keeps_the_previous_project(converted, tmp_path):

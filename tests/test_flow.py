@@ -1,7 +1,6 @@
 """The flow end to end on a small model, as a user runs it: real hls4ml, real g++, and the
 Vivado stand-in (tests/standin_xilinx, a test double) with real 2018.2 reports."""
 
-import hashlib
 import json
 import sys
 from importlib.metadata import version
@@ -18,10 +17,6 @@ def standin_env(**extra):
     return flow_env(XILINX_VIVADO=STANDIN, STANDIN_DELAY="0", **extra)
 
 
-def digest(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_pinned_stack_is_what_runs():
     import tensorflow as tf
 
@@ -34,8 +29,8 @@ def test_pinned_stack_is_what_runs():
 def test_convert_and_emulate_a_skip_connection_under_tf_2_15(converted):
     project, proc = converted
     out = project["out"]
-    stamp = json.loads((out / "hlsflow.json").read_text())
-    types = {row["name"]: row["type"] for row in stamp["layers"]}
+    record = json.loads((out / "manifest.json").read_text())["stages"]["convert"]
+    types = {row["name"]: row["type"] for row in record["result"]["layers"]}
     assert types["skip"] == "Merge" and types["c1"] == "Conv2D"
     assert (out / "firmware" / "myproject.cpp").exists() and (out / "build_prj.tcl").exists()
     assert (out / "model_graph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -61,12 +56,13 @@ def test_csim_converts_first_when_the_project_is_missing_or_stale(converted, tmp
     proc = run_invoke("csim", "--config", project["config"], "--out", out, "--max-samples", "8")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"==> csim: there is no HLS project at {out}; converting first" in proc.stdout
-    assert (out / "hlsflow.json").is_file() and json.loads((out / "csim.json").read_text())["samples"] == 8
+    assert (out / "manifest.json").is_file() and json.loads((out / "csim.json").read_text())["samples"] == 8
     # A changed precision makes the project stale: csim converts again, then emulates the new design.
     proc = run_invoke("csim", "--config", project["config"], "--out", out, "--max-samples", "8",
                       "--precision", "ap_fixed<18,8>")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"==> csim: the HLS project at {out} is stale (model or config changed); converting first" in proc.stdout
+    assert (f"==> csim: the HLS project at {out} is not current (its hls4ml_settings changed); converting first"
+            in proc.stdout)
     assert "ap_fixed<18,8>" in (out / "firmware" / "parameters.h").read_text() + (
         out / "firmware" / "defines.h").read_text()
     # Current now: nothing is converted.
@@ -133,12 +129,17 @@ def test_synth_and_report_with_the_standin(converted):
 def test_synthesis_failures_are_one_sentence_and_keep_the_last_report(converted, mode, exit_code, message):
     project, _ = converted
     out = project["out"]
-    before = digest(out / "hlsflow.json")
+    before = json.loads((out / "manifest.json").read_text())["stages"]["convert"]
     proc = run_invoke("synth", "--config", project["config"], "--force", env=standin_env(STANDIN_MODE=mode))
     assert proc.returncode == exit_code, proc.stdout + proc.stderr
     errors = error_lines(proc)
     assert len(errors) == 1 and message in errors[0]
-    assert digest(out / "hlsflow.json") == before
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["convert"] == before
+    assert manifest["stages"]["synth"]["status"] == "failed" and manifest["stages"]["synth"]["exit_status"] == 4
+    assert manifest["runs"][-1] | {"started": None, "seconds": None} == {
+        "stage": "synth", "command": manifest["runs"][-1]["command"], "started": None, "seconds": None,
+        "status": "failed", "exit_status": 4, "reused": False}
 
 
 def test_synthesis_timeout_stops_the_process_group(converted):
@@ -173,11 +174,18 @@ def test_no_vivado_found(converted):
                                  "source its settings64.sh, or pass --vivado /opt/Xilinx/Vivado/2018.2."]
 
 
-def test_flow_skips_synthesis_in_one_line_without_vivado(converted):
+def test_flow_skips_synthesis_in_one_line_without_vivado(converted, tmp_path):
     project, _ = converted
-    proc = run_invoke("flow", "--config", project["config"])
+    proc = run_invoke("flow", "--config", project["config"], "--out", tmp_path / "novivado")
     assert proc.returncode == 0, proc.stderr
-    assert "Synthesis skipped: no Vivado HLS found" in proc.stdout
+    assert proc.stdout.count("Synthesis skipped: no Vivado HLS found") == 1
+    # Synthesis results made earlier (on a machine with Vivado) are reported without Vivado.
+    out = project["out"]
+    assert run_invoke("synth", "--config", project["config"], env=standin_env()).returncode == 0
+    again = run_invoke("flow", "--config", project["config"])
+    assert again.returncode == 0, again.stderr
+    assert "Synthesis skipped" not in again.stdout and "Synthesis up to date" in again.stdout
+    assert (out / "report.json").is_file()
 
 
 def test_ctrl_c_stops_synthesis_and_its_children(converted):
@@ -200,6 +208,8 @@ def test_ctrl_c_stops_synthesis_and_its_children(converted):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "ERROR: Synthesis interrupted; vivado_hls and its children were stopped" in err
+    synth = json.loads((project["out"] / "manifest.json").read_text())["stages"]["synth"]
+    assert synth["status"] == "interrupted" and synth["exit_status"] == 130
     leftovers = subprocess.run(["pgrep", "-f", "sleep 100000"], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
 

@@ -97,5 +97,5 @@ def test_advice_raises_agreement_where_uniform_precision_fails(overflowing_proje
     assert "gap accum: ap_fixed<" in tuned.read_text()
     # The seed-style config names the layer at fault when csim reports low agreement.
     csim = run_invoke("csim", "--config", overflowing_project / "flow.yml",
-                      "--out", overflowing_project / "prj-tune-before")
+                      "--out", overflowing_project / "prj-csim")
     assert "Layers at fault" in csim.stdout and "gap accumulator" in csim.stdout

@@ -41,7 +41,7 @@ def test_convert_synth_report_from_the_host(out):
     report = json.loads((out / "report.json").read_text())
     assert report["tool_version"] == "2018.2" and report["resources"]["DSP"]["available"] == 80
     # Everything the container wrote belongs to the invoking user.
-    for path in (out, out / "report.json", out / "myproject_prj", out / "hlsflow.json"):
+    for path in (out, out / "report.json", out / "myproject_prj", out / "manifest.json"):
         assert path.stat().st_uid == os.getuid(), path
 
 

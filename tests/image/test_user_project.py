@@ -163,3 +163,29 @@ def test_flow_with_a_mounted_xilinx_tree(built_image, user_dir):
     report = json.loads((out / "report.json").read_text())
     assert report["produced_by_test_double"] is True and report["target_part"] == "xc7vx690tffg1927-2"
     assert (out / "utilisation.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_host_and_image_alone_write_the_same_project(built_image, docker_client, user_dir, tmp_path_factory):
+    """Byte-identical projects whoever converts, wherever: the installed command on the host (one
+    container per invocation) and the image alone, into two unrelated folders; `verify` on the
+    host, with no engine involved, accepts both."""
+    host = run_hlsflow("convert", "--model", "models/tiny_cnn.keras", "--out", "out/host", cwd=user_dir)
+    assert host.returncode == 0, host.stdout[-3000:] + host.stderr[-3000:]
+    other = tmp_path_factory.mktemp("elsewhere")
+    shutil.copy(DATA / "tiny_cnn.keras", other / "model.keras")
+    alone = docker_run(built_image, "convert", "--model", "model.keras", "--out", "deep/er/alone", cwd=other)
+    assert alone.returncode == 0, alone.stdout[-3000:] + alone.stderr[-3000:]
+    a, b = user_dir / "out" / "host", other / "deep" / "er" / "alone"
+    manifests = [json.loads((d / "manifest.json").read_text()) for d in (a, b)]
+    assert manifests[0]["tree_hash"] == manifests[1]["tree_hash"]
+    assert f"Project tree sha256: {manifests[0]['tree_hash']}" in host.stdout + alone.stdout
+    files = [{p.relative_to(d): p.read_bytes() for p in d.rglob("*") if p.is_file() and p.name != "manifest.json"}
+             for d in (a, b)]
+    assert files[0] == files[1]
+    # The launcher tells the container which image it is; the image alone cannot know its own id.
+    assert manifests[0]["image"]["id"] == docker_client.images.get(built_image).id
+    assert manifests[0]["image"]["labels"]["org.opencontainers.image.version"]
+    for out in (a, b):
+        verify = run_hlsflow("verify", out, cwd=user_dir)
+        assert verify.returncode == 0, verify.stderr
+        assert "matches its manifest" in verify.stdout and "hlsflow: " not in verify.stderr
