@@ -1,5 +1,12 @@
 """The Debian bookworm base of the image: the digest-pinned one from a registry when it can be had,
-else one bootstrapped here with debootstrap (an air-gapped lab, or this project's CI machine)."""
+else one bootstrapped here with debootstrap (an air-gapped lab, or this project's CI machine).
+
+docker/debian-packages.lock records the exact version of every Debian package the image had when
+it was last accepted. Neither debootstrap nor a Debian mirror can be asked for old versions
+(deb.debian.org keeps one per package and suite; a point release replaces it), so each build is
+checked against the lock instead: different versions fail the build, naming the packages, unless
+`invoke build-image --allow-drift` accepts them into the lock.
+"""
 
 import hashlib
 import os
@@ -11,14 +18,21 @@ from pathlib import Path
 
 from .console import error, say, step
 from .errors import FlowError
+from .sbom import compare
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER_DIR = ROOT / "docker"
 BUILD_DIR = ROOT / "build"
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEBIAN_LOCK = DOCKER_DIR / "debian-packages.lock"
+LOCK_HEADER = """\
+# The Debian packages of the hlsflow image with their exact versions (name=version), as
+# `invoke build-image --allow-drift` last accepted them. Every build is checked against this file:
+# other versions (a fresh debootstrap after a Debian point release) fail the build.
+"""
 
 
-def base_image(client) -> str:
+def base_image(client, allow_drift: bool = False) -> str:
     """The Dockerfile's pinned BASE_IMAGE (or $HLSFLOW_BASE_IMAGE) if present or pullable, else
     our own debootstrapped bookworm."""
     import docker
@@ -40,7 +54,7 @@ def base_image(client) -> str:
         return ref
     except docker.errors.APIError as exc:
         say(f"    cannot pull it: {exc.explanation or exc}")
-    return _bootstrap_base(client)
+    return _bootstrap_base(client, allow_drift)
 
 
 def _dockerfile_base() -> str:
@@ -53,7 +67,58 @@ def _system_packages() -> list[str]:
     return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
 
 
-def _bootstrap_base(client) -> str:
+def read_debian_lock(lock: Path = DEBIAN_LOCK) -> dict[str, str] | None:
+    """{"deb/<name>": version} from the lock; None when there is no lock."""
+    try:
+        text = lock.read_text()
+    except FileNotFoundError:
+        return None
+    packages = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("=")
+            packages[f"deb/{name.strip()}"] = version.strip()
+    return packages
+
+
+def write_debian_lock(packages: dict[str, str], lock: Path = DEBIAN_LOCK) -> None:
+    lines = [f"{key.split('/', 1)[1]}={version}" for key, version in sorted(packages.items())]
+    lock.write_text(LOCK_HEADER + "\n".join(lines) + "\n")
+
+
+def check_debian_packages(found: dict[str, str], what: str, allow_drift: bool,
+                          lock: Path = DEBIAN_LOCK) -> None:
+    """`found` ({"deb/<name>": version}) against the lock: FlowError naming every package that
+    differs, or with `allow_drift` the lock rewritten to `found`."""
+    locked = read_debian_lock(lock)
+    diff = compare(locked or {}, found)
+    if locked is not None and not diff:
+        return
+    if allow_drift:
+        write_debian_lock(found, lock)
+        change = f"{diff.summary()}: {diff.names()}" if locked is not None else "written"
+        say(f"{lock.name} updated to {what} ({change}); commit it.")
+        return
+    if locked is None:
+        raise FlowError(f"{lock} is missing: run `invoke build-image --allow-drift` once to record "
+                        "the Debian packages of the image, and commit it.")
+    raise FlowError(f"The Debian packages of {what} differ from {lock.name} ({diff.names()}): run "
+                    "`invoke build-image --allow-drift` to accept them (and commit the lock), or "
+                    "build from a base that has the locked versions.")
+
+
+def _rootfs_packages(rootfs: Path) -> dict[str, str]:
+    """{"deb/<name>": version} of the packages installed in a bootstrapped tree."""
+    fields = "${db:Status-Abbrev}\t${Package}\t${Version}\n"
+    listing = subprocess.run(["chroot", str(rootfs), "dpkg-query", "-W", "-f", fields],
+                             capture_output=True, text=True, check=True,
+                             env={"PATH": BASE_PATH, "LC_ALL": "C"}).stdout
+    return {f"deb/{name}": version for status, name, version in
+            (line.split("\t") for line in listing.splitlines()) if status.strip() == "ii"}
+
+
+def _bootstrap_base(client, allow_drift: bool = False) -> str:
     """debootstrap bookworm with every system package, put it through the Dockerfile's own
     install-system-packages.sh (locale, time zone, trimming), import it as
     hlsflow-base:bookworm-<hash of package list and script> and reuse that from then on."""
@@ -92,6 +157,13 @@ def _bootstrap_base(client) -> str:
                  "/tmp/system-packages.txt"], "install-system-packages.sh in the new rootfs",
                 lambda line: True, cleanup=work, env={"PATH": BASE_PATH, "LC_ALL": "C"})
     _trim_rootfs(rootfs)
+    if not allow_drift:
+        # The same check the finished image gets, minutes earlier; a drifted base is not kept.
+        try:
+            check_debian_packages(_rootfs_packages(rootfs), "the newly bootstrapped base", False)
+        except FlowError:
+            _remove_tree(work)
+            raise
     archive = work / "rootfs.tar"
     subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."],
                    check=True)

@@ -12,12 +12,14 @@ from .tasks import USER_TASKS
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@host_task(help={"tag": "image tag (default hlsflow:<version>-<git describe>)", "no-cache": "rebuild every layer"})
-def build_image(c, tag=None, no_cache=False):
+@host_task(help={"tag": "image tag (default hlsflow:<version>-<git describe>)", "no-cache": "rebuild every layer",
+                 "allow-drift": "accept Debian package versions that differ from docker/debian-packages.lock "
+                                "and update the lock"})
+def build_image(c, tag=None, no_cache=False, allow_drift=False):
     """Build the toolchain image (debootstrapped base and host wheelhouse when no registry is reachable)."""
     from . import image
 
-    image.build_image(tag=tag, no_cache=no_cache)
+    image.build_image(tag=tag, no_cache=no_cache, allow_drift=allow_drift)
 
 
 @host_task()

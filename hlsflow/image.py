@@ -1,13 +1,17 @@
 """Building the hlsflow toolchain image (docker/Dockerfile) from a checkout.
 
 Nothing inside the build needs the network: the wheels come from the host's hash-checked
-wheelhouse (wheels.py) and the Debian base is pinned or bootstrapped here (debian_base.py).
+wheelhouse (wheels.py) and the Debian base is pinned or bootstrapped here (debian_base.py). The
+Debian packages of every build are checked against docker/debian-packages.lock before the image
+is tagged, from the SBOM the build puts into the image (sbom.py).
 Builds go through the Docker SDK's classic builder, whose layer cache makes an unchanged rebuild
 take seconds. Handing the image on is handover.py; finding the engine is engine.py.
 """
 
 import contextlib
 import fnmatch
+import io
+import json
 import os
 import re
 import subprocess
@@ -19,26 +23,30 @@ from pathlib import Path
 
 from . import __version__
 from .console import error, say, step
-from .debian_base import base_image
+from .debian_base import base_image, check_debian_packages
 from .engine import REPO, docker_client, image_ref
 from .errors import FlowError
-from .wheels import download_wheels, lock_versions
+from .sbom import packages_of
+from .wheels import LOCK, SBOM_LOCK, download_wheels, lock_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER_DIR = ROOT / "docker"
 BUILD_DIR = ROOT / "build"
 # What of the repository goes into /opt/hlsflow (minus what .dockerignore leaves out).
 CODE = ("tasks.py", "invoke.yaml", "pyproject.toml", "hlsflow", "project", "models", "tests")
+# Where docker/Dockerfile puts the SBOM (its HLSFLOW_SBOM).
+SBOM_IN_IMAGE = "/usr/share/hlsflow/sbom.cdx.json"
 
 
-def build_image(tag: str | None = None, no_cache: bool = False) -> str:
+def build_image(tag: str | None = None, no_cache: bool = False, allow_drift: bool = False) -> str:
     """Build the image and tag it `hlsflow:<version>-<git describe>` (or `tag`) and
-    `hlsflow:latest`; returns the first tag."""
+    `hlsflow:latest`; returns the first tag. Debian packages at other versions than
+    docker/debian-packages.lock are FlowError, unless `allow_drift` (which updates the lock)."""
     client = docker_client()
     BUILD_DIR.mkdir(parents=True, exist_ok=True)  # the build context is spooled here
     ref = image_ref(tag or f"{__version__}-{_describe()}")
     wheels = download_wheels()
-    base = base_image(client)
+    base = base_image(client, allow_drift=allow_drift)
     pins = lock_versions()
     buildargs = {
         "BASE_IMAGE": base,
@@ -54,10 +62,13 @@ def build_image(tag: str | None = None, no_cache: bool = False) -> str:
     }
     step(f"Building {ref} on {base}")
     started = time.monotonic()
-    with _build_context(wheels) as context:
+    with _build_context(wheels[LOCK], wheels[SBOM_LOCK]) as context:
         # Our own base already has every system package: prove the build needs no network.
         network = "none" if base.startswith("hlsflow-base:") else None
         image_id = _run_build(client, context, buildargs, no_cache, network)
+    # Before tagging: a build that drifted leaves hlsflow:latest as it was.
+    debian = {k: v for k, v in image_sbom_packages(client, image_id).items() if k.startswith("deb/")}
+    check_debian_packages(debian, f"the image just built ({image_id[7:19]})", allow_drift)
     for name in (ref, f"{REPO}:latest"):
         repo, _, name_tag = name.rpartition(":")
         client.api.tag(image_id, repo, name_tag)
@@ -68,18 +79,37 @@ def build_image(tag: str | None = None, no_cache: bool = False) -> str:
 
 
 
+def image_sbom_packages(client, image) -> dict[str, str]:
+    """The package set of an image's SBOM, copied out of a container that is never started."""
+    import docker
+
+    container = client.containers.create(image, ["true"], network_mode="none")
+    try:
+        stream, _ = container.get_archive(SBOM_IN_IMAGE)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.extractfile(tar.getmembers()[0])
+            return packages_of(json.loads(member.read()), f"the SBOM of image {image}")
+    except docker.errors.NotFound:
+        raise FlowError(f"Image {image} has no SBOM at {SBOM_IN_IMAGE}: it was built before "
+                        "SBOMs; rebuild it with `invoke build-image`.") from None
+    finally:
+        container.remove(force=True)
+
+
 # --- build ---------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _build_context(wheels: list[Path]):
-    """The build context as a tar file under build/: docker/, wheelhouse/ (the lock's wheels)
-    and src/ (the project code). Owners are normalised: the layer cache keys on them."""
+def _build_context(wheels: list[Path], sbom_wheels: list[Path]):
+    """The build context as a tar file under build/: docker/, wheelhouse/ (the lock's wheels),
+    sbom-wheelhouse/ (the SBOM generator's) and src/ (the project code). Owners are normalised:
+    the layer cache keys on them."""
     with tempfile.TemporaryFile(dir=BUILD_DIR) as file:
         with tarfile.open(fileobj=file, mode="w") as tar:
             for path in sorted(p for p in DOCKER_DIR.iterdir() if p.is_file()):
                 tar.add(path, f"docker/{path.name}", filter=_root_owned)
-            for whl in wheels:
-                tar.add(whl, f"wheelhouse/{whl.name}", filter=_root_owned)
+            for folder, whls in (("wheelhouse", wheels), ("sbom-wheelhouse", sbom_wheels)):
+                for whl in whls:
+                    tar.add(whl, f"{folder}/{whl.name}", filter=_root_owned)
             for path in _code_files():
                 tar.add(path, f"src/{path.relative_to(ROOT)}", recursive=False,
                         filter=_root_owned)

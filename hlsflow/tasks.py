@@ -106,12 +106,32 @@ def init(c, model=None, config=None, samples=None, part=None, io_type=None, reus
                           force=force)
 
 
-@image_task()
-def versions(c):
-    """Python, TensorFlow, numpy, hls4ml, g++, image revision and the Vivado in sight."""
+@image_task(help={"sbom": "print the image's SBOM (CycloneDX JSON), or with a FILE write it there"},
+            outputs=("sbom",), optional=["sbom"])
+def versions(c, sbom=None):
+    """Python, TensorFlow, numpy, hls4ml, g++, image revision and the Vivado in sight; --sbom: every
+    package of the image with its exact version (CycloneDX JSON)."""
+    if sbom:
+        from . import sbom as bom
+
+        bom.write_sbom(sbom)
+        return
     from . import versions as stage
 
     stage.main()
+
+
+@host_task(help={"a": "an SBOM (`hlsflow versions --sbom FILE`) or a flow's manifest.json",
+                 "b": "the other SBOM or manifest.json"}, positional=["a", "b"])
+def compare_image(c, a, b):
+    """Name every package that differs between two images' SBOMs or manifests; exit 1 when any does."""
+    from invoke import Exit
+
+    from . import sbom
+
+    code = sbom.compare_files(a, b)
+    if code:
+        raise Exit(code=code)
 
 
 @host_task(help={"path": "tarball to write (default build/hlsflow-<tag>.tar.gz)"})
@@ -138,8 +158,8 @@ def shell(c):
     launcher.open_shell()
 
 
-USER_TASKS = (init, convert, check, csim, synth, report, flow, profile, tune_precision, versions, save_image,
-              load_image, shell)
+USER_TASKS = (init, convert, check, csim, synth, report, flow, profile, tune_precision, versions,
+              compare_image, save_image, load_image, shell)
 
 
 def collection() -> Collection:

@@ -19,6 +19,9 @@ BUILD_DIR = ROOT / "build"
 # Where the lock's wheels are kept; HLSFLOW_WHEELHOUSE shares one between checkouts.
 WHEELHOUSE = Path(os.environ.get("HLSFLOW_WHEELHOUSE") or BUILD_DIR / "wheelhouse")
 LOCK = DOCKER_DIR / "requirements.lock"
+# The SBOM generator's own lock: its wheels go to a separate folder of the build context, so the
+# image's venv layer never depends on them.
+SBOM_LOCK = DOCKER_DIR / "sbom-requirements.lock"
 # The format of the lock files follows pip-compile's version.
 PIP_TOOLS = "pip-tools==7.6.2"
 # Glibc 2.36 (bookworm) runs every manylinux wheel up to 2_36; pip needs each tag spelled out.
@@ -27,8 +30,8 @@ PLATFORMS = [f"manylinux_2_{v}_x86_64" for v in range(36, 16, -1)] + [
 
 
 def lock() -> None:
-    """Regenerate docker/requirements.lock and docker/host-requirements.lock from their .in
-    files with pip-compile, installed into build/lock-venv when missing."""
+    """Regenerate docker/requirements.lock, sbom-requirements.lock and host-requirements.lock
+    from their .in files with pip-compile, installed into build/lock-venv when missing."""
     if sys.version_info[:2] != (3, 11):
         raise FlowError("`invoke lock` must run under Python 3.11, the image's Python, or the "
                         "lock would pin for another version: run it with a 3.11 interpreter.")
@@ -39,7 +42,7 @@ def lock() -> None:
         _check_call([sys.executable, "-m", "venv", str(venv)], "creating build/lock-venv")
         _check_call([str(venv / "bin" / "pip"), "install", "--quiet", PIP_TOOLS],
                     f"installing {PIP_TOOLS}")
-    for name in ("requirements", "host-requirements"):
+    for name in ("requirements", "sbom-requirements", "host-requirements"):
         step(f"Locking docker/{name}.in")
         # No index or find-links lines: the locks must not carry this machine's pip settings.
         _check_call([str(pip_compile), "--quiet", "--generate-hashes", "--strip-extras",
@@ -49,26 +52,30 @@ def lock() -> None:
 
 
 
-def download_wheels() -> list[Path]:
-    """The lock's wheels, in build/wheelhouse: those already there are kept, the missing ones
-    downloaded by the host's pip with every hash checked, stale ones (not in the lock) removed."""
-    entries = _lock_entries()
+def download_wheels(locks=(LOCK, SBOM_LOCK)) -> dict[Path, list[Path]]:
+    """Each lock's wheels, in build/wheelhouse: those already there are kept, the missing ones
+    downloaded by the host's pip with every hash checked, stale ones (in no lock) removed."""
+    per_lock = {lock: _lock_entries(lock) for lock in locks}
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
-    have, missing = _scan_wheelhouse(entries)
+    have = _scan_wheelhouse(per_lock)
+    # One line per package: the locks pin shared packages alike (sbom-requirements.in says why).
+    missing = {name: line for lock, entries in per_lock.items()
+               for name, (line, _) in entries.items() if name not in have[lock]}
     if missing:
-        _pip_download(missing)
-        have, missing = _scan_wheelhouse(entries)
-        if missing:
-            raise FlowError(f"pip left {len(missing)} wheels of docker/requirements.lock "
-                            "undownloaded: check that each pinned version has a Linux x86_64 "
-                            "cp311 wheel, then run again.")
-    return sorted(have)
+        _pip_download(sorted(missing.values()))
+        have = _scan_wheelhouse(per_lock)
+        left = sum(len(set(entries) - set(have[lock])) for lock, entries in per_lock.items())
+        if left:
+            names = " and ".join(f"docker/{lock.name}" for lock in locks)
+            raise FlowError(f"pip left {left} wheels of {names} undownloaded: check that each "
+                            "pinned version has a Linux x86_64 cp311 wheel, then run again.")
+    return {lock: sorted(have[lock].values()) for lock in locks}
 
 
-def _lock_entries() -> dict[str, tuple[str, set[str]]]:
+def _lock_entries(lock: Path = LOCK) -> dict[str, tuple[str, set[str]]]:
     """name -> (its requirement line with hashes, its sha256 hashes); option lines dropped."""
     entries = {}
-    for line in LOCK.read_text().replace("\\\n", " ").splitlines():
+    for line in lock.read_text().replace("\\\n", " ").splitlines():
         line = line.split("#", 1)[0].strip()
         match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==", line)
         if match:
@@ -82,18 +89,19 @@ def lock_versions() -> dict[str, str]:
             for name, (line, _) in _lock_entries().items()}
 
 
-def _scan_wheelhouse(entries):
-    """(wheels matching a lock hash, requirement lines with no wheel yet)."""
-    wanted = {h: name for name, (_, hashes) in entries.items() for h in hashes}
-    have, found = [], set()
-    for whl in WHEELHOUSE.glob("*.whl"):
-        name = wanted.get(sha256(whl, cache=True))
-        if name is None:
+def _scan_wheelhouse(per_lock) -> dict[Path, dict[str, Path]]:
+    """lock -> {name: its wheel in the wheelhouse} for the wheels matching one of its hashes."""
+    wanted = {lock: {h: name for name, (_, hashes) in entries.items() for h in hashes}
+              for lock, entries in per_lock.items()}
+    have = {lock: {} for lock in per_lock}
+    for whl in sorted(WHEELHOUSE.glob("*.whl")):
+        digest = sha256(whl, cache=True)
+        hits = [lock for lock, names in wanted.items() if digest in names]
+        for lock in hits:
+            have[lock][wanted[lock][digest]] = whl
+        if not hits:
             whl.unlink()  # from an older lock: it would only bloat the build context
-        else:
-            have.append(whl)
-            found.add(name)
-    return have, [line for name, (line, _) in entries.items() if name not in found]
+    return have
 
 
 def _pip_download(requirements: list[str]) -> None:
