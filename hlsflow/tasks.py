@@ -134,6 +134,14 @@ def compare_image(c, a, b):
         raise Exit(code=code)
 
 
+@host_task(help={"out": "output directory of a flow run"}, positional=["out"])
+def verify(c, out):
+    """Recompute the hashes manifest.json records for OUT; exit 1 naming each file that changed."""
+    from . import verify as stage
+
+    stage.verify(out)
+
+
 @host_task(help={"path": "tarball to write (default build/hlsflow-<tag>.tar.gz)"})
 def save_image(c, path=None):
     """Write the image as a compressed tarball with a .sha256 beside it, to hand on."""
@@ -158,7 +166,7 @@ def shell(c):
     launcher.open_shell()
 
 
-USER_TASKS = (init, convert, check, csim, synth, report, flow, profile, tune_precision, versions,
+USER_TASKS = (init, convert, check, csim, synth, report, flow, verify, profile, tune_precision, versions,
               compare_image, save_image, load_image, shell)
 
 
