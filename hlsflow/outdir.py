@@ -183,12 +183,6 @@ def environment() -> dict:
     return _environment
 
 
-def _image_packages():
-    try:
-        from . import sbom
-    except ImportError:
-        return None
-    return sbom.image_packages()
 
 
 def command_line() -> str:
@@ -237,8 +231,12 @@ class Manifest:
         env = environment()
         env_id = digest(env)[:16]
         self.data["environments"][env_id] = env
-        packages = _image_packages()
-        self.data["image"] = {**env["image"], "packages": packages}
+        from . import sbom
+
+        # The SBOM's hash identifies the image's content even when its id is unknown (run directly).
+        path = sbom.sbom_path()
+        self.data["image"] = {**env["image"], "sbom_sha256": sha256(path, cache=True) if path else None,
+                              "packages": sbom.image_packages()}
         self.data["versions"] = env["versions"]
         return env_id
 

@@ -208,6 +208,9 @@ def test_the_manifest_records_inputs_environment_and_runs(small_project, tmp_pat
     assert m["versions"]["TensorFlow"] == "2.15.0" and m["versions"]["numpy"] == "1.25.0"
     assert m["versions"]["hls4ml"] == "1.3.0" and m["versions"]["g++"].startswith("g++")
     assert m["stand_in"] is False
+    # The image's package list (from its SBOM), so that `compare-image` can read a manifest.
+    assert m["image"]["packages"]["pypi/numpy"] == "1.25.0" and m["image"]["packages"]["pypi/hls4ml"] == "1.3.0"
+    assert m["image"]["sbom_sha256"] == sha(__import__("pathlib").Path(os.environ["HLSFLOW_SBOM"]))
     csim = m["stages"]["csim"]
     assert csim["outputs"]["csim.json"] == sha(out / "csim.json")
     assert csim["environment"] in m["environments"]
