@@ -22,7 +22,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from . import __version__
+from . import __version__, sbom
 from .errors import FlowError
 from .files import read_json, sha256, write_json
 from .loading import model_files
@@ -231,8 +231,6 @@ class Manifest:
         env = environment()
         env_id = digest(env)[:16]
         self.data["environments"][env_id] = env
-        from . import sbom
-
         # The SBOM's hash identifies the image's content even when its id is unknown (run directly).
         path = sbom.sbom_path()
         self.data["image"] = {**env["image"], "sbom_sha256": sha256(path, cache=True) if path else None,
@@ -246,10 +244,6 @@ class Manifest:
             if record and record.get("status") == "ok":
                 record["status"] = "stale"
                 record["stale_because"] = why
-
-
-def exists(out_dir) -> bool:
-    return Manifest(out_dir).exists
 
 
 def is_flow_output(out_dir) -> bool:
