@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import invoke
 
-from . import __version__, console
+from . import __version__, console, outdir
 from .errors import FlowError
 
 # Flags every flow task takes. Given on any task of one invocation, they apply to all of it,
@@ -123,10 +123,11 @@ class Executor(invoke.Executor):
         from . import launcher
 
         contexts = [t for t in tasks if hasattr(t, "args")]
-        # Manifests record the command as typed; the launcher hands it on into the container.
-        program = os.path.basename(sys.argv[0])
-        program = "hlsflow" if program == "__main__.py" else program  # python -m hlsflow
-        os.environ.setdefault("HLSFLOW_COMMAND", shlex.join([program, *sys.argv[1:]]))
+        # Manifests record the command as typed: the host's, handed into the container by the
+        # launcher. Taken out of the environment so that commands run by this one record their own.
+        argv0 = os.path.abspath(sys.argv[0])  # python -m X runs X/__main__.py: call it X
+        program = os.path.basename(os.path.dirname(argv0) if argv0.endswith("__main__.py") else argv0)
+        outdir.remember_command(os.environ.pop("HLSFLOW_COMMAND", None) or shlex.join([program, *sys.argv[1:]]))
         try:
             _share_flags(contexts)
             if contexts and not launcher.in_image():

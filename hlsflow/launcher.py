@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import outdir
 from .console import warn
 from .engine import docker_client, engine_name, get_image, image_name
 from .errors import FlowError
@@ -211,7 +212,8 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None) -> int:
     image_id = found.id
     settings = container_settings(mounts)
     # The container cannot see which image it is: the manifests it writes record what we pass.
-    settings["env"].update(HLSFLOW_IMAGE_ID=image_id, HLSFLOW_IMAGE_LABELS=json.dumps(found.labels or {}))
+    settings["env"].update(HLSFLOW_IMAGE_ID=image_id, HLSFLOW_IMAGE_LABELS=json.dumps(found.labels or {}),
+                           HLSFLOW_COMMAND=outdir.command_line())
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     try:
         # No --init: the image's own tini is PID 1 under Docker and Podman alike.

@@ -185,9 +185,18 @@ def environment() -> dict:
 
 
 
+_command = None
+
+
+def remember_command(text: str) -> None:
+    global _command
+    _command = text
+
+
 def command_line() -> str:
-    """The command as the user typed it (the launcher passes the host's into the container)."""
-    return os.environ.get("HLSFLOW_COMMAND") or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    """The command as the user typed it (cli.py remembers it; the launcher passes the host's into
+    the container)."""
+    return _command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 # ------------------------------------------------------------------ the manifest itself
