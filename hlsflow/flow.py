@@ -8,10 +8,18 @@ from . import console, outdir
 from . import convert as convert_stage
 from . import emulate, report as report_stage, synthesize
 from .errors import FlowError
+from .loading import model_files
+
+
+def _locked(cfg):
+    """The output directory's lock, after the model is known to exist: a missing model is the
+    mistake to name, whatever else is wrong."""
+    model_files(cfg.keras_model)
+    return outdir.locked(cfg.output_dir)
 
 
 def convert(cfg, force=False) -> dict:
-    with outdir.locked(cfg.output_dir):
+    with _locked(cfg):
         return convert_stage.convert(cfg, force=force)
 
 
@@ -35,19 +43,19 @@ def _ensure_project(cfg, stage: str) -> dict:
 
 
 def csim(cfg, **options) -> dict:
-    with outdir.locked(cfg.output_dir):
+    with _locked(cfg):
         _ensure_project(cfg, "csim")
         return emulate.csim(cfg, **options)
 
 
 def synth(cfg, **options) -> dict:
-    with outdir.locked(cfg.output_dir):
+    with _locked(cfg):
         _ensure_project(cfg, "synth")
         return synthesize.synth(cfg, **options)
 
 
 def report(cfg, vivado=None) -> dict:
-    with outdir.locked(cfg.output_dir):
+    with _locked(cfg):
         project = _ensure_project(cfg, "report")
         record = outdir.stage_record(cfg.output_dir, "synth")
         xml = outdir.csynth_xml_path(cfg.output_dir, cfg.project_name)
@@ -63,7 +71,7 @@ def report(cfg, vivado=None) -> dict:
 
 def run(cfg, samples=None, min_agreement=None, vivado=None) -> dict:
     """The whole flow: convert, csim, synth (when Vivado is there), report."""
-    with outdir.locked(cfg.output_dir):
+    with _locked(cfg):
         results = {"convert": convert_stage.convert(cfg)}
         results["csim"] = emulate.csim(cfg, samples=samples, min_agreement=min_agreement)
         project = outdir.require_project(cfg)

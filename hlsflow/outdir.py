@@ -72,7 +72,9 @@ def design_inputs(cfg) -> dict:
     they are written), and the versions of the code that writes it."""
     settings = cfg.hls4ml_kwargs()
     settings.pop("output_dir")
-    return {"model": model_hashes(cfg), "hls4ml_settings": settings, "hls4ml": _package("hls4ml"),
+    # The files' hashes alone, in order (model, then the weights of a JSON model): the same model
+    # under another name is the same design.
+    return {"model": list(model_hashes(cfg).values()), "hls4ml_settings": settings, "hls4ml": _package("hls4ml"),
             "hlsflow": __version__}
 
 

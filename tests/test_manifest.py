@@ -1,6 +1,7 @@
 """manifest.json, verify and incremental stages, as a user meets them: real hls4ml, real g++ and
 the Vivado stand-in (tests/standin_xilinx, a test double)."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,6 +24,10 @@ def runs_of(proc_out_before, out):
     return manifest(out)["runs"][proc_out_before:]
 
 
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def tree_line(proc):
     return [line for line in proc.stdout.splitlines() if line.startswith("Project tree sha256: ")]
 
@@ -34,10 +39,13 @@ def files_of(root):
 
 def test_the_same_design_gives_the_same_bytes_in_any_folder(small_project, tmp_path):
     a, b = tmp_path / "a", tmp_path / "deeper" / "elsewhere" / "b"
+    renamed = tmp_path / "another name.keras"  # the same model under another name is the same design
+    renamed.write_bytes(small_project["model"].read_bytes())
     first = run_invoke("convert", "--config", small_project["config"], "--out", a)
-    second = run_invoke("convert", "--config", small_project["config"], "--out", b)
+    second = run_invoke("convert", "--config", small_project["config"], "--out", b, "--model", renamed)
     assert first.returncode == 0 and second.returncode == 0, first.stderr[-2000:] + second.stderr[-2000:]
     assert files_of(a) == files_of(b)
+    assert manifest(b)["inputs"]["model"]["sha256"] == {"another name.keras": digest(small_project["model"])}
     assert tree_line(first) == tree_line(second) == [f"Project tree sha256: {manifest(a)['tree_hash']}"]
     config = (a / "hls4ml_config.yml").read_text()
     stamp = manifest(a)["stages"]["convert"]["stamp"]
