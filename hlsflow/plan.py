@@ -22,6 +22,8 @@ from . import console, parts, preflight
 from .errors import FlowError
 from .files import write_atomically
 
+DEFAULT_MARGIN = 0.8  # of the part's DSPs and BRAM: routing and the rest of the design need some
+
 
 def valid_reuse_factors(backend, n_in: int, n_out: int) -> list:
     """hls4ml's valid ReuseFactors for a layer. Its get_valid_reuse_factors tries every integer
@@ -87,6 +89,8 @@ class Plan:
 
 
 def _margin(value, name: str) -> float:
+    if value is None:
+        return DEFAULT_MARGIN
     try:
         margin = float(value)
     except (TypeError, ValueError):
@@ -183,7 +187,7 @@ def _no_fit(cfg, part, layers, dsp_budget, bram_budget, dsp_margin, bram_margin)
                      f"{' and '.join(why)}; {advice}.", exit_code=1)
 
 
-def make_plan(hls_model, cfg, dsp_margin=0.8, bram_margin=0.8) -> Plan:
+def make_plan(hls_model, cfg, dsp_margin=DEFAULT_MARGIN, bram_margin=DEFAULT_MARGIN) -> Plan:
     report = preflight.run(hls_model, cfg)
     part = report.part
     dsp_budget, bram_budget = int(part.DSP * dsp_margin), int(part.BRAM_18K * bram_margin)
@@ -271,7 +275,7 @@ def plan_yaml(plan: Plan, cfg, target: Path, dsp_margin: float, bram_margin: flo
     return "\n".join(lines) + "\n" + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=120)
 
 
-def plan(cfg, dsp_margin=0.8, bram_margin=0.8, write=None) -> dict:
+def plan(cfg, dsp_margin=None, bram_margin=None, write=None) -> dict:
     """Plan, print, write the config, and check it: hls4ml keeps every ReuseFactor and preflight
     says it fits."""
     import tempfile

@@ -30,11 +30,12 @@ def check(c, cfg, strict=False):
                  "bram-margin": "fraction of the part's BRAM_18K the weights may use (default 0.8)",
                  "write": "where to write the planned config (default <config>.plan.yml, or <out>.plan.yml)"},
            outputs=("write",), writes_beside_config=True)
-def plan(c, cfg, dsp_margin=0.8, bram_margin=0.8, write=None):
+def plan(c, cfg, dsp_margin=None, bram_margin=None, write=None):
     """A ReuseFactor per layer that fits the part's DSPs and BRAM (estimates) with the shortest interval;
     prints the plan and writes it as a config."""
     from . import plan as stage
 
+    # Strings, checked by the stage: a float default would make invoke fail with a traceback on "abc".
     stage.plan(cfg, dsp_margin=dsp_margin, bram_margin=bram_margin, write=write)
 
 

@@ -92,12 +92,17 @@ def test_a_model_without_its_own_config_gets_its_plan_beside_the_output(tmp_path
     # 128 MACs on 64 DSPs (80% of 80): ReuseFactor 2 is the fastest that fits.
     assert raw["HLSConfig"]["LayerName"]["fc"]["ReuseFactor"] == 2
     assert raw["KerasModel"] == "../tiny.keras" and raw["OutputDir"] == "tiny"
+    # Half the DSPs (40): 128 / 40 multipliers needs ReuseFactor 4, the next one hls4ml accepts.
+    half = run_invoke("plan", "--model", tmp_path / "tiny.keras", "--out", tmp_path / "build" / "tiny",
+                      "--part", "xc7z010clg400-1", "--dsp-margin", "0.5", "--write", tmp_path / "half.yml")
+    assert half.returncode == 0, half.stderr[-2000:]
+    assert yaml.safe_load((tmp_path / "half.yml").read_text())["HLSConfig"]["LayerName"]["fc"]["ReuseFactor"] == 4
     # In a folder with no config at all: hlsflow's defaults, the plan again beside the output.
     work = tmp_path / "work"
     work.mkdir()
     bare = subprocess.run([sys.executable, "-m", "hlsflow", "plan", "--model", "../tiny.keras", "--out", "out/tiny",
                            "--part", "xc7z010clg400-1"], cwd=work, env=flow_env(PYTHONPATH=REPO_ROOT),
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
     assert bare.returncode == 0, bare.stdout[-3000:] + bare.stderr[-3000:]
     raw = yaml.safe_load((work / "out" / "tiny.plan.yml").read_text())
     assert raw["HLSConfig"]["LayerName"]["fc"]["ReuseFactor"] == 2 and raw["IOType"] == "io_stream"
@@ -143,3 +148,6 @@ def test_a_bad_margin_is_one_sentence(tmp_path):
     assert error_lines(proc) == ["ERROR: --dsp-margin '1.5' is not a fraction in (0, 1]: give e.g. --dsp-margin 0.8 "
                                  "for 80% of the part."]
     assert "Traceback" not in proc.stderr
+    word = run_invoke("plan", "--config", REFERENCE, "--bram-margin", "most", "--write", tmp_path / "x.yml")
+    assert error_lines(word) == ["ERROR: --bram-margin 'most' is not a fraction in (0, 1]: give e.g. --bram-margin "
+                                 "0.8 for 80% of the part."] and word.returncode != 0
