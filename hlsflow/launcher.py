@@ -132,7 +132,7 @@ def plan(collection, contexts, cwd=None) -> tuple:
                 if values.get("samples"):
                     absolute["samples"] = str(paths.samples)
             if spec.writes_beside_config and paths.config is not None and not values.get("write"):
-                mounts.writable_parent(paths.config.with_name(paths.config.stem + ".tuned.yml"), "tuned config")
+                mounts.writable_parent(paths.config.with_name(paths.config.stem + ".tuned.yml"), "config written beside it")
         for name in spec.inputs:
             if name in absolute or not values.get(name) or name == "samples" and spec.uses_config:
                 continue

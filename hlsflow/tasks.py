@@ -26,6 +26,19 @@ def check(c, cfg, strict=False):
     flow.check(cfg, strict=strict)
 
 
+@flow_task(help={"dsp-margin": "fraction of the part's DSPs the multipliers may use (default 0.8)",
+                 "bram-margin": "fraction of the part's BRAM_18K the weights may use (default 0.8)",
+                 "write": "where to write the planned config (default <config>.plan.yml, or <out>.plan.yml)"},
+           outputs=("write",), writes_beside_config=True)
+def plan(c, cfg, dsp_margin=None, bram_margin=None, write=None):
+    """A ReuseFactor per layer that fits the part's DSPs and BRAM (estimates) with the shortest interval;
+    prints the plan and writes it as a config."""
+    from . import plan as stage
+
+    # Strings, checked by the stage: a float default would make invoke fail with a traceback on "abc".
+    stage.plan(cfg, dsp_margin=dsp_margin, bram_margin=bram_margin, write=write)
+
+
 @flow_task(help={"samples": SAMPLES_HELP, "min-agreement": "fail below this top-1 agreement (0-1)",
                  "max-samples": "emulate at most this many", "workers": "processes (default: all cores)"},
            inputs=("samples",))
@@ -166,7 +179,7 @@ def shell(c):
     launcher.open_shell()
 
 
-USER_TASKS = (init, convert, check, csim, synth, report, flow, verify, profile, tune_precision, versions,
+USER_TASKS = (init, convert, check, plan, csim, synth, report, flow, verify, profile, tune_precision, versions,
               compare_image, save_image, load_image, shell)
 
 
