@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, run_invoke
+from conftest import REPO_ROOT, flow_env, run_invoke
 
 sys.path.insert(0, str(REPO_ROOT / "models"))
 import mini_resnet  # noqa: E402
@@ -88,7 +88,8 @@ def test_profile_flags_the_planted_overflow(overflowing_project):
 
 def test_advice_raises_agreement_where_uniform_precision_fails(overflowing_project):
     tuned = overflowing_project / "tuned.yml"
-    proc = run_invoke("tune-precision", "--config", overflowing_project / "flow.yml", "--write", tuned)
+    proc = run_invoke("tune-precision", "--config", overflowing_project / "flow.yml", "--write", tuned,
+                      "--no-compare-auto")
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = _tune_result(overflowing_project / "prj")
     before, after = result["before"]["agreement"], result["after"]["agreement"]
@@ -142,10 +143,14 @@ def input_overflow_mlp(tmp_path_factory):
 
 def test_tune_fixes_input_overflow_of_a_model_given_alone(input_overflow_mlp):
     """--model with no config of its own: the tuned config goes to the output directory, not project/."""
+    import subprocess
+
     root = input_overflow_mlp
     project_before = sorted(p.name for p in (REPO_ROOT / "project").iterdir())
-    proc = run_invoke("tune-precision", "--model", root / "mlp.keras", "--samples", root / "s.npz",
-                      "--out", root / "prj")
+    # From the model's own folder, where no config is found: hlsflow's defaults for the model.
+    proc = subprocess.run([sys.executable, "-m", "hlsflow", "tune-precision", "--model", "mlp.keras",
+                           "--samples", "s.npz", "--out", "prj"], cwd=root, env=flow_env(),
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert sorted(p.name for p in (REPO_ROOT / "project").iterdir()) == project_before
     result = _tune_result(root / "prj")
@@ -156,6 +161,8 @@ def test_tune_fixes_input_overflow_of_a_model_given_alone(input_overflow_mlp):
     assert "features result: ap_fixed<" in tuned and "fc1_relu result: ap_fixed<" in tuned
     assert f"for {after['added_bits']} added bits" in proc.stdout.splitlines()[-1]
     assert result["auto"] is not None and "'auto' types" in proc.stdout
+    print("\n".join(line for line in proc.stdout.splitlines() if "step " in line or "'auto'" in line)
+          + "\n" + proc.stdout.splitlines()[-1])
 
 
 def test_tune_takes_the_digits_cnn_to_the_gate(tmp_path):
@@ -180,3 +187,9 @@ def test_tune_takes_the_digits_cnn_to_the_gate(tmp_path):
     final = proc.stdout.strip().splitlines()[-1]
     assert final.startswith("Gate met") and f"{after['added_bits']} added bits" in final and "DSP" in final
     assert any(line.strip().startswith("step 1 [") for line in proc.stdout.splitlines())
+    print("\n".join(line for line in proc.stdout.splitlines() if "step " in line) + "\n" + final)
+    # csim on the untuned design (its library is reused) shows the accuracy lost and the layer at fault.
+    csim = run_invoke("csim", "--config", config, "--max-samples", 150)
+    assert csim.returncode == 0, csim.stdout[-3000:] + csim.stderr[-2000:]
+    lost = next(line for line in csim.stdout.splitlines() if "accuracy lost (Keras - HLS)" in line)
+    assert " points" in lost and "Layers at fault" in csim.stdout and "fc output" in csim.stdout
