@@ -461,6 +461,35 @@ def _auto_changes(findings) -> dict:
     return changes
 
 
+AUTO_CONVERT_SECONDS = 60  # an in-memory conversion takes seconds; hls4ml 1.3 never ends on some graphs
+
+
+class _Expired(BaseException):
+    """Raised by _time_limit; a BaseException, so that no `except Exception` on the way swallows it."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: int):
+    """_Expired after `seconds` (SIGALRM: main thread only; elsewhere no limit)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _Expired
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _auto_bits(cfg, keras_model, findings, changes) -> int:
     """Bits hls4ml's inferred types add over the user's, read from its converted graph."""
     trial = _with_changes(cfg, changes, cfg.output_dir)
@@ -557,9 +586,17 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     auto = None
     if compare_auto:
         changes = _auto_changes(findings)
-        auto = tuner.measure(Trial("auto", "hls4ml's own type inference ('auto') as a baseline", changes,
-                                   _auto_bits(cfg, keras_model, findings, changes)), findings)
-        tuner.trials.pop()  # a baseline, not a step of the search
+        try:
+            with _time_limit(AUTO_CONVERT_SECONDS):
+                auto_bits = _auto_bits(cfg, keras_model, findings, changes)
+        except _Expired:
+            auto_bits = None
+            console.say(f"  baseline [auto] skipped: hls4ml's conversion with 'auto' types did not finish in "
+                        f"{AUTO_CONVERT_SECONDS} s on this model (its optimizer loops on some graphs).")
+        if auto_bits is not None:
+            auto = tuner.measure(Trial("auto", "hls4ml's own type inference ('auto') as a baseline", changes,
+                                       auto_bits), findings)
+            tuner.trials.pop()  # a baseline, not a step of the search
 
     result = {"target": target, "accuracy_tolerance": ACCURACY_TOLERANCE, "samples": str(samples),
               "trials": [asdict(t) for t in tuner.trials], "auto": asdict(auto) if auto else None,
