@@ -634,7 +634,16 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
         console.say(f"Baseline, hls4ml's 'auto' types: {auto.added_bits:+d} bits, agreement {auto.agreement:.1%}"
                     f"{_accuracy_text(auto)}, gate {'met' if auto.gate else 'not met'} ({verdict}).")
         result["auto_verdict"] = verdict
-    write_json(cfg.output_dir / TUNE_RESULT, result)
+    out = cfg.output_dir
+    stage = outdir.Stage(out, "tune-precision", {"design": outdir.digest(outdir.design_inputs(cfg)),
+                                                 "samples": sha256(samples, cache=True),
+                                                 "max_samples": max_samples, "target": target})
+    with outdir.locked(out), stage.running():  # recorded, so that `hlsflow verify` knows what it wrote
+        write_json(out / TUNE_RESULT, result)
+        made = [TUNE_RESULT]
+        if result["config"] and config_path.resolve().parent == out.resolve():
+            made.append(config_path.name)
+        stage.done(made, result={"outcome": result["outcome"], "after": best_seen.label})
     console.say(final)
     return result
 

@@ -161,6 +161,9 @@ def test_tune_fixes_input_overflow_of_a_model_given_alone(input_overflow_mlp):
     assert "features result: ap_fixed<" in tuned and "fc1_relu result: ap_fixed<" in tuned
     assert f"for {after['added_bits']} added bits" in proc.stdout.splitlines()[-1]
     assert result["auto"] is not None and "'auto' types" in proc.stdout
+    verify = subprocess.run([sys.executable, "-m", "hlsflow", "verify", "prj"], cwd=root, env=flow_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert verify.returncode == 0, verify.stdout + verify.stderr  # tune.json and the config are recorded
     print("\n".join(line for line in proc.stdout.splitlines() if "step " in line or "'auto'" in line)
           + "\n" + proc.stdout.splitlines()[-1])
 
