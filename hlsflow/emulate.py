@@ -80,6 +80,14 @@ def run_emulation(lib: str, function: str, x: np.ndarray, n_out: int, workers: i
 
 
 LOW_AGREEMENT = 0.99  # below this, csim looks for the layers at fault
+ACCURACY_DROP = 0.005  # or when emulation loses more than half a point of Keras's accuracy
+
+
+def accuracy_drop(r: dict) -> float:
+    """Keras accuracy minus emulated accuracy (0 without labels)."""
+    if r.get("keras_accuracy") is None or r.get("hls_accuracy") is None:
+        return 0.0
+    return r["keras_accuracy"] - r["hls_accuracy"]
 
 
 def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, quiet_advice=False,
@@ -144,7 +152,7 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice) -> dict:
         "emulation_build": build,
     }
     print_result(result)
-    if result["top1_agreement"] < LOW_AGREEMENT and not quiet_advice:
+    if (result["top1_agreement"] < LOW_AGREEMENT or accuracy_drop(result) > ACCURACY_DROP) and not quiet_advice:
         from . import profile
 
         faults = profile.quick_check(cfg, keras_model, x[:50])
@@ -155,7 +163,7 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice) -> dict:
 
 def print_faults(result: dict) -> None:
     if result.get("layers_at_fault"):
-        console.say("Layers at fault (Keras values outside their fixed-point type):")
+        console.say("Layers at fault (Keras values outside their fixed-point type, or below its resolution):")
         for line in result["layers_at_fault"]:
             console.say(f"  {line}")
         console.say("`hlsflow tune-precision` proposes the widened types and measures the result.")
@@ -170,6 +178,8 @@ def print_result(r: dict) -> None:
         ("top-1 agreement HLS vs Keras", pct(r["top1_agreement"])),
         ("Keras accuracy", pct(r["keras_accuracy"])),
         ("HLS emulation accuracy", pct(r["hls_accuracy"])),
+        ("accuracy lost (Keras - HLS)", "n/a (no labels)" if r["hls_accuracy"] is None
+         else f"{100 * accuracy_drop(r):.1f} points"),
         ("max |HLS - Keras|", f"{r['max_abs_diff']:.4g}"),
         ("mean |HLS - Keras|", f"{r['mean_abs_diff']:.4g}"),
         ("images/s", f"{r['images_per_second']} ({r['workers']} workers)"),

@@ -9,6 +9,7 @@ emulating again.
 
 import contextlib
 import copy
+import dataclasses
 import io
 import math
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import console, outdir
-from .config import FixedType
+from .config import FixedType, parse_precision
 from .convert import convert_model
 from .loading import load_keras_model, load_samples, resolve_samples
 from .errors import FlowError
@@ -28,12 +29,17 @@ from .files import sha256, write_atomically, write_json
 ACCUM_FROM_OUTPUT = ("Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D", "Dense")
 ACCUM_POOLING = ("GlobalPooling2D", "GlobalPooling1D", "Pooling2D", "Pooling1D")
 HEADROOM = 1.25  # advice leaves 25% above the largest value seen
+RESOLUTION_SHARE = 0.05  # above this share of non-zero values below the resolution, a type loses resolution
+# Types the tuner may change: what the data flows through, not the trained weights.
+TUNABLE = ("result", "accum", "table", "exp_table", "inv_table")
+BN_TUNABLE = ("scale", "bias")
+TABLE_ACTIVATIONS = ("sigmoid", "tanh", "softsign", "softplus", "elu", "selu")  # BatchNormalization's own scale and bias are data-path types too
 
 
 @dataclass
 class Finding:
     layer: str
-    kind: str  # "result" or "accum"
+    kind: str  # the hls4ml type without _t: "result", "accum", "scale", "exp_table", ...
     keras_min: float
     keras_max: float
     type_name: str
@@ -45,14 +51,25 @@ class Finding:
     fixed: FixedType = None  # the type itself, for the advice
     trace_max_err: float = None
     trace_mean_err: float = None
+    keras_layer: str = None  # the Keras layer the values come from
+    layer_class: str = None  # hls4ml's class of the layer
+    modes: str = ""  # rounding/saturation modes of the type, kept when it is widened
+
+    @property
+    def loses_resolution(self) -> bool:
+        return self.underflow_share > RESOLUTION_SHARE
 
     @property
     def verdict(self) -> str:
         if self.overflow:
             return "OVERFLOW"
-        if self.underflow_share > 0.5:
+        if self.loses_resolution:
             return "loses resolution"
         return "ok"
+
+    @property
+    def tunable(self) -> bool:
+        return self.kind in TUNABLE or (self.layer_class == "BatchNormalization" and self.kind in BN_TUNABLE)
 
 
 def fixed_type(precision) -> FixedType:
@@ -62,26 +79,40 @@ def fixed_type(precision) -> FixedType:
     return FixedType(signed=bool(getattr(precision, "signed", True)), width=width, integer=integer)
 
 
-def _type_text(t: FixedType) -> str:
-    return f"ap_{'' if t.signed else 'u'}fixed<{t.width},{t.integer}>"
+def _modes(precision) -> str:
+    """',AP_RND,AP_SAT' for a type with non-default modes (hls4ml's softmax tables saturate)."""
+    parts = []
+    for attr, default in (("rounding_mode", "TRN"), ("saturation_mode", "WRAP")):
+        mode = getattr(precision, attr, None)
+        name = getattr(mode, "name", None) or (str(mode) if mode is not None else None)
+        if name and name.upper() != default:
+            parts.append(name.upper())
+    if parts and len(parts) == 1 and parts[0] in ("SAT", "SAT_SYM", "SAT_ZERO"):
+        parts.insert(0, "TRN")  # the saturation mode needs the rounding mode before it
+    return "".join(f",AP_{p}" for p in parts)
+
+
+def _type_text(t: FixedType, modes: str = "") -> str:
+    return f"ap_{'' if t.signed else 'u'}fixed<{t.width},{t.integer}{modes}>"
 
 
 def keras_layer_outputs(keras_model, x) -> dict:
-    import tensorflow as tf
+    """Every Keras layer's output, as hls4ml's profiling names them: a layer with a built-in
+    activation gives its pre-activation output under its own name and the activated one under
+    NAME_ACTIVATION, as hls4ml splits it."""
+    from hls4ml.model.profiling import get_ymodel_keras
 
-    layers = [layer for layer in keras_model.layers if not isinstance(layer, tf.keras.layers.InputLayer)]
-    probe = tf.keras.Model(keras_model.inputs, [layer.output for layer in layers])
-    outs = probe.predict(x, batch_size=32, verbose=0)
-    outs = outs if isinstance(outs, list) else [outs]
-    return {layer.name: out for layer, out in zip(layers, outs)}
+    with contextlib.redirect_stdout(io.StringIO()):
+        outs = get_ymodel_keras(keras_model, x)
+    return {name: np.asarray(out) for name, out in outs.items()}
 
 
 def _accumulator_values(layer, keras_out, keras_model):
     """The values a layer's accumulator holds, as far as Keras can tell us, or None."""
     cls = layer.class_name
     if cls in ACCUM_FROM_OUTPUT:
-        bias = keras_model.get_layer(layer.name).get_weights()
-        return keras_out - (bias[1] if len(bias) > 1 else 0.0)  # the sum before the bias is added
+        bias = layer.get_weights("bias") if "bias" in layer.weights else None
+        return keras_out - (bias.data if bias is not None else 0.0)  # the sum before the bias is added
     if cls in ACCUM_POOLING and str(layer.get_attr("pool_op", "Average")) == "Average":
         shape = layer.get_input_variable().shape
         n = int(np.prod(shape[:-1])) if cls.startswith("Global") else \
@@ -90,45 +121,102 @@ def _accumulator_values(layer, keras_out, keras_model):
     return None
 
 
-def _finding(layer_name, kind, values, t: FixedType) -> Finding:
+def _softmax_tables(layer, z):
+    """What hls4ml's softmax tables hold for inputs z: exp and 1/sum (of z - max in 'stable')."""
+    z = np.asarray(z, dtype=np.float64).reshape(len(z), -1)
+    if str(layer.get_attr("implementation", "stable")).lower() == "stable":
+        z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(np.clip(z, -50, 50))
+    return {"exp_table": e, "inv_table": 1.0 / e.sum(axis=1)}
+
+
+def _finding(layer, kind, values, precision, source) -> Finding:
+    t = fixed_type(precision)
     values = np.asarray(values, dtype=np.float64)
     lo, hi = float(values.min()), float(values.max())
     nonzero = np.abs(values[values != 0])
     share = float(np.mean(nonzero < t.resolution)) if nonzero.size else 0.0
-    return Finding(layer_name, kind, lo, hi, _type_text(t), t.min_value, t.max_value, t.resolution,
-                   overflow=hi > t.max_value or lo < t.min_value, underflow_share=share, fixed=t)
+    return Finding(layer.name, kind, lo, hi, _type_text(t, _modes(precision)), t.min_value, t.max_value,
+                   t.resolution, overflow=hi > t.max_value or lo < t.min_value, underflow_share=share, fixed=t,
+                   keras_layer=source, layer_class=layer.class_name, modes=_modes(precision))
 
 
-def range_findings(hls_model, keras_model, keras_outs) -> list:
-    """Findings for every layer that has a Keras counterpart (hls4ml's own inserted layers have none)."""
-    findings = []
+def range_findings(hls_model, keras_model, keras_outs, x=None, values=None) -> list:
+    """A finding for every fixed-point type of every hls4ml layer whose values Keras tells us:
+    the input, results, accumulators, weights and biases (BatchNormalization's scale and bias),
+    activation tables and softmax's exp/inv tables. A layer hls4ml inserted (padding, clones,
+    reshapes) carries the values of the layer it reads from. `values`, when given, is filled with
+    each layer's output values."""
+    findings, sources = [], {}
+    values = {} if values is None else values
     for layer in hls_model.get_layers():
-        out = keras_outs.get(layer.name)
+        name = layer.name
+        if layer.class_name == "Input":
+            out, source = x, f"{name} (model input)"
+        elif name in keras_outs:
+            out, source = keras_outs[name], name
+        else:
+            node = layer.get_input_node()
+            out = values.get(node.name) if node is not None else None
+            source = f"{sources.get(node.name, '?')} (layer inserted by hls4ml)" if node is not None else None
         if out is None:
             continue
-        result = _finding(layer.name, "result", out, fixed_type(layer.get_output_variable().type.precision))
-        if layer.class_name == "Softmax":
-            result.underflow_share = 0.0  # tiny probabilities rounding to 0 do not change the label
-        findings.append(result)
-        accum_t = layer.types.get("accum_t")
-        if accum_t is not None:
-            acc = _accumulator_values(layer, out, keras_model)
-            if acc is not None:
-                findings.append(_finding(layer.name, "accum", acc, fixed_type(accum_t.precision)))
+        values[name], sources[name] = out, source.split(" (")[0]
+        for type_key, named in layer.types.items():
+            kind = type_key[:-2] if type_key.endswith("_t") else type_key
+            precision = named.precision
+            if not hasattr(precision, "width"):
+                continue
+            vals = None
+            if kind == "result":
+                vals = out
+            elif kind == "accum":
+                vals = _accumulator_values(layer, out, keras_model)
+            elif kind in ("exp_table", "inv_table") and layer.class_name == "Softmax":
+                node = layer.get_input_node()
+                if node is not None and node.name in values:
+                    vals = _softmax_tables(layer, values[node.name])[kind]
+            elif kind == "table" and str(layer.get_attr("activation", "")).lower() in TABLE_ACTIVATIONS:
+                vals = out  # only these activations look their output up in a table
+            elif kind in layer.weights:
+                vals = getattr(layer.weights[kind], "data", None)
+            if vals is None or np.size(vals) == 0:
+                continue
+            f = _finding(layer, kind, vals, precision, source)
+            if layer.class_name == "Softmax" and kind == "result":
+                f.underflow_share = 0.0  # tiny probabilities rounding to 0 do not change the label
+            if kind == "exp_table":
+                f.underflow_share = 0.0  # exp of far-below-max inputs rounding to 0 is what softmax does
+            findings.append(f)
     return findings
 
 
-def quick_check(cfg, keras_model, x) -> list:
-    """Overflowing layers from Keras ranges alone (no g++): what `csim` names when agreement is low."""
+def findings_for(cfg, keras_model, x) -> list:
+    """Every type's finding from Keras values alone (hls4ml's conversion in memory, no g++)."""
     with tempfile.TemporaryDirectory() as tmp:
         hls_model, _ = convert_model(keras_model, cfg, Path(tmp) / "prj")
-    return [f for f in range_findings(hls_model, keras_model, keras_layer_outputs(keras_model, x)) if f.overflow]
+    return range_findings(hls_model, keras_model, keras_layer_outputs(keras_model, x), x)
+
+
+def quick_check(cfg, keras_model, x) -> list:
+    """The data-path types at fault from Keras values alone (no g++), overflow first: what `csim`
+    names when agreement or accuracy is low."""
+    findings = [f for f in findings_for(cfg, keras_model, x) if f.tunable and f.verdict != "ok"]
+    return sorted(findings, key=lambda f: not f.overflow)
+
+
+KIND_WORDS = {"accum": "accumulator", "result": "output", "exp_table": "softmax exp table",
+              "inv_table": "softmax 1/sum table", "table": "activation table"}
 
 
 def describe(f: Finding) -> str:
-    what = "accumulator" if f.kind == "accum" else "output"
-    return (f"{f.layer} {what}: Keras reaches [{f.keras_min:.3g}, {f.keras_max:.3g}] but {f.type_name} holds "
-            f"[{f.type_min:.3g}, {f.type_max:.4g}]")
+    what = KIND_WORDS.get(f.kind, f.kind)
+    source = "" if not f.keras_layer or f.keras_layer == f.layer else f" (from Keras {f.keras_layer})"
+    if f.overflow:
+        return (f"{f.layer} {what}{source}: Keras reaches [{f.keras_min:.3g}, {f.keras_max:.3g}] but {f.type_name} "
+                f"holds [{f.type_min:.3g}, {f.type_max:.4g}]")
+    return (f"{f.layer} {what}{source}: {f.underflow_share:.0%} of Keras values are below the resolution "
+            f"{f.resolution:.2g} of {f.type_name}")
 
 
 def _traced(cfg, keras_model, x, workdir: Path) -> dict:
@@ -165,11 +253,15 @@ def _profile(cfg, samples, max_samples, png) -> tuple:
     keras_outs = keras_layer_outputs(keras_model, x)
     with tempfile.TemporaryDirectory() as tmp:
         hls_model, trace = _traced(cfg, keras_model, x, Path(tmp) / "traced")
-    findings = range_findings(hls_model, keras_model, keras_outs)
+    values = {}
+    findings = range_findings(hls_model, keras_model, keras_outs, x, values)
     for f in findings:
-        if f.kind == "result" and f.layer in trace:
-            diff = np.abs(np.asarray(trace[f.layer]).reshape(len(x), -1) - keras_outs[f.layer].reshape(len(x), -1))
-            f.trace_max_err, f.trace_mean_err = float(diff.max()), float(diff.mean())
+        if f.kind == "result" and f.layer in trace and f.layer in values:
+            traced = np.asarray(trace[f.layer]).reshape(len(x), -1)
+            keras = np.asarray(values[f.layer]).reshape(len(x), -1)
+            if traced.shape == keras.shape:  # hls4ml's padding layers hold more values than Keras's
+                diff = np.abs(traced - keras)
+                f.trace_max_err, f.trace_mean_err = float(diff.max()), float(diff.mean())
     print_profile(findings)
     result = {"samples": len(x), "findings": [asdict(f) | {"verdict": f.verdict} for f in findings]}
     out = cfg.output_dir
@@ -184,16 +276,19 @@ def print_profile(findings) -> None:
     rows = []
     for f in findings:
         err = "" if f.trace_mean_err is None else f"{f.trace_mean_err:.3g} / {f.trace_max_err:.3g}"
-        rows.append((f.layer, f.kind, f"[{f.keras_min:.3g}, {f.keras_max:.3g}]", f.type_name,
+        rows.append((f.layer, f.keras_layer or "", f.kind, f"[{f.keras_min:.3g}, {f.keras_max:.3g}]", f.type_name,
                      f"[{f.type_min:.3g}, {f.type_max:.4g}]", f"{f.resolution:.2g}", f"{f.underflow_share:.0%}",
                      err, f.verdict))
-    console.say(console.table(["layer", "value", "Keras range", "type", "type range", "resolution",
+    console.say(console.table(["layer", "from Keras", "type of", "Keras range", "type", "type range", "resolution",
                                "below res.", "trace err mean/max", "verdict"], rows))
-    bad = [f for f in findings if f.overflow]
+    bad = sorted((f for f in findings if f.tunable and f.verdict != "ok"), key=lambda f: not f.overflow)
     if bad:
         console.say("Layers at fault: " + "; ".join(describe(f) for f in bad) + ".")
     else:
-        console.say("No layer's Keras range exceeds its fixed-point type.")
+        console.say("No data-path type overflows or loses resolution on these samples.")
+    weights = [f for f in findings if not f.tunable and f.overflow]
+    if weights:
+        console.say("Weights that do not fit their type: " + "; ".join(describe(f) for f in weights) + ".")
 
 
 def draw_profile(findings, path: Path, title: str) -> None:
@@ -221,71 +316,411 @@ def draw_profile(findings, path: Path, title: str) -> None:
     write_atomically(path, png.getvalue())
 
 
+def _widened(f: Finding, integer: int = None, extra_frac: int = 0) -> FixedType:
+    integer = f.fixed.integer if integer is None else integer
+    frac = f.fixed.width - f.fixed.integer + extra_frac
+    return FixedType(f.fixed.signed, integer + frac, integer)
+
+
+def _needed_integer(f: Finding) -> int:
+    peak = max(abs(f.keras_min), abs(f.keras_max)) * HEADROOM
+    return max(f.fixed.integer, math.ceil(math.log2(peak)) + int(f.fixed.signed))
+
+
 def advise(findings) -> dict:
-    """{layer: {kind: new precision}} widening each overflowing type, fractional bits kept."""
+    """{layer: {kind: new precision}} widening each overflowing data-path type, fractional bits kept."""
     changes = {}
     for f in findings:
-        if not f.overflow:
-            continue
-        frac = f.fixed.width - f.fixed.integer
-        peak = max(abs(f.keras_min), abs(f.keras_max)) * HEADROOM
-        needed = max(f.fixed.integer, math.ceil(math.log2(peak)) + int(f.fixed.signed))
-        wider = FixedType(f.fixed.signed, needed + frac, needed)
-        changes.setdefault(f.layer, {})[f.kind] = _type_text(wider)
+        if f.overflow and f.tunable:
+            changes.setdefault(f.layer, {})[f.kind] = _type_text(_widened(f, _needed_integer(f)), f.modes)
     return changes
 
 
-def _tuned_yaml(cfg, changes: dict, target: Path) -> str:
+# ------------------------------------------------------------------ the tuner
+
+ACCURACY_TOLERANCE = 0.005  # emulated accuracy may be at most half a point below Keras's
+FRACTION_STEPS = (1, 2, 4, 8)  # fractional bits tried, doubling, before bisecting between the last two
+INTEGER_STEPS = (1, 2, 4)
+
+
+@dataclass
+class Trial:
+    label: str
+    what: str
+    changes: dict  # {layer: {kind: precision text}} on top of the user's config
+    added_bits: int
+    agreement: float = None
+    keras_accuracy: float = None
+    hls_accuracy: float = None
+    gate: bool = False
+    dsp: int = None
+    bram: int = None
+
+
+def _with_changes(cfg, changes: dict, out: Path):
+    hls = copy.deepcopy(cfg.hls_config)
+    layers = hls.setdefault("LayerName", {})
+    for layer, kinds in changes.items():
+        entry = layers.setdefault(layer, {})
+        prec = entry.get("Precision")
+        if not isinstance(prec, dict):
+            prec = entry["Precision"] = {} if prec is None else {"result": prec}
+        prec.update(kinds)
+    return dataclasses.replace(cfg, hls_config=hls, output_dir=out)
+
+
+def _merge(*change_sets) -> dict:
+    merged = {}
+    for changes in change_sets:
+        for layer, kinds in changes.items():
+            merged.setdefault(layer, {}).update(kinds)
+    return merged
+
+
+def _bits(findings, changes: dict) -> int:
+    """Bits added over the types changed (new width - old width, summed)."""
+    by_key = {(f.layer, f.kind): f for f in findings}
+    added = 0
+    for layer, kinds in changes.items():
+        for kind, text in kinds.items():
+            f = by_key.get((layer, kind))
+            if f is not None and text != "auto":
+                added += parse_precision(text).width - f.fixed.width
+    return added
+
+
+def resource_estimate(hls_model, cfg) -> tuple:
+    """(DSP, BRAM_18K) estimates: the preflight's multipliers, each taking more than one DSP48 when
+    its operands outgrow 25x18 bits, and its weight storage. Estimates only; Vivado gives real ones."""
+    from . import preflight
+
+    report = preflight.run(hls_model, cfg)
+    dsp = 0
+    for est in report.layers:
+        layer = next(layer for layer in hls_model.get_layers() if layer.name == est.name)
+        data = fixed_type(layer.get_input_variable().type.precision).width
+        wide, narrow = max(data, est.weight_bits), min(data, est.weight_bits)
+        dsp += est.multipliers * math.ceil(wide / 25) * math.ceil(narrow / 18)
+    return dsp, report.total_bram_18k
+
+
+class Tuner:
+    """Measures configurations by bit-accurate emulation against the gate, each in its own
+    output directory under <out>-tune/, so that a run again reuses every trial still current."""
+
+    def __init__(self, cfg, keras_model, samples, max_samples, target, tolerance):
+        self.cfg, self.keras_model, self.samples = cfg, keras_model, samples
+        self.max_samples, self.target, self.tolerance = max_samples, target, tolerance
+        self.root = cfg.output_dir.with_name(f"{cfg.output_dir.name}-tune")
+        self.trials = []
+
+    def passes(self, r: dict) -> bool:
+        if r["top1_agreement"] < self.target:
+            return False
+        return r["hls_accuracy"] is None or r["hls_accuracy"] >= r["keras_accuracy"] - self.tolerance
+
+    def measure(self, trial: Trial, findings) -> Trial:
+        from . import convert as convert_stage
+        from . import emulate
+
+        trial_cfg = self.cfg if trial.label == "before" else _with_changes(self.cfg, trial.changes, self.root / trial.label)
+        captured = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(captured):
+                convert_stage.convert(trial_cfg)
+                r = emulate.csim(trial_cfg, samples=self.samples, max_samples=self.max_samples, quiet_advice=True)
+                with tempfile.TemporaryDirectory() as tmp:
+                    hls_model, _ = convert_model(self.keras_model, trial_cfg, Path(tmp) / "prj")
+                trial.dsp, trial.bram = resource_estimate(hls_model, trial_cfg)
+        except FlowError:
+            console.say(captured.getvalue()[-3000:])
+            raise
+        trial.agreement, trial.keras_accuracy, trial.hls_accuracy = (r["top1_agreement"], r["keras_accuracy"],
+                                                                     r["hls_accuracy"])
+        trial.gate = self.passes(r)
+        self.trials.append(trial)
+        console.say(f"  {'baseline' if trial.label == 'auto' else f'step {len(self.trials) - 1}'} [{trial.label}] {trial.what}: {trial.added_bits:+d} bits, "
+                    f"agreement {trial.agreement:.1%}{_accuracy_text(trial)} -> "
+                    f"{'gate met' if trial.gate else 'gate not met'}")
+        return trial
+
+
+def _accuracy_text(t: Trial) -> str:
+    if t.hls_accuracy is None:
+        return ""
+    return f", accuracy {t.hls_accuracy:.1%} (Keras {t.keras_accuracy:.1%}, {100 * (t.keras_accuracy - t.hls_accuracy):+.1f} points lost)"
+
+
+def _auto_changes(findings) -> dict:
+    """hls4ml's own type inference ('auto') for every result and accumulator it can infer (not the
+    input, whose type hls4ml cannot infer)."""
+    changes = {}
+    for f in findings:
+        if f.kind in ("result", "accum") and f.layer_class != "Input":
+            changes.setdefault(f.layer, {})[f.kind] = "auto"
+    return changes
+
+
+AUTO_CONVERT_SECONDS = 60  # an in-memory conversion takes seconds; hls4ml 1.3 never ends on some graphs
+
+
+class _Expired(BaseException):
+    """Raised by _time_limit; a BaseException, so that no `except Exception` on the way swallows it."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: int):
+    """_Expired after `seconds` (SIGALRM: main thread only; elsewhere no limit)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _Expired
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _auto_bits(cfg, keras_model, findings, changes) -> int:
+    """Bits hls4ml's inferred types add over the user's, read from its converted graph."""
+    trial = _with_changes(cfg, changes, cfg.output_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        hls_model, _ = convert_model(keras_model, trial, Path(tmp) / "prj")
+    widths = {}
+    for layer in hls_model.get_layers():
+        for key, named in layer.types.items():
+            widths[(layer.name, key[:-2])] = getattr(named.precision, "width", None)
+    return sum(widths[(f.layer, f.kind)] - f.fixed.width for f in findings
+               if f.kind in changes.get(f.layer, {}) and widths.get((f.layer, f.kind)) is not None)
+
+
+def _config_yaml(cfg, changes: dict, target: Path) -> str:
+    """The user's config with the changed precisions; without a config file, the effective one."""
     import yaml
 
-    raw = yaml.safe_load(Path(cfg.source).read_text())
+    if cfg.source is not None:
+        raw = yaml.safe_load(Path(cfg.source).read_text())
+        origin = Path(cfg.source).name
+    else:
+        raw = {"KerasModel": str(cfg.keras_model), "OutputDir": str(cfg.output_dir.with_name(cfg.output_dir.name + "-tuned")),
+               "ProjectName": cfg.project_name, "Part": cfg.part, "Backend": cfg.backend, "IOType": cfg.io_type,
+               "ClockPeriod": cfg.clock_period, "HLSConfig": copy.deepcopy(cfg.hls_config)}
+        origin = f"hlsflow's defaults for {cfg.keras_model.name}"
     layers = raw.setdefault("HLSConfig", {}).setdefault("LayerName", {})
     for layer, kinds in changes.items():
-        prec = layers.setdefault(layer, {}).setdefault("Precision", {})
+        entry = layers.setdefault(layer, {})
+        prec = entry.setdefault("Precision", {})
         if not isinstance(prec, dict):
-            prec = layers[layer]["Precision"] = {"result": prec}
+            prec = entry["Precision"] = {"result": prec}
         prec.update(kinds)
-    if target.resolve().parent != Path(cfg.source).resolve().parent:  # relative paths would break
-        raw["KerasModel"], raw["OutputDir"] = str(cfg.keras_model), str(cfg.output_dir)
-        if cfg.flow["emulation"].get("samples"):
-            raw.setdefault("Flow", {}).setdefault("emulation", {})["samples"] = cfg.flow["emulation"]["samples"]
-    lines = [f"# Tuned by `hlsflow tune-precision` from {Path(cfg.source).name}; changed precisions:"]
+    if cfg.source is not None and target.resolve().parent != Path(cfg.source).resolve().parent:
+        raw["KerasModel"], raw["OutputDir"] = str(cfg.keras_model), str(cfg.output_dir)  # relative paths would break
+    if cfg.flow["emulation"].get("samples") and (cfg.source is None or target.resolve().parent != Path(cfg.source).resolve().parent):
+        raw.setdefault("Flow", {}).setdefault("emulation", {})["samples"] = cfg.flow["emulation"]["samples"]
+    lines = [f"# Tuned by `hlsflow tune-precision` from {origin}; changed precisions:"]
     lines += [f"#   {layer} {kind}: {value}" for layer, kinds in changes.items() for kind, value in kinds.items()]
     return "\n".join(lines) + "\n" + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=120)
 
 
-def tune(cfg, samples=None, max_samples=None, write=None) -> dict:
-    """Profile, widen what overflows, emulate before and after, write the improved config."""
-    from . import convert as convert_stage
-    from . import emulate
-    from .config import load_config
+TUNE_RESULT = "tune.json"
 
-    keras_model = load_keras_model(cfg.keras_model)
+
+def _config_is_for(cfg) -> bool:
+    """Whether the config file names the model in use (not another one given with --model)."""
+    import yaml
+
+    named = (yaml.safe_load(Path(cfg.source).read_text()) or {}).get("KerasModel")
+    return bool(named) and (Path(cfg.source).parent / str(named)).resolve() == Path(cfg.keras_model).resolve()
+
+
+def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_auto=True) -> dict:
+    """Search for the fewest added bits that meet the gate, measuring every step by emulation."""
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # Keras's retracing notices, once per trial, say nothing useful here
     samples = resolve_samples(cfg, samples)
+    try:
+        target = float(target if target is not None else cfg.flow["emulation"].get("min_agreement") or 0.99)
+    except ValueError:
+        target = -1.0
+    if not 0 < target <= 1:
+        raise FlowError(f"--target {target} is not a share of samples: give a number in (0, 1], like 0.99.")
+    keras_model = load_keras_model(cfg.keras_model)
     x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), 100)
-    findings = quick_check(cfg, keras_model, x)
-    changes = advise(findings)
-    if cfg.source is None:
-        raise FlowError("tune-precision improves a config file, and none is in use: write one with `hlsflow init "
-                        "--model MODEL`, then run `hlsflow tune-precision --config FILE`.")
-    target = Path(write) if write else Path(cfg.source).with_name(Path(cfg.source).stem + ".tuned.yml")
-    if not changes:
-        console.say("Every Keras range fits its fixed-point type: nothing to change.")
-    else:
-        console.step("Advice (each overflowing type widened, fractional bits kept, 25% headroom):")
-        for f in findings:
-            console.say(f"  {describe(f)} -> {changes[f.layer][f.kind]}")
-    write_atomically(target, _tuned_yaml(cfg, changes, target))
+    findings = [f for f in findings_for(cfg, keras_model, x) if f.tunable]
+    if cfg.source is not None and not _config_is_for(cfg):
+        cfg = dataclasses.replace(cfg, source=None)  # the file names another model: tune the effective config
+    if write:
+        config_path = Path(write)
+    elif cfg.source is not None:
+        config_path = Path(cfg.source).with_name(Path(cfg.source).stem + ".tuned.yml")
+    else:  # a model alone: its tuned config belongs with its output, never in this checkout's project/
+        config_path = cfg.output_dir / "hls4ml_config.tuned.yml"
+    tuner = Tuner(cfg, keras_model, samples, max_samples, target, ACCURACY_TOLERANCE)
+    console.step(f"Gate: top-1 agreement >= {target:.1%}, and with labels emulated accuracy within "
+                 f"{100 * ACCURACY_TOLERANCE:.1f} point of Keras; every step is measured by emulation")
+    for f in findings:
+        if f.verdict != "ok":
+            console.say(f"  {describe(f)}")
 
-    results = {}
-    for label, path in (("before", cfg.source), ("after", target)):
-        trial = load_config(path, model=cfg.keras_model, part=cfg.part, io_type=cfg.io_type, clock=cfg.clock_period,
-                            out=cfg.output_dir.with_name(f"{cfg.output_dir.name}-tune-{label}"))
-        console.step(f"Emulating the {label} configuration")
-        convert_stage.convert(trial)
-        results[label] = emulate.csim(trial, samples=samples, max_samples=max_samples, quiet_advice=True)
-    before, after = results["before"]["top1_agreement"], results["after"]["top1_agreement"]
-    console.say(f"Top-1 agreement with Keras: {before:.1%} before, {after:.1%} after "
-                f"({results['after']['samples']} samples, measured by emulation).")
-    console.say(f"Improved config written to {target}: adopt it with --config {target} or copy its changes.")
-    return {"changes": changes, "before": before, "after": after, "config": str(target)}
+    best = tuner.measure(Trial("before", "your configuration", {}, 0), findings)
+    chosen = best if best.gate else None
+    overflow, findings = _overflow_fix(cfg, keras_model, x, findings)
+    if chosen is None and overflow:
+        step = tuner.measure(Trial("overflow", f"integer bits where values overflow ({_count(overflow)} types)",
+                                   overflow, _bits(findings, overflow)), findings)
+        chosen = step if step.gate else None
+    if chosen is None:
+        chosen = _fraction_search(tuner, findings, overflow)
+    best_seen = chosen or max(tuner.trials, key=lambda t: (t.gate, t.agreement, t.hls_accuracy or 0, -t.added_bits))
+
+    auto = None
+    if compare_auto:
+        changes = _auto_changes(findings)
+        try:
+            with _time_limit(AUTO_CONVERT_SECONDS):
+                auto_bits = _auto_bits(cfg, keras_model, findings, changes)
+        except _Expired:
+            auto_bits = None
+            console.say(f"  baseline [auto] skipped: hls4ml's conversion with 'auto' types did not finish in "
+                        f"{AUTO_CONVERT_SECONDS} s on this model (its optimizer loops on some graphs).")
+        if auto_bits is not None:
+            auto = tuner.measure(Trial("auto", "hls4ml's own type inference ('auto') as a baseline", changes,
+                                       auto_bits), findings)
+            tuner.trials.pop()  # a baseline, not a step of the search
+
+    result = {"target": target, "accuracy_tolerance": ACCURACY_TOLERANCE, "samples": str(samples),
+              "trials": [asdict(t) for t in tuner.trials], "auto": asdict(auto) if auto else None,
+              "before": asdict(tuner.trials[0]), "after": asdict(best_seen), "config": None,
+              "outcome": None}
+    before = tuner.trials[0]
+    if before.gate:
+        result["outcome"] = "already met"
+        final = (f"The gate was met already by your configuration (agreement {before.agreement:.1%}"
+                 f"{_accuracy_text(before)}): 0 bits added, nothing written.")
+    elif chosen is not None:
+        write_atomically(config_path, _config_yaml(cfg, chosen.changes, config_path))
+        result["outcome"], result["config"] = "met", str(config_path)
+        final = (f"Gate met: agreement {before.agreement:.1%} -> {chosen.agreement:.1%}{_accuracy_text(chosen)}, "
+                 f"for {chosen.added_bits} added bits on {_count(chosen.changes)} types (estimate: ~{chosen.dsp} DSP, "
+                 f"~{chosen.bram} BRAM_18K; was ~{before.dsp} DSP, ~{before.bram} BRAM_18K). Tuned config written to "
+                 f"{config_path}: adopt it with --config {config_path}.")
+    elif best_seen is not before and best_seen.agreement > before.agreement:
+        write_atomically(config_path, _config_yaml(cfg, best_seen.changes, config_path))
+        result["outcome"], result["config"] = "not met", str(config_path)
+        final = (f"Gate NOT met: the best step reached agreement {best_seen.agreement:.1%}{_accuracy_text(best_seen)} "
+                 f"(from {before.agreement:.1%}) for {best_seen.added_bits} added bits; that config is written to "
+                 f"{config_path}, but it does not meet the gate: look at the weights or the model itself.")
+    else:
+        result["outcome"] = "nothing improved"
+        final = (f"Nothing could be improved: no step raised agreement above {before.agreement:.1%}; nothing written.")
+    if auto is not None:
+        ours = chosen.added_bits if chosen is not None else None
+        if auto.gate and (ours is None or auto.added_bits < ours):
+            verdict = "hls4ml's 'auto' is cheaper"
+        elif ours is not None and (not auto.gate or ours <= auto.added_bits):
+            verdict = "this search is cheaper" if auto.gate else "only this search meets the gate"
+        else:
+            verdict = "neither meets the gate"
+        console.say(f"Baseline, hls4ml's 'auto' types: {auto.added_bits:+d} bits, agreement {auto.agreement:.1%}"
+                    f"{_accuracy_text(auto)}, gate {'met' if auto.gate else 'not met'} ({verdict}).")
+        result["auto_verdict"] = verdict
+    out = cfg.output_dir
+    stage = outdir.Stage(out, "tune-precision", {"design": outdir.digest(outdir.design_inputs(cfg)),
+                                                 "samples": sha256(samples, cache=True),
+                                                 "max_samples": max_samples, "target": target})
+    with outdir.locked(out), stage.running():  # recorded, so that `hlsflow verify` knows what it wrote
+        write_json(out / TUNE_RESULT, result)
+        made = [TUNE_RESULT]
+        if result["config"] and config_path.resolve().parent == out.resolve():
+            made.append(config_path.name)
+        stage.done(made, result={"outcome": result["outcome"], "after": best_seen.label})
+    console.say(final)
+    return result
+
+
+def _overflow_fix(cfg, keras_model, x, findings) -> tuple:
+    """Integer bits for every overflowing type, found again on the changed graph until none is left:
+    a widened type can make hls4ml keep a layer it removed before (a linear activation whose type
+    now differs from its input's), and that layer may overflow in turn. Returns the changes and
+    every type seen, at its original width (for counting bits)."""
+    seen = {(f.layer, f.kind): f for f in findings}
+    changes = advise(findings)
+    for _ in range(5):
+        again = [f for f in findings_for(_with_changes(cfg, changes, cfg.output_dir), keras_model, x) if f.tunable]
+        for f in again:
+            seen.setdefault((f.layer, f.kind), f)
+        more = {layer: kinds for layer, kinds in advise(again).items()
+                if any(kinds.get(k) != changes.get(layer, {}).get(k) for k in kinds)}
+        if not more:
+            break
+        changes = _merge(changes, more)
+    return changes, list(seen.values())
+
+
+def _count(changes: dict) -> int:
+    return sum(len(kinds) for kinds in changes.values())
+
+
+def _fraction_search(tuner, findings, overflow):
+    """On top of the overflow fix, in this order, until the gate is met:
+    - fractional bits on the types flagged as losing resolution;
+    - integer bits on every data-path type: overflow Keras cannot show (a product or partial sum
+      larger than the final one, softmax's x_max - x, which hls4ml types from its input);
+    - fractional bits on every data-path type (rounding that adds up over long sums).
+    Fractional bits: the most first (is this set worth searching?), then doubling from one bit,
+    then bisecting between the last failing and the first passing count. Integer bits: doubling
+    from one (many integer bits coarsen softmax's table index), then bisecting."""
+    lossy = [f for f in findings if f.loses_resolution]
+    every = [f for f in findings if f.kind in ("result", "accum", "exp_table", "inv_table", "scale", "bias")
+             and f.layer_class != "Softmax"]  # softmax's own types have saturating modes and tables
+    plans = [("frac", "flagged", lossy, True)] if lossy else []
+    plans += [("int", "every data-path", every, False), ("frac", "every data-path", every, True)]
+    integers = {(layer, kind): parse_precision(text).integer for layer, kinds in overflow.items()
+                for kind, text in kinds.items()}
+    for bits, name, types, top_first in plans:
+        def run(k, bits=bits, name=name, types=types):
+            extra = {}
+            for f in types:
+                integer = integers.get((f.layer, f.kind), f.fixed.integer)
+                t = _widened(f, integer, k) if bits == "frac" else _widened(f, integer + k)
+                extra.setdefault(f.layer, {})[f.kind] = _type_text(t, f.modes)
+            changes = _merge(overflow, extra)
+            word = "fractional" if bits == "frac" else "integer"
+            return tuner.measure(Trial(f"{bits}+{k}-{name.split()[0]}", f"+{k} {word} bits on {len(types)} {name} "
+                                       "types" + (" with the overflow fix" if overflow else ""), changes,
+                                       _bits(findings, changes)), findings)
+
+        steps = FRACTION_STEPS if bits == "frac" else INTEGER_STEPS
+        passed, failed = None, 0
+        if top_first:
+            trial = run(steps[-1])
+            if not trial.gate:
+                continue
+            passed = (steps[-1], trial)
+        for k in steps[:-1] if top_first else steps:
+            trial = run(k)
+            if trial.gate:
+                passed = (k, trial)
+                break
+            failed = k
+        if passed is None:
+            continue
+        while passed[0] - failed > 1:
+            k = (failed + passed[0]) // 2
+            trial = run(k)
+            if trial.gate:
+                passed = (k, trial)
+            else:
+                failed = k
+        return passed[1]
+    return None

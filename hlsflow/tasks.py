@@ -93,13 +93,18 @@ def profile(c, cfg, samples=None, max_samples=50, png=None):
 
 
 @flow_task(help={"samples": SAMPLES_HELP, "max-samples": "emulate at most this many",
-                 "write": "where to write the improved config (default <config>.tuned.yml)"},
+                 "write": "where to write the tuned config (default <config>.tuned.yml, or <out>/"
+                          "hls4ml_config.tuned.yml for a model given without a config)",
+                 "target": "top-1 agreement the gate asks for (default 0.99)",
+                 "compare-auto": "also measure hls4ml's own type inference ('auto') as a baseline"},
            inputs=("samples",), outputs=("write",), writes_beside_config=True)
-def tune_precision(c, cfg, samples=None, max_samples=None, write=None):
-    """Widen the types that overflow, emulate before and after, write the improved config."""
+def tune_precision(c, cfg, samples=None, max_samples=None, write=None, target=None, compare_auto=True):
+    """Fewest added bits (integer where values overflow, fractional where resolution is lost) that meet
+    the gate, each step measured by emulation; writes the tuned config."""
     from . import profile as stage
 
-    stage.tune(cfg, samples=samples, max_samples=int(max_samples) if max_samples else None, write=write)
+    stage.tune(cfg, samples=samples, max_samples=int(max_samples) if max_samples else None, write=write,
+               target=target, compare_auto=compare_auto)
 
 
 @image_task(help={"model": "Keras model: .keras, .h5, or .json with weights beside it",
