@@ -79,7 +79,7 @@ def _check_writable(out: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise FlowError(f"Cannot write the output directory {out} ({exc.strerror}): choose a writable --out.") from exc
+        raise outdir.cannot_write(out, exc) from exc
     if out.exists() and any(out.iterdir()) and not outdir.is_flow_output(out):
         raise FlowError(f"{out} exists and is not an HLS project of this flow: choose another --out or empty it.")
 

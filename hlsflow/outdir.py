@@ -15,17 +15,18 @@ import fcntl
 import hashlib
 import json
 import os
+import platform
 import shlex
 import stat
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from . import __version__, sbom
 from .errors import FlowError
 from .files import read_json, sha256, write_json
 from .loading import model_files
+from .versions import first_line, package_version
 
 MANIFEST = "manifest.json"
 FORMAT = "hlsflow-manifest/1"
@@ -52,13 +53,6 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _package(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "absent"
-
-
 # ------------------------------------------------------------------ what a stage is made from
 
 def model_hashes(cfg) -> dict:
@@ -74,7 +68,7 @@ def design_inputs(cfg) -> dict:
     settings.pop("output_dir")
     # The files' hashes alone, in order (model, then the weights of a JSON model): the same model
     # under another name is the same design.
-    return {"model": list(model_hashes(cfg).values()), "hls4ml_settings": settings, "hls4ml": _package("hls4ml"),
+    return {"model": list(model_hashes(cfg).values()), "hls4ml_settings": settings, "hls4ml": package_version("hls4ml"),
             "hlsflow": __version__}
 
 
@@ -154,14 +148,6 @@ def environment() -> dict:
     id is known only to whoever started the container: the launcher passes it in."""
     global _environment
     if _environment is None:
-        import platform
-        import subprocess
-
-        try:
-            gxx = subprocess.run(["g++", "--version"], capture_output=True, text=True, timeout=60).stdout
-            gxx = gxx.splitlines()[0].strip() if gxx else "unavailable"
-        except (OSError, subprocess.TimeoutExpired):
-            gxx = "unavailable"
         labels = os.environ.get("HLSFLOW_IMAGE_LABELS")
         try:
             labels = json.loads(labels) if labels else None
@@ -175,11 +161,10 @@ def environment() -> dict:
             },
             "versions": {
                 "Python": platform.python_version(),
-                "TensorFlow": _package("tensorflow-cpu") if _package("tensorflow-cpu") != "absent"
-                else _package("tensorflow"),
-                "numpy": _package("numpy"),
-                "hls4ml": _package("hls4ml"),
-                "g++": gxx,
+                "TensorFlow": package_version("tensorflow-cpu", "tensorflow"),
+                "numpy": package_version("numpy"),
+                "hls4ml": package_version("hls4ml"),
+                "g++": first_line(["g++", "--version"]),
             },
         }
     return _environment
@@ -440,6 +425,10 @@ def emulation_library(out_dir, project_name: str, stamp: str) -> Path:
     return Path(out_dir) / "firmware" / f"{project_name}-{stamp}.so"
 
 
+def cannot_write(out_dir, exc: OSError) -> FlowError:
+    return FlowError(f"Cannot write the output directory {out_dir} ({exc.strerror}): choose a writable --out.")
+
+
 _held: set = set()
 
 
@@ -457,8 +446,7 @@ def locked(out_dir):
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock_path, "a")
     except OSError as exc:
-        raise FlowError(f"Cannot write the output directory {out_dir} ({exc.strerror}): choose a writable "
-                        "--out.") from exc
+        raise cannot_write(out_dir, exc) from exc
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -205,15 +205,9 @@ def synth(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None, f
             console.say(_tail(out / RUN_LOG))
             raise FlowError(f"vivado_hls finished but wrote no synthesis report at {xml}: read {out / RUN_LOG} "
                             f"for the cause.", exit_code=4)
-        stand_in = _is_stand_in(out / RUN_LOG)
+        stand_in = report.is_stand_in_log(out / RUN_LOG)  # its results must never pass for Vivado's
         result = {"args": args, "vivado_hls": str(vivado_hls), "version": version, "stand_in": stand_in, **run}
         stage.done(made, result=result, extra={"vivado_version": version, "stand_in": stand_in})
     console.say(f"Synthesis finished in {run['seconds']:.0f} s (peak {run['peak_mb'] or 0:.0f} MB); "
                 "`hlsflow report` summarises it.")
     return result
-
-
-def _is_stand_in(log: Path) -> bool:
-    """The test double announces itself first thing: its results must never pass for Vivado's."""
-    with open(log, errors="replace") as f:
-        return "STAND-IN" in f.read(4096)

@@ -16,17 +16,17 @@ def collect() -> dict[str, str]:
     vivado = shutil.which("vivado_hls")
     return {
         "Python": platform.python_version(),
-        "TensorFlow": _package("tensorflow-cpu", "tensorflow"),
-        "numpy": _package("numpy"),
-        "hls4ml": _package("hls4ml"),
-        "g++": _first_line(["g++", "--version"]),
-        "graphviz": _first_line(["dot", "-V"]),
+        "TensorFlow": package_version("tensorflow-cpu", "tensorflow"),
+        "numpy": package_version("numpy"),
+        "hls4ml": package_version("hls4ml"),
+        "g++": first_line(["g++", "--version"]),
+        "graphviz": first_line(["dot", "-V"]),
         "image revision": os.environ.get("HLSFLOW_REVISION", "not an image"),
-        "Vivado": f"{_first_line([vivado, '-version'])} ({vivado})" if vivado else "none",
+        "Vivado": f"{first_line([vivado, '-version'])} ({vivado})" if vivado else "none",
     }
 
 
-def _package(*names: str) -> str:
+def package_version(*names: str) -> str:
     for name in names:
         try:
             return metadata.version(name)
@@ -35,7 +35,7 @@ def _package(*names: str) -> str:
     return "not installed"
 
 
-def _first_line(cmd: list[str]) -> str:
+def first_line(cmd: list[str]) -> str:
     """First line of a tool's stdout, or of its stderr (where `dot -V` writes)."""
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
