@@ -436,11 +436,12 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
         write_json(sweep_dir / "sweep.json", {"grid": str(grid), "gate": gate, "points": ordered, "best": summary})
     console.say((sweep_dir / "sweep.md").read_text())
     console.say(f"Table: {sweep_dir / 'sweep.csv'} and sweep.md; chart: {sweep_dir / 'pareto.png'}")
+    console.say(summary)
     failed = [r["point"] for r in ordered if r["status"] == "failed"]
     if failed:
-        console.warn(f"{len(failed)} point(s) failed: {', '.join(failed)} (each one's error is in the table and "
-                     f"its log in {sweep_dir}).")
-    console.say(summary)
+        # After the results are written: the other points' results stand, but the sweep is not clean.
+        raise FlowError(f"{len(failed)} of {len(ordered)} point(s) failed ({', '.join(failed)}): each one's error is "
+                        f"in {sweep_dir / 'sweep.md'} and its log in {sweep_dir}/<point>.log.", exit_code=1)
     return {"dir": str(sweep_dir), "points": ordered, "best": summary}
 
 

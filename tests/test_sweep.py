@@ -199,6 +199,25 @@ def test_a_second_run_reuses_every_finished_point(six_point_sweep):
     assert again.stdout.strip().splitlines()[-1] == six_point_sweep["first"].stdout.strip().splitlines()[-1]
 
 
+def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path):
+    config = write_config(tmp_path)
+    grid = tmp_path / "grid.yml"
+    grid.write_text("ReuseFactor: [1, 4]\n")
+    # The stand-in fails every synthesis: rf4 fails in Vivado, rf1 (ruled out) never gets there.
+    proc = run_invoke("sweep", "--config", config, "--grid", grid, "--out", tmp_path / "sw", "--max-samples", "8",
+                      "--workers", "2", "--memory-per-point", "2GB", env=sweep_env(STANDIN_MODE="fail"), timeout=600)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = read_rows(tmp_path / "sw")
+    assert rows["rf1"]["status"] == "ruled out" and float(rows["rf1"]["agreement"]) > 0.9
+    assert rows["rf4"]["status"] == "failed" and rows["rf4"]["error"].startswith("vivado_hls "), rows["rf4"]
+    assert "FAILED: vivado_hls" in (tmp_path / "sw" / "rf4.log").read_text()
+    assert error_lines(proc) == [f"ERROR: 1 of 2 point(s) failed (rf4): each one's error is in {tmp_path / 'sw'}/"
+                                 f"sweep.md and its log in {tmp_path / 'sw'}/<point>.log."]
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "sw" / "pareto.png").is_file()
+    assert proc.stdout.strip().splitlines()[-1] == "No fastest point: no point was synthesised."
+
+
 # ------------------------------------------------------------------ on an existing scheduler
 
 def _free_port() -> int:
