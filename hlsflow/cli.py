@@ -57,7 +57,7 @@ def _fail(exc: FlowError):
 
 
 def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writes_output=True,
-              with_options=False, network_flags=()):
+              with_options=False, network_flags=(), **task_options):
     """A task on one model: `fn(c, cfg, **own)` gets the FlowConfig of the shared flags (and, with
     `with_options`, the flags themselves as `options=`: a sweep loads one config per point from them)."""
 
@@ -82,7 +82,7 @@ def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writ
         body.hlsflow_spec = TaskSpec(where="image", uses_config=True, writes_output=writes_output,
                                      inputs=tuple(inputs), outputs=tuple(outputs),
                                      writes_beside_config=writes_beside_config, network_flags=tuple(network_flags))
-        return invoke.task(help={**SHARED_HELP, **(help or {})})(body)
+        return invoke.task(help={**SHARED_HELP, **(help or {})}, **task_options)(body)
 
     return decorate
 

@@ -96,7 +96,9 @@ def client(points: int, scheduler=None, jobqueue=None, memory_per_point="4GB", w
     if scheduler and jobqueue:
         raise FlowError("Give --scheduler or --jobqueue, not both: the jobqueue file starts its own scheduler.")
     # Points start processes (g++, Vivado): workers must not be daemonic, whoever started them.
-    with dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.work-stealing": False}):
+    # A scheduler started here hands a worker its next point only when it is free (saturation 1):
+    # a point waiting behind a long synthesis could run at once on another worker.
+    with dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.worker-saturation": 1.0}):
         if scheduler:
             try:
                 dask_client = Client(scheduler, timeout="20s")

@@ -281,8 +281,13 @@ def render_pareto_png(rows: list, gate: float) -> bytes:
         unit = "ns" if all(r.get("latency_ns") is not None for r in points) else "cycles"
         agreement = [r["agreement"] if r.get("agreement") is not None else 0.0 for r in points]
         low = min(min(agreement), gate) if agreement else gate
-        scatter = ax.scatter(xs, ys, c=agreement, cmap="viridis", vmin=low, vmax=1.0, s=60, edgecolors="black", zorder=3)
+        # A point Vivado says does not fit the part keeps its colour, ringed in red.
+        edges = ["black" if r.get("fits") else "tab:red" for r in points]
+        scatter = ax.scatter(xs, ys, c=agreement, cmap="viridis", vmin=low, vmax=1.0, s=60, edgecolors=edges,
+                             linewidths=[1 if r.get("fits") else 2.5 for r in points], zorder=3)
         fig.colorbar(scatter, ax=ax, label="top-1 agreement with Keras")
+        if not all(r.get("fits") for r in points):
+            ax.scatter([], [], facecolors="none", edgecolors="tab:red", linewidths=2.5, label="does not fit (Vivado)")
         for x, y, r in zip(xs, ys, points):
             ax.annotate(r["point"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         front = pareto_front(list(zip(xs, ys)))
@@ -326,10 +331,11 @@ class Tally:
         self.total, self.workers = total, max(workers, 1)
         self.done = self.failed = 0
         self.seconds = []
-        self.start = time.monotonic()
+        self.start = self.last = time.monotonic()
 
     def finished(self, row: dict) -> None:
         self.done += 1
+        self.last = time.monotonic()
         self.failed += row["status"] == "failed"
         if not row.get("reused"):
             self.seconds.append(row.get("seconds") or 0.0)
@@ -339,7 +345,9 @@ class Tally:
         if not left:
             eta = "none left"
         elif self.seconds:
-            eta = f"~{math.ceil(left / self.workers) * sum(self.seconds) / len(self.seconds):.0f} s left"
+            # Rounds of points still to run at the mean point time, less what has passed since the last one ended.
+            mean = sum(self.seconds) / len(self.seconds)
+            eta = f"~{max(math.ceil(left / self.workers) * mean - (time.monotonic() - self.last), 0):.0f} s left"
         else:
             eta = "time left unknown until a point finishes"
         return (f"sweep: {self.done}/{self.total} done, {running} running, {self.failed} failed, "
@@ -347,9 +355,11 @@ class Tally:
 
 
 def _running(dask_client, keys: set) -> int:
+    """Points executing now. The scheduler's processing() also counts tasks queued on a worker;
+    the workers' call stacks hold only those they execute."""
     try:
-        return sum(1 for tasks in dask_client.processing().values() for key in tasks if key in keys)
-    except Exception:  # the scheduler busy or gone: progress is not worth failing for
+        return sum(1 for stacks in dask_client.call_stack().values() for key in stacks if key in keys)
+    except Exception:  # a worker busy or gone: progress is not worth failing for
         return 0
 
 

@@ -83,6 +83,7 @@ def flow(c, cfg, samples=None, min_agreement=None, vivado=None):
 
 
 @flow_task(help={"grid": "YAML of config keys to lists of values (ReuseFactor may be `plan`)",
+                 "out": "the sweep's folder, a point's output directory in it (default <OutputDir>-sweep)",
                  "samples": SAMPLES_HELP, "max-samples": "emulate at most this many per point",
                  "min-agreement": "the agreement the final line's best point needs (default: the config's, else 0.99)",
                  "synth-all": "synthesise points the preflight rules out too",
@@ -91,7 +92,8 @@ def flow(c, cfg, samples=None, min_agreement=None, vivado=None):
                  "memory-per-point": "memory budget of one point (worker), e.g. 4GB",
                  "workers": "local workers (default: by cores and memory)",
                  "vivado": "Vivado 2018.2 install dir, as the workers see it"},
-           inputs=("grid", "samples", "jobqueue"), with_options=True, network_flags=("scheduler", "jobqueue"))
+           inputs=("grid", "samples", "jobqueue"), with_options=True, network_flags=("scheduler", "jobqueue"),
+           auto_shortflags=False)  # so many flags that invoke would run out of letters (and offer "--")
 def sweep(c, cfg, grid=None, samples=None, max_samples=None, min_agreement=None, synth_all=False, scheduler=None,
           jobqueue=None, memory_per_point="4GB", workers=None, vivado=None, options=None):
     """The flow at every point of a grid (convert, csim, synth, report), on Dask: a table, a Pareto chart,
