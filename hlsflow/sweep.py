@@ -216,7 +216,7 @@ def run_point(spec: dict) -> dict:
             row = collect_row(spec, cfg)
         except FlowError as exc:
             row = {"status": "failed", "error": str(exc)}
-        except Exception as exc:  # a bug or a tool's crash: recorded, the other points go on
+        except Exception as exc:  # noqa: BLE001 -- a bug or a tool's crash: recorded, the other points go on
             traceback.print_exc(file=sink)
             row = {"status": "failed", "error": f"{type(exc).__name__}: {exc} (traceback in {log})"}
         if row["status"] == "failed":
@@ -359,7 +359,7 @@ def _running(dask_client, keys: set) -> int:
     the workers' call stacks hold only those they execute."""
     try:
         return sum(1 for stacks in dask_client.call_stack().values() for key in stacks if key in keys)
-    except Exception:  # a worker busy or gone: progress is not worth failing for
+    except Exception:  # noqa: BLE001 -- a worker busy or gone: progress is not worth failing for
         return 0
 
 
@@ -430,7 +430,7 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
                         spec = futures[future]
                         try:
                             row = future.result()
-                        except Exception as exc:  # the worker died too often, or the task was lost
+                        except Exception as exc:  # noqa: BLE001 -- the worker died too often, or the task was lost
                             row = {"point": spec["name"], **{k: spec["values"].get(k, "") for k in KEYS},
                                    "status": "failed", "reused": False, "error": f"{type(exc).__name__}: {exc}"}
                         rows[spec["name"]] = row

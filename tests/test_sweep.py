@@ -98,8 +98,8 @@ def test_a_bad_grid_value_is_one_sentence_before_anything_runs(tmp_path):
     proc = run_invoke("sweep", "--config", config, "--grid", grid, "--out", tmp_path / "sw", env=sweep_env(),
                       timeout=300)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert error_lines(proc) == [f"ERROR: Point rf0 of {grid}: ReuseFactor '0' (--reuse-factor) is not a positive "
-                                 "integer: give a whole number such as 1, 8 or 32."]
+    assert error_lines(proc) == [(f"ERROR: Point rf0 of {grid}: ReuseFactor '0' (--reuse-factor) is not a positive "
+                                  "integer: give a whole number such as 1, 8 or 32.")]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "sw").exists()
 
@@ -211,8 +211,8 @@ def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path):
     assert rows["rf1"]["status"] == "ruled out" and float(rows["rf1"]["agreement"]) > 0.9
     assert rows["rf4"]["status"] == "failed" and rows["rf4"]["error"].startswith("vivado_hls "), rows["rf4"]
     assert "FAILED: vivado_hls" in (tmp_path / "sw" / "rf4.log").read_text()
-    assert error_lines(proc) == [f"ERROR: 1 of 2 point(s) failed (rf4): each one's error is in {tmp_path / 'sw'}/"
-                                 f"sweep.md and its log in {tmp_path / 'sw'}/<point>.log."]
+    assert error_lines(proc) == [(f"ERROR: 1 of 2 point(s) failed (rf4): each one's error is in {tmp_path / 'sw'}/"
+                                  f"sweep.md and its log in {tmp_path / 'sw'}/<point>.log.")]
     assert "Traceback" not in proc.stderr
     assert (tmp_path / "sw" / "pareto.png").is_file()
     assert proc.stdout.strip().splitlines()[-1] == "No fastest point: no point was synthesised."
@@ -251,9 +251,9 @@ def test_a_worker_killed_mid_point_has_its_point_retried_and_the_sweep_completes
     logs.mkdir()
 
     def start(name, *args):
-        log = open(logs / f"{name}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "dask", *args], env=env, cwd=tmp_path, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        with open(logs / f"{name}.log", "w") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen([sys.executable, "-m", "dask", *args], env=env, cwd=tmp_path, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(proc)
         return proc
 
