@@ -374,13 +374,19 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
     # --out names the sweep's folder; by default it sits beside the config's output directory.
     sweep_dir = cfg.output_dir if options.get("out") else cfg.output_dir.with_name(cfg.output_dir.name + "-sweep")
     if max_samples is not None:
-        try:
-            max_samples = int(max_samples)
-        except ValueError:
-            max_samples = 0
-        if max_samples < 1:
+        if not (str(max_samples).isdigit() and int(max_samples) >= 1):
             raise FlowError(f"--max-samples '{max_samples}' is not a positive whole number: give e.g. 50.")
-    gate = float(min_agreement) if min_agreement is not None else (
+        max_samples = int(max_samples)
+    cluster.parse_memory(memory_per_point)  # flags are checked before anything runs
+    if workers is not None and not (str(workers).isdigit() and int(workers) >= 1):
+        raise FlowError(f"--workers '{workers}' is not a positive whole number: give e.g. --workers 2.")
+    try:
+        gate = float(min_agreement) if min_agreement is not None else None
+    except ValueError:
+        gate = -1.0
+    if gate is not None and not 0 <= gate <= 1:
+        raise FlowError(f"--min-agreement '{min_agreement}' is not a fraction between 0 and 1: give e.g. 0.99.")
+    gate = gate if gate is not None else (
         cfg.flow["emulation"].get("min_agreement") or DEFAULT_GATE)
     base = dict(options, samples=samples) if samples else dict(options)
     base.pop("out", None)

@@ -102,6 +102,15 @@ def test_a_bad_grid_value_is_one_sentence_before_anything_runs(tmp_path):
                                   "integer: give a whole number such as 1, 8 or 32.")]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "sw").exists()
+    grid.write_text("ReuseFactor: [4]\n")
+    for flags, sentence in ((("--memory-per-point", "lots"), "Memory per point 'lots' is not an amount of memory"),
+                            (("--max-samples", "ten"), "--max-samples 'ten' is not a positive whole number"),
+                            (("--min-agreement", "2"), "--min-agreement '2' is not a fraction between 0 and 1")):
+        proc = run_invoke("sweep", "--config", config, "--grid", grid, "--out", tmp_path / "sw", *flags,
+                          env=sweep_env(), timeout=300)
+        assert proc.returncode == 2 and len(error_lines(proc)) == 1, proc.stderr[-2000:]
+        assert error_lines(proc)[0].startswith(f"ERROR: {sentence}"), error_lines(proc)
+        assert not (tmp_path / "sw").exists()
 
 
 def test_slurm_job_script_runs_one_point_per_worker_in_the_image(tmp_path):
