@@ -39,6 +39,7 @@ SHARED_HELP = {
 class TaskSpec:
     """Where a task runs and what its path arguments are, for the host's checks and mounts."""
     where: str  # "image" or "host"
+    network_flags: tuple = ()  # arguments that, given, need the host's network (a Dask scheduler)
     uses_config: bool = False  # reads a flow config (and the model, output dir it names)
     writes_output: bool = True  # writes into the output directory
     inputs: tuple = ()  # arguments naming files it reads
@@ -55,12 +56,14 @@ def _fail(exc: FlowError):
     raise invoke.Exit(code=exc.exit_code)
 
 
-def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writes_output=True):
-    """A task on one model: `fn(c, cfg, **own)` gets the FlowConfig of the shared flags."""
+def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writes_output=True,
+              with_options=False, network_flags=(), **task_options):
+    """A task on one model: `fn(c, cfg, **own)` gets the FlowConfig of the shared flags (and, with
+    `with_options`, the flags themselves as `options=`: a sweep loads one config per point from them)."""
 
     def decorate(fn):
         params = list(inspect.signature(fn).parameters.values())
-        own = params[2:]  # after (c, cfg)
+        own = [p for p in params[2:] if not (with_options and p.name == "options")]  # after (c, cfg)
         shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
                   for name in SHARED_FLAGS]
 
@@ -71,14 +74,15 @@ def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writ
             options["path"] = options.pop("config")
             if "samples" in kwargs:
                 options["samples"] = kwargs["samples"]
-            return fn(c, load_config(**options), **kwargs)
+            cfg = load_config(**options)
+            return fn(c, cfg, options=options, **kwargs) if with_options else fn(c, cfg, **kwargs)
 
         body.__name__, body.__doc__, body.__module__ = fn.__name__, fn.__doc__, fn.__module__
         body.__signature__ = inspect.Signature([params[0], *shared, *own])
         body.hlsflow_spec = TaskSpec(where="image", uses_config=True, writes_output=writes_output,
                                      inputs=tuple(inputs), outputs=tuple(outputs),
-                                     writes_beside_config=writes_beside_config)
-        return invoke.task(help={**SHARED_HELP, **(help or {})})(body)
+                                     writes_beside_config=writes_beside_config, network_flags=tuple(network_flags))
+        return invoke.task(help={**SHARED_HELP, **(help or {})}, **task_options)(body)
 
     return decorate
 

@@ -338,7 +338,7 @@ def validate(raw: dict, path: Path) -> None:
 
 
 def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_factor=None,
-                precision=None, clock=None, samples=None, announce=True) -> FlowConfig:
+                precision=None, clock=None, samples=None, strategy=None, announce=True) -> FlowConfig:
     """The effective configuration: the file (given, or found by find_config), else hlsflow's
     generic defaults when a model is given, with flags overriding either."""
     cwd = Path.cwd()
@@ -379,6 +379,11 @@ def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_
     for name, layer in hls_config.get("LayerName", {}).items():
         if "ReuseFactor" in layer:
             layer["ReuseFactor"] = parse_reuse_factor(layer["ReuseFactor"], f"layer {name}")
+    if strategy is not None:
+        model_cfg["Strategy"] = check_strategy(strategy)
+        for layer in hls_config.get("LayerName", {}).values():
+            if "Strategy" in layer:
+                layer["Strategy"] = model_cfg["Strategy"]
     check_strategy(model_cfg["Strategy"])
     _check_precisions(hls_config)
 

@@ -90,14 +90,20 @@ def accuracy_drop(r: dict) -> float:
     return r["keras_accuracy"] - r["hls_accuracy"]
 
 
+def csim_stage(cfg, project: dict, samples=None, max_samples=None) -> tuple:
+    """(the csim Stage, the samples file, the sample count): what csim's results are made from."""
+    samples = resolve_samples(cfg, samples)
+    limit = max_samples or cfg.flow["emulation"].get("max_samples")
+    stage = outdir.Stage(cfg.output_dir, "csim", {"project": project["tree_hash"], "samples": sha256(samples, cache=True),
+                                                  "max_samples": limit, "g++": outdir.environment()["versions"]["g++"]})
+    return stage, samples, limit
+
+
 def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, quiet_advice=False,
          force=False) -> dict:
     project = outdir.require_project(cfg)
     out = cfg.output_dir
-    samples = resolve_samples(cfg, samples)
-    limit = max_samples or cfg.flow["emulation"].get("max_samples")
-    stage = outdir.Stage(out, "csim", {"project": project["tree_hash"], "samples": sha256(samples, cache=True),
-                                       "max_samples": limit, "g++": outdir.environment()["versions"]["g++"]})
+    stage, samples, limit = csim_stage(cfg, project, samples, max_samples)
     state, why = stage.state()
     if state == outdir.CURRENT and not force:
         console.step(f"csim up to date: {out / RESULT} (project, samples and sample count unchanged)")

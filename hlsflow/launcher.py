@@ -36,6 +36,7 @@ class Mounts:
 
     def __init__(self):
         self.modes = {}
+        self.network = None  # "host" when a task talks to a server outside (a Dask scheduler)
 
     def read_only(self, path) -> None:
         path = os.path.abspath(path)
@@ -160,6 +161,8 @@ def plan(collection, contexts, cwd=None) -> tuple:
                 path = Path(os.path.abspath(cwd / str(target)))
                 mounts.writable_parent(path, name)
                 absolute[name] = str(path)
+        if any(values.get(name) for name in spec.network_flags):
+            mounts.network = "host"
         argv.append(ctx.name)
         for name, arg in args.items():
             value = absolute.get(name, arg.value if arg.got_value else None)
@@ -211,6 +214,7 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None) -> int:
     found = get_image(client, image_name(image))
     image_id = found.id
     settings = container_settings(mounts)
+    settings["network"] = mounts.network or settings["network"]
     # The container cannot see which image it is: the manifests it writes record what we pass.
     settings["env"].update(HLSFLOW_IMAGE_ID=image_id, HLSFLOW_IMAGE_LABELS=json.dumps(found.labels or {}),
                            HLSFLOW_COMMAND=outdir.command_line())

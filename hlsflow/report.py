@@ -388,6 +388,14 @@ def write_report(out_dir, project_name, part=None) -> dict:
 REPORT_FILES = ("report.md", "utilisation.png", "report.json")
 
 
+def report_stage(cfg) -> outdir.Stage:
+    """The report Stage: made from the synthesis reports and the part (the C synthesis XML must exist)."""
+    xml = csynth_xml_path(cfg.output_dir, cfg.project_name)
+    rpt = cfg.output_dir / "vivado_synth.rpt"
+    return outdir.Stage(cfg.output_dir, "report", {"csynth_xml": sha256(xml), "part": cfg.part,
+                                                   "vivado_synth_rpt": sha256(rpt) if rpt.is_file() else None})
+
+
 def report(cfg, force=False) -> dict:
     """The report stage: write the report unless the manifest says it was made from these very
     synthesis results for this part."""
@@ -395,9 +403,7 @@ def report(cfg, force=False) -> dict:
     xml = csynth_xml_path(out, cfg.project_name)
     if not xml.is_file():
         raise FlowError(f"No synthesis report at {xml}: run `hlsflow synth` first.")
-    rpt = out / "vivado_synth.rpt"
-    stage = outdir.Stage(out, "report", {"csynth_xml": sha256(xml), "part": cfg.part,
-                                         "vivado_synth_rpt": sha256(rpt) if rpt.is_file() else None})
+    stage = report_stage(cfg)
     if stage.state()[0] == outdir.CURRENT and not force:
         console.step(f"Report up to date: {out / 'report.md'} (synthesis results and part unchanged)")
         stage.reuse()

@@ -167,19 +167,24 @@ def run_vivado_hls(vivado_hls: Path, out_dir: Path, args: str, timeout_s: float)
     return {"seconds": round(elapsed, 1), "peak_mb": peak_mb or None, "stages": stages}
 
 
-def synth(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None, force=False) -> dict:
-    project = outdir.require_project(cfg)
+def synth_stage(cfg, project: dict, csim=None, export=None, vsynth=None) -> tuple:
+    """(the synth Stage, the effective flags, vivado_hls's arguments): what synthesis is made from."""
     flags = dict(cfg.flow["synthesis"])
     for key, value in (("csim", csim), ("export", export), ("vsynth", vsynth)):
         if value is not None:
             flags[key] = bool(value)
+    args = synth_args(flags)
+    return outdir.Stage(cfg.output_dir, "synth", {"project": project["tree_hash"], "args": args}), flags, args
+
+
+def synth(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None, force=False) -> dict:
+    project = outdir.require_project(cfg)
+    stage, flags, args = synth_stage(cfg, project, csim, export, vsynth)
     timeout_s = float(timeout if timeout is not None else flags.get("timeout_s", 43200))
     if not timeout_s > 0:
         raise FlowError(f"Timeout '{timeout}' is not a positive number of seconds: give e.g. --timeout 3600.")
-    args = synth_args(flags)
     out = cfg.output_dir
     xml = outdir.csynth_xml_path(out, cfg.project_name)
-    stage = outdir.Stage(out, "synth", {"project": project["tree_hash"], "args": args})
     state, why = stage.state()
     if state == outdir.CURRENT and not force:
         console.step(f"Synthesis up to date: {xml} (project and flags unchanged; --force runs it again)")

@@ -82,6 +82,32 @@ def flow(c, cfg, samples=None, min_agreement=None, vivado=None):
                vivado=vivado)
 
 
+@flow_task(help={"grid": "YAML of config keys to lists of values (ReuseFactor may be `plan`)",
+                 "out": "the sweep's folder, a point's output directory in it (default <OutputDir>-sweep)",
+                 "samples": SAMPLES_HELP, "max-samples": "emulate at most this many per point",
+                 "min-agreement": "the agreement the final line's best point needs (default: the config's, else 0.99)",
+                 "synth-all": "synthesise points the preflight rules out too",
+                 "scheduler": "an existing Dask scheduler, tcp://host:port (default: a local cluster)",
+                 "jobqueue": "a dask-jobqueue file (Slurm, HTCondor, PBS): see README",
+                 "memory-per-point": "memory budget of one point (worker), e.g. 4GB",
+                 "workers": "local workers (default: by cores and memory)",
+                 "vivado": "Vivado 2018.2 install dir, as the workers see it"},
+           inputs=("grid", "samples", "jobqueue"), with_options=True, network_flags=("scheduler", "jobqueue"),
+           auto_shortflags=False)  # so many flags that invoke would run out of letters (and offer "--")
+def sweep(c, cfg, grid=None, samples=None, max_samples=None, min_agreement=None, synth_all=False, scheduler=None,
+          jobqueue=None, memory_per_point="4GB", workers=None, vivado=None, options=None):
+    """The flow at every point of a grid (convert, csim, synth, report), on Dask: a table, a Pareto chart,
+    and the fastest point that fits; finished points are reused."""
+    from . import sweep as stage
+    from .errors import FlowError
+
+    if not grid:
+        raise FlowError("No grid given: pass --grid FILE, a YAML mapping of config keys to lists of values.")
+    stage.sweep(cfg, options, grid, samples=samples, max_samples=max_samples, min_agreement=min_agreement,
+                synth_all=synth_all, scheduler=scheduler, jobqueue=jobqueue, memory_per_point=memory_per_point,
+                workers=workers, vivado=vivado)
+
+
 @flow_task(help={"samples": SAMPLES_HELP, "max-samples": "profile on at most this many",
                  "png": "where to draw the profile (default <out>/precision_profile.png)"},
            inputs=("samples",), outputs=("png",))
@@ -184,7 +210,7 @@ def shell(c):
     launcher.open_shell()
 
 
-USER_TASKS = (init, convert, check, plan, csim, synth, report, flow, verify, profile, tune_precision, versions,
+USER_TASKS = (init, convert, check, plan, csim, synth, report, flow, sweep, verify, profile, tune_precision, versions,
               compare_image, save_image, load_image, shell)
 
 

@@ -88,3 +88,18 @@ def test_licence_files_are_checked_on_the_host(project, monkeypatch):
                                  "machine: give the licence file or folder, or port@server for a licence server.")
     (project / "missing.lic").write_text("")
     launcher.plan(namespace, parse("convert", "--config", "models/hls4ml_config.yml"))
+
+
+def test_sweep_mounts_its_grid_and_gets_the_network_only_for_a_scheduler(project):
+    (project / "grid.yml").write_text("ReuseFactor: [4, 8]\n")
+    argv, mounts = launcher.plan(namespace, parse("sweep", "--config", "models/hls4ml_config.yml", "--grid",
+                                                  "grid.yml", "--out", "build/sw"))
+    assert mounts.modes[str(project / "grid.yml")] == "ro"
+    assert mounts.modes[str(project / "build")] == "rw"  # the sweep's folder is made inside
+    assert argv[argv.index("--grid") + 1] == str(project / "grid.yml")
+    assert mounts.network is None  # a local cluster talks over the container's loopback
+    _, mounts = launcher.plan(namespace, parse("sweep", "--config", "models/hls4ml_config.yml", "--grid", "grid.yml",
+                                               "--scheduler", "tcp://10.0.0.5:8786"))
+    assert mounts.network == "host"
+    with pytest.raises(FlowError, match=r"^The grid file .*nogrid.yml does not exist"):
+        launcher.plan(namespace, parse("sweep", "--config", "models/hls4ml_config.yml", "--grid", "nogrid.yml"))
