@@ -196,3 +196,63 @@ def test_tune_takes_the_digits_cnn_to_the_gate(tmp_path):
     assert csim.returncode == 0, csim.stdout[-3000:] + csim.stderr[-2000:]
     lost = next(line for line in csim.stdout.splitlines() if "accuracy lost (Keras - HLS)" in line)
     assert " points" in lost and "Layers at fault" in csim.stdout and "fc output" in csim.stdout
+
+
+@pytest.fixture(scope="module")
+def resolution_loss_mlp(tmp_path_factory):
+    """A planted pure loss of resolution: inputs and results a few thousandths wide, far inside
+    ap_fixed<16,6>'s range (nothing overflows) but only a few steps of its 2^-10 resolution."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    from hlsflow.starter import render_config, starter_hls_config
+
+    root = tmp_path_factory.mktemp("resolution")
+    tf.keras.utils.set_random_seed(11)
+    rng = np.random.default_rng(11)
+    inp = tf.keras.Input((10,), name="features")
+    out = layers.Dense(4, name="fc")(inp)
+    model = tf.keras.Model(inp, out)
+    model.get_layer("fc").set_weights([rng.normal(0, 1, (10, 4)).astype(np.float32), np.zeros(4, np.float32)])
+    model.save(root / "m.keras")
+    x = rng.uniform(-0.004, 0.004, (400, 10)).astype(np.float32)
+    z = model.predict(x, verbose=0)
+    top = np.sort(z, axis=1)
+    keep = np.where(top[:, -1] - top[:, -2] > 0.0005)[0][:150]  # no exact ties: they test nothing
+    np.savez(root / "s.npz", X=x[keep], y=z[keep].argmax(1))
+    hls = starter_hls_config(model, precision="ap_fixed<16,6>", reuse_factor=1, strategy="Latency")
+    (root / "flow.yml").write_text(render_config(hls, "m.keras", "prj", "s.npz", io_type="io_parallel"))
+    return root
+
+
+def test_tune_adds_fractional_bits_where_resolution_is_lost(resolution_loss_mlp):
+    """Nothing overflows, so the overflow step has nothing to do: the tuner's fractional-bit search
+    on the types flagged as losing resolution meets the gate, integer bits untouched."""
+    from hlsflow.config import parse_precision
+
+    root = resolution_loss_mlp
+    proc = run_invoke("tune-precision", "--config", root / "flow.yml", "--no-compare-auto")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "loses resolution" in proc.stdout or "below the resolution" in proc.stdout
+    result = _tune_result(root / "prj")
+    before, after = result["before"], result["after"]
+    assert not _gate_met(before), before
+    labels = [t["label"] for t in result["trials"]]
+    assert "overflow" not in labels, labels  # no overflow step: there was nothing to widen
+    assert result["outcome"] == "met" and _gate_met(after), after
+    assert after["label"].startswith("frac+") and after["label"].endswith("-flagged"), after["label"]
+    k = int(after["label"].split("+")[1].split("-")[0])
+    assert after["changes"], after
+    for layer, kinds in after["changes"].items():
+        for kind, text in kinds.items():
+            t = parse_precision(text)
+            assert t.integer == 6 and t.width == 16 + k, (layer, kind, text)  # fractional bits only
+    assert after["added_bits"] == k * sum(len(kinds) for kinds in after["changes"].values())
+    # The search bisected to the fewest bits: one bit fewer on the same types fails the gate.
+    if k > 1:
+        fewer = next(t for t in result["trials"] if t["label"] == f"frac+{k - 1}-flagged")
+        assert not _gate_met(fewer), fewer
+    final = proc.stdout.strip().splitlines()[-1]
+    assert final.startswith("Gate met") and f"for {after['added_bits']} added bits" in final
+    assert (root / "flow.tuned.yml").exists()
+    print("\n".join(line for line in proc.stdout.splitlines() if "step " in line) + "\n" + final)
