@@ -135,7 +135,7 @@ def _zero_padding(layer, cls, out_t):
 
     def run(ins):
         raw, t = ins[0]
-        return fp.cast(np.pad(raw, pads), t.frac, out_t)
+        return fp.convert(np.pad(raw, pads), t, out_t)
     return run
 
 
@@ -159,8 +159,6 @@ def _weights(layer, key: str, project_dir: Path):
 def _dense_like(layer, cls, out_t: Fx, project_dir: Path):
     if _attr(layer, "data_format", "channels_last") != "channels_last":
         raise Unsupported("channels_first")
-    if _attr(layer, "activation", "linear") not in ("linear", None):
-        raise Unsupported(f"fused activation {layer.get_attr('activation')}")
     product = layer.get_attr("product_type")
     if product not in (None, "mult"):
         raise Unsupported(f"product {product}")
@@ -185,8 +183,8 @@ def _dense_like(layer, cls, out_t: Fx, project_dir: Path):
             a = raw.reshape(len(raw), -1)
             if a.shape[1] != w2.shape[0]:
                 raise Unsupported(f"input of {a.shape[1]} values for {w2.shape[0]} weights rows")
-            acc = fp.mac(a, t.frac, w2, w_t.frac, bias_acc, acc_t)
-            return fp.cast(acc, acc_t.frac, out_t)
+            acc = fp.mac(a, t, w2, w_t.frac, bias_acc, acc_t)
+            return fp.convert(acc, acc_t, out_t)
         return run
 
     two_d = cls.endswith("2D")
@@ -206,6 +204,8 @@ def _dense_like(layer, cls, out_t: Fx, project_dir: Path):
 
     def run(ins):
         raw, t = ins[0]
+        if max(-t.min_raw, t.max_raw) < 2 ** 31:
+            raw = raw.astype(np.int32)  # half the bytes through the im2col copy
         x = np.pad(raw, pads) if any(p != (0, 0) for p in pads) else raw
         if not two_d:
             x = x[:, None]
@@ -213,8 +213,8 @@ def _dense_like(layer, cls, out_t: Fx, project_dir: Path):
         win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (n, H', W', c, kh, kw)
         win = win[:, ::sh, ::sw][:, :out_h, :out_w]
         cols = np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(-1, kh * kw * c)
-        acc = fp.mac(cols, t.frac, w2, w_t.frac, bias_acc, acc_t)
-        res = fp.cast(acc, acc_t.frac, out_t)
+        acc = fp.mac(cols, t, w2, w_t.frac, bias_acc, acc_t)
+        res = fp.convert(acc, acc_t, out_t)
         return res.reshape((n, out_h, out_w, n_out) if two_d else (n, out_w, n_out))
     return run
 
@@ -236,9 +236,9 @@ def _activation(layer, out_t: Fx):
     if layer.class_name == "ReLU":
         kind = "relu"
     if kind == "linear":
-        return lambda ins: fp.cast(ins[0][0], ins[0][1].frac, out_t)
+        return lambda ins: fp.convert(ins[0][0], ins[0][1], out_t)
     if kind == "relu":
-        return lambda ins: fp.cast(np.maximum(ins[0][0], 0), ins[0][1].frac, out_t)
+        return lambda ins: fp.convert(np.maximum(ins[0][0], 0), ins[0][1], out_t)
     raise Unsupported(f"activation {kind}")
 
 

@@ -117,10 +117,9 @@ def shift_round(raw: np.ndarray, shift: int, rounding: str) -> np.ndarray:
 def overflow(raw: np.ndarray, t: Fx) -> np.ndarray:
     """raw brought into t's range by its overflow mode."""
     if t.overflow == "WRAP":
-        low = raw & np.int64((1 << t.width) - 1)
-        if t.signed:
-            low = np.where(low >= (1 << (t.width - 1)), low - (np.int64(1) << t.width), low)
-        return low
+        if t.signed:  # keep the low `width` bits and sign-extend: two shifts
+            return (np.asarray(raw, dtype=np.int64) << (64 - t.width)) >> (64 - t.width)
+        return raw & np.int64((1 << t.width) - 1)
     lo, hi = t.min_raw, t.max_raw
     if t.overflow == "SAT_SYM" and t.signed:
         lo = -hi
@@ -129,9 +128,26 @@ def overflow(raw: np.ndarray, t: Fx) -> np.ndarray:
     return np.clip(raw, lo, hi)
 
 
+def fits(src: Fx, t: Fx) -> bool:
+    """Whether every value of src, cast to t, is already in t's range (no overflow step needed)."""
+    if src.signed and not t.signed:
+        return False
+    if src.frac > t.frac and t.rounding != "TRN":
+        return False  # rounding up may step past the largest value
+    return src.integer - src.signed <= t.integer - t.signed
+
+
 def cast(raw: np.ndarray, frac: int, t: Fx) -> np.ndarray:
     """A value of `frac` fractional bits assigned to type t (ap_fixed's operator=)."""
     return overflow(shift_round(raw, frac - t.frac, t.rounding), t)
+
+
+def convert(raw: np.ndarray, src: Fx, t: Fx) -> np.ndarray:
+    """A value of type src assigned to type t: a cast that skips what cannot change a value."""
+    if src == t:
+        return raw
+    rounded = shift_round(raw, src.frac - t.frac, t.rounding)
+    return rounded if fits(src, t) else overflow(rounded, t)
 
 
 def from_float(x, t: Fx) -> np.ndarray:
@@ -166,11 +182,14 @@ def to_float(raw: np.ndarray, frac: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ multiply-accumulate
 
-def mac(a: np.ndarray, a_frac: int, w: np.ndarray, w_frac: int, bias: np.ndarray, acc: Fx) -> np.ndarray:
+def mac(a: np.ndarray, a_t: Fx, w: np.ndarray, w_frac: int, bias: np.ndarray, acc: Fx) -> np.ndarray:
     """acc-typed sums bias + sum_i cast<acc>(a[:, i] * w[i, :]), as hls4ml's dense kernels compute
     them: each product is cast to the accumulator type, then added with wrap-around.
     a: (N, n_in) raw, w: (n_in, n_out) raw, bias: (n_out,) raw already in acc's fraction."""
-    peak = int(np.abs(a).max(initial=0)) * int(np.abs(w).max(initial=0))  # Python ints: no overflow
+    a_frac = a_t.frac
+    a_max = max(-a_t.min_raw, a_t.max_raw)  # from the type: no pass over the data
+    w_max = int(np.abs(w).max(initial=0))
+    peak = a_max * w_max  # Python ints: no overflow
     bound = peak * a.shape[1]  # no partial sum of |products| exceeds this
     if peak >= 2 ** 62:
         raise Unsupported("products wider than 62 bits")
@@ -186,9 +205,11 @@ def mac(a: np.ndarray, a_frac: int, w: np.ndarray, w_frac: int, bias: np.ndarray
     offset = 0 if shift <= 0 or acc.rounding == "TRN" else (1 << (shift - 1)) - (acc.rounding == "RND_MIN_INF")
     out = np.empty((a.shape[0], w.shape[1]), dtype=np.int64)
     kernels = _kernels()
-    narrow = acc.width <= 32 and peak < 2 ** 62 and np.abs(a).max(initial=0) < 2 ** 31 and np.abs(w).max(initial=0) < 2 ** 31
-    if narrow:  # 32-bit storage and sums (products still 64-bit): sums wrap mod 2**32, which acc's wrap absorbs
-        kernels[0](a.astype(np.int32), w.astype(np.int32), bias.astype(np.int32), max(shift, 0), offset, out)
+    narrow = acc.width <= 32 and a_max < 2 ** 31 and w_max < 2 ** 31
+    if narrow and peak + offset < 2 ** 31:  # products fit 32 bits too: twice the SIMD lanes
+        kernels[2](a.astype(np.int32, copy=False), w.astype(np.int32), bias.astype(np.int32), max(shift, 0), offset, out)
+    elif narrow:  # 32-bit storage and sums (products 64-bit): sums wrap mod 2**32, which acc's wrap absorbs
+        kernels[0](a.astype(np.int32, copy=False), w.astype(np.int32), bias.astype(np.int32), max(shift, 0), offset, out)
     else:
         kernels[1](a, w, bias, max(shift, 0), offset, out)
     if shift < 0:
@@ -236,5 +257,23 @@ def _kernels():
                         acc[j] += (np.int64(ai) * np.int64(w[i, j]) + offset) >> shift
                 out[p, :] = acc
 
-        _KERNELS = (mac32, mac64)
+        @njit(parallel=True, cache=False)
+        def mac32p(a, w, bias, shift, offset, out):
+            n, n_in = a.shape
+            n_out = w.shape[1]
+            sh, off = np.int32(shift), np.int32(offset)
+            for p in prange(n):
+                acc = np.empty(n_out, np.int32)
+                for j in range(n_out):
+                    acc[j] = bias[j]
+                for i in range(n_in):
+                    ai = a[p, i]
+                    if ai == 0:
+                        continue
+                    for j in range(n_out):
+                        acc[j] = np.int32(acc[j] + np.int32(np.int32(np.int32(ai * w[i, j]) + off) >> sh))
+                for j in range(n_out):
+                    out[p, j] = acc[j]
+
+        _KERNELS = (mac32, mac64, mac32p)
     return _KERNELS
