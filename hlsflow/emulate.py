@@ -1,8 +1,12 @@
-"""Bit-accurate C emulation of the written HLS project, compared with Keras.
+"""Bit-accurate emulation of the written HLS project, compared with Keras.
 
-hls4ml's ModelGraph.compile() only runs g++ on the generated C++ (it never runs Vivado); we run
-the project's own build_lib.sh the same way, then load the library in one worker process per
-core, because a single hls4ml predict() call uses one core.
+Two engines give the same bits:
+- fast (the default): fastemu.py runs each layer's fixed-point arithmetic on the whole batch;
+- cpp: hls4ml's own C++ emulation. ModelGraph.compile() only runs g++ on the generated C++ (it
+  never runs Vivado); we run the project's build_lib.sh the same way, then load the library in
+  one worker process per core, because a single hls4ml predict() call uses one core.
+`auto` takes the fast engine unless a layer has no fast implementation; `--cross-check N` runs N
+samples through both and fails on the first differing bit, naming the layer.
 """
 
 import multiprocessing
@@ -20,6 +24,8 @@ from .files import sha256, write_json
 from .loading import load_keras_model, load_samples, resolve_samples
 
 CHUNK = 8  # images per task handed to a worker: small enough for a live progress bar
+FAST_CHUNK = 100  # images per fast-engine batch: whole-array work, memory in the hundreds of MB at most
+ENGINES = ("auto", "fast", "cpp")
 BUILD_LOG = "emulation_build.log"
 RESULT = "csim.json"
 
@@ -90,20 +96,33 @@ def accuracy_drop(r: dict) -> float:
     return r["keras_accuracy"] - r["hls_accuracy"]
 
 
-def csim_stage(cfg, project: dict, samples=None, max_samples=None) -> tuple:
+def check_engine(engine) -> str:
+    engine = engine or "auto"
+    if engine not in ENGINES:
+        raise FlowError(f"Unknown engine '{engine}': give --engine auto, fast or cpp.")
+    return engine
+
+
+def csim_stage(cfg, project: dict, samples=None, max_samples=None, engine=None) -> tuple:
     """(the csim Stage, the samples file, the sample count): what csim's results are made from."""
     samples = resolve_samples(cfg, samples)
     limit = max_samples or cfg.flow["emulation"].get("max_samples")
     stage = outdir.Stage(cfg.output_dir, "csim", {"project": project["tree_hash"], "samples": sha256(samples, cache=True),
-                                                  "max_samples": limit, "g++": outdir.environment()["versions"]["g++"]})
+                                                  "max_samples": limit, "g++": outdir.environment()["versions"]["g++"],
+                                                  "engine": check_engine(engine)})
     return stage, samples, limit
 
 
 def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, quiet_advice=False,
-         force=False) -> dict:
+         force=False, engine=None, cross_check=None) -> dict:
     project = outdir.require_project(cfg)
     out = cfg.output_dir
-    stage, samples, limit = csim_stage(cfg, project, samples, max_samples)
+    engine = check_engine(engine)
+    if cross_check is not None and cross_check < 1:
+        raise FlowError(f"--cross-check {cross_check} is not a number of samples: give e.g. --cross-check 20.")
+    if cross_check:
+        force = True  # a cross-check is asked for now: never answered from an earlier run
+    stage, samples, limit = csim_stage(cfg, project, samples, max_samples, engine)
     state, why = stage.state()
     if state == outdir.CURRENT and not force:
         console.step(f"csim up to date: {out / RESULT} (project, samples and sample count unchanged)")
@@ -114,7 +133,7 @@ def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, 
         if state != outdir.MISSING:
             console.step(f"csim runs again: {why}")
         with stage.running():
-            result = _emulate(cfg, project, samples, limit, workers, quiet_advice)
+            result = _emulate(cfg, project, samples, limit, workers, quiet_advice, engine, cross_check)
             write_json(out / RESULT, result)
             stage.done([RESULT], result=result, sources={"samples": {"path": str(samples),
                                                                      "sha256": sha256(samples, cache=True)}})
@@ -127,22 +146,94 @@ def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, 
     return result
 
 
-def _emulate(cfg, project, samples, limit, workers, quiet_advice) -> dict:
+def fast_engine(cfg, keras_model, required: bool):
+    """The fast engine for the project in the output directory, or None (with one line saying
+    which layer) when a layer has no fast implementation and the C++ path is acceptable."""
+    import tempfile
+
+    from . import fastemu
+    from .convert import convert_model
+    from .fixedpoint import Unsupported
+
+    with tempfile.TemporaryDirectory() as tmp:  # an in-memory conversion; nothing is written there
+        hls_model, _ = convert_model(keras_model, cfg, Path(tmp) / "prj")
+    try:
+        return fastemu.build(hls_model, cfg.output_dir)
+    except Unsupported as exc:
+        if required:
+            raise FlowError(f"The fast engine cannot emulate this design: {exc}. Run with --engine cpp "
+                            "(or auto, which falls back by itself).") from None
+        console.say(f"Fast engine: {exc} has no fast implementation; csim uses the C++ emulation for the "
+                    "whole model.")
+        return None
+
+
+def run_fast(engine, x: np.ndarray, workers: int) -> np.ndarray:
+    import numba
+
+    numba.set_num_threads(max(1, min(workers, numba.config.NUMBA_NUM_THREADS)))
+    progress = console.Progress(len(x), f"emulating (fast engine, {workers} thread{'s' if workers > 1 else ''})")
+    results = []
+    for i in range(0, len(x), FAST_CHUNK):
+        results.append(engine.run(x[i:i + FAST_CHUNK]))
+        progress.advance(len(results[-1]))
+    progress.close()
+    return np.concatenate(results) if results else np.zeros((0, 0), np.float32)
+
+
+def cross_check(cfg, project, engine, keras_model, x: np.ndarray, y_fast: np.ndarray, workers: int) -> dict:
+    """Both engines on the same samples, compared bit for bit; the first difference is traced
+    layer by layer through hls4ml's own trace and named."""
+    import tempfile
+
     build = build_library(cfg, project)
+    n_out = y_fast.shape[1]
+    console.step(f"Cross-check: {len(x)} samples through hls4ml's C++ emulation too")
+    y_cpp = run_emulation(build["library"], f"{cfg.project_name}_float", x, n_out, workers)
+    differ = np.flatnonzero((y_cpp.view(np.uint32) != y_fast[:len(x)].view(np.uint32)).any(axis=1))
+    if not len(differ):
+        console.say(f"Cross-check: the fast engine and the C++ emulation agree bit for bit on all {len(x)} samples.")
+        return {"samples": len(x), "identical": True}
+    i = int(differ[0])
+    from . import profile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _, trace = profile._traced(cfg, keras_model, x[i:i + 1], Path(tmp) / "traced")
+    _, fast_trace = engine.run(x[i:i + 1], trace=True)
+    layer = next((name for name in engine.layer_names if name in trace
+                  and not np.array_equal(np.asarray(trace[name], np.float64).reshape(-1), fast_trace[name].reshape(-1))),
+                 "the output")
+    raise FlowError(f"Cross-check failed: sample {i} differs between the fast engine and hls4ml's C++ emulation, "
+                    f"first at layer {layer} ({len(differ)} of {len(x)} samples differ). Use --engine cpp for "
+                    "this design and report the layer to hlsflow's maintainers.")
+
+
+def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto", check=None) -> dict:
     keras_model = load_keras_model(cfg.keras_model)
     if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
         raise FlowError("csim compares single-input, single-output models only: this model has "
                         f"{len(keras_model.inputs)} inputs and {len(keras_model.outputs)} outputs.")
     x, y = load_samples(samples, tuple(keras_model.inputs[0].shape), limit)
     n_out = int(np.prod(keras_model.outputs[0].shape[1:]))
-    workers = max(1, min(workers or os.cpu_count() or 1, (len(x) + CHUNK - 1) // CHUNK))
+    cores = workers or os.cpu_count() or 1
+    fast = fast_engine(cfg, keras_model, required=engine == "fast") if engine != "cpp" else None
+    if check and fast is None:
+        raise FlowError("--cross-check compares the fast engine with the C++ one, and this design runs on the "
+                        "C++ engine only (see the line above).")
+    workers = max(1, min(cores, (len(x) + CHUNK - 1) // CHUNK)) if fast is None else cores
 
     console.step(f"Keras reference on {len(x)} samples from {samples}")
     y_keras = keras_model.predict(x, batch_size=64, verbose=0).reshape(len(x), -1)
     console.step("Bit-accurate emulation of the HLS design")
     start = time.monotonic()
-    y_hls = run_emulation(build["library"], f"{cfg.project_name}_float", x, n_out, workers)
+    if fast is not None:
+        build = {"library": None, "built": False, "seconds": 0.0, "peak_mb": None}
+        y_hls = run_fast(fast, x, workers)
+    else:
+        build = build_library(cfg, project)
+        y_hls = run_emulation(build["library"], f"{cfg.project_name}_float", x, n_out, workers)
     seconds = time.monotonic() - start
+    checked = cross_check(cfg, project, fast, keras_model, x[:check], y_hls, cores) if check else None
 
     diff = np.abs(y_hls - y_keras)
     result = {
@@ -155,7 +246,9 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice) -> dict:
         "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
         "images_per_second": round(len(x) / seconds, 1) if seconds > 0 else None,
         "workers": workers,
+        "engine": "fast" if fast is not None else "cpp",
         "emulation_build": build,
+        "cross_check": checked,
     }
     print_result(result)
     if (result["top1_agreement"] < LOW_AGREEMENT or accuracy_drop(result) > ACCURACY_DROP) and not quiet_advice:
@@ -188,5 +281,6 @@ def print_result(r: dict) -> None:
          else f"{100 * accuracy_drop(r):.1f} points"),
         ("max |HLS - Keras|", f"{r['max_abs_diff']:.4g}"),
         ("mean |HLS - Keras|", f"{r['mean_abs_diff']:.4g}"),
-        ("images/s", f"{r['images_per_second']} ({r['workers']} workers)"),
+        ("images/s", f"{r['images_per_second']} ({r.get('engine', 'cpp')} engine, {r['workers']} "
+                     f"{'threads' if r.get('engine') == 'fast' else 'workers'})"),
     ]))

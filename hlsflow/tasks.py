@@ -6,6 +6,7 @@ mount them (launcher.py)."""
 from invoke import Collection
 
 from .cli import flow_task, host_task, image_task
+from .errors import FlowError
 
 SAMPLES_HELP = ".npy/.npz with X (and y)"
 
@@ -40,15 +41,31 @@ def plan(c, cfg, dsp_margin=None, bram_margin=None, write=None):
 
 
 @flow_task(help={"samples": SAMPLES_HELP, "min-agreement": "fail below this top-1 agreement (0-1)",
-                 "max-samples": "emulate at most this many", "workers": "processes (default: all cores)"},
+                 "max-samples": "emulate at most this many", "workers": "cores to use (default: all)",
+                 "engine": "auto (fast unless a layer needs C++), fast, or cpp (hls4ml's C++ emulation)",
+                 "cross-check": "run this many samples through both engines; fail on the first differing bit"},
            inputs=("samples",))
-def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=None):
-    """Bit-accurate C emulation of the HLS project (g++, not Vivado) compared with Keras; converts first
-    when the project is missing or stale."""
+def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=None, engine=None, cross_check=None):
+    """Bit-accurate emulation of the HLS project (not Vivado) compared with Keras; converts first when
+    the project is missing or stale."""
     from . import flow
 
     flow.csim(cfg, samples=samples, min_agreement=float(min_agreement) if min_agreement is not None else None,
-              max_samples=int(max_samples) if max_samples else None, workers=int(workers) if workers else None)
+              max_samples=int(max_samples) if max_samples else None, workers=int(workers) if workers else None,
+              engine=engine, cross_check=_count(cross_check, "--cross-check"))
+
+
+def _count(value, flag: str):
+    """A positive whole number from a flag, or one sentence saying what to give."""
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise FlowError(f"{flag} {value} is not a number of samples: give a whole number such as 20.")
+    return number
 
 
 @flow_task(help={"vivado": "Vivado 2018.2 install dir or vivado_hls binary", "csim": "also run Vivado's C "

@@ -1,0 +1,279 @@
+"""ap_fixed arithmetic on whole arrays, exactly as Xilinx's ap_types do it.
+
+A fixed-point array is an int64 array of raw values: the value is raw * 2**-frac. Casting
+between types is a shift with the target's rounding mode, then its overflow mode. The
+multiply-accumulate of Dense and Conv layers runs in numba kernels (integer arithmetic, every
+core) or, when no product loses bits, as a float64 matrix product that is exact below 2**53.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ROUNDING = ("TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV")
+OVERFLOW = ("WRAP", "SAT", "SAT_ZERO", "SAT_SYM")
+EXACT_FLOAT = 2 ** 53  # float64 holds every integer below this exactly
+
+
+class Unsupported(Exception):
+    """A type or operation the fast path does not reproduce (the C++ path then runs instead)."""
+
+
+@dataclass(frozen=True)
+class Fx:
+    width: int
+    integer: int
+    signed: bool = True
+    rounding: str = "TRN"
+    overflow: str = "WRAP"
+
+    @property
+    def frac(self) -> int:
+        return self.width - self.integer
+
+    @property
+    def min_raw(self) -> int:
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def max_raw(self) -> int:
+        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+
+    def __str__(self) -> str:
+        return f"ap_{'' if self.signed else 'u'}fixed<{self.width},{self.integer},{self.rounding},{self.overflow}>"
+
+
+def from_hls4ml(precision) -> Fx:
+    """An Fx from an hls4ml precision type (fixed or integer); anything else is Unsupported."""
+    kind = type(precision).__name__
+    if "Integer" in kind:
+        return Fx(int(precision.width), int(precision.width), bool(precision.signed))
+    if "Fixed" not in kind:
+        raise Unsupported(f"type {precision} ({kind})")
+    rounding = _mode_name(getattr(precision, "rounding_mode", None), "TRN")
+    overflow = _mode_name(getattr(precision, "saturation_mode", None), "WRAP")
+    if int(getattr(precision, "saturation_bits", 0) or 0):
+        raise Unsupported(f"type {precision}: saturation bits")
+    if rounding not in ROUNDING or overflow not in OVERFLOW:
+        raise Unsupported(f"type {precision}: modes {rounding}, {overflow}")
+    if int(precision.width) > 62:
+        raise Unsupported(f"type {precision}: wider than 62 bits")
+    return Fx(int(precision.width), int(precision.integer), bool(precision.signed), rounding, overflow)
+
+
+def _mode_name(mode, default: str) -> str:
+    if mode is None:
+        return default
+    name = getattr(mode, "name", None) or str(mode)
+    return name.upper().replace("AP_", "")
+
+
+def parse_type(text: str) -> Fx:
+    """'ap_fixed<18,8,AP_RND,AP_SAT>' or 'ap_ufixed<15, 5>' or 'ap_int<8>' as written in C++."""
+    import re
+
+    m = re.fullmatch(r"\s*ap_(u?)(fixed|int)<([^>]*)>\s*", text)
+    if not m:
+        raise Unsupported(f"type '{text}'")
+    args = [a.strip() for a in m.group(3).split(",")]
+    width = int(args[0])
+    integer = int(args[1]) if m.group(2) == "fixed" else width
+    modes = [a.replace("AP_", "") for a in args[2:4]] if m.group(2) == "fixed" else []
+    rounding = modes[0] if modes else "TRN"
+    overflow = modes[1] if len(modes) > 1 else "WRAP"
+    if len(args) > 4 and int(args[4]):
+        raise Unsupported(f"type '{text}': saturation bits")
+    return Fx(width, integer, m.group(1) == "", rounding, overflow)
+
+
+def shift_round(raw: np.ndarray, shift: int, rounding: str) -> np.ndarray:
+    """raw * 2**-shift rounded to an integer by the mode (shift <= 0 is exact)."""
+    raw = np.asarray(raw, dtype=np.int64)
+    if shift <= 0:
+        return raw << -shift
+    half = np.int64(1) << (shift - 1)
+    if rounding == "TRN":  # towards minus infinity
+        return raw >> shift
+    if rounding == "RND":  # half up
+        return (raw + half) >> shift
+    if rounding == "RND_MIN_INF":  # half down
+        return (raw + half - 1) >> shift
+    if rounding == "RND_CONV":  # half to even
+        q = raw >> shift
+        r = raw - (q << shift)
+        return q + ((r > half) | ((r == half) & (q & 1).astype(bool)))
+    mag, neg = np.abs(raw), raw < 0
+    if rounding == "TRN_ZERO":
+        q = mag >> shift
+    elif rounding == "RND_ZERO":  # half towards zero
+        q = (mag + half - 1) >> shift
+    elif rounding == "RND_INF":  # half away from zero
+        q = (mag + half) >> shift
+    else:
+        raise Unsupported(f"rounding mode {rounding}")
+    return np.where(neg, -q, q)
+
+
+def overflow(raw: np.ndarray, t: Fx) -> np.ndarray:
+    """raw brought into t's range by its overflow mode."""
+    if t.overflow == "WRAP":
+        if t.signed:  # keep the low `width` bits and sign-extend: two shifts
+            return (np.asarray(raw, dtype=np.int64) << (64 - t.width)) >> (64 - t.width)
+        return raw & np.int64((1 << t.width) - 1)
+    lo, hi = t.min_raw, t.max_raw
+    if t.overflow == "SAT_SYM" and t.signed:
+        lo = -hi
+    if t.overflow == "SAT_ZERO":
+        return np.where((raw < lo) | (raw > hi), 0, raw)
+    return np.clip(raw, lo, hi)
+
+
+def fits(src: Fx, t: Fx) -> bool:
+    """Whether every value of src, cast to t, is already in t's range (no overflow step needed)."""
+    if src.signed and not t.signed:
+        return False
+    if src.frac > t.frac and t.rounding != "TRN":
+        return False  # rounding up may step past the largest value
+    return src.integer - src.signed <= t.integer - t.signed
+
+
+def cast(raw: np.ndarray, frac: int, t: Fx) -> np.ndarray:
+    """A value of `frac` fractional bits assigned to type t (ap_fixed's operator=)."""
+    return overflow(shift_round(raw, frac - t.frac, t.rounding), t)
+
+
+def convert(raw: np.ndarray, src: Fx, t: Fx) -> np.ndarray:
+    """A value of type src assigned to type t: a cast that skips what cannot change a value."""
+    if src == t:
+        return raw
+    rounded = shift_round(raw, src.frac - t.frac, t.rounding)
+    return rounded if fits(src, t) else overflow(rounded, t)
+
+
+def from_float(x, t: Fx) -> np.ndarray:
+    """Floats (float32 or float64) assigned to type t: the exact value, rounded and overflowed by t's modes."""
+    v = np.asarray(x, dtype=np.float64) * (2.0 ** t.frac)  # a power of two: exact
+    if t.rounding == "TRN":
+        q = np.floor(v)
+    elif t.rounding == "RND":
+        q = np.floor(v + 0.5)
+    elif t.rounding == "RND_MIN_INF":
+        q = np.ceil(v - 0.5)
+    elif t.rounding == "RND_CONV":
+        q = np.rint(v)
+    elif t.rounding == "TRN_ZERO":
+        q = np.trunc(v)
+    elif t.rounding == "RND_ZERO":
+        q = np.sign(v) * np.ceil(np.abs(v) - 0.5)
+    elif t.rounding == "RND_INF":
+        q = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    else:
+        raise Unsupported(f"rounding mode {t.rounding}")
+    if t.overflow != "WRAP":  # infinities and huge values saturate before the integer conversion
+        q = np.clip(np.nan_to_num(q, posinf=2.0 ** 62, neginf=-2.0 ** 62), -2.0 ** 62, 2.0 ** 62)
+    elif not np.all(np.isfinite(q)) or np.any(np.abs(q) >= 2.0 ** 62):
+        raise Unsupported("a float too large to wrap")
+    return overflow(q.astype(np.int64), t)
+
+
+def to_float(raw: np.ndarray, frac: int) -> np.ndarray:
+    return np.asarray(raw, dtype=np.float64) * (2.0 ** -frac)
+
+
+# ------------------------------------------------------------------ multiply-accumulate
+
+def mac(a: np.ndarray, a_t: Fx, w: np.ndarray, w_frac: int, bias: np.ndarray, acc: Fx) -> np.ndarray:
+    """acc-typed sums bias + sum_i cast<acc>(a[:, i] * w[i, :]), as hls4ml's dense kernels compute
+    them: each product is cast to the accumulator type, then added with wrap-around.
+    a: (N, n_in) raw, w: (n_in, n_out) raw, bias: (n_out,) raw already in acc's fraction."""
+    a_frac = a_t.frac
+    a_max = max(-a_t.min_raw, a_t.max_raw)  # from the type: no pass over the data
+    w_max = int(np.abs(w).max(initial=0))
+    peak = a_max * w_max  # Python ints: no overflow
+    bound = peak * a.shape[1]  # no partial sum of |products| exceeds this
+    if peak >= 2 ** 62:
+        raise Unsupported("products wider than 62 bits")
+    if acc.overflow != "WRAP":
+        raise Unsupported(f"accumulator {acc}: saturation makes the sum depend on its order")
+    shift = a_frac + w_frac - acc.frac
+    if shift <= 0 and bound < EXACT_FLOAT:
+        # No product loses a bit: one exact float64 matrix product (BLAS, every core).
+        sums = (a.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+        return overflow((sums << -shift) + bias, acc)
+    if shift > 0 and acc.rounding not in ("TRN", "RND", "RND_MIN_INF"):
+        raise Unsupported(f"accumulator {acc}: rounding mode {acc.rounding} on products")
+    offset = 0 if shift <= 0 or acc.rounding == "TRN" else (1 << (shift - 1)) - (acc.rounding == "RND_MIN_INF")
+    out = np.empty((a.shape[0], w.shape[1]), dtype=np.int64)
+    kernels = _kernels()
+    narrow = acc.width <= 32 and a_max < 2 ** 31 and w_max < 2 ** 31
+    if narrow and peak + offset < 2 ** 31:  # products fit 32 bits too: twice the SIMD lanes
+        kernels[2](a.astype(np.int32, copy=False), w.astype(np.int32), bias.astype(np.int32), max(shift, 0), offset, out)
+    elif narrow:  # 32-bit storage and sums (products 64-bit): sums wrap mod 2**32, which acc's wrap absorbs
+        kernels[0](a.astype(np.int32, copy=False), w.astype(np.int32), bias.astype(np.int32), max(shift, 0), offset, out)
+    else:
+        kernels[1](a, w, bias, max(shift, 0), offset, out)
+    if shift < 0:
+        out = out << -shift  # only when the float path's bound failed: products exact, sum shifted
+    return overflow(out, acc)
+
+
+_KERNELS = None
+
+
+def _kernels():
+    """Compiled on first use (a second or two); numba's threads use every core."""
+    global _KERNELS
+    if _KERNELS is None:
+        from numba import njit, prange
+
+        @njit(parallel=True, cache=False)
+        def mac32(a, w, bias, shift, offset, out):
+            n, n_in = a.shape
+            n_out = w.shape[1]
+            for p in prange(n):
+                acc = np.empty(n_out, np.int32)
+                for j in range(n_out):
+                    acc[j] = bias[j]
+                for i in range(n_in):
+                    ai = a[p, i]
+                    if ai == 0:
+                        continue
+                    for j in range(n_out):
+                        acc[j] += np.int32((np.int64(ai) * np.int64(w[i, j]) + offset) >> shift)
+                for j in range(n_out):
+                    out[p, j] = acc[j]
+
+        @njit(parallel=True, cache=False)
+        def mac64(a, w, bias, shift, offset, out):
+            n, n_in = a.shape
+            n_out = w.shape[1]
+            for p in prange(n):
+                acc = bias.copy()
+                for i in range(n_in):
+                    ai = a[p, i]
+                    if ai == 0:
+                        continue
+                    for j in range(n_out):
+                        acc[j] += (np.int64(ai) * np.int64(w[i, j]) + offset) >> shift
+                out[p, :] = acc
+
+        @njit(parallel=True, cache=False)
+        def mac32p(a, w, bias, shift, offset, out):
+            n, n_in = a.shape
+            n_out = w.shape[1]
+            sh, off = np.int32(shift), np.int32(offset)
+            for p in prange(n):
+                acc = np.empty(n_out, np.int32)
+                for j in range(n_out):
+                    acc[j] = bias[j]
+                for i in range(n_in):
+                    ai = a[p, i]
+                    if ai == 0:
+                        continue
+                    for j in range(n_out):
+                        acc[j] = np.int32(acc[j] + np.int32(np.int32(np.int32(ai * w[i, j]) + off) >> sh))
+                for j in range(n_out):
+                    out[p, j] = acc[j]
+
+        _KERNELS = (mac32, mac64, mac32p)
+    return _KERNELS
