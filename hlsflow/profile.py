@@ -198,11 +198,15 @@ def findings_for(cfg, keras_model, x) -> list:
     return range_findings(hls_model, keras_model, keras_layer_outputs(keras_model, x), x)
 
 
+def at_fault(findings) -> list:
+    """The data-path types that overflow or lose resolution, overflow first."""
+    return sorted((f for f in findings if f.tunable and f.verdict != "ok"), key=lambda f: not f.overflow)
+
+
 def quick_check(cfg, keras_model, x) -> list:
-    """The data-path types at fault from Keras values alone (no g++), overflow first: what `csim`
-    names when agreement or accuracy is low."""
-    findings = [f for f in findings_for(cfg, keras_model, x) if f.tunable and f.verdict != "ok"]
-    return sorted(findings, key=lambda f: not f.overflow)
+    """The data-path types at fault from Keras values alone (no g++): what `csim` names when
+    agreement or accuracy is low."""
+    return at_fault(findings_for(cfg, keras_model, x))
 
 
 KIND_WORDS = {"accum": "accumulator", "result": "output", "exp_table": "softmax exp table",
@@ -219,7 +223,7 @@ def describe(f: Finding) -> str:
             f"{f.resolution:.2g} of {f.type_name}")
 
 
-def _traced(cfg, keras_model, x, workdir: Path) -> dict:
+def _traced(cfg, keras_model, x, workdir: Path) -> tuple:
     """hls4ml's bit-accurate per-layer trace (compiles a traced copy of the project with g++)."""
     traced_cfg = copy.deepcopy(cfg)
     for layer in traced_cfg.hls_config.setdefault("LayerName", {}).values():
@@ -281,7 +285,7 @@ def print_profile(findings) -> None:
                      err, f.verdict))
     console.say(console.table(["layer", "from Keras", "type of", "Keras range", "type", "type range", "resolution",
                                "below res.", "trace err mean/max", "verdict"], rows))
-    bad = sorted((f for f in findings if f.tunable and f.verdict != "ok"), key=lambda f: not f.overflow)
+    bad = at_fault(findings)
     if bad:
         console.say("Layers at fault: " + "; ".join(describe(f) for f in bad) + ".")
     else:

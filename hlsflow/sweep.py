@@ -138,9 +138,20 @@ def ruled_out(cfg) -> bool:
     return not pre.get("fits_estimate", False) or any(f["level"] == "error" for f in pre.get("findings", []))
 
 
+def skips_synthesis(spec: dict, cfg) -> bool:
+    """A point the preflight rules out is not synthesised, unless --synth-all."""
+    return ruled_out(cfg) and not spec["synth_all"]
+
+
+def _row_start(spec: dict) -> dict:
+    """The columns every row has, whatever became of the point: its name and grid values."""
+    return {"point": spec["name"], **{k: spec["values"].get(k, "") for k in KEYS}}
+
+
 def collect_row(spec: dict, cfg) -> dict:
     """The point's table row, from what its manifest and reports say."""
-    row = {"point": spec["name"], **{k: spec["values"].get(k, "") for k in KEYS}}
+    row = _row_start(spec)
+    excluded = ruled_out(cfg)
     pre = _preflight(cfg)
     row.update(est_multipliers=pre.get("estimated_multipliers"), est_bram_18k=pre.get("estimated_weight_bram_18k"),
                fits_estimate=pre.get("fits_estimate"))
@@ -157,31 +168,33 @@ def collect_row(spec: dict, cfg) -> dict:
                    interval=report["interval"]["max"], fits=report["fits"], timing_met=report["timing_met"],
                    stand_in=report.get("produced_by_test_double"), synthesis="ran", **used)
         row["limits"] = {name: (report["resources"].get(name) or {}).get("available") for name in used}
-    elif ruled_out(cfg) and not spec["synth_all"]:
+    elif excluded and not spec["synth_all"]:
         row["synthesis"] = "skipped: preflight rules it out"
     else:
         row["synthesis"] = "skipped: no Vivado HLS"
-    row["status"] = "ruled out" if ruled_out(cfg) else "ok"
+    row["status"] = "ruled out" if excluded else "ok"
     return row
 
 
-def is_current(spec: dict) -> bool:
-    """Whether every result the point would have is current: then it is not run at all."""
+def current_config(spec: dict):
+    """The point's FlowConfig when every result it would have is current (then it is not run at
+    all), else None."""
     from . import emulate, report, synthesize
 
     cfg = point_config(spec, make_plan=False)
     if cfg is None or outdir.project_stage(cfg).state()[0] != outdir.CURRENT:
-        return False
+        return None
     project = outdir.stage_record(cfg.output_dir, "convert")
     if emulate.csim_stage(cfg, project, max_samples=spec["max_samples"])[0].state()[0] != outdir.CURRENT:
-        return False
-    if ruled_out(cfg) and not spec["synth_all"]:
-        return True
+        return None
+    if skips_synthesis(spec, cfg):
+        return cfg
     if synthesize.synth_stage(cfg, project)[0].state()[0] != outdir.CURRENT:
         # Never synthesised, and still no Vivado in sight: as complete as it can be.
-        return outdir.stage_record(cfg.output_dir, "synth") is None and \
+        complete = outdir.stage_record(cfg.output_dir, "synth") is None and \
             synthesize.find_vivado_hls(spec["vivado"]) is None
-    return report.report_stage(cfg).state()[0] == outdir.CURRENT
+        return cfg if complete else None
+    return cfg if report.report_stage(cfg).state()[0] == outdir.CURRENT else None
 
 
 def _run_flow(spec: dict):
@@ -191,7 +204,7 @@ def _run_flow(spec: dict):
     flow.convert(cfg)
     # One process per point: the sweep runs points side by side, not a point's samples.
     flow.csim(cfg, max_samples=spec["max_samples"], workers=1)
-    if ruled_out(cfg) and not spec["synth_all"]:
+    if skips_synthesis(spec, cfg):
         console.step("Synthesis skipped: the preflight rules this point out (--synth-all runs it anyway)")
     elif synthesize.find_vivado_hls(spec["vivado"]) is None:
         console.step("Synthesis skipped: no Vivado HLS found")
@@ -221,8 +234,7 @@ def run_point(spec: dict) -> dict:
             row = {"status": "failed", "error": f"{type(exc).__name__}: {exc} (traceback in {log})"}
         if row["status"] == "failed":
             console.say(f"FAILED: {row['error']}")
-    base = {"point": spec["name"], **{k: spec["values"].get(k, "") for k in KEYS}}
-    return {**base, **row, "reused": False, "seconds": round(time.monotonic() - start, 1)}
+    return {**_row_start(spec), **row, "reused": False, "seconds": round(time.monotonic() - start, 1)}
 
 
 # ------------------------------------------------------------------ results
@@ -373,13 +385,9 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
     grid_points = read_grid(grid)
     # --out names the sweep's folder; by default it sits beside the config's output directory.
     sweep_dir = cfg.output_dir if options.get("out") else cfg.output_dir.with_name(cfg.output_dir.name + "-sweep")
-    if max_samples is not None:
-        if not (str(max_samples).isdigit() and int(max_samples) >= 1):
-            raise FlowError(f"--max-samples '{max_samples}' is not a positive whole number: give e.g. 50.")
-        max_samples = int(max_samples)
+    max_samples = _whole_number(max_samples, "--max-samples", "50")
     cluster.parse_memory(memory_per_point)  # flags are checked before anything runs
-    if workers is not None and not (str(workers).isdigit() and int(workers) >= 1):
-        raise FlowError(f"--workers '{workers}' is not a positive whole number: give e.g. --workers 2.")
+    _whole_number(workers, "--workers", "--workers 2")
     try:
         gate = float(min_agreement) if min_agreement is not None else None
     except ValueError:
@@ -412,9 +420,9 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
         sweep_dir.mkdir(parents=True, exist_ok=True)
         rows, todo = {}, []
         for spec in specs:
-            if is_current(spec):
-                rows[spec["name"]] = {**collect_row(spec, point_config(spec, make_plan=False)), "reused": True,
-                                      "seconds": 0.0}
+            current = current_config(spec)
+            if current is not None:
+                rows[spec["name"]] = {**collect_row(spec, current), "reused": True, "seconds": 0.0}
             else:
                 todo.append(spec)
         console.step(f"Sweep of {len(specs)} point(s) from {grid.name} into {sweep_dir}: {len(rows)} current "
@@ -437,8 +445,8 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
                         try:
                             row = future.result()
                         except Exception as exc:  # noqa: BLE001 -- the worker died too often, or the task was lost
-                            row = {"point": spec["name"], **{k: spec["values"].get(k, "") for k in KEYS},
-                                   "status": "failed", "reused": False, "error": f"{type(exc).__name__}: {exc}"}
+                            row = {**_row_start(spec), "status": "failed", "reused": False,
+                                   "error": f"{type(exc).__name__}: {exc}"}
                         rows[spec["name"]] = row
                         tally.finished(row)
                         console.say(f"  {row['point']}: {row['status']}" + (f" ({row['error']})" if row.get("error")
@@ -459,6 +467,15 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
         raise FlowError(f"{len(failed)} of {len(ordered)} point(s) failed ({', '.join(failed)}): each one's error is "
                         f"in {sweep_dir / 'sweep.md'} and its log in {sweep_dir}/<point>.log.", exit_code=1)
     return {"dir": str(sweep_dir), "points": ordered, "best": summary}
+
+
+def _whole_number(value, flag: str, example: str):
+    """None, or the flag's value as a positive int; one sentence for anything else."""
+    if value is None:
+        return None
+    if not (str(value).isdigit() and int(value) >= 1):
+        raise FlowError(f"{flag} '{value}' is not a positive whole number: give e.g. {example}.")
+    return int(value)
 
 
 def _wait_some(wait, pending, every: float = 10.0):
