@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO_ROOT, flow_env, run_invoke
@@ -38,7 +38,7 @@ def _cpp_type(t) -> str:
     return f"ap_{'' if t.signed else 'u'}fixed<{t.width},{t.integer},AP_{t.rounding},AP_{t.overflow}>"
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(src=fixed_types(), dst=fixed_types(), seed=st.integers(0, 2 ** 32 - 1))
 def test_casts_match_ap_fixed(tmp_path_factory, src, dst, seed):
     """Random source and target types (every rounding and overflow mode, wrap-around and saturation
@@ -68,7 +68,12 @@ int main(int argc, char **argv) {{
 """)
     subprocess.run(["g++", "-O1", "-std=c++14", f"-I{_ap_types()}", "cast.cpp", "-o", "cast"], cwd=work, check=True)
     stdin = "\n".join(str(int(v)) for v in raw) + "\n123456789012\n" + "\n".join(repr(float(f)) for f in floats)
-    out = subprocess.run(["./cast"], cwd=work, input=stdin, capture_output=True, text=True, check=True).stdout.split()
+    run = subprocess.run(["./cast"], cwd=work, input=stdin, capture_output=True, text=True)
+    # Xilinx's header asserts when rounding would read a bit beyond the source's MSB (all its bits dropped):
+    # hls4ml's emulation aborts on such a cast too, so there is nothing to match. Any other failure fails.
+    assume("Attempting to read bit beyond MSB" not in run.stderr)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout.split()
     cpp = np.array([int(v) for v in out], dtype=np.int64)
     assert np.array_equal(fp.cast(raw, src.frac, dst), cpp[:len(raw)]), (src, dst)
     assert np.array_equal(fp.from_float(floats, dst), cpp[len(raw):]), (dst, floats)

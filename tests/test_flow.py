@@ -39,7 +39,8 @@ def test_convert_and_emulate_a_skip_connection_under_tf_2_15(converted):
     assert result["samples"] == 40
     assert result["top1_agreement"] >= 0.9, result
     assert result["max_abs_diff"] < 0.1
-    assert result["emulation_build"]["library"].endswith(".so")
+    # The skip connection runs on the fast engine; the C++ library is built only for --engine cpp.
+    assert result["engine"] == "fast" and result["emulation_build"]["library"] is None, result
     assert not list(out.parent.glob(".prj.partial-*")), "staging directory left behind"
 
 
