@@ -104,7 +104,7 @@ def _layer_fn(layer, cls, out_t: Fx, project_dir: Path, types: dict):
     if cls in ("Clone",):
         return lambda ins: ins[0][0]
     if cls in ("Reshape", "Flatten"):
-        return lambda ins: fp.cast(ins[0][0].reshape(len(ins[0][0]), -1), ins[0][1].frac, out_t)
+        return lambda ins: fp.convert(ins[0][0].reshape(len(ins[0][0]), -1), ins[0][1], out_t)
     if cls in ("ZeroPadding1D", "ZeroPadding2D"):
         return _zero_padding(layer, cls, out_t)
     if cls in DENSE_LIKE:
@@ -173,7 +173,7 @@ def _dense_like(layer, cls, out_t: Fx, project_dir: Path):
     else:
         b, b_t = np.zeros(w.shape[-1], np.int64), Fx(1, 1)
     acc_t = _type_of(layer, "accum_t")
-    bias_acc = fp.cast(b.reshape(-1), b_t.frac, acc_t)  # acc = (accum_t) bias
+    bias_acc = fp.convert(b.reshape(-1), b_t, acc_t)  # acc = (accum_t) bias
     n_out = w.shape[-1]
     w2 = w.reshape(-1, n_out)
 
@@ -226,8 +226,17 @@ def _batchnorm(layer, out_t: Fx, project_dir: Path):
     def run(ins):
         raw, t = ins[0]
         frac = max(t.frac + s_t.frac, b_t.frac)  # data * scale + bias, exact
-        total = (raw * s << (frac - t.frac - s_t.frac)) + (b << (frac - b_t.frac))
-        return fp.cast(total, frac, out_t)
+        codes = fp.elementwise_codes(frac - out_t.frac, out_t)
+        if codes is None or s.shape != raw.shape[-1:] or frac >= 62:
+            total = (raw * s << (frac - t.frac - s_t.frac)) + (b << (frac - b_t.frac))
+            return fp.cast(total, frac, out_t)
+        from . import kernels
+
+        x = np.ascontiguousarray(raw, dtype=np.int64).reshape(-1, s.shape[0])
+        out = np.empty(x.shape, np.int64)
+        kernels.affine_cast(x, s.astype(np.int64), b.astype(np.int64), frac - t.frac - s_t.frac, frac - b_t.frac,
+                            *codes, out)
+        return out.reshape(raw.shape)
     return run
 
 
@@ -252,6 +261,16 @@ def _merge(layer, out_t: Fx):
         if op == "multiply":
             return fp.cast(a * b, ta.frac + tb.frac, out_t)
         frac = max(ta.frac, tb.frac)
+        codes = fp.elementwise_codes(frac - out_t.frac, out_t)
+        if codes is not None and a.shape == b.shape and frac < 62:
+            from . import kernels
+
+            out = np.empty(a.size, np.int64)
+            kernels.merge_cast(np.ascontiguousarray(a, dtype=np.int64).reshape(-1),
+                               np.ascontiguousarray(b, dtype=np.int64).reshape(-1),
+                               frac - ta.frac, frac - tb.frac, ("add", "subtract", "maximum", "minimum").index(op),
+                               *codes, out)
+            return out.reshape(a.shape)
         a, b = a << (frac - ta.frac), b << (frac - tb.frac)
         value = {"add": np.add, "subtract": np.subtract, "maximum": np.maximum, "minimum": np.minimum}[op](a, b)
         return fp.cast(value, frac, out_t)
@@ -295,8 +314,8 @@ def _pooling(layer, cls, out_t: Fx):
 
 def _pool(x, t: Fx, op: str, acc_t: Fx, out_t: Fx, count: int, axis: int):
     if op == "Max":  # the largest input, then through the accumulator type to the result
-        return fp.cast(fp.cast(x.max(axis=axis), t.frac, acc_t), acc_t.frac, out_t)
-    total = fp.overflow(fp.cast(x, t.frac, acc_t).sum(axis=axis), acc_t)
+        return fp.convert(fp.convert(x.max(axis=axis), t, acc_t), acc_t, out_t)
+    total = fp.overflow(fp.convert(x, t, acc_t).sum(axis=axis), acc_t)
     # accum / (unsigned) count: ap_fixed division keeps the dividend's fraction, truncating towards zero
     quotient = np.where(total < 0, -((-total) // count), total // count)
     return fp.cast(fp.overflow(quotient, acc_t), acc_t.frac, out_t)
@@ -360,8 +379,8 @@ def _softmax(layer, out_t: Fx, project_dir: Path, types: dict):
             d = fp.cast(x.max(axis=1, keepdims=True) - x, t.frac, index_t)  # x_max - x_i in inp_norm_t
         else:
             d = x
-        exp_res = fp.cast(exp_table[_table_index(d, index_t, exp_size)], exp_t.frac, acc_t)
-        exp_sum = fp.cast(_tree_sum(exp_res, acc_t), acc_t.frac, inv_inp_t)
+        exp_res = fp.convert(exp_table[_table_index(d, index_t, exp_size)], exp_t, acc_t)
+        exp_sum = fp.convert(_tree_sum(exp_res, acc_t), acc_t, inv_inp_t)
         inv = inv_table[_table_index(exp_sum, inv_inp_t, inv_size)]
         return fp.cast(exp_res * inv[:, None], acc_t.frac + inv_t.frac, out_t)
     return run

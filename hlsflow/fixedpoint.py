@@ -132,6 +132,8 @@ def fits(src: Fx, t: Fx) -> bool:
     """Whether every value of src, cast to t, is already in t's range (no overflow step needed)."""
     if src.signed and not t.signed:
         return False
+    if t.overflow == "SAT_SYM" and t.signed:
+        return False  # the most negative value becomes -max even when it is in range
     if src.frac > t.frac and t.rounding != "TRN":
         return False  # rounding up may step past the largest value
     return src.integer - src.signed <= t.integer - t.signed
@@ -204,76 +206,26 @@ def mac(a: np.ndarray, a_t: Fx, w: np.ndarray, w_frac: int, bias: np.ndarray, ac
         raise Unsupported(f"accumulator {acc}: rounding mode {acc.rounding} on products")
     offset = 0 if shift <= 0 or acc.rounding == "TRN" else (1 << (shift - 1)) - (acc.rounding == "RND_MIN_INF")
     out = np.empty((a.shape[0], w.shape[1]), dtype=np.int64)
-    kernels = _kernels()
+    from . import kernels
+
     narrow = acc.width <= 32 and a_max < 2 ** 31 and w_max < 2 ** 31
-    if narrow and peak + offset < 2 ** 31:  # products fit 32 bits too: twice the SIMD lanes
-        kernels[2](a.astype(np.int32, copy=False), w.astype(np.int32), bias.astype(np.int32), max(shift, 0), offset, out)
-    elif narrow:  # 32-bit storage and sums (products 64-bit): sums wrap mod 2**32, which acc's wrap absorbs
-        kernels[0](a.astype(np.int32, copy=False), w.astype(np.int32), bias.astype(np.int32), max(shift, 0), offset, out)
+    if narrow and peak + offset < 2 ** 31:  # products fit 32 bits too: twice the SIMD lanes, acc's wrap inside
+        kernels.mac32p(a.astype(np.int32, copy=False), w.astype(np.int32), bias.astype(np.int32),
+                       min(max(shift, 0), 31), offset, acc.width, acc.signed, out)
+        return out if shift >= 0 else overflow(out << -shift, acc)
+    if narrow:  # 32-bit storage and sums (products 64-bit): sums wrap mod 2**32, which acc's wrap absorbs
+        kernels.mac32(a.astype(np.int32, copy=False), w.astype(np.int32), bias.astype(np.int32), max(shift, 0),
+                      offset, out)
     else:
-        kernels[1](a, w, bias, max(shift, 0), offset, out)
+        kernels.mac64(a, w, bias, max(shift, 0), offset, out)
     if shift < 0:
         out = out << -shift  # only when the float path's bound failed: products exact, sum shifted
     return overflow(out, acc)
 
 
-_KERNELS = None
-
-
-def _kernels():
-    """Compiled on first use (a second or two); numba's threads use every core."""
-    global _KERNELS
-    if _KERNELS is None:
-        from numba import njit, prange
-
-        @njit(parallel=True, cache=False)
-        def mac32(a, w, bias, shift, offset, out):
-            n, n_in = a.shape
-            n_out = w.shape[1]
-            for p in prange(n):
-                acc = np.empty(n_out, np.int32)
-                for j in range(n_out):
-                    acc[j] = bias[j]
-                for i in range(n_in):
-                    ai = a[p, i]
-                    if ai == 0:
-                        continue
-                    for j in range(n_out):
-                        acc[j] += np.int32((np.int64(ai) * np.int64(w[i, j]) + offset) >> shift)
-                for j in range(n_out):
-                    out[p, j] = acc[j]
-
-        @njit(parallel=True, cache=False)
-        def mac64(a, w, bias, shift, offset, out):
-            n, n_in = a.shape
-            n_out = w.shape[1]
-            for p in prange(n):
-                acc = bias.copy()
-                for i in range(n_in):
-                    ai = a[p, i]
-                    if ai == 0:
-                        continue
-                    for j in range(n_out):
-                        acc[j] += (np.int64(ai) * np.int64(w[i, j]) + offset) >> shift
-                out[p, :] = acc
-
-        @njit(parallel=True, cache=False)
-        def mac32p(a, w, bias, shift, offset, out):
-            n, n_in = a.shape
-            n_out = w.shape[1]
-            sh, off = np.int32(shift), np.int32(offset)
-            for p in prange(n):
-                acc = np.empty(n_out, np.int32)
-                for j in range(n_out):
-                    acc[j] = bias[j]
-                for i in range(n_in):
-                    ai = a[p, i]
-                    if ai == 0:
-                        continue
-                    for j in range(n_out):
-                        acc[j] = np.int32(acc[j] + np.int32(np.int32(np.int32(ai * w[i, j]) + off) >> sh))
-                for j in range(n_out):
-                    out[p, j] = acc[j]
-
-        _KERNELS = (mac32, mac64, mac32p)
-    return _KERNELS
+def elementwise_codes(shift: int, t: Fx):
+    """The (shift, rounding, width, signed, overflow) arguments of kernels' elementwise casts to t,
+    or None where their int64 shifts would not be exact (the caller then uses numpy)."""
+    if not -63 < shift < 63 or t.width >= 63:
+        return None
+    return shift, ROUNDING.index(t.rounding), t.width, t.signed, OVERFLOW.index(t.overflow)

@@ -1,0 +1,168 @@
+"""The compiled multiply-accumulate loops of the fast engine (numba, every core).
+
+Kept apart from fixedpoint.py, which says what the arithmetic is: these only say how to run it
+fast. Each product is cast to the accumulator type before it is added, as hls4ml's kernels do,
+so no loop here may merge the per-product shifts; the sums wrap, so their order is free.
+Each row first gathers its nonzero inputs (ReLU outputs are about half zeros) without a branch,
+then runs a clean vector loop over the outputs: 1.3-2.6x faster than skipping zeros with an
+`if` (bench/results). Compiled on first use, a second or two per kernel.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(inline="always")
+def _wrap32(v, width, signed):
+    """An int32 sum brought to the accumulator's width (ap_fixed's AP_WRAP), as int64."""
+    if signed:
+        k = np.int32(32 - width)
+        return np.int64(np.int32(np.int32(v << k) >> k))
+    return np.int64(v) & ((np.int64(1) << width) - 1)
+
+
+@njit(inline="always")
+def _nonzero(row, vals, idx):
+    """The nonzero entries of row into vals/idx, branch-free; returns how many."""
+    k = 0
+    for i in range(row.shape[0]):
+        vals[k] = row[i]
+        idx[k] = i
+        k += row[i] != 0
+    return k
+
+
+@njit(parallel=True, cache=False)
+def mac32p(a, w, bias, shift, offset, width, signed, out):
+    """Products, shifted products and sums all fit int32; the sum wraps to `width` bits here.
+    shift <= 31: a product below 2**31 shifted by 31 or more is 0 or -1 either way, and `& 31`
+    lets LLVM shift 32-bit lanes (numba would widen the shift to 64 bits)."""
+    n, n_in = a.shape
+    n_out = w.shape[1]
+    sh, off = np.int32(shift), np.int32(offset)
+    for p in prange(n):
+        acc = np.empty(n_out, np.int32)
+        vals = np.empty(n_in, np.int32)
+        idx = np.empty(n_in, np.int64)
+        k = _nonzero(a[p], vals, idx)
+        for j in range(n_out):
+            acc[j] = bias[j]
+        for t in range(k):
+            ai, i = vals[t], idx[t]
+            for j in range(n_out):
+                acc[j] = np.int32(acc[j] + np.int32(np.int32(np.int32(ai * w[i, j]) + off) >> (sh & 31)))
+        for j in range(n_out):
+            out[p, j] = _wrap32(acc[j], width, signed)
+
+
+@njit(parallel=True, cache=False)
+def mac32(a, w, bias, shift, offset, out):
+    """int32 data and sums, 64-bit products: the sums wrap mod 2**32, which the caller's wrap absorbs."""
+    n, n_in = a.shape
+    n_out = w.shape[1]
+    for p in prange(n):
+        acc = np.empty(n_out, np.int32)
+        vals = np.empty(n_in, np.int32)
+        idx = np.empty(n_in, np.int64)
+        k = _nonzero(a[p], vals, idx)
+        for j in range(n_out):
+            acc[j] = bias[j]
+        for t in range(k):
+            ai, i = np.int64(vals[t]), idx[t]
+            for j in range(n_out):
+                acc[j] += np.int32((ai * np.int64(w[i, j]) + offset) >> shift)
+        for j in range(n_out):
+            out[p, j] = acc[j]
+
+
+@njit(parallel=True, cache=False)
+def mac64(a, w, bias, shift, offset, out):
+    n, n_in = a.shape
+    n_out = w.shape[1]
+    for p in prange(n):
+        acc = bias.copy()
+        vals = np.empty(n_in, np.int64)
+        idx = np.empty(n_in, np.int64)
+        k = _nonzero(a[p], vals, idx)
+        for t in range(k):
+            ai, i = vals[t], idx[t]
+            for j in range(n_out):
+                acc[j] += (ai * np.int64(w[i, j]) + offset) >> shift
+        out[p, :] = acc
+
+
+# Codes for the elementwise kernels: the positions in fixedpoint.ROUNDING and fixedpoint.OVERFLOW.
+TRN, TRN_ZERO, RND, RND_ZERO, RND_INF, RND_MIN_INF, RND_CONV = range(7)
+WRAP, SAT, SAT_ZERO, SAT_SYM = range(4)
+
+
+@njit(inline="always")
+def _requant(v, shift, rounding, width, signed, ovf):
+    """fixedpoint.cast for one int64 value: shift right with the rounding mode, then the overflow mode.
+    The caller keeps -63 < shift < 63 and width < 63."""
+    if shift <= 0:
+        q = v << -shift
+    else:
+        half = np.int64(1) << (shift - 1)
+        if rounding == TRN:
+            q = v >> shift
+        elif rounding == RND:
+            q = (v + half) >> shift
+        elif rounding == RND_MIN_INF:
+            q = (v + half - 1) >> shift
+        elif rounding == RND_CONV:
+            q = v >> shift
+            r = v - (q << shift)
+            if r > half or (r == half and (q & 1) == 1):
+                q += 1
+        else:
+            mag = -v if v < 0 else v
+            if rounding == TRN_ZERO:
+                q = mag >> shift
+            elif rounding == RND_ZERO:
+                q = (mag + half - 1) >> shift
+            else:  # RND_INF
+                q = (mag + half) >> shift
+            if v < 0:
+                q = -q
+    if ovf == WRAP:
+        if signed:
+            return (q << (64 - width)) >> (64 - width)
+        return q & ((np.int64(1) << width) - 1)
+    hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
+    lo = -hi - 1 if signed else np.int64(0)
+    if ovf == SAT_SYM and signed:
+        lo = -hi
+    if q < lo:
+        return np.int64(0) if ovf == SAT_ZERO else lo
+    if q > hi:
+        return np.int64(0) if ovf == SAT_ZERO else hi
+    return q
+
+
+@njit(parallel=True, cache=False)
+def affine_cast(x, scale, bias, k_scale, k_bias, shift, rounding, width, signed, ovf, out):
+    """BatchNormalization: ((x * scale) << k_scale) + (bias << k_bias) per channel (the last axis
+    of the 2-D x), exact in int64, then cast: one pass instead of numpy's eight."""
+    m, c = x.shape
+    for p in prange(m):
+        for j in range(c):
+            v = ((x[p, j] * scale[j]) << k_scale) + (bias[j] << k_bias)
+            out[p, j] = _requant(v, shift, rounding, width, signed, ovf)
+
+
+@njit(parallel=True, cache=False)
+def merge_cast(a, b, k_a, k_b, op, shift, rounding, width, signed, ovf, out):
+    """Merge of two equally shaped 1-D arrays aligned to one fraction: op 0 add, 1 subtract, 2 maximum,
+    3 minimum; then cast."""
+    for p in prange(a.shape[0]):
+        u, v = a[p] << k_a, b[p] << k_b
+        if op == 0:
+            r = u + v
+        elif op == 1:
+            r = u - v
+        elif op == 2:
+            r = max(u, v)
+        else:
+            r = min(u, v)
+        out[p] = _requant(r, shift, rounding, width, signed, ovf)
