@@ -225,6 +225,8 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     console.step(f"Keras reference on {len(x)} samples from {samples}")
     y_keras = keras_model.predict(x, batch_size=64, verbose=0).reshape(len(x), -1)
     console.step("Bit-accurate emulation of the HLS design")
+    if fast is not None and len(x):
+        fast.run(x[:1])  # numba compiles its kernels on first use: a few seconds that are not emulation
     start = time.monotonic()
     if fast is not None:
         build = {"library": None, "built": False, "seconds": 0.0, "peak_mb": None}
