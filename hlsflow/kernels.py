@@ -32,21 +32,25 @@ def _nonzero(row, vals, idx):
     return k
 
 
+@njit(inline="always")
+def _start_row(row, bias):
+    """A row's int32 accumulators set to the bias, and its gathered nonzero inputs."""
+    acc = bias.astype(np.int32)
+    vals = np.empty(row.shape[0], np.int32)
+    idx = np.empty(row.shape[0], np.int64)
+    return acc, vals, idx, _nonzero(row, vals, idx)
+
+
 @njit(parallel=True, cache=False)
 def mac32p(a, w, bias, shift, offset, width, signed, out):
     """Products, shifted products and sums all fit int32; the sum wraps to `width` bits here.
     shift <= 31: a product below 2**31 shifted by 31 or more is 0 or -1 either way, and `& 31`
     lets LLVM shift 32-bit lanes (numba would widen the shift to 64 bits)."""
-    n, n_in = a.shape
+    n = a.shape[0]
     n_out = w.shape[1]
     sh, off = np.int32(shift), np.int32(offset)
     for p in prange(n):
-        acc = np.empty(n_out, np.int32)
-        vals = np.empty(n_in, np.int32)
-        idx = np.empty(n_in, np.int64)
-        k = _nonzero(a[p], vals, idx)
-        for j in range(n_out):
-            acc[j] = bias[j]
+        acc, vals, idx, k = _start_row(a[p], bias)
         for t in range(k):
             ai, i = vals[t], idx[t]
             for j in range(n_out):
@@ -58,15 +62,10 @@ def mac32p(a, w, bias, shift, offset, width, signed, out):
 @njit(parallel=True, cache=False)
 def mac32(a, w, bias, shift, offset, out):
     """int32 data and sums, 64-bit products: the sums wrap mod 2**32, which the caller's wrap absorbs."""
-    n, n_in = a.shape
+    n = a.shape[0]
     n_out = w.shape[1]
     for p in prange(n):
-        acc = np.empty(n_out, np.int32)
-        vals = np.empty(n_in, np.int32)
-        idx = np.empty(n_in, np.int64)
-        k = _nonzero(a[p], vals, idx)
-        for j in range(n_out):
-            acc[j] = bias[j]
+        acc, vals, idx, k = _start_row(a[p], bias)
         for t in range(k):
             ai, i = np.int64(vals[t]), idx[t]
             for j in range(n_out):
