@@ -139,10 +139,12 @@ def test_a_second_flow_with_nothing_changed_runs_no_stage(small_project, tmp_pat
 
 def test_a_changed_sample_count_reruns_csim_only(small_project, tmp_path):
     out = tmp_path / "samples"
-    first = run_invoke("csim", "--config", small_project["config"], "--out", out, "--max-samples", "8")
+    # The C++ engine, whose g++ library is a stage of its own that a rerun must reuse.
+    first = run_invoke("csim", "--config", small_project["config"], "--out", out, "--max-samples", "8", "--engine", "cpp")
     assert first.returncode == 0, first.stderr[-2000:]
     count = len(manifest(out)["runs"])
-    second = run_invoke("csim", "--config", small_project["config"], "--out", out, "--max-samples", "16")
+    second = run_invoke("csim", "--config", small_project["config"], "--out", out, "--max-samples", "16",
+                        "--engine", "cpp")
     assert second.returncode == 0, second.stderr[-2000:]
     tree = manifest(out)["tree_hash"]
     runs = {r["stage"]: r["reused"] for r in runs_of(count, out)}
@@ -198,8 +200,8 @@ def test_a_synthesis_killed_midway_is_redone(small_project, tmp_path):
 
 
 def test_the_manifest_records_inputs_environment_and_runs(small_project, tmp_path):
-    out = tmp_path / "m"
-    proc = run_invoke("csim", "--config", small_project["config"], "--out", out, "--max-samples", "8")
+    out = tmp_path / "m"  # the C++ engine: its g++ build is recorded as a run too
+    proc = run_invoke("csim", "--config", small_project["config"], "--out", out, "--max-samples", "8", "--engine", "cpp")
     assert proc.returncode == 0, proc.stderr[-2000:]
     m = manifest(out)
     assert m["format"] == "hlsflow-manifest/1"
