@@ -48,7 +48,7 @@ def test_hlsflow_in_the_image_from_any_directory(run_in_container):
     for cmd in (["hlsflow", "--list"], ["--list"], ["csim", "--help"]):
         result = run_in_container(cmd, workdir="/tmp")
         assert result.exit_code == 0, (cmd, result.stderr)
-        assert "Bit-accurate C emulation" in result.stdout, cmd
+        assert "Bit-accurate emulation of the HLS project" in result.stdout, cmd
     version = run_in_container(["hlsflow", "--version"], workdir="/tmp")
     assert version.stdout.splitlines()[0] == f"hlsflow {image.__version__}"
 
