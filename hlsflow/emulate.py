@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _emulation_worker, console, outdir
-from .errors import FlowError
+from .errors import FlowError, whole_number
 from .files import sha256, write_json
 from .loading import load_keras_model, load_samples, resolve_samples
 
@@ -118,8 +118,7 @@ def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, 
     project = outdir.require_project(cfg)
     out = cfg.output_dir
     engine = check_engine(engine)
-    if cross_check is not None and cross_check < 1:
-        raise FlowError(f"--cross-check {cross_check} is not a number of samples: give e.g. --cross-check 20.")
+    cross_check = whole_number(cross_check, "--cross-check", "--cross-check 20")
     if cross_check:
         force = True  # a cross-check is asked for now: never answered from an earlier run
     stage, samples, limit = csim_stage(cfg, project, samples, max_samples, engine)

@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 
 from . import console, outdir
-from .errors import FlowError
+from .errors import FlowError, whole_number
 from .files import read_json, write_atomically, write_json
 
 # Grid keys, as in the config file, with the load_config flag each one sets.
@@ -385,9 +385,9 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
     grid_points = read_grid(grid)
     # --out names the sweep's folder; by default it sits beside the config's output directory.
     sweep_dir = cfg.output_dir if options.get("out") else cfg.output_dir.with_name(cfg.output_dir.name + "-sweep")
-    max_samples = _whole_number(max_samples, "--max-samples", "50")
+    max_samples = whole_number(max_samples, "--max-samples", "50")
     cluster.parse_memory(memory_per_point)  # flags are checked before anything runs
-    _whole_number(workers, "--workers", "--workers 2")
+    whole_number(workers, "--workers", "--workers 2")
     try:
         gate = float(min_agreement) if min_agreement is not None else None
     except ValueError:
@@ -467,15 +467,6 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
         raise FlowError(f"{len(failed)} of {len(ordered)} point(s) failed ({', '.join(failed)}): each one's error is "
                         f"in {sweep_dir / 'sweep.md'} and its log in {sweep_dir}/<point>.log.", exit_code=1)
     return {"dir": str(sweep_dir), "points": ordered, "best": summary}
-
-
-def _whole_number(value, flag: str, example: str):
-    """None, or the flag's value as a positive int; one sentence for anything else."""
-    if value is None:
-        return None
-    if not (str(value).isdigit() and int(value) >= 1):
-        raise FlowError(f"{flag} '{value}' is not a positive whole number: give e.g. {example}.")
-    return int(value)
 
 
 def _wait_some(wait, pending, every: float = 10.0):

@@ -6,7 +6,7 @@ mount them (launcher.py)."""
 from invoke import Collection
 
 from .cli import flow_task, host_task, image_task
-from .errors import FlowError
+from .errors import FlowError, whole_number
 
 SAMPLES_HELP = ".npy/.npz with X (and y)"
 
@@ -52,20 +52,7 @@ def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=Non
 
     flow.csim(cfg, samples=samples, min_agreement=float(min_agreement) if min_agreement is not None else None,
               max_samples=int(max_samples) if max_samples else None, workers=int(workers) if workers else None,
-              engine=engine, cross_check=_count(cross_check, "--cross-check"))
-
-
-def _count(value, flag: str):
-    """A positive whole number from a flag, or one sentence saying what to give."""
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise FlowError(f"{flag} {value} is not a number of samples: give a whole number such as 20.")
-    return number
+              engine=engine, cross_check=whole_number(cross_check, "--cross-check", "--cross-check 20"))
 
 
 @flow_task(help={"vivado": "Vivado 2018.2 install dir or vivado_hls binary", "csim": "also run Vivado's C "
@@ -116,7 +103,6 @@ def sweep(c, cfg, grid=None, samples=None, max_samples=None, min_agreement=None,
     """The flow at every point of a grid (convert, csim, synth, report), on Dask: a table, a Pareto chart,
     and the fastest point that fits; finished points are reused."""
     from . import sweep as stage
-    from .errors import FlowError
 
     if not grid:
         raise FlowError("No grid given: pass --grid FILE, a YAML mapping of config keys to lists of values.")
