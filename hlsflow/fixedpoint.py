@@ -208,18 +208,22 @@ def mac(a: np.ndarray, a_t: Fx, w: np.ndarray, w_frac: int, bias: np.ndarray, ac
     out = np.empty((a.shape[0], w.shape[1]), dtype=np.int64)
     from . import kernels
 
+    # shift < 0 only when the float path's bound failed: the products are exact, their sum is
+    # shifted into acc's fraction and the bias, already in it, is added after the shift.
+    start = bias if shift >= 0 else np.zeros_like(bias)
     narrow = acc.width <= 32 and a_max < 2 ** 31 and w_max < 2 ** 31
     if narrow and peak + offset < 2 ** 31:  # products fit 32 bits too: twice the SIMD lanes, acc's wrap inside
-        kernels.mac32p(a.astype(np.int32, copy=False), w.astype(np.int32), bias.astype(np.int32),
+        kernels.mac32p(a.astype(np.int32, copy=False), w.astype(np.int32), start.astype(np.int32),
                        min(max(shift, 0), 31), offset, acc.width, acc.signed, out)
-        return out if shift >= 0 else overflow(out << -shift, acc)
-    if narrow:  # 32-bit storage and sums (products 64-bit): sums wrap mod 2**32, which acc's wrap absorbs
-        kernels.mac32(a.astype(np.int32, copy=False), w.astype(np.int32), bias.astype(np.int32), max(shift, 0),
+        if shift >= 0:
+            return out
+    elif narrow:  # 32-bit storage and sums (products 64-bit): sums wrap mod 2**32, which acc's wrap absorbs
+        kernels.mac32(a.astype(np.int32, copy=False), w.astype(np.int32), start.astype(np.int32), max(shift, 0),
                       offset, out)
     else:
-        kernels.mac64(a, w, bias, max(shift, 0), offset, out)
+        kernels.mac64(a, w, start, max(shift, 0), offset, out)
     if shift < 0:
-        out = out << -shift  # only when the float path's bound failed: products exact, sum shifted
+        out = (out << -shift) + bias
     return overflow(out, acc)
 
 

@@ -88,6 +88,29 @@ int main(int argc, char **argv) {{
     assert np.array_equal(fp.from_float(floats, dst), cpp[len(raw):]), (dst, floats)
 
 
+@pytest.mark.parametrize("a_t, acc", [((32, 11), (48, 4)), ((31, 10), (32, -10))], ids=["int64 sums", "int32 sums"])
+def test_mac_of_exact_products_too_wide_for_float64(a_t, acc):
+    """Products that lose no bit (shift < 0) but whose sums outgrow float64: the integer kernels
+    shift the sum into the accumulator's fraction, then add the bias, and wrap; Python's ints agree."""
+    from hlsflow import fixedpoint as fp
+
+    a_t, acc, w_frac = fp.Fx(*a_t), fp.Fx(*acc), 20
+    assert a_t.frac + w_frac < acc.frac
+    rng = np.random.default_rng(5)
+    a = rng.integers(a_t.min_raw, a_t.max_raw + 1, (6, 24), dtype=np.int64)
+    w = rng.integers(-2 ** 29, 2 ** 29, (24, 3), dtype=np.int64)
+    bias = rng.integers(-2 ** 30, 2 ** 30, 3, dtype=np.int64)
+    shift = acc.frac - a_t.frac - w_frac
+
+    def wrap(v):
+        v %= 1 << acc.width
+        return v - (1 << acc.width) if v >= 1 << (acc.width - 1) else v
+
+    expected = [[wrap((sum(int(a[p, i]) * int(w[i, j]) for i in range(24)) << shift) + int(bias[j]))
+                 for j in range(3)] for p in range(6)]
+    assert np.array_equal(fp.mac(a, a_t, w, w_frac, bias, acc), np.array(expected, dtype=np.int64))
+
+
 def _layerwise(cfg_path: Path, n: int, out_name="traced"):
     """Every layer of the fast engine against hls4ml's per-layer trace, and the outputs against predict()."""
     from hlsflow import fastemu, profile
