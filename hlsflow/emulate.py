@@ -194,10 +194,8 @@ def cross_check(cfg, project, engine, keras_model, x: np.ndarray, y_fast: np.nda
         console.say(f"Cross-check: the fast engine and the C++ emulation agree bit for bit on all {len(x)} samples.")
         return {"samples": len(x), "identical": True}
     i = int(differ[0])
-    from . import profile
-
     with tempfile.TemporaryDirectory() as tmp:
-        _, trace = profile._traced(cfg, keras_model, x[i:i + 1], Path(tmp) / "traced")
+        _, trace = cpp_trace(cfg, keras_model, x[i:i + 1], Path(tmp) / "traced")
     _, fast_trace = engine.run(x[i:i + 1], trace=True)
     layer = next((name for name in engine.layer_names if name in trace
                   and not np.array_equal(np.asarray(trace[name], np.float64).reshape(-1), fast_trace[name].reshape(-1))),
@@ -205,6 +203,27 @@ def cross_check(cfg, project, engine, keras_model, x: np.ndarray, y_fast: np.nda
     raise FlowError(f"Cross-check failed: sample {i} differs between the fast engine and hls4ml's C++ emulation, "
                     f"first at layer {layer} ({len(differ)} of {len(x)} samples differ). Use --engine cpp for "
                     "this design and report the layer to hlsflow's maintainers.")
+
+
+def cpp_trace(cfg, keras_model, x, workdir: Path) -> tuple:
+    """(ModelGraph, {layer: outputs}): hls4ml's bit-accurate per-layer trace, from a traced copy of
+    the design compiled with g++ in workdir."""
+    import contextlib
+    import copy
+    import io
+
+    from .convert import convert_model
+
+    traced_cfg = copy.deepcopy(cfg)
+    for layer in traced_cfg.hls_config.setdefault("LayerName", {}).values():
+        layer["Trace"] = True
+    for layer in keras_model.layers:
+        traced_cfg.hls_config["LayerName"].setdefault(layer.name, {})["Trace"] = True
+    hls_model, _ = convert_model(keras_model, traced_cfg, workdir)
+    console.step("Compiling a traced copy of the design (g++) for hls4ml's per-layer trace")
+    with contextlib.redirect_stdout(io.StringIO()):
+        _, trace = hls_model.trace(np.ascontiguousarray(x))
+    return hls_model, trace
 
 
 def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto", check=None) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import console, outdir
+from . import console, emulate, outdir
 from .config import FixedType, parse_precision
 from .convert import convert_model
 from .loading import load_keras_model, load_samples, resolve_samples
@@ -223,20 +223,6 @@ def describe(f: Finding) -> str:
             f"{f.resolution:.2g} of {f.type_name}")
 
 
-def _traced(cfg, keras_model, x, workdir: Path) -> tuple:
-    """hls4ml's bit-accurate per-layer trace (compiles a traced copy of the project with g++)."""
-    traced_cfg = copy.deepcopy(cfg)
-    for layer in traced_cfg.hls_config.setdefault("LayerName", {}).values():
-        layer["Trace"] = True
-    for layer in keras_model.layers:
-        traced_cfg.hls_config["LayerName"].setdefault(layer.name, {})["Trace"] = True
-    hls_model, _ = convert_model(keras_model, traced_cfg, workdir)
-    console.step("Compiling a traced copy of the design (g++) for hls4ml's per-layer trace")
-    with contextlib.redirect_stdout(io.StringIO()):
-        _, trace = hls_model.trace(np.ascontiguousarray(x))
-    return hls_model, trace
-
-
 def profile(cfg, samples=None, max_samples=50, png=None) -> dict:
     samples = resolve_samples(cfg, samples)
     out = cfg.output_dir
@@ -256,7 +242,7 @@ def _profile(cfg, samples, max_samples, png) -> tuple:
     console.step(f"Profiling {cfg.keras_model.name} on {len(x)} samples")
     keras_outs = keras_layer_outputs(keras_model, x)
     with tempfile.TemporaryDirectory() as tmp:
-        hls_model, trace = _traced(cfg, keras_model, x, Path(tmp) / "traced")
+        hls_model, trace = emulate.cpp_trace(cfg, keras_model, x, Path(tmp) / "traced")
     values = {}
     findings = range_findings(hls_model, keras_model, keras_outs, x, values)
     for f in findings:
