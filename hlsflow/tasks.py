@@ -48,11 +48,13 @@ def plan(c, cfg, dsp_margin=None, bram_margin=None, write=None):
 def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=None, engine=None, cross_check=None):
     """Bit-accurate emulation of the HLS project (not Vivado) compared with Keras; converts first when
     the project is missing or stale."""
-    from . import flow
+    from . import emulate, flow
 
+    # Both flags are checked before a missing project is converted, not after.
     flow.csim(cfg, samples=samples, min_agreement=float(min_agreement) if min_agreement is not None else None,
               max_samples=int(max_samples) if max_samples else None, workers=int(workers) if workers else None,
-              engine=engine, cross_check=whole_number(cross_check, "--cross-check", "--cross-check 20"))
+              engine=emulate.check_engine(engine),
+              cross_check=whole_number(cross_check, "--cross-check", "--cross-check 20"))
 
 
 @flow_task(help={"vivado": "Vivado 2018.2 install dir or vivado_hls binary", "csim": "also run Vivado's C "

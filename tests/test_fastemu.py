@@ -297,9 +297,10 @@ def test_unsupported_layer_falls_back_to_cpp_in_one_line(tmp_path):
     assert forced.returncode != 0 and "Traceback" not in forced.stderr
     assert "cannot emulate this design" in forced.stderr and "--engine cpp" in forced.stderr
     for bad in (["--engine", "gpu"], ["--cross-check", "0"], ["--cross-check", "abc"]):
-        proc = _csim("--config", cfg, *bad)
+        proc = _csim("--config", cfg, *bad, "--out", tmp_path / "never")
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, bad
         assert proc.stderr.strip().splitlines()[-1].endswith("."), proc.stderr
+        assert not (tmp_path / "never").exists(), f"{bad} converted before the flag was checked"
 
 
 def test_csim_reference_runs_fast_by_default():
