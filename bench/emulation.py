@@ -13,7 +13,6 @@ import os
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +75,8 @@ def main() -> None:
         emulate.run_fast(engine, xl, cores)
         large = (args.large, time.monotonic() - start)
 
-    per_class = _per_class(engine, x[:200])
+    per_class = {}
+    engine.run(x[:200], spent=per_class)
 
     lines = [f"# Emulation speed, {datetime.date.today()}", "", f"Machine: {machine()}.",
              f"Reference Mini-ResNet ({cfg.io_type}, {cfg.hls_config['Model']['Strategy']}, ReuseFactor "
@@ -103,20 +103,6 @@ def main() -> None:
     (results / f"emulation-{datetime.date.today()}.md").write_text(text)
     if not identical:
         sys.exit("The fast engine's outputs differ from the C++ emulation's: see the table above.")
-
-
-def _per_class(engine, x) -> dict:
-    from hlsflow import fixedpoint as fp
-
-    spent = defaultdict(float)
-    values = {}
-    for step in engine.steps:
-        start = time.monotonic()
-        raw = fp.from_float(x, step.out_type) if step.cls == "Input" else step.run([values[n] for n in step.inputs])
-        spent[step.cls] += time.monotonic() - start
-        for name in step.outputs:
-            values[name] = (raw, step.out_type)
-    return dict(spent)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ A layer this engine does not reproduce raises Unsupported naming it; csim then r
 import ctypes
 import ctypes.util
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,17 +46,21 @@ class Engine:
     output_name: str
     layer_names: list = field(default_factory=list)
 
-    def run(self, x: np.ndarray, trace: bool = False):
+    def run(self, x: np.ndarray, trace: bool = False, spent: dict = None):
         """Float outputs (N, n_out) as the C++ bridge returns them (float32), and with trace
-        every layer's output as floats (the values hls4ml's trace shows)."""
+        every layer's output as floats (the values hls4ml's trace shows). A `spent` dict gathers
+        the seconds each layer class takes (for bench/emulation.py)."""
         x = np.asarray(x, dtype=np.float32).reshape((len(x),) + self.input_shape)
         values = {}
         traced = {}
         for step in self.steps:
+            start = time.monotonic()
             if step.cls == "Input":
                 raw = fp.from_float(x, step.out_type)
             else:
                 raw = step.run([values[name] for name in step.inputs])
+            if spent is not None:
+                spent[step.cls] = spent.get(step.cls, 0.0) + time.monotonic() - start
             for out in step.outputs:
                 values[out] = (raw, step.out_type)
             if trace:
