@@ -209,15 +209,18 @@ def _dense_like(layer, cls, out_t: Fx, project_dir: Path):
 
     def run(ins):
         raw, t = ins[0]
-        if max(-t.min_raw, t.max_raw) < 2 ** 31:
-            raw = raw.astype(np.int32)  # half the bytes through the im2col copy
-        x = np.pad(raw, pads) if any(p != (0, 0) for p in pads) else raw
-        if not two_d:
-            x = x[:, None]
+        x = raw if two_d else raw[:, None]
         n, c = len(x), x.shape[-1]
-        win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (n, H', W', c, kh, kw)
-        win = win[:, ::sh, ::sw][:, :out_h, :out_w]
-        cols = np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(-1, kh * kw * c)
+        if max(-t.min_raw, t.max_raw) < 2 ** 31:  # int32 windows: half the bytes, one compiled pass
+            from . import kernels
+
+            cols = np.empty((n * out_h * out_w, kh * kw * c), np.int32)
+            kernels.im2col32(np.ascontiguousarray(x), kh, kw, sh, sw, pads[-3][0], pads[-2][0], out_h, out_w, cols)
+        else:
+            x = np.pad(x, ((0, 0),) * (4 - len(pads)) + pads)
+            win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (n, H', W', c, kh, kw)
+            win = win[:, ::sh, ::sw][:, :out_h, :out_w]
+            cols = np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(-1, kh * kw * c)
         acc = fp.mac(cols, t, w2, w_t.frac, bias_acc, acc_t)
         res = fp.convert(acc, acc_t, out_t)
         return res.reshape((n, out_h, out_w, n_out) if two_d else (n, out_w, n_out))
@@ -252,8 +255,17 @@ def _activation(layer, out_t: Fx):
     if kind == "linear":
         return lambda ins: fp.convert(ins[0][0], ins[0][1], out_t)
     if kind == "relu":
-        return lambda ins: fp.convert(np.maximum(ins[0][0], 0), ins[0][1], out_t)
+        return lambda ins: fp.convert(_relu(ins[0][0]), ins[0][1], out_t)
     raise Unsupported(f"activation {kind}")
+
+
+def _relu(raw: np.ndarray) -> np.ndarray:
+    from . import kernels
+
+    flat = np.ascontiguousarray(raw).reshape(-1)
+    out = np.empty_like(flat)
+    kernels.relu(flat, out)
+    return out.reshape(raw.shape)
 
 
 def _merge(layer, out_t: Fx):

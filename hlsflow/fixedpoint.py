@@ -213,15 +213,15 @@ def mac(a: np.ndarray, a_t: Fx, w: np.ndarray, w_frac: int, bias: np.ndarray, ac
     start = bias if shift >= 0 else np.zeros_like(bias)
     narrow = acc.width <= 32 and a_max < 2 ** 31 and w_max < 2 ** 31
     if narrow and peak + offset < 2 ** 31:  # products fit 32 bits too: twice the SIMD lanes, acc's wrap inside
-        kernels.mac32p(a.astype(np.int32, copy=False), w.astype(np.int32), start.astype(np.int32),
-                       min(max(shift, 0), 31), offset, acc.width, acc.signed, out)
+        kernels.dot32(a.astype(np.int32, copy=False), np.ascontiguousarray(w.T, dtype=np.int32), start.astype(np.int32),
+                      min(max(shift, 0), 31), offset, acc.width, acc.signed, out)
         if shift >= 0:
             return out
     elif narrow:  # 32-bit storage and sums (products 64-bit): sums wrap mod 2**32, which acc's wrap absorbs
-        kernels.mac32(a.astype(np.int32, copy=False), w.astype(np.int32), start.astype(np.int32), max(shift, 0),
+        kernels.mac32(a.astype(np.int32, copy=False), np.ascontiguousarray(w, dtype=np.int32), start.astype(np.int32), max(shift, 0),
                       offset, out)
     else:
-        kernels.mac64(a, w, start, max(shift, 0), offset, out)
+        kernels.mac64(a, np.ascontiguousarray(w), start, max(shift, 0), offset, out)
     if shift < 0:
         out = (out << -shift) + bias
     return overflow(out, acc)

@@ -42,21 +42,45 @@ def _start_row(row, bias):
 
 
 @njit(parallel=True, cache=False)
-def mac32p(a, w, bias, shift, offset, width, signed, out):
+def dot32(a, wt, bias, shift, offset, width, signed, out):
     """Products, shifted products and sums all fit int32; the sum wraps to `width` bits here.
-    shift <= 31: a product below 2**31 shifted by 31 or more is 0 or -1 either way, and `& 31`
-    lets LLVM shift 32-bit lanes (numba would widen the shift to 64 bits)."""
-    n = a.shape[0]
-    n_out = w.shape[1]
-    sh, off = np.int32(shift), np.int32(offset)
+    wt is the weights transposed, (n_out, n_in), so each output is one contiguous reduction that
+    LLVM vectorises over the inputs; with every product this cheap, that beats skipping the zeros
+    (1.6x on the reference model's layers, bench/results). shift <= 31: a product below 2**31
+    shifted by 31 or more is 0 or -1 either way, and `& 31` keeps the shift in 32-bit lanes."""
+    n, n_in = a.shape
+    n_out = wt.shape[0]
+    sh, off = np.int32(shift) & 31, np.int32(offset)
     for p in prange(n):
-        acc, vals, idx, k = _start_row(a[p], bias)
-        for t in range(k):
-            ai, i = vals[t], idx[t]
-            for j in range(n_out):
-                acc[j] = np.int32(acc[j] + np.int32(np.int32(np.int32(ai * w[i, j]) + off) >> (sh & 31)))
         for j in range(n_out):
-            out[p, j] = _wrap32(acc[j], width, signed)
+            s = np.int32(bias[j])
+            for i in range(n_in):
+                s = np.int32(s + (np.int32(np.int32(a[p, i] * wt[j, i]) + off) >> sh))
+            out[p, j] = _wrap32(s, width, signed)
+
+
+@njit(parallel=True, cache=False)
+def im2col32(x, kh, kw, sh, sw, top, left, out_h, out_w, cols):
+    """The convolution windows of x (n, H, W, c) as rows of cols (n * out_h * out_w, kh * kw * c),
+    int32, in (row, column, channel) order, zero outside x: numpy's pad, window view and copy in
+    one parallel pass."""
+    n, h_in, w_in, c = x.shape
+    for q in prange(n * out_h):
+        p, r = q // out_h, q % out_h
+        for o in range(out_w):
+            row = cols[q * out_w + o]
+            k = 0
+            for dh in range(kh):
+                h = r * sh + dh - top
+                for dw in range(kw):
+                    w = o * sw + dw - left
+                    if 0 <= h < h_in and 0 <= w < w_in:
+                        for ch in range(c):
+                            row[k + ch] = x[p, h, w, ch]
+                    else:
+                        for ch in range(c):
+                            row[k + ch] = 0
+                    k += c
 
 
 @njit(parallel=True, cache=False)
@@ -148,6 +172,13 @@ def affine_cast(x, scale, bias, k_scale, k_bias, shift, rounding, width, signed,
         for j in range(c):
             v = ((x[p, j] * scale[j]) << k_scale) + (bias[j] << k_bias)
             out[p, j] = _requant(v, shift, rounding, width, signed, ovf)
+
+
+@njit(parallel=True, cache=False)
+def relu(x, out):
+    """max(x, 0) over a 1-D array on every core (numpy's maximum runs on one)."""
+    for p in prange(x.shape[0]):
+        out[p] = max(x[p], 0)
 
 
 @njit(parallel=True, cache=False)
