@@ -11,6 +11,7 @@ samples through both and fails on the first differing bit, naming the layer.
 
 import multiprocessing
 import os
+import re
 import resource
 import subprocess
 import time
@@ -27,6 +28,7 @@ CHUNK = 8  # images per task handed to a worker: small enough for a live progres
 FAST_CHUNK = 100  # images per fast-engine batch: whole-array work, memory in the hundreds of MB at most
 ENGINES = ("auto", "fast", "cpp")
 BUILD_LOG = "emulation_build.log"
+CHECK_LOG = "cpp_check.log"
 RESULT = "csim.json"
 
 
@@ -58,7 +60,7 @@ def build_library(cfg, project: dict) -> dict:
             tail = "\n".join(output.strip().splitlines()[-15:])
             console.say(tail)
             raise FlowError(f"g++ could not build the emulation library (exit {proc.returncode}); the compiler "
-                            f"output is in {out / BUILD_LOG}: fix the error shown above.")
+                            f"output is in {out / BUILD_LOG}: {known_fix(output)}")
         console.say(f"  built {lib.name} in {seconds:.1f}s (peak g++ memory {peak_mb:.0f} MB)")
         result = {"library": str(lib), "built": True, "seconds": round(seconds, 2), "peak_mb": round(peak_mb, 1)}
         stage.done([lib.relative_to(out).as_posix(), BUILD_LOG], result=result)
@@ -111,6 +113,42 @@ def csim_stage(cfg, project: dict, samples=None, max_samples=None, engine=None) 
                                                   "max_samples": limit, "g++": outdir.environment()["versions"]["g++"],
                                                   "engine": check_engine(engine)})
     return stage, samples, limit
+
+
+def known_fix(compiler_output: str) -> str:
+    """What to do about g++'s errors on hls4ml's C++: the fix for the ones we know, else where to look."""
+    if re.search(r"'softmax_config\d+' was not declared", compiler_output.replace("\u2018", "'").replace("\u2019", "'")):
+        # hls4ml 1.3.0 declares Softmax_configN for a Keras Softmax layer but calls softmax_configN
+        return ("hls4ml 1.3.0 misnames the config of a standalone Keras Softmax layer; use Activation('softmax') "
+                "or activation='softmax' on the layer before it, which compute the same.")
+    return "change the layer or setting the errors above name, or report them to hls4ml."
+
+
+def check_compiles(cfg, project: dict) -> None:
+    """g++ -fsyntax-only on the written firmware, once per project tree: the fast engine reads the
+    design's types and weights but not its C++, so without this a design hls4ml wrote wrongly (a
+    config it names but never declares) would pass csim and fail only in Vivado. A few seconds,
+    no code generated."""
+    out = cfg.output_dir
+    stage = outdir.Stage(out, "check-cpp", {"project": project["tree_hash"],
+                                            "g++": outdir.environment()["versions"]["g++"]})
+    if stage.state()[0] == outdir.CURRENT:
+        stage.reuse()
+        return
+    with stage.running():
+        console.step("Checking that g++ accepts the written C++ (syntax and templates only)")
+        std = "-std=c++23" if subprocess.run(["g++", "-Werror", "-fsyntax-only", "-std=c++23", "-xc++", "-"], input="",
+                                             capture_output=True, text=True).returncode == 0 else "-std=c++11"
+        # build_lib.sh chooses the standard the same way; WEIGHTS_DIR is what it defines too
+        proc = subprocess.run(["g++", "-fsyntax-only", std, "-Ifirmware/ap_types/", f'-DWEIGHTS_DIR="{out / "firmware" / "weights"}"',
+                               f"firmware/{cfg.project_name}.cpp"], cwd=out, capture_output=True, text=True)
+        (out / CHECK_LOG).write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            errors = [line for line in proc.stderr.splitlines() if "error" in line][:5]
+            console.say("\n".join(errors))
+            raise FlowError(f"g++ rejects the C++ hls4ml wrote for this design (the errors are in {out / CHECK_LOG}), "
+                            f"so neither emulation nor Vivado can use it: {known_fix(proc.stderr)}")
+        stage.done([CHECK_LOG], result={"std": std})
 
 
 def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, quiet_advice=False,
@@ -205,6 +243,30 @@ def cross_check(cfg, project, engine, keras_model, x: np.ndarray, y_fast: np.nda
                     "this design and report the layer to hlsflow's maintainers.")
 
 
+def layer_trace(cfg, keras_model, x, workdir: Path) -> tuple:
+    """(ModelGraph, {layer: outputs}): every layer's bit-accurate outputs, from the fast engine on
+    the design written to workdir, or from hls4ml's C++ trace (one line says why) where a layer
+    has no fast implementation."""
+    import contextlib
+    import io
+
+    from . import fastemu
+    from .convert import convert_model
+    from .fixedpoint import Unsupported
+
+    hls_model, _ = convert_model(keras_model, cfg, workdir)
+    with contextlib.redirect_stdout(io.StringIO()):
+        hls_model.write()  # the headers and weights the fast engine reads; no g++
+    try:
+        engine = fastemu.build(hls_model, workdir)
+    except Unsupported as exc:
+        console.say(f"Fast engine: {exc} has no fast implementation; the trace comes from hls4ml's C++ emulation.")
+        return cpp_trace(cfg, keras_model, x, workdir / "traced")
+    console.step("Tracing every layer on the fast engine")
+    _, trace = engine.run(x, trace=True)
+    return hls_model, trace
+
+
 def cpp_trace(cfg, keras_model, x, workdir: Path) -> tuple:
     """(ModelGraph, {layer: outputs}): hls4ml's bit-accurate per-layer trace, from a traced copy of
     the design compiled with g++ in workdir."""
@@ -239,6 +301,8 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
         raise FlowError("--cross-check compares the fast engine with the C++ one, and this design runs on the "
                         "C++ engine only (see the line above).")
     workers = max(1, min(cores, (len(x) + CHUNK - 1) // CHUNK)) if fast is None else cores
+    if fast is not None:
+        check_compiles(cfg, project)  # the C++ engine's own build checks this
 
     console.step(f"Keras reference on {len(x)} samples from {samples}")
     y_keras = keras_model.predict(x, batch_size=64, verbose=0).reshape(len(x), -1)
@@ -281,7 +345,12 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
 
 
 def print_faults(result: dict) -> None:
-    if result.get("layers_at_fault"):
+    if result.get("layers_at_fault") == []:  # checked, and no type is to blame on its own
+        console.say("No single data-path type is at fault: each layer's output and accumulator type holds the Keras "
+                    "values of the checked samples at its resolution, so the difference is rounding of weights and "
+                    "values that adds up. `hlsflow profile` shows where each layer departs from Keras; "
+                    "`hlsflow tune-precision` tries more fractional bits.")
+    elif result.get("layers_at_fault"):
         console.say("Layers at fault (Keras values outside their fixed-point type, or below its resolution):")
         for line in result["layers_at_fault"]:
             console.say(f"  {line}")

@@ -34,7 +34,7 @@ MISSING, STALE, CURRENT, UNFINISHED, CHANGED = "missing", "stale", "current", "u
 # What each stage's results are made from, so that a new run of one makes these stale. convert
 # replaces the whole directory: everything made from the old project goes with it.
 DOWNSTREAM = {
-    "convert": ("build-emulation", "csim", "synth", "report", "profile", "tune-precision"),
+    "convert": ("build-emulation", "check-cpp", "csim", "synth", "report", "profile", "tune-precision"),
     "build-emulation": ("csim",),
     "synth": ("report",),
 }

@@ -242,7 +242,7 @@ def _profile(cfg, samples, max_samples, png) -> tuple:
     console.step(f"Profiling {cfg.keras_model.name} on {len(x)} samples")
     keras_outs = keras_layer_outputs(keras_model, x)
     with tempfile.TemporaryDirectory() as tmp:
-        hls_model, trace = emulate.cpp_trace(cfg, keras_model, x, Path(tmp) / "traced")
+        hls_model, trace = emulate.layer_trace(cfg, keras_model, x, Path(tmp) / "prj")
     values = {}
     findings = range_findings(hls_model, keras_model, keras_outs, x, values)
     for f in findings:

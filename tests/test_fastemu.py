@@ -303,6 +303,31 @@ def test_unsupported_layer_falls_back_to_cpp_in_one_line(tmp_path):
         assert not (tmp_path / "never").exists(), f"{bad} converted before the flag was checked"
 
 
+def test_csim_fails_on_cpp_that_g_plus_plus_rejects(tmp_path):
+    """The fast engine reads types and weights, not the C++: a design whose C++ does not compile
+    must still fail csim. hls4ml 1.3.0 writes such C++ for a standalone Keras Softmax layer; the
+    same model with Activation('softmax') compiles and passes."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    np.savez(tmp_path / "s.npz", X=np.random.default_rng(0).normal(0, 1, (16, 6)).astype(np.float32))
+    for name, last in (("layer", layers.Softmax(name="sm")), ("activation", layers.Activation("softmax", name="sm"))):
+        inp = tf.keras.Input((6,))
+        tf.keras.Model(inp, last(layers.Dense(4, name="d")(inp))).save(tmp_path / f"{name}.keras")
+    cfg = _config(tmp_path, tmp_path / "layer.keras", tmp_path / "s.npz")
+    bad = _csim("--config", cfg)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stdout[-3000:] + bad.stderr[-2000:]
+    assert "g++ rejects the C++ hls4ml wrote" in bad.stderr and "Activation('softmax')" in bad.stderr
+    assert "softmax_config" in (tmp_path / "prj" / "cpp_check.log").read_text()
+    assert not (tmp_path / "prj" / "csim.json").exists()
+    good = _csim("--config", _config(tmp_path, tmp_path / "activation.keras", tmp_path / "s.npz"), "--out", tmp_path / "ok")
+    assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-2000:]
+    assert json.loads((tmp_path / "ok" / "csim.json").read_text())["engine"] == "fast"
+    again = _csim("--config", _config(tmp_path, tmp_path / "activation.keras", tmp_path / "s.npz"), "--out", tmp_path / "ok",
+                  "--max-samples", 8)
+    assert again.returncode == 0 and "Checking that g++ accepts" not in again.stdout  # once per project tree
+
+
 def test_csim_reference_runs_fast_by_default():
     """The README's csim on the bundled model: the fast engine, no g++ build needed."""
     import tempfile

@@ -82,6 +82,7 @@ def test_profile_flags_the_planted_overflow(overflowing_project):
     assert verdicts[("gap", "accum")]["keras_max"] > 32
     assert verdicts[("conv", "result")]["verdict"] == "ok"
     assert verdicts[("relu", "result")]["trace_mean_err"] is not None
+    assert "Tracing every layer on the fast engine" in proc.stdout  # no g++ build for the trace
     assert "Layers at fault: gap accumulator" in proc.stdout
     assert (overflowing_project / "prj" / "precision_profile.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -256,3 +257,27 @@ def test_tune_adds_fractional_bits_where_resolution_is_lost(resolution_loss_mlp)
     assert final.startswith("Gate met") and f"for {after['added_bits']} added bits" in final
     assert (root / "flow.tuned.yml").exists()
     print("\n".join(line for line in proc.stdout.splitlines() if "step " in line) + "\n" + final)
+
+
+def test_csim_says_when_no_single_type_is_at_fault(tmp_path):
+    """Ten logits that differ by a few weight LSBs: rounding the weights flips labels while every
+    output and accumulator holds its Keras values, so csim must say that no type is at fault
+    rather than stay silent."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    from hlsflow.starter import render_config, starter_hls_config
+
+    rng = np.random.default_rng(1)
+    inp = tf.keras.Input((64,))
+    model = tf.keras.Model(inp, layers.Dense(10, name="fc")(inp))
+    model.get_layer("fc").set_weights([(0.1 + rng.normal(0, 0.002, (64, 10))).astype(np.float32), np.zeros(10, np.float32)])
+    model.save(tmp_path / "m.keras")
+    np.savez(tmp_path / "s.npz", X=rng.uniform(0.5, 1.0, (200, 64)).astype(np.float32))
+    hls = starter_hls_config(model, precision="ap_fixed<16,6>", reuse_factor=1, strategy="Latency")
+    (tmp_path / "flow.yml").write_text(render_config(hls, "m.keras", "prj", "s.npz"))
+    proc = run_invoke("csim", "--config", tmp_path / "flow.yml")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "prj" / "csim.json").read_text())
+    assert result["top1_agreement"] < 0.99 and result["layers_at_fault"] == []
+    assert "No single data-path type is at fault" in proc.stdout
