@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import re
 import resource
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -135,6 +136,9 @@ def check_compiles(cfg, project: dict) -> None:
     if stage.state()[0] == outdir.CURRENT:
         stage.reuse()
         return
+    if shutil.which("g++") is None:
+        raise FlowError("csim checks the written C++ with g++, which is not on PATH: install g++ (Debian: "
+                        "apt-get install g++) or run hlsflow from its image.")
     with stage.running():
         console.step("Checking that g++ accepts the written C++ (syntax and templates only)")
         std = "-std=c++23" if subprocess.run(["g++", "-Werror", "-fsyntax-only", "-std=c++23", "-xc++", "-"], input="",

@@ -4,6 +4,7 @@ Every comparison here is with real C++ compiled by g++ from hls4ml's and Xilinx'
 per-layer trace of hls4ml's emulation library, or a small program of ap_fixed casts."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -326,6 +327,17 @@ def test_csim_fails_on_cpp_that_g_plus_plus_rejects(tmp_path):
     again = _csim("--config", _config(tmp_path, tmp_path / "activation.keras", tmp_path / "s.npz"), "--out", tmp_path / "ok",
                   "--max-samples", 8)
     assert again.returncode == 0 and "Checking that g++ accepts" not in again.stdout  # once per project tree
+    # With no g++ on PATH the check cannot run: one sentence, exit 2, no results.
+    bare = tmp_path / "bin"  # every command on PATH but g++
+    bare.mkdir()
+    for folder in os.environ["PATH"].split(os.pathsep):
+        for tool in Path(folder).glob("*") if Path(folder).is_dir() else ():
+            if tool.name != "g++" and not (bare / tool.name).exists():
+                (bare / tool.name).symlink_to(tool)
+    proc = subprocess.run([sys.executable, "-m", "hlsflow", "csim", "--config", tmp_path / "flow.yml", "--out",
+                           tmp_path / "no-gpp"], env=flow_env(PATH=str(bare)), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "g++, which is not on PATH" in proc.stderr and not (tmp_path / "no-gpp" / "csim.json").exists()
 
 
 def test_csim_reference_runs_fast_by_default():
