@@ -106,6 +106,11 @@ def check_engine(engine) -> str:
     return engine
 
 
+def csim_flags(engine=None, cross_check=None) -> tuple:
+    """(engine, cross-check sample count) checked: one sentence for a bad value of either."""
+    return check_engine(engine), whole_number(cross_check, "--cross-check", "--cross-check 20")
+
+
 def csim_stage(cfg, project: dict, samples=None, max_samples=None, engine=None) -> tuple:
     """(the csim Stage, the samples file, the sample count): what csim's results are made from."""
     samples = resolve_samples(cfg, samples)
@@ -159,8 +164,7 @@ def csim(cfg, samples=None, min_agreement=None, max_samples=None, workers=None, 
          force=False, engine=None, cross_check=None) -> dict:
     project = outdir.require_project(cfg)
     out = cfg.output_dir
-    engine = check_engine(engine)
-    cross_check = whole_number(cross_check, "--cross-check", "--cross-check 20")
+    engine, cross_check = csim_flags(engine, cross_check)
     if cross_check:
         force = True  # a cross-check is asked for now: never answered from an earlier run
     stage, samples, limit = csim_stage(cfg, project, samples, max_samples, engine)

@@ -16,7 +16,7 @@ import ctypes
 import ctypes.util
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +42,11 @@ class Step:
 class Engine:
     steps: list
     input_shape: tuple
-    input_type: Fx
     output_name: str
-    layer_names: list = field(default_factory=list)
+
+    @property
+    def layer_names(self) -> list:
+        return [step.name for step in self.steps]
 
     def run(self, x: np.ndarray, trace: bool = False, spent: dict = None):
         """Float outputs (N, n_out) as the C++ bridge returns them (float32), and with trace
@@ -75,13 +77,13 @@ def build(hls_model, project_dir: Path) -> Engine:
     project_dir = Path(project_dir)
     types = _defined_types(project_dir)
     steps = []
-    input_shape, input_type = None, None
+    input_shape = None
     for layer in hls_model.get_layers():
         cls = layer.class_name
         try:
             out_t = fp.from_hls4ml(layer.get_output_variable().type.precision)
             if cls == "Input":
-                input_shape, input_type = tuple(layer.get_output_variable().shape), out_t
+                input_shape = tuple(layer.get_output_variable().shape)
                 run = None
             else:
                 run = _layer_fn(layer, cls, out_t, project_dir, types)
@@ -90,7 +92,7 @@ def build(hls_model, project_dir: Path) -> Engine:
         steps.append(Step(layer.name, cls, list(layer.inputs), list(layer.outputs), out_t, run))
     if len(hls_model.outputs) != 1 or len(hls_model.inputs) != 1:
         raise Unsupported("the model has more than one input or output")
-    return Engine(steps, input_shape, input_type, hls_model.outputs[0], [s.name for s in steps])
+    return Engine(steps, input_shape, hls_model.outputs[0])
 
 
 def _attr(layer, name, default=None):
@@ -116,9 +118,7 @@ def _layer_fn(layer, cls, out_t: Fx, project_dir: Path, types: dict):
         return _dense_like(layer, cls, out_t, project_dir)
     if cls == "BatchNormalization":
         return _batchnorm(layer, out_t, project_dir)
-    if cls == "Activation":
-        return _activation(layer, out_t)
-    if cls == "ReLU":
+    if cls in ("Activation", "ReLU"):
         return _activation(layer, out_t)
     if cls == "Merge":
         return _merge(layer, out_t)
@@ -192,18 +192,14 @@ def _dense_like(layer, cls, out_t: Fx, project_dir: Path):
             return fp.convert(acc, acc_t, out_t)
         return run
 
-    two_d = cls.endswith("2D")
+    two_d = cls.endswith("2D")  # a 1-D convolution runs as a 2-D one of height 1
     if two_d:
-        kh, kw = layer.get_attr("filt_height"), layer.get_attr("filt_width")
-        sh, sw = layer.get_attr("stride_height"), layer.get_attr("stride_width")
-        pads = ((0, 0), (layer.get_attr("pad_top"), layer.get_attr("pad_bottom")),
-                (layer.get_attr("pad_left"), layer.get_attr("pad_right")), (0, 0))
-        out_h, out_w = layer.get_attr("out_height"), layer.get_attr("out_width")
+        kh, sh, out_h = layer.get_attr("filt_height"), layer.get_attr("stride_height"), layer.get_attr("out_height")
+        top, bottom = layer.get_attr("pad_top"), layer.get_attr("pad_bottom")
     else:
-        kh, sh, out_h = 1, 1, 1
-        kw, sw = layer.get_attr("filt_width"), layer.get_attr("stride_width")
-        pads = ((0, 0), (layer.get_attr("pad_left"), layer.get_attr("pad_right")), (0, 0))
-        out_w = layer.get_attr("out_width")
+        kh, sh, out_h, top, bottom = 1, 1, 1, 0, 0
+    kw, sw, out_w = layer.get_attr("filt_width"), layer.get_attr("stride_width"), layer.get_attr("out_width")
+    left, right = layer.get_attr("pad_left"), layer.get_attr("pad_right")
     if _attr(layer, "dilation", 1) not in (1, None) or layer.get_attr("dilation_height") not in (1, None):
         raise Unsupported("dilation")
 
@@ -215,9 +211,9 @@ def _dense_like(layer, cls, out_t: Fx, project_dir: Path):
             from . import kernels
 
             cols = np.empty((n * out_h * out_w, kh * kw * c), np.int32)
-            kernels.im2col32(np.ascontiguousarray(x), kh, kw, sh, sw, pads[-3][0], pads[-2][0], out_h, out_w, cols)
+            kernels.im2col32(np.ascontiguousarray(x), kh, kw, sh, sw, top, left, out_h, out_w, cols)
         else:
-            x = np.pad(x, ((0, 0),) * (4 - len(pads)) + pads)
+            x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
             win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (n, H', W', c, kh, kw)
             win = win[:, ::sh, ::sw][:, :out_h, :out_w]
             cols = np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(-1, kh * kw * c)

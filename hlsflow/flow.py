@@ -43,6 +43,8 @@ def _ensure_project(cfg, stage: str) -> dict:
 
 
 def csim(cfg, **options) -> dict:
+    # a bad flag must fail before a missing project is converted, so nothing is written for it
+    emulate.csim_flags(options.get("engine"), options.get("cross_check"))
     with _locked(cfg):
         _ensure_project(cfg, "csim")
         return emulate.csim(cfg, **options)

@@ -6,7 +6,7 @@ mount them (launcher.py)."""
 from invoke import Collection
 
 from .cli import flow_task, host_task, image_task
-from .errors import FlowError, whole_number
+from .errors import FlowError
 
 SAMPLES_HELP = ".npy/.npz with X (and y)"
 
@@ -48,13 +48,11 @@ def plan(c, cfg, dsp_margin=None, bram_margin=None, write=None):
 def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=None, engine=None, cross_check=None):
     """Bit-accurate emulation of the HLS project (not Vivado) compared with Keras; converts first when
     the project is missing or stale."""
-    from . import emulate, flow
+    from . import flow
 
-    # Both flags are checked before a missing project is converted, not after.
     flow.csim(cfg, samples=samples, min_agreement=float(min_agreement) if min_agreement is not None else None,
               max_samples=int(max_samples) if max_samples else None, workers=int(workers) if workers else None,
-              engine=emulate.check_engine(engine),
-              cross_check=whole_number(cross_check, "--cross-check", "--cross-check 20"))
+              engine=engine, cross_check=cross_check)
 
 
 @flow_task(help={"vivado": "Vivado 2018.2 install dir or vivado_hls binary", "csim": "also run Vivado's C "
