@@ -11,13 +11,14 @@
 import inspect
 import os
 import shlex
+import signal
 import sys
 from dataclasses import dataclass
 
 import invoke
 
 from . import __version__, console, outdir
-from .errors import FlowError
+from .errors import FlowError, check_flag
 
 # Flags every flow task takes. Given on any task of one invocation, they apply to all of it,
 # so `hlsflow convert csim --model m.keras` converts and emulates the same model.
@@ -45,10 +46,28 @@ class TaskSpec:
     inputs: tuple = ()  # arguments naming files it reads
     outputs: tuple = ()  # arguments naming files it writes
     writes_beside_config: bool = False
+    out_alone: bool = False  # --out alone will do: no config or model (report on a folder synthesised elsewhere)
 
 
 def spec_of(task) -> TaskSpec:
     return getattr(task.body, "hlsflow_spec", None) or TaskSpec(where="host")
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt: every clean-up that Ctrl-C
+    runs (finally blocks, a stage recorded as interrupted, the output's lock freed) runs for them."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    # Once: `docker stop`'s SIGTERM reaches every process of the group, and a second signal must
+    # not cut the first one's clean-up short.
+    for other in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(other, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def _fail(exc: FlowError):
@@ -57,9 +76,12 @@ def _fail(exc: FlowError):
 
 
 def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writes_output=True,
-              with_options=False, network_flags=(), **task_options):
+              with_options=False, network_flags=(), checks=None, out_alone=False, **task_options):
     """A task on one model: `fn(c, cfg, **own)` gets the FlowConfig of the shared flags (and, with
-    `with_options`, the flags themselves as `options=`: a sweep loads one config per point from them)."""
+    `with_options`, the flags themselves as `options=`: a sweep loads one config per point from them).
+    `checks` maps flags to their kind (errors.FLAG_KINDS); they reach `fn` checked and converted,
+    before the config is loaded. `out_alone`: with only --out (no config found, no model) `fn`
+    gets cfg=None."""
 
     def decorate(fn):
         params = list(inspect.signature(fn).parameters.values())
@@ -68,20 +90,24 @@ def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writ
                   for name in SHARED_FLAGS]
 
         def body(c, **kwargs):
-            from .config import load_config
+            from .config import load_config, only_out
 
+            for name, kind in (checks or {}).items():
+                kwargs[name] = check_flag(kwargs.get(name), name, kind)
             options = {name: kwargs.pop(name, None) for name in SHARED_FLAGS}
             options["path"] = options.pop("config")
             if "samples" in kwargs:
                 options["samples"] = kwargs["samples"]
-            cfg = load_config(**options)
+            cfg = None if out_alone and only_out(options["out"], options["path"], options["model"]) \
+                else load_config(**options)
             return fn(c, cfg, options=options, **kwargs) if with_options else fn(c, cfg, **kwargs)
 
         body.__name__, body.__doc__, body.__module__ = fn.__name__, fn.__doc__, fn.__module__
         body.__signature__ = inspect.Signature([params[0], *shared, *own])
         body.hlsflow_spec = TaskSpec(where="image", uses_config=True, writes_output=writes_output,
                                      inputs=tuple(inputs), outputs=tuple(outputs),
-                                     writes_beside_config=writes_beside_config, network_flags=tuple(network_flags))
+                                     writes_beside_config=writes_beside_config, network_flags=tuple(network_flags),
+                                     out_alone=out_alone)
         return invoke.task(help={**SHARED_HELP, **(help or {})}, **task_options)(body)
 
     return decorate
@@ -147,6 +173,31 @@ class Executor(invoke.Executor):
             return super().execute(*tasks)
         except FlowError as exc:
             _fail(exc)
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            # Under the host's launcher (which passes the image's id) the host says it, last.
+            if not (launcher.in_image() and os.environ.get("HLSFLOW_IMAGE_ID")):
+                console.error(f"Interrupted ({signal.Signals(signum).name}) before it finished: run it again to "
+                              "redo what did not finish.")
+            raise invoke.Exit(code=128 + signum) from None
+        except OSError as exc:  # a full disk, a folder that went away: what the system said, and where
+            _fail(os_error(exc))
+
+
+def os_error(exc: OSError) -> FlowError:
+    """One sentence for an OSError no stage foresaw, naming the file and the folder it is in."""
+    import errno
+
+    where = exc.filename or "a file"
+    folder = os.path.dirname(os.path.abspath(exc.filename)) if exc.filename else "the output folder"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return FlowError(f"No space left while writing {where} ({exc.strerror}): free space in {folder} (`df -h "
+                         f"{folder}`) or choose an output folder on another disk, then run again.")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return FlowError(f"Not allowed to write {where} ({exc.strerror}): choose a folder you can write, or fix its "
+                         "permissions.")
+    return FlowError(f"The system refused an operation on {where} ({exc.strerror or exc}): check that path and run "
+                     "again.")
 
 
 class Program(invoke.Program):
@@ -159,10 +210,20 @@ class Program(invoke.Program):
         else:
             from .engine import image_name
 
-            console.say(f"image: {image_name()} (set HLSFLOW_IMAGE to use another)")
+            try:
+                console.say(f"image: {image_name()} (set HLSFLOW_IMAGE to use another)")
+            except FlowError as exc:
+                _fail(exc)
 
 
 def main() -> None:
+    from . import launcher
+
+    if launcher.in_image():
+        # `docker stop` sends SIGTERM (tini, PID 1, passes it on), a closed terminal SIGHUP: both
+        # take Ctrl-C's path. On the host, launcher.run_in_image handles them while a container runs.
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _interrupt)
     from .tasks import namespace
 
     Program(namespace=namespace, version=__version__, name="hlsflow", binary="hlsflow",

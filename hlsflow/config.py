@@ -71,6 +71,10 @@ def parse_precision(text, where: str = "precision") -> FixedType:
     )
 
 
+# hls4ml writes reuse_factor into C++ as a 32-bit integer, and its templates divide with it as an int.
+MAX_REUSE_FACTOR = 2**31 - 1
+
+
 def parse_reuse_factor(value, where: str = "HLSConfig") -> int:
     if isinstance(value, bool):
         value = None
@@ -81,6 +85,10 @@ def parse_reuse_factor(value, where: str = "HLSConfig") -> int:
     if rf < 1 or str(value).strip() not in (str(rf), f"{rf}.0"):
         raise FlowError(f"ReuseFactor '{value}' ({where}) is not a positive integer: give a whole number such as "
                         "1, 8 or 32.")
+    if rf > MAX_REUSE_FACTOR:
+        raise FlowError(f"ReuseFactor {rf} ({where}) is more than hls4ml's C++ can hold (at most {MAX_REUSE_FACTOR}; "
+                        "a larger one would be cut to another number silently): give a ReuseFactor no larger than "
+                        "the layer's multiplications, e.g. 1, 8 or 32.")
     return rf
 
 
@@ -227,6 +235,16 @@ def find_config(cwd=None):
 def no_config(cwd) -> FlowError:
     return FlowError(f"No config given and no {CONFIG_NAME} in {cwd}: run `hlsflow init --model MODEL` to "
                      "write one, or pass --config FILE or --model MODEL.")
+
+
+def only_out(out, config=None, model=None, cwd=None) -> bool:
+    """Whether --out is all there is: no --config, no --model, no config to find. A
+    hls4ml_config.yml in that output folder itself is hls4ml's record of the project, not a flow config."""
+    if not out or config or model:
+        return False
+    cwd = Path(cwd or Path.cwd())
+    found = find_config(cwd)
+    return found is None or Path(found).resolve().parent == _resolve(cwd, out).resolve()
 
 
 def read_raw(path: Path) -> dict:

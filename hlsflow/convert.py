@@ -12,6 +12,7 @@ import io
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from . import console, outdir, preflight
@@ -30,6 +31,30 @@ def check_layers_supported(keras_model) -> None:
                             "supported layer or remove it from the model.")
 
 
+def check_layer_names(keras_model, hls_model, cfg) -> None:
+    """Every LayerName entry of the config names a layer hls4ml makes of this model: a Keras layer,
+    the activation hls4ml splits off one (`<layer>_<activation>`), or a layer of the converted
+    graph (hls4ml inserts some). hls4ml ignores the others, so a typo would silently leave that
+    layer at the model's defaults."""
+    import difflib
+
+    known = {layer.name for layer in hls_model.get_layers()}
+    for layer in keras_model.layers:
+        known.add(layer.name)
+        activation = layer.get_config().get("activation")
+        if isinstance(activation, dict):  # a QKeras quantizer
+            activation = activation.get("class_name")
+        if isinstance(activation, str):
+            known.add(f"{layer.name}_{activation}")
+    for name in cfg.hls_config.get("LayerName") or {}:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), sorted(known), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            where = cfg.source or "the config"
+            raise FlowError(f"LayerName '{name}' in {where} names no layer of {cfg.keras_model.name}, so hls4ml would "
+                            f"ignore its settings: {hint}fix the name, or remove the entry.")
+
+
 def convert_model(keras_model, cfg, output_dir):
     """hls4ml's conversion with its chatter captured; returns (ModelGraph, captured text)."""
     import hls4ml
@@ -45,6 +70,7 @@ def convert_model(keras_model, cfg, output_dir):
         console.say(captured.getvalue()[-2000:])
         raise FlowError(f"hls4ml could not convert {cfg.keras_model.name} ({exc}): check the layer and "
                         "precision settings named above.") from exc
+    check_layer_names(keras_model, hls_model, cfg)
     return hls_model, captured.getvalue()
 
 
@@ -80,8 +106,7 @@ def _check_writable(out: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise outdir.cannot_write(out, exc) from exc
-    if out.exists() and any(out.iterdir()) and not outdir.is_flow_output(out):
-        raise FlowError(f"{out} exists and is not an HLS project of this flow: choose another --out or empty it.")
+    outdir.check_owned(out)  # replaced whole below: only when every file in it is hlsflow's
 
 
 def _plot(hls_model, to_file: Path) -> bool:
@@ -98,8 +123,10 @@ def _plot(hls_model, to_file: Path) -> bool:
 
 def _swap_into_place(staging: Path, out: Path) -> None:
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    (staging / outdir.STAGING_MARK).unlink()
     if out.exists():
         os.replace(out, old)
+        (old / outdir.STAGING_MARK).touch()  # a run killed now leaves it for the next one to remove
     os.replace(staging, out)
     shutil.rmtree(old, ignore_errors=True)
 
@@ -151,9 +178,13 @@ def convert(cfg, force: bool = False) -> dict:
     with stage.running():
         console.step(f"Loading {cfg.keras_model}")
         keras_model = load_keras_model(cfg.keras_model)
-        staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
+        # A name of its own: in a container every run may have the same pid.
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
         try:
+            umask = os.umask(0)
+            os.umask(umask)
+            staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the project from the user's group
+            (staging / outdir.STAGING_MARK).touch()
             console.step(f"Converting with hls4ml ({cfg.io_type}, {cfg.backend}, part {cfg.part}, "
                          f"clock {cfg.clock_period} ns)")
             hls_model, chatter = convert_model(keras_model, cfg, staging)
@@ -180,7 +211,8 @@ def convert(cfg, force: bool = False) -> dict:
                                 extra={"stamp": stamp}, sources=outdir.design_sources(cfg))
             _swap_into_place(staging, out)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if (staging / outdir.STAGING_MARK).is_file():  # still ours: not swapped into place
+                shutil.rmtree(staging, ignore_errors=True)
     console.say(f"HLS project written to {out}" + (f"; model graph in {out / 'model_graph.png'}" if graph else ""))
     console.say(f"Project tree sha256: {record['tree_hash']}")
     return record
@@ -188,8 +220,6 @@ def convert(cfg, force: bool = False) -> dict:
 
 def check_only(cfg):
     """Preflight alone (`hlsflow check`): convert in memory, write nothing."""
-    import tempfile
-
     keras_model = load_keras_model(cfg.keras_model)
     with tempfile.TemporaryDirectory() as tmp:
         hls_model, _ = convert_model(keras_model, cfg, Path(tmp) / "prj")

@@ -346,9 +346,17 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     if (result["top1_agreement"] < LOW_AGREEMENT or accuracy_drop(result) > ACCURACY_DROP) and not quiet_advice:
         from . import profile
 
-        faults = profile.quick_check(cfg, keras_model, x[:50])
-        result["layers_at_fault"] = [profile.describe(f) for f in faults]
-        print_faults(result)
+        try:
+            faults = profile.quick_check(cfg, keras_model, x[:50])
+        except Exception as exc:  # noqa: BLE001 -- hls4ml's analysis fails on some layers; the figures above stand
+            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+            console.warn(f"The analysis of which types are at fault failed on this model ({type(exc).__name__}: "
+                         f"{reason}); the emulation figures above stand. `hlsflow profile` shows the layers one by one.")
+            result["layers_at_fault"] = None
+            result["fault_analysis_error"] = f"{type(exc).__name__}: {reason}"
+        else:
+            result["layers_at_fault"] = [profile.describe(f) for f in faults]
+            print_faults(result)
     return result
 
 

@@ -6,6 +6,7 @@ module sees one Docker SDK client whatever the engine.
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -72,9 +73,20 @@ def image_name(image=None) -> str:
     return image_ref(image or os.environ.get("HLSFLOW_IMAGE") or DEFAULT_IMAGE)
 
 
+# An image reference as Docker and Podman accept it: [host[:port]/]path[:tag][@digest].
+_REFERENCE = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+                        r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?"
+                        r"(?:@[A-Za-z][A-Za-z0-9]*:[0-9a-fA-F]{32,})?$")
+
+
 def image_ref(tag: str) -> str:
-    """`latest` -> `hlsflow:latest`; full references pass through."""
-    return tag if ":" in tag or "/" in tag else f"{REPO}:{tag}"
+    """`latest` -> `hlsflow:latest`; full references pass through; FlowError for what no engine
+    would take as an image name."""
+    ref = tag if ":" in tag or "/" in tag else f"{REPO}:{tag}"
+    if not _REFERENCE.match(ref):
+        raise FlowError(f"'{tag}' is not an image name Docker or Podman accept (it comes from HLSFLOW_IMAGE or "
+                        "the command line): give e.g. hlsflow:latest, or unset HLSFLOW_IMAGE.")
+    return ref
 
 
 def missing_image_message(ref: str) -> str:

@@ -1,4 +1,6 @@
-"""The one exception type a user ever sees from the flow."""
+"""The one exception type a user ever sees from the flow, and the one checker of flag values."""
+
+import math
 
 
 class FlowError(Exception):
@@ -17,3 +19,45 @@ def whole_number(value, flag: str, example: str):
     if not (str(value).isdigit() and int(value) >= 1):
         raise FlowError(f"{flag} '{value}' is not a positive whole number: give e.g. {example}.")
     return int(value)
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan  # fails every range check below
+
+
+def fraction(value, flag: str, example: str = "0.99"):
+    """None, or a flag's value as a float in [0, 1]."""
+    if value is None:
+        return None
+    number = _number(value)
+    if not 0 <= number <= 1:
+        raise FlowError(f"{flag} '{value}' is not a fraction between 0 and 1: give e.g. {example}.")
+    return number
+
+
+def positive_number(value, flag: str, example: str):
+    """None, or a flag's value as a finite float above 0."""
+    if value is None:
+        return None
+    number = _number(value)
+    if not (0 < number < math.inf):
+        raise FlowError(f"{flag} '{value}' is not a positive number: give e.g. {example}.")
+    return number
+
+
+# What a task declares of its flags (cli.flow_task(checks=...)): kind -> (checker, example).
+FLAG_KINDS = {
+    "count": (whole_number, "100"),
+    "fraction": (fraction, "0.99"),
+    "seconds": (positive_number, "3600"),
+}
+
+
+def check_flag(value, name: str, kind: str):
+    """A flag's value checked and converted by its kind: the one place flags are checked."""
+    checker, example = FLAG_KINDS[kind]
+    flag = "--" + name.replace("_", "-")
+    return checker(value, flag, f"{flag} {example}")

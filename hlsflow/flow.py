@@ -4,18 +4,19 @@ is reused. The stages themselves (convert, emulate, synthesize, report) never ca
 this module and outdir.py (what is current, recorded in manifest.json) are where they meet. One
 run at a time works on an output directory."""
 
+from pathlib import Path
+
 from . import console, outdir
 from . import convert as convert_stage
 from . import emulate, report as report_stage, synthesize
 from .errors import FlowError
-from .loading import model_files
+from .loading import read_samples, resolve_samples
 
 
-def _locked(cfg):
-    """The output directory's lock, after the model is known to exist: a missing model is the
-    mistake to name, whatever else is wrong."""
-    model_files(cfg.keras_model)
-    return outdir.locked(cfg.output_dir)
+def _locked(cfg, samples=None):
+    """The output directory, checked, locked and proved hlsflow's, after the model is known to
+    exist: a missing model is the mistake to name, whatever else is wrong."""
+    return outdir.claimed(cfg.output_dir, outdir.run_inputs(cfg, samples))
 
 
 def convert(cfg, force=False) -> dict:
@@ -45,7 +46,8 @@ def _ensure_project(cfg, stage: str) -> dict:
 def csim(cfg, **options) -> dict:
     # a bad flag must fail before a missing project is converted, so nothing is written for it
     emulate.csim_flags(options.get("engine"), options.get("cross_check"))
-    with _locked(cfg):
+    read_samples(resolve_samples(cfg, options.get("samples")))
+    with _locked(cfg, options.get("samples")):
         _ensure_project(cfg, "csim")
         return emulate.csim(cfg, **options)
 
@@ -56,7 +58,16 @@ def synth(cfg, **options) -> dict:
         return synthesize.synth(cfg, **options)
 
 
-def report(cfg, vivado=None) -> dict:
+def report(cfg, vivado=None, out=None, part=None) -> dict:
+    """`cfg` is None when only --out was given (then `out` and `part` are the flags)."""
+    out_dir = cfg.output_dir if cfg is not None else Path(out).absolute()
+    if report_stage.foreign_folder(out_dir):
+        # Synthesised outside hlsflow (by hand or by plain hls4ml): read where it is, never
+        # converted or synthesised into; not locked, as only the report's own files are written.
+        return report_stage.report_foreign(out_dir, project=cfg.project_name if cfg else None,
+                                           part=cfg.part if cfg else part)
+    if cfg is None:
+        report_stage.no_report_without_config(out_dir)
     with _locked(cfg):
         project = _ensure_project(cfg, "report")
         record = outdir.stage_record(cfg.output_dir, "synth")
@@ -71,16 +82,17 @@ def report(cfg, vivado=None) -> dict:
         return report_stage.report(cfg)
 
 
-def run(cfg, samples=None, min_agreement=None, vivado=None) -> dict:
-    """The whole flow: convert, csim, synth (when Vivado is there), report."""
-    with _locked(cfg):
-        results = {"convert": convert_stage.convert(cfg)}
-        results["csim"] = emulate.csim(cfg, samples=samples, min_agreement=min_agreement)
+def run(cfg, samples=None, min_agreement=None, vivado=None, force=False) -> dict:
+    """The whole flow: convert, csim, synth (when Vivado is there), report; `force` redoes each."""
+    read_samples(resolve_samples(cfg, samples))  # bad samples are named before minutes of conversion
+    with _locked(cfg, samples):
+        results = {"convert": convert_stage.convert(cfg, force=force)}
+        results["csim"] = emulate.csim(cfg, samples=samples, min_agreement=min_agreement, force=force)
         project = outdir.require_project(cfg)
         if synthesize.find_vivado_hls(vivado) is None and not outdir.made_from(cfg.output_dir, "synth", project):
             console.step("Synthesis skipped: no Vivado HLS found (mount Vivado 2018.2 or pass --vivado); "
                          "convert and emulation are complete.")
             return results
-        results["synth"] = synthesize.synth(cfg, vivado=vivado)
-        results["report"] = report_stage.report(cfg)
+        results["synth"] = synthesize.synth(cfg, vivado=vivado, force=force)
+        results["report"] = report_stage.report(cfg, force=force)
         return results

@@ -54,7 +54,9 @@ def build_image(tag: str | None = None, no_cache: bool = False, allow_drift: boo
         "REVISION": _git("rev-parse", "HEAD") or "unknown",
         # The commit's time, not the build's: an unchanged rebuild must stay fully cached.
         "CREATED": _git("log", "-1", "--format=%cI") or "unknown",
-        "SOURCE": _source_url(),
+        # The project, not where this checkout was cloned from: a remote can be a build
+        # machine's path, and pyproject.toml declares no repository URL.
+        "SOURCE": REPO,
         "HLSFLOW_REVISION": ref.split(":", 1)[1],
         "TENSORFLOW_VERSION": pins.get("tensorflow-cpu", "unknown"),
         "NUMPY_VERSION": pins.get("numpy", "unknown"),
@@ -199,10 +201,3 @@ def _git(*args: str) -> str:
 def _describe() -> str:
     described = _git("describe", "--always", "--dirty") or "nogit"
     return re.sub(r"[^A-Za-z0-9_.-]", "-", described)
-
-
-def _source_url() -> str:
-    """The origin remote without any user:token@ part."""
-    url = _git("config", "--get", "remote.origin.url")
-    return re.sub(r"//[^/@]*@", "//", url) or "unknown"
-

@@ -11,8 +11,10 @@ and files written belong to the host user (the entrypoint drops to HOST_UID/HOST
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from . import outdir
@@ -24,6 +26,13 @@ LICENSE_VARS = ("XILINXD_LICENSE_FILE", "LM_LICENSE_FILE")
 # Flow settings and the Vivado stand-in's test hooks.
 FORWARDED_PREFIXES = ("HLSFLOW_", "STANDIN_")
 FORWARDED_VARS = ("TF_CPP_MIN_LOG_LEVEL",)
+# Signals that cancel a run while its container lives; the exit status is 128 + the signal's
+# number, as a shell gives for a process a signal ended.
+CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_TIMEOUT = 10  # seconds between the container's SIGTERM and its SIGKILL
+# The emulation starts a worker per core, TensorFlow and numba a thread pool each, Vivado many
+# threads of its own, g++ a few processes: generous for all that, yet a runaway fork ends.
+PIDS_LIMIT = 4096
 
 
 def in_image() -> bool:
@@ -36,6 +45,7 @@ class Mounts:
 
     def __init__(self):
         self.modes = {}
+        self.outputs = []  # output directories, for the sentence a cancelled run ends with
         self.network = None  # "host" when a task talks to a server outside (a Dask scheduler)
 
     def read_only(self, path) -> None:
@@ -57,6 +67,8 @@ class Mounts:
             raise FlowError(f"Cannot write the {what} {path}: {existing} is not a writable folder; choose "
                             "another location.")
         self.read_write(parent)
+        if what == "output directory":
+            self.outputs.append(os.path.abspath(path))
 
     def create_folders(self) -> None:
         for path, mode in self.modes.items():
@@ -94,7 +106,8 @@ def plan(collection, contexts, cwd=None) -> tuple:
     path that is missing on the host. Paths in argv are made absolute: the container's working
     directory is the same path, but nothing of it is mounted unless something in it is used."""
     from .cli import spec_of
-    from .config import CONFIG_NAME, no_config, resolve_paths
+    from .config import CONFIG_NAME, no_config, only_out, resolve_paths
+    from .report import foreign_folder, no_report_without_config
     from .loading import model_files, require_samples_file
     from .synthesize import no_vivado_hls_at
 
@@ -109,29 +122,45 @@ def plan(collection, contexts, cwd=None) -> tuple:
             raise FlowError(f"`{ctx.name}` runs on the host, not in the image: run it in an invocation of its own.")
         values = {name: arg.value for name, arg in args.items()}
         absolute = {}
-        if spec.uses_config:
+        if spec.out_alone and only_out(values.get("out"), values.get("config"), values.get("model"), cwd):
+            # --out alone: a folder synthesised elsewhere, read in place; only it is mounted.
+            out = Path(os.path.abspath(cwd / str(values["out"])))
+            if not foreign_folder(out):
+                no_report_without_config(out)
+            mounts.read_write(out)
+            absolute["out"] = str(out)
+        elif spec.uses_config:
             samples = values.get("samples") if "samples" in spec.inputs else None
             paths = resolve_paths(values.get("config"), values.get("model"), values.get("out"), samples, cwd)
             if paths.config is None and paths.model is None:
                 raise no_config(cwd)
+            # A folder synthesised elsewhere is only read (and given the report's files): it needs
+            # no model, and is neither replaced nor checked as an output folder of hlsflow's.
+            foreign = spec.out_alone and foreign_folder(paths.output_dir)
             if paths.config is not None:
                 mounts.read_only(paths.config)
                 # Passed even when the host found it: the container has no folder to search.
                 absolute["config"] = str(paths.config)
-            if paths.model is not None:
+            if paths.model is not None and not foreign:
                 # Names the host path when it is missing: "Model file ... does not exist: ...".
                 for f in model_files(paths.model):
                     mounts.read_only(f)
                 absolute["model"] = str(paths.model)
             if values.get("out"):
                 absolute["out"] = str(paths.output_dir)
-            if spec.writes_output:
+            if foreign:
+                mounts.read_write(paths.output_dir)
+            elif spec.writes_output:
                 mounts.writable_parent(paths.output_dir, "output directory")
             if "samples" in spec.inputs and paths.samples is not None:
                 require_samples_file(paths.samples)
                 mounts.read_only(paths.samples)
                 if values.get("samples"):
                     absolute["samples"] = str(paths.samples)
+            # The container checks it again, with what only it knows (the manifest).
+            if spec.writes_output and not foreign:
+                inputs = [paths.config, paths.samples, *(model_files(paths.model) if paths.model else [])]
+                outdir.check_output_path(paths.output_dir, inputs, cwd)
             if spec.writes_beside_config and paths.config is not None and not values.get("write"):
                 mounts.writable_parent(paths.config.with_name(paths.config.stem + ".tuned.yml"), "config written beside it")
         for name in spec.inputs:
@@ -205,9 +234,95 @@ def launch(collection, contexts) -> int:
     return run_in_image(["hlsflow", *argv], mounts, workdir=str(Path.cwd()))
 
 
+def confinement(uid=None) -> dict:
+    """What a flow container may do beyond its mounts, for the Docker SDK. Every capability is
+    dropped but what the entrypoint's switch to the host user needs (chown of $HOME, setpriv's
+    setuid, setgid and setgroups); that switch then leaves the flow with none, and
+    no-new-privileges keeps it so (setpriv is no setuid binary: nothing needs them). A host root
+    stays root and keeps root's file access (DAC_OVERRIDE, FOWNER): on the host it may write into
+    any folder, and the files it writes are its own."""
+    uid = os.getuid() if uid is None else uid
+    caps = ["CHOWN", "SETUID", "SETGID"] + (["DAC_OVERRIDE", "FOWNER"] if uid == 0 else [])
+    return {"cap_drop": ["ALL"], "cap_add": caps, "security_opt": ["no-new-privileges"], "pids_limit": PIDS_LIMIT}
+
+
+class _Cancel:
+    """The cancelling signals while a container lives, as a signal handler. The first stops the
+    container (SIGTERM, SIGKILL after STOP_TIMEOUT; inside, hlsflow takes Ctrl-C's path: staging
+    folders go, the manifest says "interrupted", the lock is freed), a second kills it at once.
+    Stopped from a thread: the main thread goes on streaming the container's output until it
+    ends, then removes it."""
+
+    def __init__(self):
+        self.signals = []
+        self.container = None  # set once started: a stop before the start would race with it
+
+    def __call__(self, signum, frame) -> None:
+        self.signals.append(signum)
+        if self.container is not None:
+            self.stop(kill=len(self.signals) > 1)
+
+    def started(self, container) -> None:
+        self.container = container
+        if self.signals:
+            self.stop(kill=False)
+
+    def stop(self, kill: bool) -> None:
+        def run():
+            try:
+                self.container.kill() if kill else self.container.stop(timeout=STOP_TIMEOUT)
+            except Exception:  # it ended, or is being removed, meanwhile: nothing left to stop
+                pass
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def error(self, mounts: Mounts) -> FlowError:
+        signum = self.signals[0]
+        kept = (f"; what had finished in {', '.join(mounts.outputs)} is kept, and the stopped stage runs again "
+                "next time") if mounts.outputs else ""
+        return FlowError(f"Cancelled ({signal.Signals(signum).name}): the container was stopped and removed{kept}.",
+                         exit_code=128 + signum)
+
+
+def _died(code: int, oom: bool, stats: str):
+    """FlowError naming how the container ended, when something outside the flow ended it (the
+    flow's own failures exit with small codes and have said why); else None."""
+    if oom:
+        return FlowError(f"The flow container ran out of memory and was killed (exit status {code}): give the engine "
+                         f"more memory (watch it with `{stats}`), or emulate fewer samples with --max-samples.",
+                         exit_code=code or 137)
+    if code <= 128:
+        return None
+    try:
+        name = signal.Signals(code - 128).name
+    except ValueError:
+        return None
+    if name == "SIGKILL":
+        return FlowError(f"The flow container was killed (exit status {code}, SIGKILL) before it finished: if nobody "
+                         f"killed it, memory most likely ran out; watch `{stats}`, or emulate fewer samples with "
+                         "--max-samples.", exit_code=code)
+    return FlowError(f"The flow container was ended by {name} (exit status {code}) before it finished: run it again; "
+                     "the stage that was stopped is redone.", exit_code=code)
+
+
+def _remove(container) -> None:
+    """Remove the container; one that is gone, or that the engine is already removing, is fine."""
+    import docker
+
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: "removal of container ... is already in progress"
+            warn(f"Could not remove the flow container {container.short_id} ({exc.explanation or exc}): "
+                 f"remove it with `docker rm -f {container.short_id}`.")
+
+
 def run_in_image(cmd, mounts: Mounts, workdir: str, image=None) -> int:
-    """`cmd` in one container of the image; output streams live, Ctrl-C stops the container.
-    Returns the container's exit code."""
+    """`cmd` in one container of the image; output streams live. SIGINT, SIGTERM or SIGHUP stop
+    and remove the container and end in FlowError with status 128 + the signal; a container ended
+    from outside (killed, out of memory) is FlowError too. Else the container's exit code."""
     import docker
 
     client = docker_client()
@@ -219,29 +334,43 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None) -> int:
     settings["env"].update(HLSFLOW_IMAGE_ID=image_id, HLSFLOW_IMAGE_LABELS=json.dumps(found.labels or {}),
                            HLSFLOW_COMMAND=outdir.command_line())
     tty = sys.stdin.isatty() and sys.stdout.isatty()
+    cancel = _Cancel()
+    # Only around the container's life: before it there is nothing to stop, after it nothing to remove.
+    previous = {signum: signal.signal(signum, cancel) for signum in CANCEL_SIGNALS}
+    container = None
     try:
-        # No --init: the image's own tini is PID 1 under Docker and Podman alike.
-        container = client.containers.create(
-            image_id, cmd, tty=tty, network_mode=settings["network"], environment=settings["env"],
-            volumes=mounts.volumes(), working_dir=workdir)
-    except docker.errors.APIError as exc:
-        raise FlowError(f"{engine_name(client)} could not create the flow container "
-                        f"({exc.explanation or exc}): fix what it names and run again.") from exc
-    try:
+        try:
+            # No --init: the image's own tini is PID 1 under Docker and Podman alike.
+            container = client.containers.create(
+                image_id, cmd, tty=tty, network_mode=settings["network"], environment=settings["env"],
+                volumes=mounts.volumes(), working_dir=workdir, **confinement())
+        except docker.errors.APIError as exc:
+            raise FlowError(f"{engine_name(client)} could not create the flow container "
+                            f"({exc.explanation or exc}): fix what it names and run again.") from exc
+        if cancel.signals:
+            raise cancel.error(mounts)
         # Attach before starting so that not a byte of output is missed.
         stream = client.api.attach(container.id, stream=True, demux=not tty)
         container.start()
-        try:
-            for chunk in stream:
-                out, err = (chunk, None) if tty else chunk
-                _write(sys.stdout, out)
-                _write(sys.stderr, err)
-        except KeyboardInterrupt:
-            warn("Interrupted: stopping the container.")
-            container.stop(timeout=10)
-        return container.wait()["StatusCode"]
+        cancel.started(container)
+        for chunk in stream:
+            out, err = (chunk, None) if tty else chunk
+            _write(sys.stdout, out)
+            _write(sys.stderr, err)
+        code = container.wait()["StatusCode"]
+        if cancel.signals:
+            raise cancel.error(mounts)
+        container.reload()
+        died = _died(code, bool(container.attrs.get("State", {}).get("OOMKilled")),
+                     f"{engine_name(client).lower()} stats")
+        if died:
+            raise died
+        return code
     finally:
-        container.remove(force=True)
+        if container is not None:
+            _remove(container)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def run_checkout_task(argv, root: Path, image=None) -> int:
@@ -264,6 +393,9 @@ def open_shell(image=None) -> int:
     mounts.read_write(Path.cwd())
     settings = container_settings(mounts)
     cmd = [cli, "run", "--rm", "-i", "--network", settings["network"], "-w", str(Path.cwd())]
+    limits = confinement()
+    cmd += ["--cap-drop", "ALL", *(f"--cap-add={cap}" for cap in limits["cap_add"]),
+            *(f"--security-opt={opt}" for opt in limits["security_opt"]), f"--pids-limit={limits['pids_limit']}"]
     if sys.stdin.isatty():
         cmd.append("-t")
     for key, value in settings["env"].items():

@@ -46,10 +46,23 @@ def load_keras_model(path):
         else:
             model = tf.keras.models.load_model(str(files[0]), compile=False)
     except Exception as exc:  # Keras raises many types for a bad file; all mean the same to the user.
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        text = " ".join(str(exc).split())
+        if "Lambda" in text and "safe_mode" in text:
+            raise FlowError(f"{path} has a Lambda layer (Python code inside the model), which Keras loads only from "
+                            "trusted files and hls4ml cannot convert: replace the Lambda layer with built-in Keras "
+                            "layers and save the model again.") from exc
+        reason = _first_sentence(text) or type(exc).__name__
         raise FlowError(f"{path} is not a Keras model TensorFlow {tf.__version__} can load ({reason}): "
                         "give a .keras, .h5 or .json file saved by Keras.") from exc
     return model
+
+
+def _first_sentence(text: str, limit: int = 200) -> str:
+    """The first sentence of an error text, cut at a word (never mid-word) when it is long."""
+    sentence = text.split(". ")[0].rstrip(".")
+    if len(sentence) <= limit:
+        return sentence
+    return sentence[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def resolve_samples(cfg, samples=None) -> Path:
@@ -69,8 +82,11 @@ def require_samples_file(path) -> None:
                         "Flow: emulation: samples in the config.")
 
 
-def load_samples(path, input_shape, limit=None):
-    """(X, y or None) from a .npz with X (and optional y) or a .npy of inputs."""
+def read_samples(path):
+    """(X, y or None) as stored in a .npz (X or x, optional y) or a .npy of inputs, checked for what
+    every model needs: numbers, real and finite (also as float32, what the model computes in), at
+    least one sample, and numeric labels, one per sample. FlowError names the first problem.
+    Needs no model: csim and flow run it before anything else."""
     import numpy as np
 
     path = Path(path)
@@ -80,11 +96,45 @@ def load_samples(path, input_shape, limit=None):
         if isinstance(data, np.ndarray):
             x, y = data, None
         else:
-            if "X" not in data:
-                raise FlowError(f"{path} has no array named X: save inputs as X (and labels as y) with np.savez.")
-            x, y = data["X"], (data["y"] if "y" in data else None)
-    except (OSError, ValueError) as exc:
-        raise FlowError(f"{path} is not a readable .npy/.npz file ({exc}): save samples with numpy.") from exc
+            with data:
+                name = next((n for n in ("X", "x") if n in data.files), None)
+                if name is None:
+                    raise FlowError(f"{path} has no array named X (it holds {', '.join(data.files) or 'nothing'}): "
+                                    "save inputs as X (and labels as y) with np.savez.")
+                x, y = data[name], (data["y"] if "y" in data.files else None)
+    except (OSError, ValueError, EOFError) as exc:
+        reason = str(exc).split(".")[0] if "pickle" not in str(exc) else "it holds Python objects"
+        raise FlowError(f"{path} is not a readable .npy/.npz file of numbers ({reason}): save samples as numeric "
+                        "numpy arrays with np.save or np.savez.") from exc
+    fix = "save the model's inputs as a numeric array"
+    if x.ndim == 0 or len(x) == 0:
+        raise FlowError(f"{path} holds no samples (X has shape {x.shape}): {fix}, one sample per row.")
+    if x.dtype.kind not in "biuf":
+        what = "complex numbers" if x.dtype.kind == "c" else f"values of type {x.dtype}"
+        raise FlowError(f"The samples in {path} are {what}, not real numbers: {fix} (e.g. X.astype('float32')).")
+    bad = ~np.isfinite(x.astype(np.float32)).reshape(len(x), -1).all(axis=1)
+    if bad.any():
+        raise FlowError(f"Sample {int(np.flatnonzero(bad)[0])} of {len(x)} in {path} holds NaN or infinite values "
+                        f"(or values beyond float32's range), as do {int(bad.sum())} sample(s) in all: remove or clean "
+                        "them before emulating.")
+    if y is not None:
+        if y.dtype.kind not in "biuf" or y.ndim == 0:
+            raise FlowError(f"The labels y in {path} are {y.dtype} values, not numbers: save class indices (or "
+                            "one-hot rows) as integers, or leave y out.")
+        if len(y) != len(x):
+            raise FlowError(f"{path} holds {len(x)} samples but {len(y)} labels: save one label per sample, or "
+                            "leave y out.")
+        if not np.isfinite(y.astype(np.float64)).all():
+            raise FlowError(f"The labels y in {path} hold NaN or infinite values: save class indices, or leave y out.")
+    return x, y
+
+
+def load_samples(path, input_shape, limit=None):
+    """(X as float32, y as class indices or None), checked by read_samples and against the model's
+    input shape."""
+    import numpy as np
+
+    x, y = read_samples(path)
     expected = tuple(d for d in input_shape[1:])
     if tuple(x.shape[1:]) != expected:
         raise FlowError(f"Samples in {path} have shape {tuple(x.shape[1:])} per item but the model takes "

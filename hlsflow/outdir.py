@@ -12,11 +12,13 @@ now are those recorded and its files are intact; a run that was killed stays rec
 import contextlib
 import datetime
 import fcntl
+import fnmatch
 import hashlib
 import json
 import os
 import platform
 import shlex
+import shutil
 import stat
 import sys
 import time
@@ -111,13 +113,14 @@ def tree_hash(files: dict) -> str:
 
 
 def all_files(root: Path) -> list:
-    """Relative paths of every file under root, the manifest (and its temporary copies) aside."""
+    """Relative paths of every file under root, the manifest (and its temporary copies) and the
+    staging mark aside."""
     root = Path(root)
     found = []
     for path in root.rglob("*"):
         if path.is_file() and not path.is_symlink():
             rel = path.relative_to(root).as_posix()
-            if rel != MANIFEST and not (rel.startswith(f".{MANIFEST}.") and rel.endswith(".tmp")):
+            if rel not in (MANIFEST, STAGING_MARK) and not (rel.startswith(f".{MANIFEST}.") and rel.endswith(".tmp")):
                 found.append(rel)
     return sorted(found)
 
@@ -188,13 +191,40 @@ def command_line() -> str:
 
 # ------------------------------------------------------------------ the manifest itself
 
+def manifest_problem(data):
+    """Why parsed manifest.json content is not a manifest this hlsflow reads, or None. Checked
+    against manifest.schema.json (jsonschema), so that a field of the wrong type is named here
+    instead of failing deep inside a stage."""
+    import jsonschema
+
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return f"it is not an hlsflow manifest (no \"format\": \"{FORMAT}\")"
+    schema = json.loads(Path(__file__).with_name("manifest.schema.json").read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(data))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+    return f"{where}: {error.message[:120]}"
+
+
+def damaged(out_dir, why: str) -> FlowError:
+    return FlowError(f"{Path(out_dir) / MANIFEST} is damaged ({why}): hlsflow will neither trust nor replace "
+                     f"{out_dir}; move that folder aside (or delete it if nothing in it is needed) and run again.")
+
+
 class Manifest:
-    """manifest.json of one output directory, read when made and written by save()."""
+    """manifest.json of one output directory, read when made and written by save(). A file that
+    says it is an hlsflow manifest but does not fit the schema is FlowError, never guessed at."""
 
     def __init__(self, out_dir):
         self.out_dir = Path(out_dir)
-        data = read_json(self.out_dir / MANIFEST)
+        path = self.out_dir / MANIFEST
+        data = read_json(path)
         self.exists = isinstance(data, dict) and data.get("format") == FORMAT
+        if self.exists or (path.is_file() and data is None):
+            why = manifest_problem(data) if data is not None else "it is not readable JSON"
+            if why:
+                raise damaged(self.out_dir, why)
         self.data = data if self.exists else {"format": FORMAT}
         self.data.setdefault("stages", {})
         self.data.setdefault("runs", [])
@@ -242,10 +272,105 @@ class Manifest:
                 record["stale_because"] = why
 
 
-def is_flow_output(out_dir) -> bool:
-    """A directory this flow (or hls4ml) wrote, which it may therefore replace."""
+# ------------------------------------------------------------------ whose folder it is
+
+# Besides the files its stages record, what hlsflow and the tools it runs leave in an output
+# directory when a run fails or is killed before it records them: its own logs and results, g++'s
+# objects and library, Vivado's project folder and logs, temporary copies (files.write_atomically).
+RUN_LEFTOVERS = (
+    "hlsflow_convert.log", "emulation_build.log", "cpp_check.log", "csim.json", "profile.json",
+    "precision_profile.png", "tune.json", "hls4ml_config.tuned.yml", "report.json", "report.md",
+    "utilisation.png", "*.o", "firmware/*.so",
+    "*_prj/*", "vivado_hls*.log", "vivado*.jou", "vivado*.log", "vivado_synth.rpt", ".Xil/*",
+    "hs_err_pid*.log", "usage_statistics_webtalk.*",
+    ".*.tmp",
+    "vivado_hls_standin.args",  # the Vivado stand-in (tests/standin_xilinx, a test double) records its arguments
+)
+# Written first into convert's staging folder (and into a replaced project before it is deleted),
+# so that a run killed half-way leaves folders the next run can prove are hlsflow's to remove.
+STAGING_MARK = ".hlsflow-staging"
+
+
+def _entries(root: Path):
+    """Relative paths of every file and symbolic link under root (links are not followed)."""
+    for folder, dirs, files in os.walk(root):
+        base = Path(folder)
+        for name in sorted(files) + sorted(d for d in dirs if (base / d).is_symlink()):
+            yield (base / name).relative_to(root).as_posix()
+
+
+def foreign_files(out_dir) -> list:
+    """Files in out_dir hlsflow cannot prove it wrote: all of them when it holds no hlsflow
+    manifest; else those listed by no stage of the manifest and matching no RUN_LEFTOVERS pattern.
+    FlowError when the manifest is damaged."""
     out_dir = Path(out_dir)
-    return (out_dir / MANIFEST).exists() or (out_dir / "hls4ml_config.yml").exists()
+    if not out_dir.is_dir():
+        return []
+    entries = list(_entries(out_dir))
+    if not entries:
+        return []
+    manifest = Manifest(out_dir)
+    if not manifest.exists:  # a manifest.json of something else (a web app's) is named first
+        return sorted(entries, key=lambda rel: rel != MANIFEST)
+    listed = {MANIFEST}
+    for record in manifest.stages.values():
+        listed.update(record.get("outputs") or {})
+    return [rel for rel in entries
+            if rel not in listed and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in RUN_LEFTOVERS)]
+
+
+def check_output_path(out_dir, inputs=(), cwd=None, what="output directory") -> Path:
+    """FlowError unless out_dir may be written by hlsflow at all: not the folder the user stands
+    in, their home or /, not a symbolic link (hlsflow would write where it points), not a file,
+    and holding none of the run's inputs (config, model, samples). Light: the host runs it too."""
+    out = Path(os.path.abspath(out_dir))
+    cwd = Path(os.path.abspath(cwd or os.getcwd()))
+    flag = "--out (or OutputDir in the config)"
+    special = {cwd: "the folder you are in", Path(os.path.expanduser("~")).absolute(): "your home folder",
+               Path(out.anchor): "the root folder"}
+    for place, name in special.items():
+        if out == place:
+            raise FlowError(f"The {what} {out} is {name}, which hlsflow never uses as an output: give {flag} a "
+                            "folder of its own, e.g. build/myproject.")
+    if out.is_symlink():
+        raise FlowError(f"The {what} {out} is a symbolic link (to {os.readlink(out)}): hlsflow writes only into "
+                        f"real folders; give {flag} the folder itself or another path.")
+    if out.exists() and not out.is_dir():
+        raise FlowError(f"The {what} {out} is a file, not a folder: give {flag} a folder path.")
+    real = out.resolve()
+    for item in inputs:
+        if item and Path(os.path.abspath(item)).resolve().is_relative_to(real):
+            raise FlowError(f"The {what} {out} holds {item}, an input of this run, and an output folder is "
+                            f"replaced whole: give {flag} a folder of its own, e.g. build/myproject.")
+    return out
+
+
+def run_inputs(cfg, samples=None) -> list:
+    """The user's files a run reads (config, model, samples): never inside its output directory,
+    which may be replaced whole."""
+    return [cfg.source, *model_files(cfg.keras_model), cfg.samples_path(), samples]
+
+
+def check_owned(out_dir) -> None:
+    """FlowError naming the first file hlsflow did not write, when out_dir holds one."""
+    foreign = foreign_files(out_dir)
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise FlowError(f"{out_dir} holds {foreign[0]}{more}, which hlsflow did not write, and hlsflow writes only "
+                        "into an empty folder or one of its own outputs: choose another --out, or move that file out "
+                        "of the folder.")
+
+
+def remove_dead_staging(out_dir) -> None:
+    """Staging folders of convert runs that were killed: with the lock held, no other run owns
+    them, and the mark inside proves hlsflow made them."""
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        return
+    for pattern in (f".{out_dir.name}.partial-*", f".{out_dir.name}.old-*"):
+        for folder in out_dir.parent.glob(pattern):
+            if folder.is_dir() and not folder.is_symlink() and (folder / STAGING_MARK).is_file():
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def stage_record(out_dir, name):
@@ -435,7 +560,7 @@ _held: set = set()
 @contextlib.contextmanager
 def locked(out_dir):
     """One hlsflow run at a time on an output directory, also across containers (a lock file
-    beside it: the directory itself is replaced by convert)."""
+    beside it: the directory itself is replaced by convert). The lock file is removed at the end."""
     out_dir = Path(out_dir)
     key = str(out_dir)
     if key in _held:
@@ -444,18 +569,44 @@ def locked(out_dir):
     lock_path = out_dir.with_name(f".{out_dir.name}.lock")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a")
+        handle = _acquire(lock_path, out_dir)
     except OSError as exc:
         raise cannot_write(out_dir, exc) from exc
     with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FlowError(f"Another hlsflow run is working on {out_dir}: wait for it to finish, or stop it.") \
-                from None
         _held.add(key)
         try:
             yield
         finally:
             _held.discard(key)
+            # Unlinked while still held: a run that opened the old file sees it gone and retries.
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _acquire(lock_path: Path, out_dir: Path):
+    while True:
+        handle = open(lock_path, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise FlowError(f"Another hlsflow run is working on {out_dir}: wait for it to finish, or stop it.") \
+                from None
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
+                return handle
+        except FileNotFoundError:
+            pass
+        handle.close()  # the run before removed this file as we opened it: lock the new one
+
+
+@contextlib.contextmanager
+def claimed(out_dir, inputs=()):
+    """The output directory, checked (check_output_path), locked, cleared of dead runs' staging
+    folders and proved hlsflow's (check_owned): what every stage that writes into it holds."""
+    check_output_path(out_dir, inputs)
+    with locked(out_dir):
+        remove_dead_staging(out_dir)
+        check_owned(out_dir)
+        yield

@@ -226,13 +226,14 @@ def describe(f: Finding) -> str:
 def profile(cfg, samples=None, max_samples=50, png=None) -> dict:
     samples = resolve_samples(cfg, samples)
     out = cfg.output_dir
-    out.mkdir(parents=True, exist_ok=True)
     stage = outdir.Stage(out, "profile", {"design": outdir.digest(outdir.design_inputs(cfg)),
                                           "samples": sha256(samples, cache=True), "max_samples": max_samples})
-    with outdir.locked(out), stage.running():
-        result, picture = _profile(cfg, samples, max_samples, png)
-        made = ["profile.json"] + ([picture.relative_to(out).as_posix()] if picture.parent == out else [])
-        stage.done(made, result={"samples": result["samples"]})
+    with outdir.claimed(out, outdir.run_inputs(cfg, samples)):
+        out.mkdir(parents=True, exist_ok=True)
+        with stage.running():
+            result, picture = _profile(cfg, samples, max_samples, png)
+            made = ["profile.json"] + ([picture.relative_to(out).as_posix()] if picture.parent == out else [])
+            stage.done(made, result={"samples": result["samples"]})
     return result
 
 
@@ -538,6 +539,9 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
 
     tf.get_logger().setLevel("ERROR")  # Keras's retracing notices, once per trial, say nothing useful here
     samples = resolve_samples(cfg, samples)
+    # Checked before the search, which takes minutes: its results go into the output directory.
+    outdir.check_output_path(cfg.output_dir, outdir.run_inputs(cfg, samples))
+    outdir.check_owned(cfg.output_dir)
     try:
         target = float(target if target is not None else cfg.flow["emulation"].get("min_agreement") or 0.99)
     except ValueError:
@@ -628,7 +632,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     stage = outdir.Stage(out, "tune-precision", {"design": outdir.digest(outdir.design_inputs(cfg)),
                                                  "samples": sha256(samples, cache=True),
                                                  "max_samples": max_samples, "target": target})
-    with outdir.locked(out), stage.running():  # recorded, so that `hlsflow verify` knows what it wrote
+    with outdir.claimed(out, outdir.run_inputs(cfg, samples)), stage.running():  # recorded for `hlsflow verify`
         write_json(out / TUNE_RESULT, result)
         made = [TUNE_RESULT]
         if result["config"] and config_path.resolve().parent == out.resolve():

@@ -5,9 +5,12 @@ Sources, all real tool output (see tests/standin_xilinx/fixtures/README.md):
   estimates (every value is text; latency can be "undef" for unbounded loops);
 - `<out>/vivado_synth.rpt`: Vivado's report_utilization after logic synthesis (vsynth);
 - the solution log, whose `Finished <stage> Time (s): ...` lines show progress.
+A folder synthesised outside hlsflow (no manifest of ours; any solution folder name) is read
+where it is and left as it was, but for these three files (report_foreign).
 matplotlib is imported only when the plot is drawn, so the host side stays light.
 """
 
+import hashlib
 import io
 import re
 import xml.etree.ElementTree as ET
@@ -55,10 +58,10 @@ def _resource(used, available) -> dict:
     return {"used": used, "available": available, "percent": _percent(used, available)}
 
 
-def parse_csynth_xml(path, log_path=None) -> dict:
+def parse_csynth_xml(path, log_path=None, rerun=None) -> dict:
     """The figures of a Vivado HLS csynth.xml, as numbers (None where the tool wrote none)."""
     path = Path(path)
-    rerun = "run `hlsflow synth` first" + (
+    rerun = rerun or "run `hlsflow synth` first" + (
         f" (or check the synthesis log at {log_path})" if log_path else "")
     if not path.is_file():
         raise FlowError(f"No synthesis report at {path}: {rerun}.")
@@ -219,11 +222,12 @@ def _same_part(a: str, b: str) -> bool:
     return a.lower().replace("-", "") == b.lower().replace("-", "")
 
 
-def build_report(out_dir, project_name, part=None) -> dict:
-    """The content of report.json: the csynth figures, the fit verdict and vivado_synth."""
+def build_report(out_dir, project_name, part=None, xml=None, rerun=None) -> dict:
+    """The content of report.json: the csynth figures, the fit verdict and vivado_synth. `xml`: the
+    csynth.xml when it is not where hls4ml's flow puts it (a solution folder named otherwise)."""
     out_dir = Path(out_dir)
-    xml = csynth_xml_path(out_dir, project_name)
-    report = parse_csynth_xml(xml, log_path=out_dir / "vivado_hls.log")
+    xml = Path(xml) if xml else csynth_xml_path(out_dir, project_name)
+    report = parse_csynth_xml(xml, log_path=out_dir / "vivado_hls.log", rerun=rerun)
     report = {"project": project_name, "csynth_xml": str(xml.relative_to(out_dir)), **report}
 
     report["target_part"] = part
@@ -371,13 +375,23 @@ def render_utilisation_png(report: dict) -> bytes:
     return buffer.getvalue()
 
 
-def write_report(out_dir, project_name, part=None) -> dict:
-    """Write report.json, report.md and utilisation.png into out_dir; print the summary."""
+def write_report(out_dir, project_name, part=None, xml=None, foreign=False) -> dict:
+    """Write report.json, report.md and utilisation.png into out_dir; print the summary. `foreign`:
+    out_dir is not hlsflow's, so a report file name that holds someone else's file is refused,
+    and report.json records the hashes of the other two so a later run knows them as its own."""
     out_dir = Path(out_dir)
-    report = build_report(out_dir, project_name, part)
+    rerun = "re-run the synthesis of that project, or give --out the folder of another" if foreign else None
+    report = build_report(out_dir, project_name, part, xml=xml, rerun=rerun)
     # Render everything before writing anything; report.json goes last, as it marks completion.
     markdown = render_markdown(report)
     png = render_utilisation_png(report)
+    if foreign:
+        taken = not_our_report_file(out_dir)
+        if taken:
+            raise FlowError(f"{out_dir / taken} was not written by hlsflow and is never overwritten: move it "
+                            "aside, or copy the project to another folder and report there.")
+        report["report_files"] = {"report.md": hashlib.sha256(markdown.encode()).hexdigest(),
+                                  "utilisation.png": hashlib.sha256(png).hexdigest()}
     write_atomically(out_dir / "report.md", markdown)
     write_atomically(out_dir / "utilisation.png", png)
     write_json(out_dir / "report.json", report)
@@ -414,3 +428,162 @@ def report(cfg, force=False) -> dict:
         stage.done(REPORT_FILES, result={"fits": result["fits"], "timing_met": result["timing_met"]},
                    extra={"stand_in": result["produced_by_test_double"]})
     return result
+
+
+# ------------------------------------------- a project synthesised outside hlsflow
+
+HLS4ML_CONFIG = "hls4ml_config.yml"
+# What every report.json of ours holds: a file by that name without these is someone else's.
+_REPORT_KEYS = {"project", "csynth_xml", "tool", "tool_version", "part", "clock", "latency", "interval",
+                "resources", "fits", "timing_met"}
+
+
+def foreign_folder(out_dir) -> bool:
+    """An existing folder without hlsflow's manifest that holds Vivado HLS reports or an hls4ml
+    project: written by hand or by plain hls4ml, so it is read, never converted or synthesised into."""
+    out = Path(out_dir)
+    if not out.is_dir() or _has_our_manifest(out):
+        return False
+    return (out / HLS4ML_CONFIG).is_file() or bool(find_csynth_reports(out))
+
+
+def _has_our_manifest(out: Path) -> bool:
+    # Read directly, not through outdir.Manifest: a user's own manifest.json is no concern of ours.
+    manifest = read_json(out / outdir.MANIFEST)
+    return isinstance(manifest, dict) and manifest.get("format") == outdir.FORMAT
+
+
+def _top_of(prj: Path) -> str:
+    """The top function of a Vivado/Vitis HLS project folder: its .app says (hls4ml's galapagos
+    wrapper sits in myproject_prj), else hls4ml's naming, <top>_prj."""
+    for app in ("vivado_hls.app", "hls.app"):
+        found = re.search(r'\btop="([^"]+)"', _head(prj / app))
+        if found:
+            return found.group(1)
+    return prj.name[: -len("_prj")]
+
+
+def find_csynth_reports(out_dir) -> dict:
+    """{top function: its csynth.xml} for each <project>_prj/<solution>/syn/report/ in out_dir.
+    Vivado HLS also writes a <function>_csynth.xml per sub-function there: the top's is the one."""
+    found = {}
+    for prj in sorted(p for p in Path(out_dir).glob("*_prj") if p.is_dir()):
+        top = _top_of(prj)
+        xmls = []
+        for report_dir in sorted(prj.glob("*/syn/report")):
+            named = report_dir / f"{top}_csynth.xml"
+            others = sorted(report_dir.glob("*_csynth.xml"))
+            if named.is_file():
+                xmls.append(named)
+            elif len(others) == 1:
+                xmls.append(others[0])
+        if xmls:
+            # hls4ml synthesises into solution1; of other solutions, the latest run is the one to read.
+            pick = next((x for x in xmls if x.parts[-4] == "solution1"), None) or max(
+                xmls, key=lambda x: x.stat().st_mtime)
+            found[pick.name[: -len("_csynth.xml")]] = pick
+    return found
+
+
+def _hls4ml_project_name(out_dir):
+    """ProjectName from the hls4ml_config.yml hls4ml writes into its projects, or None. It tags the
+    model (!keras_model), which a safe loader refuses: unknown tags are read as None."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("", lambda loader, suffix, node: None)
+    try:
+        data = yaml.load((Path(out_dir) / HLS4ML_CONFIG).read_text(errors="replace"), Loader=Loader)
+    except (OSError, yaml.YAMLError):
+        return None
+    name = data.get("ProjectName") if isinstance(data, dict) else None
+    return str(name) if name else None
+
+
+def foreign_project(out_dir, project=None) -> tuple:
+    """(project name, csynth.xml) of a folder synthesised outside hlsflow: the project its
+    hls4ml_config.yml names, else the configured one, else the only one there."""
+    out = Path(out_dir)
+    found = find_csynth_reports(out)
+    own = _hls4ml_project_name(out)
+    for name in (own, project):
+        if name and name in found:
+            return name, found[name]
+    if own:
+        raise FlowError(f"{out / HLS4ML_CONFIG} names project {own} but {out} holds no synthesis report of it "
+                        f"({own}_prj/<solution>/syn/report/{own}_csynth.xml): synthesise it first, e.g. "
+                        "`vivado_hls -f build_prj.tcl` there.")
+    if len(found) == 1:
+        return next(iter(found.items()))
+    if not found:
+        raise FlowError(f"{out} holds no Vivado HLS report (<project>_prj/<solution>/syn/report/"
+                        "<project>_csynth.xml): give --out the folder of a synthesised project.")
+    raise FlowError(f"{out} holds reports of several projects ({', '.join(sorted(found))}): pass --config "
+                    "with ProjectName set to the one to report.")
+
+
+def _is_png_by_matplotlib(path: Path) -> bool:
+    head = _head_bytes(path)
+    return head.startswith(b"\x89PNG") and b"Matplotlib" in head
+
+
+def _head_bytes(path: Path, size: int = 4096) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""
+
+
+def not_our_report_file(out_dir):
+    """The first of report.json, report.md, utilisation.png in out_dir that holds a file hlsflow did
+    not write (so must not be replaced), or None. Ours: a report.json of our structure, and the
+    files whose hashes it records; an earlier report that records none is judged by content."""
+    out = Path(out_dir)
+    paths = {name: out / name for name in REPORT_FILES}
+    for path in paths.values():
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            return path.name
+    earlier = None
+    if paths["report.json"].exists():
+        earlier = read_json(paths["report.json"])
+        if not (isinstance(earlier, dict) and _REPORT_KEYS <= set(earlier)):
+            return "report.json"
+    recorded = (earlier or {}).get("report_files")
+    for name in ("report.md", "utilisation.png"):
+        path = paths[name]
+        if not path.exists():
+            continue
+        if isinstance(recorded, dict):
+            ours = recorded.get(name) == sha256(path)
+        elif name == "report.md":
+            ours = _head(path).startswith("# Synthesis report: ") and "from the C synthesis report" in _head(path)
+        else:
+            ours = earlier is not None and _is_png_by_matplotlib(path)
+        if not ours:
+            return name
+    return None
+
+
+def report_foreign(out_dir, project=None, part=None) -> dict:
+    """The report of a folder synthesised outside hlsflow: its reports are read where they are and
+    nothing in it is changed; only report.json, report.md and utilisation.png are written."""
+    out = Path(out_dir)
+    name, xml = foreign_project(out, project)
+    console.step(f"report: {out} was not written by hlsflow; reporting {xml.relative_to(out)} as it is "
+                 "(nothing converted or synthesised)")
+    return write_report(out, name, part, xml=xml, foreign=True)
+
+
+def no_report_without_config(out_dir) -> None:
+    """The one sentence for `hlsflow report --out DIR` alone on a folder that is not one to read."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FlowError(f"The output folder {out} does not exist: give --out the folder of a synthesised HLS "
+                        "project.")
+    if _has_our_manifest(out):
+        raise FlowError(f"{out} is an output folder of hlsflow: pass the --config (or --model) it was made with, "
+                        "so that the report knows whether its synthesis is current.")
+    foreign_project(out)  # names what is missing

@@ -412,9 +412,11 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
             load_config(**spec["options"], announce=False)
         except FlowError as exc:
             raise FlowError(f"Point {spec['name']} of {grid}: {exc}") from None
-    if sweep_dir.exists() and any(sweep_dir.iterdir()) and not (sweep_dir / "sweep.json").exists() \
-            and outdir.is_flow_output(sweep_dir):
-        raise FlowError(f"{sweep_dir} is an HLS project, not a sweep's folder: choose another --out.")
+    outdir.check_output_path(sweep_dir, [grid, *outdir.run_inputs(cfg, samples)], what="sweep's folder")
+    if sweep_dir.exists() and any(sweep_dir.iterdir()) and not (sweep_dir / "sweep.json").exists():
+        what = "an HLS project" if (sweep_dir / outdir.MANIFEST).exists() else "not a sweep's folder"
+        raise FlowError(f"{sweep_dir} is {what} (it has no sweep.json), and hlsflow writes a sweep only into an "
+                        "empty folder or an earlier sweep's: choose another --out.")
 
     with outdir.locked(sweep_dir):
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -43,22 +43,24 @@ def plan(c, cfg, dsp_margin=None, bram_margin=None, write=None):
 @flow_task(help={"samples": SAMPLES_HELP, "min-agreement": "fail below this top-1 agreement (0-1)",
                  "max-samples": "emulate at most this many", "workers": "cores to use (default: all)",
                  "engine": "auto (fast unless a layer needs C++), fast, or cpp (hls4ml's C++ emulation)",
-                 "cross-check": "run this many samples through both engines; fail on the first differing bit"},
-           inputs=("samples",))
-def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=None, engine=None, cross_check=None):
+                 "cross-check": "run this many samples through both engines; fail on the first differing bit",
+                 "force": "emulate again even if the results are up to date"},
+           inputs=("samples",), checks={"min_agreement": "fraction", "max_samples": "count", "workers": "count",
+                                        "cross_check": "count"})
+def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=None, engine=None, cross_check=None,
+         force=False):
     """Bit-accurate emulation of the HLS project (not Vivado) compared with Keras; converts first when
     the project is missing or stale."""
     from . import flow
 
-    flow.csim(cfg, samples=samples, min_agreement=float(min_agreement) if min_agreement is not None else None,
-              max_samples=int(max_samples) if max_samples else None, workers=int(workers) if workers else None,
-              engine=engine, cross_check=cross_check)
+    flow.csim(cfg, samples=samples, min_agreement=min_agreement, max_samples=max_samples, workers=workers,
+              engine=engine, cross_check=cross_check, force=force)
 
 
 @flow_task(help={"vivado": "Vivado 2018.2 install dir or vivado_hls binary", "csim": "also run Vivado's C "
                  "simulation", "export": "export_design (IP)", "vsynth": "Vivado logic synthesis",
                  "timeout": "seconds before synthesis is stopped", "force": "run even if up to date"},
-           inputs=("vivado",))
+           inputs=("vivado",), checks={"timeout": "seconds"})
 def synth(c, cfg, vivado=None, csim=False, export=False, vsynth=False, timeout=None, force=False):
     """Vivado HLS C synthesis (cosimulation off); converts first when the project is missing or stale."""
     from . import flow
@@ -67,23 +69,25 @@ def synth(c, cfg, vivado=None, csim=False, export=False, vsynth=False, timeout=N
                timeout=timeout, force=force)
 
 
-@flow_task(help={"vivado": "Vivado 2018.2 install dir, when synthesis must run first"}, inputs=("vivado",))
-def report(c, cfg, vivado=None):
+@flow_task(help={"vivado": "Vivado 2018.2 install dir, when synthesis must run first"}, inputs=("vivado",),
+           with_options=True, out_alone=True)
+def report(c, cfg, vivado=None, options=None):
     """Resources, latency and timing from Vivado's reports -> report.json, report.md, utilisation.png;
-    synthesises first when the results are missing or stale."""
+    synthesises first when the results are missing or stale. `--out DIR` alone reports on a project
+    synthesised elsewhere (by hand or by hls4ml), changing nothing in it."""
     from . import flow
 
-    flow.report(cfg, vivado=vivado)
+    flow.report(cfg, vivado=vivado, out=options["out"], part=options["part"])
 
 
 @flow_task(help={"samples": SAMPLES_HELP, "min-agreement": "fail below this agreement",
-                 "vivado": "Vivado 2018.2 install dir"}, inputs=("samples", "vivado"))
-def flow(c, cfg, samples=None, min_agreement=None, vivado=None):
+                 "vivado": "Vivado 2018.2 install dir", "force": "redo every stage even if up to date"},
+           inputs=("samples", "vivado"), checks={"min_agreement": "fraction"})
+def flow(c, cfg, samples=None, min_agreement=None, vivado=None, force=False):
     """convert, csim, synth (skipped with one line when no Vivado is found), report."""
     from . import flow as stages
 
-    stages.run(cfg, samples=samples, min_agreement=float(min_agreement) if min_agreement is not None else None,
-               vivado=vivado)
+    stages.run(cfg, samples=samples, min_agreement=min_agreement, vivado=vivado, force=force)
 
 
 @flow_task(help={"grid": "YAML of config keys to lists of values (ReuseFactor may be `plan`)",
@@ -97,6 +101,7 @@ def flow(c, cfg, samples=None, min_agreement=None, vivado=None):
                  "workers": "local workers (default: by cores and memory)",
                  "vivado": "Vivado 2018.2 install dir, as the workers see it"},
            inputs=("grid", "samples", "jobqueue"), with_options=True, network_flags=("scheduler", "jobqueue"),
+           checks={"max_samples": "count", "min_agreement": "fraction", "workers": "count"},
            auto_shortflags=False)  # so many flags that invoke would run out of letters (and offer "--")
 def sweep(c, cfg, grid=None, samples=None, max_samples=None, min_agreement=None, synth_all=False, scheduler=None,
           jobqueue=None, memory_per_point="4GB", workers=None, vivado=None, options=None):
@@ -113,12 +118,12 @@ def sweep(c, cfg, grid=None, samples=None, max_samples=None, min_agreement=None,
 
 @flow_task(help={"samples": SAMPLES_HELP, "max-samples": "profile on at most this many",
                  "png": "where to draw the profile (default <out>/precision_profile.png)"},
-           inputs=("samples",), outputs=("png",))
+           inputs=("samples",), outputs=("png",), checks={"max_samples": "count"})
 def profile(c, cfg, samples=None, max_samples=50, png=None):
     """Per-layer Keras ranges against the fixed-point types, with hls4ml's trace error: table and PNG."""
     from . import profile as stage
 
-    stage.profile(cfg, samples=samples, max_samples=int(max_samples), png=png)
+    stage.profile(cfg, samples=samples, max_samples=max_samples, png=png)
 
 
 @flow_task(help={"samples": SAMPLES_HELP, "max-samples": "emulate at most this many",
@@ -126,13 +131,14 @@ def profile(c, cfg, samples=None, max_samples=50, png=None):
                           "hls4ml_config.tuned.yml for a model given without a config)",
                  "target": "top-1 agreement the gate asks for (default 0.99)",
                  "compare-auto": "also measure hls4ml's own type inference ('auto') as a baseline"},
-           inputs=("samples",), outputs=("write",), writes_beside_config=True)
+           inputs=("samples",), outputs=("write",), writes_beside_config=True,
+           checks={"max_samples": "count", "target": "fraction"})
 def tune_precision(c, cfg, samples=None, max_samples=None, write=None, target=None, compare_auto=True):
     """Fewest added bits (integer where values overflow, fractional where resolution is lost) that meet
     the gate, each step measured by emulation; writes the tuned config."""
     from . import profile as stage
 
-    stage.tune(cfg, samples=samples, max_samples=int(max_samples) if max_samples else None, write=write,
+    stage.tune(cfg, samples=samples, max_samples=max_samples, write=write,
                target=target, compare_auto=compare_auto)
 
 

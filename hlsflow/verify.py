@@ -14,10 +14,10 @@ def _manifest(out: Path) -> outdir.Manifest:
     manifest = outdir.Manifest(out)
     if not manifest.exists:
         if (out / outdir.MANIFEST).exists():
-            raise FlowError(f"{out / outdir.MANIFEST} is not a manifest this hlsflow can read: run the flow again "
-                            "to write a new one.")
-        raise FlowError(f"{out} has no {outdir.MANIFEST} (hlsflow {__version__} writes one with every stage): "
-                        f"run `hlsflow convert --out {out}` to make one.")
+            raise FlowError(f"{out / outdir.MANIFEST} is not an hlsflow manifest, so {out} is not an output folder "
+                            "of hlsflow: give the folder a flow run wrote (its --out).")
+        raise FlowError(f"{out} has no {outdir.MANIFEST}, so it is not an output folder of hlsflow (hlsflow "
+                        f"{__version__} writes one with every stage): give the folder a flow run wrote (its --out).")
     return manifest
 
 

@@ -117,8 +117,9 @@ def test_verify_without_a_manifest_is_one_sentence(tmp_path):
     assert proc.returncode == 2  # nothing to compare with (1 is for a directory that does not match)
     from hlsflow import __version__
 
-    assert error_lines(proc) == [f"ERROR: {tmp_path} has no manifest.json (hlsflow {__version__} writes one with every "
-                                 f"stage): run `hlsflow convert --out {tmp_path}` to make one."]
+    assert error_lines(proc) == [f"ERROR: {tmp_path} has no manifest.json, so it is not an output folder of hlsflow "
+                                 f"(hlsflow {__version__} writes one with every stage): give the folder a flow run "
+                                 "wrote (its --out)."]
 
 
 def test_a_second_flow_with_nothing_changed_runs_no_stage(small_project, tmp_path):

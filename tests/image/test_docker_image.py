@@ -19,6 +19,7 @@ def test_build_tags_and_labels(docker_client, built_image):
     assert labels["io.hlsflow.tensorflow.version"] == "2.15.0"
     assert labels["io.hlsflow.numpy.version"] == "1.25.0"
     assert labels["org.opencontainers.image.version"] == image.__version__
+    assert labels["org.opencontainers.image.source"] == "hlsflow"  # the project, never a machine's path
     # The image's own init first: no --init needed under Docker or Podman.
     assert built.attrs["Config"]["Entrypoint"] == ["/usr/bin/tini", "-g", "--", "/usr/local/bin/hlsflow-entrypoint"]
 
