@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import invoke
 
 from . import __version__, console, outdir
-from .errors import FlowError, check_flag
+from .errors import FlowError, check_flag, from_os_error
 
 # Flags every flow task takes. Given on any task of one invocation, they apply to all of it,
 # so `hlsflow convert csim --model m.keras` converts and emulates the same model.
@@ -181,23 +181,7 @@ class Executor(invoke.Executor):
                               "redo what did not finish.")
             raise invoke.Exit(code=128 + signum) from None
         except OSError as exc:  # a full disk, a folder that went away: what the system said, and where
-            _fail(os_error(exc))
-
-
-def os_error(exc: OSError) -> FlowError:
-    """One sentence for an OSError no stage foresaw, naming the file and the folder it is in."""
-    import errno
-
-    where = exc.filename or "a file"
-    folder = os.path.dirname(os.path.abspath(exc.filename)) if exc.filename else "the output folder"
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return FlowError(f"No space left while writing {where} ({exc.strerror}): free space in {folder} (`df -h "
-                         f"{folder}`) or choose an output folder on another disk, then run again.")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return FlowError(f"Not allowed to write {where} ({exc.strerror}): choose a folder you can write, or fix its "
-                         "permissions.")
-    return FlowError(f"The system refused an operation on {where} ({exc.strerror or exc}): check that path and run "
-                     "again.")
+            _fail(from_os_error(exc))
 
 
 class Program(invoke.Program):

@@ -1,6 +1,8 @@
 """The one exception type a user ever sees from the flow, and the one checker of flag values."""
 
+import errno
 import math
+import os
 
 
 class FlowError(Exception):
@@ -61,3 +63,18 @@ def check_flag(value, name: str, kind: str):
     checker, example = FLAG_KINDS[kind]
     flag = "--" + name.replace("_", "-")
     return checker(value, flag, f"{flag} {example}")
+
+
+def from_os_error(exc: OSError, folder=None) -> FlowError:
+    """One sentence for an OSError no check foresaw (a full disk, a read-only mount): what the
+    system said, and the folder being written (`folder`, else the file's own)."""
+    where = exc.filename or "a file"
+    folder = folder or (os.path.dirname(os.path.abspath(exc.filename)) if exc.filename else "the output folder")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return FlowError(f"No space left on the disk of {folder} ({exc.strerror}): free space there (`df -h {folder}`) "
+                         "or choose an output folder on another disk, then run again.")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return FlowError(f"Not allowed to write {where} ({exc.strerror}): choose a folder you can write, or fix its "
+                         "permissions.")
+    return FlowError(f"The system refused an operation on {where} ({exc.strerror or exc}): check that path and run "
+                     "again.")

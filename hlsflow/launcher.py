@@ -349,9 +349,13 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None) -> int:
                             f"({exc.explanation or exc}): fix what it names and run again.") from exc
         if cancel.signals:
             raise cancel.error(mounts)
-        # Attach before starting so that not a byte of output is missed.
-        stream = client.api.attach(container.id, stream=True, demux=not tty)
-        container.start()
+        try:
+            # Attach before starting so that not a byte of output is missed.
+            stream = client.api.attach(container.id, stream=True, demux=not tty)
+            container.start()
+        except docker.errors.APIError as exc:
+            raise FlowError(f"{engine_name(client)} could not start the flow container "
+                            f"({exc.explanation or exc}): fix what it names and run again.") from exc
         cancel.started(container)
         for chunk in stream:
             out, err = (chunk, None) if tty else chunk

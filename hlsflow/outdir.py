@@ -11,6 +11,7 @@ now are those recorded and its files are intact; a run that was killed stays rec
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import fnmatch
 import hashlib
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 from . import __version__, sbom
-from .errors import FlowError
+from .errors import FlowError, from_os_error
 from .files import read_json, sha256, write_json
 from .loading import model_files
 from .versions import first_line, package_version
@@ -43,6 +44,8 @@ DOWNSTREAM = {
 # Written by convert but not part of the HLS project: hls4ml's chatter may name temporary paths.
 NOT_IN_TREE = ("hlsflow_convert.log",)
 RUNS_KEPT = 200
+# What writing into the output directory can meet: said in one sentence naming that directory.
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def digest(value) -> str:
@@ -462,6 +465,13 @@ class Stage:
             manifest.save()
         try:
             yield self
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRORS:
+                self._record_end("failed", 1)
+                raise
+            with contextlib.suppress(OSError):  # the manifest may not fit on a full disk either
+                self._record_end("failed", 2)
+            raise from_os_error(exc, self.out_dir) from exc
         except BaseException as exc:
             status, code = "failed", 1
             if isinstance(exc, FlowError):

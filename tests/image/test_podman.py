@@ -17,8 +17,10 @@ from hlsflow import engine, handover
 from test_user_project import csim_figures, run_hlsflow
 
 # This sandbox cannot raise the open-files limit, which Podman does for every container by
-# default; an empty default_ulimits keeps the engine's own limits (harmless anywhere).
-CONTAINERS_CONF = "[containers]\ndefault_ulimits = []\n"
+# default; an empty default_ulimits keeps the engine's own limits (harmless anywhere). Podman's
+# default runtime, crun, refuses hosts with hybrid cgroups ("cgroups in hybrid mode not supported"),
+# as some CI machines have; runc (installed with Docker) runs on both.
+CONTAINERS_CONF = "[containers]\ndefault_ulimits = []\n" + ('[engine]\nruntime = "runc"\n' if shutil.which("runc") else "")
 
 
 @pytest.fixture(scope="module")
