@@ -58,9 +58,14 @@ FLAG_KINDS = {
 }
 
 
+# Examples that read better than the kind's own for these flags.
+FLAG_EXAMPLES = {"workers": "2", "cross_check": "20", "max_samples": "300", "timeout": "3600"}
+
+
 def check_flag(value, name: str, kind: str):
     """A flag's value checked and converted by its kind: the one place flags are checked."""
     checker, example = FLAG_KINDS[kind]
+    example = FLAG_EXAMPLES.get(name, example)
     flag = "--" + name.replace("_", "-")
     return checker(value, flag, f"{flag} {example}")
 

@@ -44,11 +44,18 @@ def test_convert_and_emulate_a_skip_connection_under_tf_2_15(converted):
     assert not list(out.parent.glob(".prj.partial-*")), "staging directory left behind"
 
 
-def test_csim_gate_fails_below_the_required_agreement(converted):
+def test_csim_gate_fails_below_the_required_agreement(converted, tmp_path):
     project, _ = converted
+    # A gate no agreement can meet is a mistake in the flag, named before anything runs.
     proc = run_invoke("csim", "--config", project["config"], "--min-agreement", "1.01")
-    assert proc.returncode == 3
-    assert error_lines(proc) and "below the required 101.0%" in error_lines(proc)[0]
+    assert proc.returncode == 2
+    assert error_lines(proc) == ["ERROR: --min-agreement '1.01' is not a fraction between 0 and 1: give e.g. "
+                                 "--min-agreement 0.99."]
+    # A design too coarse to agree fails the gate with its own status.
+    proc = run_invoke("csim", "--config", project["config"], "--out", tmp_path / "coarse", "--precision",
+                      "ap_fixed<4,2>", "--max-samples", "20", "--min-agreement", "0.99")
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert error_lines(proc) and "below the required 99.0%" in error_lines(proc)[0]
 
 
 def test_csim_converts_first_when_the_project_is_missing_or_stale(converted, tmp_path):
