@@ -232,6 +232,13 @@ def find_config(cwd=None):
     return checkout_config(cwd.resolve())
 
 
+def config_is_for(cfg) -> bool:
+    """Whether the config file names the model in use (not another one given with --model): only
+    then are its LayerName entries about this model's layers."""
+    named = (yaml.safe_load(Path(cfg.source).read_text()) or {}).get("KerasModel")
+    return bool(named) and (Path(cfg.source).parent / str(named)).resolve() == Path(cfg.keras_model).resolve()
+
+
 def no_config(cwd) -> FlowError:
     return FlowError(f"No config given and no {CONFIG_NAME} in {cwd}: run `hlsflow init --model MODEL` to "
                      "write one, or pass --config FILE or --model MODEL.")

@@ -38,6 +38,10 @@ def check_layer_names(keras_model, hls_model, cfg) -> None:
     layer at the model's defaults."""
     import difflib
 
+    from .config import config_is_for
+
+    if cfg.source is not None and not config_is_for(cfg):
+        return  # another model's config, used with --model: its entries are not about this model
     known = {layer.name for layer in hls_model.get_layers()}
     for layer in keras_model.layers:
         known.add(layer.name)

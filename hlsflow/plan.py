@@ -244,7 +244,7 @@ def plan_yaml(plan: Plan, cfg, target: Path, dsp_margin: float, bram_margin: flo
 
     import yaml
 
-    from .config import read_raw
+    from .config import config_is_for, read_raw
 
     raw = read_raw(Path(cfg.source)) if cfg.source is not None else {}
     here = target.parent
@@ -260,6 +260,8 @@ def plan_yaml(plan: Plan, cfg, target: Path, dsp_margin: float, bram_margin: flo
     if samples:
         raw.setdefault("Flow", {}).setdefault("emulation", {})["samples"] = rel(samples)
     hls = copy.deepcopy(cfg.hls_config)  # the effective one: flags given to plan are kept
+    if cfg.source is not None and not config_is_for(cfg):
+        hls.pop("LayerName", None)  # another model's layers: the plan is a config for this model
     layers = hls.setdefault("LayerName", {})
     for lp in plan.layers:
         layers.setdefault(lp.estimate.name, {})["ReuseFactor"] = lp.rf

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import console, emulate, outdir
-from .config import FixedType, parse_precision
+from .config import FixedType, config_is_for, parse_precision
 from .convert import convert_model
 from .loading import load_keras_model, load_samples, resolve_samples
 from .errors import FlowError
@@ -525,14 +525,6 @@ def _config_yaml(cfg, changes: dict, target: Path) -> str:
 TUNE_RESULT = "tune.json"
 
 
-def _config_is_for(cfg) -> bool:
-    """Whether the config file names the model in use (not another one given with --model)."""
-    import yaml
-
-    named = (yaml.safe_load(Path(cfg.source).read_text()) or {}).get("KerasModel")
-    return bool(named) and (Path(cfg.source).parent / str(named)).resolve() == Path(cfg.keras_model).resolve()
-
-
 def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_auto=True) -> dict:
     """Search for the fewest added bits that meet the gate, measuring every step by emulation."""
     import tensorflow as tf
@@ -551,7 +543,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     keras_model = load_keras_model(cfg.keras_model)
     x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), 100)
     findings = [f for f in findings_for(cfg, keras_model, x) if f.tunable]
-    if cfg.source is not None and not _config_is_for(cfg):
+    if cfg.source is not None and not config_is_for(cfg):
         cfg = dataclasses.replace(cfg, source=None)  # the file names another model: tune the effective config
     if write:
         config_path = Path(write)
