@@ -215,6 +215,13 @@ def damaged(out_dir, why: str) -> FlowError:
                      f"{out_dir}; move that folder aside (or delete it if nothing in it is needed) and run again.")
 
 
+def has_manifest(out_dir) -> bool:
+    """Whether out_dir holds a manifest.json that says it is hlsflow's (damaged or not): a web
+    app's manifest.json is no concern of ours."""
+    data = read_json(Path(out_dir) / MANIFEST)
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
 class Manifest:
     """manifest.json of one output directory, read when made and written by save(). A file that
     says it is an hlsflow manifest but does not fit the schema is FlowError, never guessed at."""
@@ -465,19 +472,17 @@ class Stage:
             manifest.save()
         try:
             yield self
-        except OSError as exc:
-            if exc.errno not in WRITE_ERRORS:
-                self._record_end("failed", 1)
-                raise
-            with contextlib.suppress(OSError):  # the manifest may not fit on a full disk either
-                self._record_end("failed", 2)
-            raise from_os_error(exc, self.out_dir) from exc
         except BaseException as exc:
+            if isinstance(exc, OSError) and exc.errno in WRITE_ERRORS:
+                with contextlib.suppress(OSError):  # the manifest may not fit on a full disk either
+                    self._record_end("failed", 2)
+                raise from_os_error(exc, self.out_dir) from exc
             status, code = "failed", 1
             if isinstance(exc, FlowError):
                 code = exc.exit_code
             if isinstance(exc, KeyboardInterrupt) or code == 130:
-                status, code = "interrupted", 130
+                # SIGTERM and SIGHUP arrive as a KeyboardInterrupt that carries its signal (cli.Interrupted)
+                status, code = "interrupted", 128 + getattr(exc, "signum", 2)
             self._record_end(status, code)
             raise
 

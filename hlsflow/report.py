@@ -442,15 +442,9 @@ def foreign_folder(out_dir) -> bool:
     """An existing folder without hlsflow's manifest that holds Vivado HLS reports or an hls4ml
     project: written by hand or by plain hls4ml, so it is read, never converted or synthesised into."""
     out = Path(out_dir)
-    if not out.is_dir() or _has_our_manifest(out):
+    if not out.is_dir() or outdir.has_manifest(out):
         return False
     return (out / HLS4ML_CONFIG).is_file() or bool(find_csynth_reports(out))
-
-
-def _has_our_manifest(out: Path) -> bool:
-    # Read directly, not through outdir.Manifest: a user's own manifest.json is no concern of ours.
-    manifest = read_json(out / outdir.MANIFEST)
-    return isinstance(manifest, dict) and manifest.get("format") == outdir.FORMAT
 
 
 def _top_of(prj: Path) -> str:
@@ -583,7 +577,7 @@ def no_report_without_config(out_dir) -> None:
     if not out.is_dir():
         raise FlowError(f"The output folder {out} does not exist: give --out the folder of a synthesised HLS "
                         "project.")
-    if _has_our_manifest(out):
+    if outdir.has_manifest(out):
         raise FlowError(f"{out} is an output folder of hlsflow: pass the --config (or --model) it was made with, "
                         "so that the report knows whether its synthesis is current.")
     foreign_project(out)  # names what is missing
