@@ -2,4 +2,4 @@
 working on hlsflow itself (hlsflow/devtasks.py). invoke.yaml beside this file makes invoke use
 hlsflow's executor, so `invoke convert` and `hlsflow convert` are the same thing."""
 
-from hlsflow.devtasks import namespace  # noqa: F401
+from hlsflow.dev.tasks import namespace  # noqa: F401

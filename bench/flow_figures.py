@@ -21,9 +21,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "models"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from hlsflow import console, emulate  # noqa: E402
+from hlsflow import console, design  # noqa: E402
 from hlsflow.config import load_config  # noqa: E402
-from hlsflow.convert import convert_model, load_keras_model  # noqa: E402
+from hlsflow.emulator import cpp  # noqa: E402
+from hlsflow.loading import load_keras_model  # noqa: E402
+from hlsflow.state import outdir  # noqa: E402
 
 # Runs a command and reports its wall time and the peak RSS of its largest descendant
 # (RUSAGE_CHILDREN covers every reaped descendant: g++ and its cc1plus).
@@ -48,18 +50,15 @@ def measured_build(project_dir: Path, limit_s: float) -> dict:
     return {"completed": rc == "0", "seconds": float(seconds), "peak_mb": float(peak)}
 
 
-def prediction_runs(project_dir: Path, project: str, x) -> str:
+def prediction_runs(project_dir: Path, lib: Path, project: str, x) -> str:
     """Run one image through the built library in a child process: an assertion abort kills
     only the child, and we report how it ended."""
-    lib = emulate.library_path(project_dir, project)
     np_file = project_dir / "one_image.npy"
     import numpy as np
 
     np.save(np_file, x[:1])
-    code = ("import sys, numpy as np; sys.path.insert(0, %r); from hlsflow import _emulation_worker as w; "
-            "w.init(%r, %r, 10); print(w.run(np.load(%r)).argmax())" % (str(REPO), str(lib), f"{project}_float",
-                                                                         str(np_file)))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--predict-one", str(lib),
+                           f"{project}_float", str(np_file)], capture_output=True, text=True, timeout=600)
     if proc.returncode == 0:
         return "runs"
     if proc.returncode < 0:
@@ -79,11 +78,13 @@ def emulation_build(baseline_limit_s: float) -> dict:
         for label, cfg, limit in (("ours", ours_cfg, 1800), ("baseline", seed_cfg, baseline_limit_s)):
             console.step(f"bench: emulation build, {label} ({cfg.io_type}; limit {limit:.0f} s)")
             prj = Path(tmp) / label
-            hls_model, _ = convert_model(keras_model, cfg, prj)
+            hls_model, _ = design.convert_model(keras_model, cfg, prj)
             with contextlib.redirect_stdout(io.StringIO()):
                 hls_model.write()
+            # hls4ml's own random stamp (convert() would replace it): it names the library build_lib.sh makes
+            lib = outdir.emulation_library(prj, cfg.project_name, hls_model.config.get_config_value("Stamp"))
             figures = measured_build(prj, limit)
-            figures["prediction"] = prediction_runs(prj, cfg.project_name, x) if figures["completed"] else \
+            figures["prediction"] = prediction_runs(prj, lib, cfg.project_name, x) if figures["completed"] else \
                 "not reached"
             result[label] = figures
     return result
@@ -94,12 +95,12 @@ def throughput(n_images: int) -> dict:
     import mini_resnet
     import numpy as np
 
-    from hlsflow.convert import convert
+    from hlsflow import flow
 
     cfg = load_config(out=str(Path(tempfile.mkdtemp()) / "prj"))
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-        convert(cfg)
-        lib = emulate.build_library(cfg.output_dir, cfg.project_name)["library"]
+        flow.convert(cfg)
+        lib = cpp.build_library(cfg, outdir.require_project(cfg))["library"]
     x, _ = mini_resnet.synthetic_dataset(n_images, seed=11)
     fn = f"{cfg.project_name}_float"
     figures = {}
@@ -107,7 +108,7 @@ def throughput(n_images: int) -> dict:
         n = min(n_images, 120) if workers == 1 else n_images
         start = time.monotonic()
         with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
-            emulate.run_emulation(lib, fn, x[:n], 10, workers)
+            cpp.run_emulation(lib, fn, x[:n], 10, workers)
         seconds = time.monotonic() - start
         figures[f"workers_{workers}"] = {"images": n, "seconds": seconds, "images_per_second": n / seconds}
     # The whole agreement check a user runs, Keras included, on n_images.
@@ -115,7 +116,7 @@ def throughput(n_images: int) -> dict:
     start = time.monotonic()
     y_keras = keras_model.predict(x, batch_size=64, verbose=0)
     with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
-        y_hls = emulate.run_emulation(lib, fn, x, 10, os.cpu_count() or 1)
+        y_hls = cpp.run_emulation(lib, fn, x, 10, os.cpu_count() or 1)
     figures["agreement_check"] = {"images": n_images, "seconds": time.monotonic() - start,
                                   "top1_agreement": float(np.mean(y_keras.argmax(1) == y_hls.argmax(1)))}
     return figures
@@ -123,14 +124,12 @@ def throughput(n_images: int) -> dict:
 
 def design_limit() -> dict:
     """MACs, the DSP-bound minimum latency, and the preflight's estimates for the configured design."""
-    import tempfile as tf_
-
-    from hlsflow import parts, preflight
+    from hlsflow import parts
+    from hlsflow.stages import preflight
 
     cfg = load_config()
     keras_model = load_keras_model(cfg.keras_model)
-    with tf_.TemporaryDirectory() as tmp:
-        hls_model, _ = convert_model(keras_model, cfg, Path(tmp) / "prj")
+    with design.in_memory(keras_model, cfg) as hls_model:
         check = preflight.run(hls_model, cfg)
     part = parts.get_part(cfg.part)
     f_hz = 1e9 / cfg.clock_period
@@ -147,7 +146,16 @@ def design_limit() -> dict:
     }
 
 
+def predict_one(lib: str, function: str, np_file: str) -> None:
+    """The child of prediction_runs: one image through the library, in this process alone."""
+    import numpy as np
+
+    print(cpp.run_emulation(lib, function, np.load(np_file), 10, 1).argmax())
+
+
 def main():
+    if sys.argv[1:2] == ["--predict-one"]:
+        return predict_one(*sys.argv[2:5])
     figures = {"emulation_build": emulation_build(float(os.environ.get("BENCH_BASELINE_LIMIT", 1200))),
                "throughput": throughput(int(os.environ.get("BENCH_IMAGES", 1000))),
                "design": design_limit()}

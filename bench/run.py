@@ -57,8 +57,8 @@ def invoke_cmd(*args):
 
 def flow_figures() -> dict:
     """bench/flow_figures.py where the flow runs: inside the image from the host."""
-    from hlsflow import launcher
-    from hlsflow.engine import image_name
+    from hlsflow.cli import launcher
+    from hlsflow.image.containers import image_name
 
     if launcher.in_image():
         proc = subprocess.run([sys.executable, "bench/flow_figures.py"], cwd=REPO, capture_output=True, text=True)
@@ -92,8 +92,8 @@ def no_op_rerun() -> dict:
 
 
 def image_figures(cold: bool) -> dict:
-    from hlsflow import handover, image
-    from hlsflow.engine import docker_client
+    from hlsflow.image import handover, build as image
+    from hlsflow.image.containers import docker_client
 
     client = docker_client()
     figures = {}

@@ -57,7 +57,7 @@ def git_head() -> str:
 
 
 def build(tag: str) -> tuple[str, float]:
-    from hlsflow import image
+    from hlsflow.image import build as image
 
     start = time.monotonic()
     ref = image.build_image(tag=tag, no_cache=True)
@@ -66,7 +66,7 @@ def build(tag: str) -> tuple[str, float]:
 
 def listing(image: str) -> dict[str, tuple]:
     """path -> (type and mode, sha256 or link target, pyc kind) of /opt/venv in `image`."""
-    from hlsflow.engine import docker_client
+    from hlsflow.image.containers import docker_client
 
     client = docker_client()
     out = client.containers.run(image, ["-c", LISTING], entrypoint=["/usr/bin/python3"],
@@ -81,7 +81,7 @@ def listing(image: str) -> dict[str, tuple]:
 def remove_tags(names) -> None:
     """Drop the tags this script made: a no-cache build shares no layer, so each is a full image
     (hlsflow:latest, which the last build also tagged, keeps it)."""
-    from hlsflow.engine import docker_client
+    from hlsflow.image.containers import docker_client
 
     client = docker_client()
     for name in names:

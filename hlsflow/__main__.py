@@ -1,5 +1,5 @@
 """`python -m hlsflow`: the same as the `hlsflow` command."""
 
-from .cli import main
+from .cli.program import main
 
 main()

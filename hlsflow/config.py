@@ -18,8 +18,10 @@ import yaml
 
 from . import parts
 from .errors import FlowError
+from .files import REPO_ROOT
+from .fixedtype import FixedType, NotFixedPoint
+from .fixedtype import parse as parse_fixed
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "project" / "hls4ml_config.yml"
 
 IO_TYPES = ("io_stream", "io_parallel")
@@ -31,44 +33,15 @@ FLOW_DEFAULTS = {
     "emulation": {"samples": None, "max_samples": 300, "min_agreement": None},
 }
 
-# ap_fixed<W,I>, ap_ufixed<W,I> (optionally with quantisation/overflow modes), ap_int<W>,
-# ap_uint<W>, and hls4ml's backend-neutral fixed<W,I> / ufixed / int / uint spellings.
-_FIXED = re.compile(r"^(ap_)?(u?)fixed<\s*(\d+)\s*,\s*(-?\d+)\s*(,\s*[A-Z_]+\s*)*>$")
-_INT = re.compile(r"^(ap_)?(u?)int<\s*(\d+)\s*>$")
-
-
-@dataclass(frozen=True)
-class FixedType:
-    signed: bool
-    width: int
-    integer: int
-
-    @property
-    def max_value(self) -> float:
-        return 2.0 ** (self.integer - (1 if self.signed else 0)) - 2.0 ** -(self.width - self.integer)
-
-    @property
-    def min_value(self) -> float:
-        return -(2.0 ** (self.integer - 1)) if self.signed else 0.0
-
-    @property
-    def resolution(self) -> float:
-        return 2.0 ** -(self.width - self.integer)
-
-
 def parse_precision(text, where: str = "precision") -> FixedType:
     """A FixedType for an HLS precision string, or FlowError naming where it was found."""
-    s = str(text).strip()
-    m = _FIXED.match(s)
-    if m and int(m.group(3)) >= 1:
-        return FixedType(signed=not m.group(2), width=int(m.group(3)), integer=int(m.group(4)))
-    m = _INT.match(s)
-    if m and int(m.group(3)) >= 1:
-        return FixedType(signed=not m.group(2), width=int(m.group(3)), integer=int(m.group(3)))
-    raise FlowError(
-        f"Precision '{text}' ({where}) is not a fixed-point type: write it like ap_fixed<16,6> "
-        "(total bits, integer bits) or ap_int<8>."
-    )
+    try:
+        return parse_fixed(text)
+    except NotFixedPoint:
+        raise FlowError(
+            f"Precision '{text}' ({where}) is not a fixed-point type: write it like ap_fixed<16,6> "
+            "(total bits, integer bits) or ap_int<8>."
+        ) from None
 
 
 # hls4ml writes reuse_factor into C++ as a 32-bit integer, and its templates divide with it as an int.

@@ -1,10 +1,14 @@
 """Writing results so that readers see the old file or the whole new one, never half of one; and
-hashing files."""
+hashing files. And where the checkout is: the one place that says so."""
 
 import hashlib
 import json
 import os
 from pathlib import Path
+
+# The checkout (or, installed, the folder holding the package): where project/, models/, docker/
+# and tests/ are for the tasks that work on hlsflow itself.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_atomically(path, data) -> None:

@@ -1,16 +1,90 @@
-"""The stages and what each needs first. A stage asked for on an output directory that is missing
-or stale (model or config changed) runs the stages it depends on, one line each; what is current
-is reused. The stages themselves (convert, emulate, synthesize, report) never call each other:
-this module and outdir.py (what is current, recorded in manifest.json) are where they meet. One
-run at a time works on an output directory."""
+"""The flow: the stages of stages/table.py run in order, each after what it requires.
 
+A stage asked for on an output directory that is missing or stale (model or config changed)
+runs the stages it requires first, one line each; what is current is reused. `run_stage` is the
+one runner: it finds the row, satisfies what the row requires, and hands the stage's own
+functions to the manifest's record/reuse/run/done sequence (state/outdir.py, Stage.run). The
+stages never call each other: they meet here. One run at a time works on an output directory.
+"""
+
+import importlib
 from pathlib import Path
 
-from . import console, outdir
-from . import convert as convert_stage
-from . import emulate, report as report_stage, synthesize
+from . import console
 from .errors import FlowError
 from .loading import read_samples, resolve_samples
+from .stages import table
+from .state import outdir
+
+
+def _module(row: table.Row):
+    return importlib.import_module(f"{__package__}.stages.{row.module}")
+
+
+def _stage(name: str, cfg, project, flags: dict) -> tuple:
+    """(row, module, outdir.Stage) of a stage of this output directory, with these flags."""
+    row = table.row(name)
+    module = _module(row)
+    inputs = module.made_from(cfg, project, **flags)
+    return row, module, outdir.Stage(cfg.output_dir, name, inputs, in_place=not row.staged)
+
+
+def _project(cfg, why: str):
+    """The current project's record, converting first (with one line) when there is none."""
+    state, reason = outdir.project_stage(cfg).state()
+    if state != outdir.CURRENT:
+        where = (f"there is no HLS project at {cfg.output_dir}" if state == outdir.MISSING else
+                 f"the HLS project at {cfg.output_dir} is not current ({reason})")
+        console.step(f"{why}: {where}; converting first")
+        run_stage("convert", cfg)
+    return outdir.require_project(cfg)
+
+
+def _require(row: table.Row, cfg, upstream: dict):
+    """Run what the row requires unless its results are intact and made from this project; returns
+    the project's record (None for convert itself)."""
+    if not row.requires:
+        return None
+    project = _project(cfg, row.name)
+    for name in row.requires:
+        if name == "convert" or outdir.made_from(cfg.output_dir, name, project):
+            continue
+        why = ("no synthesis results" if outdir.stage_record(cfg.output_dir, name) is None
+               else "the synthesis results are not current") if name == "synth" else f"no current {name} results"
+        console.step(f"{row.name}: {why} in {cfg.output_dir}; {_ING.get(name, 'running ' + name)} first")
+        run_stage(name, cfg, **upstream.get(name, {}))
+    return outdir.require_project(cfg)
+
+
+_ING = {"synth": "synthesising", "csim": "emulating", "convert": "converting"}
+
+
+def run_stage(name: str, cfg, force=False, upstream=None, require=True, **flags) -> dict:
+    """One stage on cfg's output directory (locked by the caller): what it requires first, then its
+    work unless its results are current. `upstream` holds flags for the stages it requires;
+    `require=False` takes the results it would require as they are (the project must be current)."""
+    row = table.row(name)
+    project = _require(row, cfg, upstream or {}) if require else outdir.require_project(cfg)
+    row, module, stage = _stage(name, cfg, project, flags)
+    ready = getattr(module, "ready", None)
+    record, reused = stage.run(
+        lambda into: module.work(cfg, into, project, **flags), force=force,
+        current=module.CURRENT.format(out=cfg.output_dir, cfg=cfg), again=module.AGAIN,
+        ready=(lambda: ready(cfg, **flags)) if ready else None)
+    shown = getattr(module, "shown", None)
+    return shown(cfg, record, reused) if shown else record.get("result")
+
+
+def is_current(name: str, cfg, **flags) -> bool:
+    """Whether the stage's results in cfg's output directory are current for these flags."""
+    if name == "convert":
+        return outdir.project_stage(cfg).state()[0] == outdir.CURRENT
+    project = outdir.require_project(cfg)
+    try:
+        stage = _stage(name, cfg, project, flags)[2]
+    except FlowError:  # what it is made from is not there (a report without synthesis)
+        return False
+    return stage.state()[0] == outdir.CURRENT
 
 
 def _locked(cfg, samples=None):
@@ -19,12 +93,16 @@ def _locked(cfg, samples=None):
     return outdir.claimed(cfg.output_dir, outdir.run_inputs(cfg, samples))
 
 
+# ------------------------------------------------------------------ the commands
+
 def convert(cfg, force=False) -> dict:
     with _locked(cfg):
-        return convert_stage.convert(cfg, force=force)
+        return run_stage("convert", cfg, force=force)
 
 
 def check(cfg, strict=False):
+    from .stages import convert as convert_stage  # `hlsflow check`: the preflight, written nowhere
+
     result = convert_stage.check_only(cfg)
     if result.errors or (strict and not result.fits):
         raise FlowError(f"Preflight found {len(result.errors)} error(s) and the design "
@@ -33,33 +111,35 @@ def check(cfg, strict=False):
     return result
 
 
-def _ensure_project(cfg, stage: str) -> dict:
-    state, why = outdir.project_stage(cfg).state()
-    if state != outdir.CURRENT:
-        where = (f"there is no HLS project at {cfg.output_dir}" if state == outdir.MISSING else
-                 f"the HLS project at {cfg.output_dir} is not current ({why})")
-        console.step(f"{stage}: {where}; converting first")
-        convert_stage.convert(cfg)
-    return outdir.require_project(cfg)
+def _csim_checked(cfg, options: dict) -> dict:
+    """csim's flags and samples checked before a missing project is converted, so nothing is
+    written for a bad one; a cross-check is asked for now, so never answered from an earlier run."""
+    from .stages import emulate
 
-
-def csim(cfg, **options) -> dict:
-    # a bad flag must fail before a missing project is converted, so nothing is written for it
-    emulate.csim_flags(options.get("engine"), options.get("cross_check"))
+    options["engine"], options["cross_check"] = emulate.csim_flags(options.get("engine"), options.get("cross_check"))
     read_samples(resolve_samples(cfg, options.get("samples")))
+    return options
+
+
+def csim(cfg, min_agreement=None, force=False, **options) -> dict:
+    from .stages import emulate
+
+    options = _csim_checked(cfg, options)
     with _locked(cfg, options.get("samples")):
-        _ensure_project(cfg, "csim")
-        return emulate.csim(cfg, **options)
+        result = run_stage("csim", cfg, force=force or bool(options["cross_check"]), **options)
+    emulate.gate(cfg, result, min_agreement)
+    return result
 
 
-def synth(cfg, **options) -> dict:
+def synth(cfg, force=False, **options) -> dict:
     with _locked(cfg):
-        _ensure_project(cfg, "synth")
-        return synthesize.synth(cfg, **options)
+        return run_stage("synth", cfg, force=force, **options)
 
 
-def report(cfg, vivado=None, out=None, part=None) -> dict:
+def report(cfg, vivado=None, out=None, part=None, force=False) -> dict:
     """`cfg` is None when only --out was given (then `out` and `part` are the flags)."""
+    from .stages import report as report_stage
+
     out_dir = cfg.output_dir if cfg is not None else Path(out).absolute()
     if report_stage.foreign_folder(out_dir):
         # Synthesised outside hlsflow (by hand or by plain hls4ml): read where it is, never
@@ -69,30 +149,31 @@ def report(cfg, vivado=None, out=None, part=None) -> dict:
     if cfg is None:
         report_stage.no_report_without_config(out_dir)
     with _locked(cfg):
-        project = _ensure_project(cfg, "report")
-        record = outdir.stage_record(cfg.output_dir, "synth")
+        _project(cfg, "report")
         xml = outdir.csynth_xml_path(cfg.output_dir, cfg.project_name)
-        if record is None and xml.exists():
+        if outdir.stage_record(cfg.output_dir, "synth") is None and xml.exists():
             # Synthesised outside hlsflow (by hand, or by an older version): report what is there.
             console.step(f"report: {xml.name} has no record of the synthesis that wrote it; reporting it as it is")
-        elif not outdir.made_from(cfg.output_dir, "synth", project):
-            why = "no synthesis results" if record is None else "the synthesis results are not current"
-            console.step(f"report: {why} in {cfg.output_dir}; synthesising first")
-            synthesize.synth(cfg, vivado=vivado)
-        return report_stage.report(cfg)
+            return run_stage("report", cfg, force=force, require=False)
+        return run_stage("report", cfg, force=force, upstream={"synth": {"vivado": vivado}})
 
 
 def run(cfg, samples=None, min_agreement=None, vivado=None, force=False) -> dict:
-    """The whole flow: convert, csim, synth (when Vivado is there), report; `force` redoes each."""
+    """The whole flow, the table's stages in order: convert, csim, synth (when Vivado is there),
+    report; `force` redoes each."""
+    from .stages import emulate, synthesize
+
     read_samples(resolve_samples(cfg, samples))  # bad samples are named before minutes of conversion
+    flags = {"csim": {"samples": samples}, "synth": {"vivado": vivado}}
+    results = {}
     with _locked(cfg, samples):
-        results = {"convert": convert_stage.convert(cfg, force=force)}
-        results["csim"] = emulate.csim(cfg, samples=samples, min_agreement=min_agreement, force=force)
-        project = outdir.require_project(cfg)
-        if synthesize.find_vivado_hls(vivado) is None and not outdir.made_from(cfg.output_dir, "synth", project):
-            console.step("Synthesis skipped: no Vivado HLS found (mount Vivado 2018.2 or pass --vivado); "
-                         "convert and emulation are complete.")
-            return results
-        results["synth"] = synthesize.synth(cfg, vivado=vivado, force=force)
-        results["report"] = report_stage.report(cfg, force=force)
-        return results
+        for row in table.STAGES:
+            if row.name == "synth" and synthesize.find_vivado_hls(vivado) is None and \
+                    not outdir.made_from(cfg.output_dir, "synth", outdir.require_project(cfg)):
+                console.step("Synthesis skipped: no Vivado HLS found (mount Vivado 2018.2 or pass --vivado); "
+                             "convert and emulation are complete.")
+                return results
+            results[row.name] = run_stage(row.name, cfg, force=force, **flags.get(row.name, {}))
+            if row.name == "csim":
+                emulate.gate(cfg, results["csim"], min_agreement)
+    return results

@@ -91,7 +91,7 @@ def small_project(tmp_path_factory):
     import tensorflow as tf
     from tensorflow.keras import layers
 
-    from hlsflow.starter import render_config, starter_hls_config
+    from hlsflow.stages.starter import render_config, starter_hls_config
 
     root = tmp_path_factory.mktemp("small")
     tf.keras.utils.set_random_seed(1)

@@ -28,10 +28,10 @@ def _ap_types() -> Path:
 
 @st.composite
 def fixed_types(draw, max_width=24):
-    from hlsflow.fixedpoint import Fx
+    from hlsflow.fixedtype import FixedType
 
     width = draw(st.integers(2, max_width))
-    return Fx(width, draw(st.integers(-2, width + 2)), draw(st.booleans()), draw(st.sampled_from(ROUNDING)),
+    return FixedType(width, draw(st.integers(-2, width + 2)), draw(st.booleans()), draw(st.sampled_from(ROUNDING)),
               draw(st.sampled_from(OVERFLOW)))
 
 
@@ -45,7 +45,7 @@ def test_casts_match_ap_fixed(tmp_path_factory, src, dst, seed):
     """Random source and target types (every rounding and overflow mode, wrap-around and saturation
     included): fixedpoint.cast gives the raw bits Xilinx's ap_fixed assignment gives, and
     fixedpoint.from_float the bits of ap_fixed's constructor from a float."""
-    from hlsflow import fixedpoint as fp
+    from hlsflow.emulator import fixedpoint as fp
 
     rng = np.random.default_rng(seed)
     raw = rng.integers(src.min_raw, src.max_raw + 1, 64, dtype=np.int64)
@@ -81,7 +81,7 @@ int main(int argc, char **argv) {{
     if src != dst:  # (the same type is a copy in C++: no overflow mode applies, as convert knows)
         assert np.array_equal(fp.cast(raw, src.frac, dst), cpp[:len(raw)]), (src, dst)
     if codes is not None and src != dst:  # the compiled elementwise cast (BatchNormalization, Merge) gives the same bits
-        from hlsflow import kernels
+        from hlsflow.emulator import kernels
 
         out = np.empty(len(raw), np.int64)
         kernels.merge_cast(raw, np.zeros_like(raw), 0, 0, 0, *codes, out)
@@ -93,9 +93,10 @@ int main(int argc, char **argv) {{
 def test_mac_of_exact_products_too_wide_for_float64(a_t, acc):
     """Products that lose no bit (shift < 0) but whose sums outgrow float64: the integer kernels
     shift the sum into the accumulator's fraction, then add the bias, and wrap; Python's ints agree."""
-    from hlsflow import fixedpoint as fp
+    from hlsflow.emulator import fixedpoint as fp
+    from hlsflow.fixedtype import FixedType
 
-    a_t, acc, w_frac = fp.Fx(*a_t), fp.Fx(*acc), 20
+    a_t, acc, w_frac = FixedType(*a_t), FixedType(*acc), 20
     assert a_t.frac + w_frac < acc.frac
     rng = np.random.default_rng(5)
     a = rng.integers(a_t.min_raw, a_t.max_raw + 1, (6, 24), dtype=np.int64)
@@ -114,7 +115,8 @@ def test_mac_of_exact_products_too_wide_for_float64(a_t, acc):
 
 def _layerwise(cfg_path: Path, n: int, out_name="traced"):
     """Every layer of the fast engine against hls4ml's per-layer trace, and the outputs against predict()."""
-    from hlsflow import emulate, fastemu
+    from hlsflow.stages import emulate
+    from hlsflow.emulator import fastemu
     from hlsflow.config import load_config
     from hlsflow.loading import load_keras_model, load_samples, resolve_samples
 
@@ -140,7 +142,7 @@ def _config(tmp_path: Path, model: Path, samples: Path, precision="ap_fixed<16,6
             strategy="Latency", reuse=1, layer_types=None) -> Path:
     import tensorflow as tf
 
-    from hlsflow.starter import render_config, starter_hls_config
+    from hlsflow.stages.starter import render_config, starter_hls_config
 
     keras_model = tf.keras.models.load_model(model)
     hls = starter_hls_config(keras_model, precision=precision, reuse_factor=reuse, strategy=strategy)

@@ -25,7 +25,7 @@ def test_synthetic_set_is_deterministic():
 def test_trained_model_round_trips_through_keras_format(tmp_path):
     import tensorflow as tf
 
-    from hlsflow.train import train_model
+    from hlsflow.dev.train import train_model
 
     meta = train_model(tmp_path / "m.keras", tmp_path / "s.npz", epochs=1, n_train=256, n_samples=32)
     assert meta["dataset"] == "synthetic" and meta["trained_on_synthetic_data"] is True
@@ -49,7 +49,7 @@ def overflowing_project(tmp_path_factory):
     import tensorflow as tf
     from tensorflow.keras import layers
 
-    from hlsflow.starter import render_config, starter_hls_config
+    from hlsflow.stages.starter import render_config, starter_hls_config
 
     root = tmp_path_factory.mktemp("overflow")
     tf.keras.utils.set_random_seed(2)
@@ -174,7 +174,7 @@ def test_tune_takes_the_digits_cnn_to_the_gate(tmp_path):
     widened (its inserted linear activation), and the tuner finds it by converting again."""
     import tensorflow as tf
 
-    from hlsflow.starter import render_config, starter_hls_config
+    from hlsflow.stages.starter import render_config, starter_hls_config
 
     model = tf.keras.models.load_model(REPO_ROOT / "models" / "digits_cnn.keras")
     hls = starter_hls_config(model, precision="ap_fixed<16,6>", reuse_factor=1, strategy="Latency")
@@ -206,7 +206,7 @@ def resolution_loss_mlp(tmp_path_factory):
     import tensorflow as tf
     from tensorflow.keras import layers
 
-    from hlsflow.starter import render_config, starter_hls_config
+    from hlsflow.stages.starter import render_config, starter_hls_config
 
     root = tmp_path_factory.mktemp("resolution")
     tf.keras.utils.set_random_seed(11)
@@ -266,7 +266,7 @@ def test_csim_says_when_no_single_type_is_at_fault(tmp_path):
     import tensorflow as tf
     from tensorflow.keras import layers
 
-    from hlsflow.starter import render_config, starter_hls_config
+    from hlsflow.stages.starter import render_config, starter_hls_config
 
     rng = np.random.default_rng(1)
     inp = tf.keras.Input((64,))

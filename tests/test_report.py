@@ -1,10 +1,10 @@
-"""hlsflow.report against real Vivado HLS output (tests/standin_xilinx/fixtures, copied into tmp_path)."""
+"""hlsflow.stages.report against real Vivado HLS output (tests/standin_xilinx/fixtures, copied into tmp_path)."""
 
 import json
 
 import pytest
 
-from hlsflow import report
+from hlsflow.stages import report
 from hlsflow.errors import FlowError
 
 

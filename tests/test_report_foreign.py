@@ -168,12 +168,12 @@ def test_host_mounts_only_the_folder_when_out_is_alone(user, vivado_fixtures_dir
     report's three files), and a folder with nothing to report fails before any container."""
     from invoke import Parser
 
-    from hlsflow import launcher
+    from hlsflow.cli import launcher
     from hlsflow.errors import FlowError
-    from hlsflow.tasks import namespace
+    from hlsflow.cli.tasks import namespace
 
     def plan(*argv):
-        return launcher.plan(namespace, Parser(contexts=namespace.to_contexts()).parse_argv(list(argv)), cwd=user)
+        return launcher.mount_plan(namespace, Parser(contexts=namespace.to_contexts()).parse_argv(list(argv)), cwd=user)
 
     prj = hls4ml_project(user, vivado_fixtures_dir)
     argv, mounts = plan("report", "--out", "hls4ml_prj")

@@ -1,4 +1,4 @@
-"""hlsflow.report against 40 real report sets from public repositories (tests/report_fixtures/wild,
+"""hlsflow.stages.report against 40 real report sets from public repositories (tests/report_fixtures/wild,
 Vivado HLS 2016.4 to Vitis HLS 2024.1). The expected figures in wild_expected.json were read from
 the human-readable .rpt tables and INDEX.md, not computed by hlsflow: see that file's "about"."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hlsflow import report
+from hlsflow.stages import report
 
 FIXTURES = Path(__file__).resolve().parent / "report_fixtures"
 WILD = FIXTURES / "wild"

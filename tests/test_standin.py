@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from hlsflow import report
+from hlsflow.stages import report
 
 NOTICE = ("vivado_hls STAND-IN (test double from tests/standin_xilinx): not Xilinx Vivado HLS; "
           "it records its arguments and copies real 2018.2 reports.")

@@ -75,7 +75,7 @@ def read_rows(folder):
 
 def test_grid_points_names_and_mistakes(tmp_path):
     from hlsflow.errors import FlowError
-    from hlsflow.sweep import point_name, read_grid
+    from hlsflow.search.sweep import point_name, read_grid
 
     grid = tmp_path / "grid.yml"
     grid.write_text(GRID_6 + "io_type: io_stream\n")
@@ -114,7 +114,7 @@ def test_a_bad_grid_value_is_one_sentence_before_anything_runs(tmp_path):
 
 
 def test_slurm_job_script_runs_one_point_per_worker_in_the_image(tmp_path):
-    from hlsflow.cluster import jobqueue_cluster
+    from hlsflow.search.cluster import jobqueue_cluster
 
     spec = tmp_path / "slurm.yml"
     spec.write_text("""\

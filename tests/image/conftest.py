@@ -3,7 +3,7 @@ checkout, and helpers that run commands in it. They fail (never skip) without a 
 
 Reusable by flow tests: `built_image` (the image's versioned tag), `run_in_container(cmd, env=...,
 user=..., volumes=..., workdir=...)` -> Result(exit_code, stdout, stderr), and `throwaway_repo`
-(a directory with a small tasks.py for hlsflow.launcher.run_checkout_task).
+(a directory with a small tasks.py for hlsflow.cli.launcher.run_checkout_task).
 """
 
 import textwrap
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hlsflow import engine, image
+from hlsflow.image import containers, build as image
 from hlsflow.errors import FlowError
 
 Result = namedtuple("Result", "exit_code stdout stderr")
@@ -57,7 +57,7 @@ def vivado(c):
 @pytest.fixture(scope="session")
 def docker_client():
     try:
-        return engine.docker_client()
+        return containers.docker_client()
     except FlowError as exc:
         pytest.fail(f"tests/image need a running Docker engine: {exc}", pytrace=False)
 
@@ -109,6 +109,6 @@ def throwaway_repo(tmp_path, monkeypatch) -> Path:
 def saved_image(built_image, tmp_path_factory):
     """The built image as a colleague receives it: a tarball from `hlsflow save-image` with its
     .sha256 beside it (written once per session; Podman and the CI templates load it)."""
-    from hlsflow import handover
+    from hlsflow.image import handover
 
     return handover.save_image(tmp_path_factory.mktemp("handover"), tag=built_image)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hlsflow import launcher
+from hlsflow.cli import launcher
 from test_user_project import hlsflow_command, run_hlsflow, user_dir, user_env  # noqa: F401
 
 MODEL = ("--model", "models/tiny_cnn.keras")

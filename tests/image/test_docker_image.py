@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from hlsflow import engine, handover, image, launcher
+from hlsflow.image import containers, handover, build as image
+from hlsflow.cli import launcher
 from hlsflow.errors import FlowError
 
 
@@ -159,16 +160,16 @@ def test_load_rejects_damaged_tarball(tmp_path):
 
 
 def test_missing_image_is_one_sentence(docker_client, throwaway_repo):
-    assert not engine.image_exists("no-such-tag")
+    assert not containers.image_exists("no-such-tag")
     with pytest.raises(FlowError) as raised:
         launcher.run_checkout_task(["--list"], throwaway_repo, image="hlsflow:no-such-tag")
-    assert str(raised.value) == engine.missing_image_message("hlsflow:no-such-tag")
+    assert str(raised.value) == containers.missing_image_message("hlsflow:no-such-tag")
     assert str(raised.value).startswith("Image hlsflow:no-such-tag not found: load it with `hlsflow load-image")
 
 
 def test_no_daemon_is_one_sentence(monkeypatch, throwaway_repo):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    for call in (engine.docker_client, lambda: launcher.run_checkout_task(["--list"], throwaway_repo)):
+    for call in (containers.docker_client, lambda: launcher.run_checkout_task(["--list"], throwaway_repo)):
         with pytest.raises(FlowError) as raised:
             call()
-        assert str(raised.value) == engine.NO_DAEMON
+        assert str(raised.value) == containers.NO_DAEMON

@@ -1,4 +1,4 @@
-"""What the host hands to the container: the argv and the mounts launcher.plan makes from a parsed
+"""What the host hands to the container: the argv and the mounts launcher.mount_plan makes from a parsed
 invocation (the real task collection and invoke's own parser), before any container starts."""
 
 import shutil
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from invoke.parser import Parser
 
-from hlsflow import cli, launcher
+from hlsflow.cli import program as cli, launcher
 from hlsflow.errors import FlowError
-from hlsflow.tasks import namespace
+from hlsflow.cli.tasks import namespace
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -33,7 +33,7 @@ def project(tmp_path, monkeypatch):
 
 
 def test_inputs_read_only_output_parent_read_write(project):
-    argv, mounts = launcher.plan(namespace, parse("convert", "csim", "--config", "models/hls4ml_config.yml"))
+    argv, mounts = launcher.mount_plan(namespace, parse("convert", "csim", "--config", "models/hls4ml_config.yml"))
     config = project / "models" / "hls4ml_config.yml"
     assert mounts.modes == {
         str(config): "ro",
@@ -49,12 +49,12 @@ def test_inputs_read_only_output_parent_read_write(project):
 
 def test_config_found_in_the_working_directory_is_passed_on(project, monkeypatch):
     monkeypatch.chdir(project / "models")
-    argv, _ = launcher.plan(namespace, parse("convert"))
+    argv, _ = launcher.mount_plan(namespace, parse("convert"))
     assert argv[1:3] == ["--config", str(project / "models" / "hls4ml_config.yml")]
 
 
 def test_init_writes_beside_the_model(project):
-    argv, mounts = launcher.plan(namespace, parse("init", "--model", "models/tiny_cnn.keras"))
+    argv, mounts = launcher.mount_plan(namespace, parse("init", "--model", "models/tiny_cnn.keras"))
     assert mounts.modes == {str(project / "models" / "tiny_cnn.keras"): "ro", str(project / "models"): "rw"}
     assert "--config" in argv and argv[argv.index("--config") + 1] == str(project / "models" / "hls4ml_config.yml")
 
@@ -70,36 +70,36 @@ def test_init_writes_beside_the_model(project):
 ])
 def test_missing_paths_are_named_on_the_host(project, argv, sentence):
     with pytest.raises(FlowError) as raised:
-        launcher.plan(namespace, parse(*argv))
+        launcher.mount_plan(namespace, parse(*argv))
     assert str(raised.value).startswith(sentence.format(p=project))
     assert not (project / "build").exists(), "nothing is created before every input is checked"
 
 
 def test_host_tasks_cannot_follow_image_tasks(project):
     with pytest.raises(FlowError, match="`save-image` runs on the host"):
-        launcher.plan(namespace, parse("convert", "--config", "models/hls4ml_config.yml", "save-image"))
+        launcher.mount_plan(namespace, parse("convert", "--config", "models/hls4ml_config.yml", "save-image"))
 
 
 def test_licence_files_are_checked_on_the_host(project, monkeypatch):
     monkeypatch.setenv("XILINXD_LICENSE_FILE", f"2100@licence-server:{project}/missing.lic")
     with pytest.raises(FlowError) as raised:
-        launcher.plan(namespace, parse("convert", "--config", "models/hls4ml_config.yml"))
+        launcher.mount_plan(namespace, parse("convert", "--config", "models/hls4ml_config.yml"))
     assert str(raised.value) == (f"XILINXD_LICENSE_FILE names {project}/missing.lic, which does not exist on this "
                                  "machine: give the licence file or folder, or port@server for a licence server.")
     (project / "missing.lic").write_text("")
-    launcher.plan(namespace, parse("convert", "--config", "models/hls4ml_config.yml"))
+    launcher.mount_plan(namespace, parse("convert", "--config", "models/hls4ml_config.yml"))
 
 
 def test_sweep_mounts_its_grid_and_gets_the_network_only_for_a_scheduler(project):
     (project / "grid.yml").write_text("ReuseFactor: [4, 8]\n")
-    argv, mounts = launcher.plan(namespace, parse("sweep", "--config", "models/hls4ml_config.yml", "--grid",
+    argv, mounts = launcher.mount_plan(namespace, parse("sweep", "--config", "models/hls4ml_config.yml", "--grid",
                                                   "grid.yml", "--out", "build/sw"))
     assert mounts.modes[str(project / "grid.yml")] == "ro"
     assert mounts.modes[str(project / "build")] == "rw"  # the sweep's folder is made inside
     assert argv[argv.index("--grid") + 1] == str(project / "grid.yml")
     assert mounts.network is None  # a local cluster talks over the container's loopback
-    _, mounts = launcher.plan(namespace, parse("sweep", "--config", "models/hls4ml_config.yml", "--grid", "grid.yml",
+    _, mounts = launcher.mount_plan(namespace, parse("sweep", "--config", "models/hls4ml_config.yml", "--grid", "grid.yml",
                                                "--scheduler", "tcp://10.0.0.5:8786"))
     assert mounts.network == "host"
     with pytest.raises(FlowError, match=r"^The grid file .*nogrid.yml does not exist"):
-        launcher.plan(namespace, parse("sweep", "--config", "models/hls4ml_config.yml", "--grid", "nogrid.yml"))
+        launcher.mount_plan(namespace, parse("sweep", "--config", "models/hls4ml_config.yml", "--grid", "nogrid.yml"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hlsflow import engine, handover
+from hlsflow.image import containers, handover
 from test_user_project import csim_figures, run_hlsflow
 
 # This sandbox cannot raise the open-files limit, which Podman does for every container by
@@ -56,10 +56,10 @@ def podman_image(podman_socket, built_image, saved_image, docker_client):
     saved_env = os.environ.get("DOCKER_HOST")
     os.environ["DOCKER_HOST"] = podman_socket
     try:
-        client = engine.docker_client()
-        assert engine.engine_name(client) == "Podman"
+        client = containers.docker_client()
+        assert containers.runtime_name(client) == "Podman"
         handover.load_image(saved_image)
-        image = engine.get_image(client, "hlsflow:latest")
+        image = containers.get_image(client, "hlsflow:latest")
     finally:
         if saved_env is None:
             os.environ.pop("DOCKER_HOST")

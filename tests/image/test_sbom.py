@@ -12,7 +12,7 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from hlsflow import debian_base, image, sbom
+from hlsflow.image import debian_base, build as image, sbom
 from hlsflow.errors import FlowError
 
 DPKG_FIELDS = "${db:Status-Abbrev}\t${Package}\t${Version}\n"

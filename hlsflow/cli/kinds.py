@@ -1,0 +1,106 @@
+"""What a task is, for the command line and the host side alike.
+
+- `flow_task`: runs in the image and takes the shared flags, handed a loaded FlowConfig;
+- `image_task`: runs in the image, with flags of its own;
+- `host_task`: runs where it is started.
+Each records which of its arguments are paths (TaskSpec), for launcher.py's checks and mounts.
+"""
+
+import inspect
+from dataclasses import dataclass
+
+import invoke
+
+from ..errors import check_flag
+
+# Flags every flow task takes. Given on any task of one invocation, they apply to all of it,
+# so `hlsflow convert csim --model m.keras` converts and emulates the same model.
+SHARED_FLAGS = ("config", "model", "out", "part", "io_type", "reuse_factor", "precision", "clock")
+
+SHARED_HELP = {
+    "config": "flow YAML (default: $HLSFLOW_CONFIG, else ./hls4ml_config.yml)",
+    "model": "Keras model: .keras, .h5, or .json with weights beside it",
+    "out": "output directory of the HLS project",
+    "part": "FPGA part, e.g. xc7z010clg400-1",
+    "io-type": "io_stream or io_parallel",
+    "reuse-factor": "ReuseFactor for every layer",
+    "precision": "precision for weights, biases and results, e.g. ap_fixed<16,6>",
+    "clock": "clock period in ns",
+}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Where a task runs and what its path arguments are, for the host's checks and mounts."""
+    where: str  # "image" or "host"
+    network_flags: tuple = ()  # arguments that, given, need the host's network (a Dask scheduler)
+    uses_config: bool = False  # reads a flow config (and the model, output dir it names)
+    writes_output: bool = True  # writes into the output directory
+    inputs: tuple = ()  # arguments naming files it reads
+    outputs: tuple = ()  # arguments naming files it writes
+    writes_beside_config: bool = False
+    out_alone: bool = False  # --out alone will do: no config or model (report on a folder synthesised elsewhere)
+
+
+def spec_of(task) -> TaskSpec:
+    return getattr(task.body, "hlsflow_spec", None) or TaskSpec(where="host")
+
+
+def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writes_output=True,
+              with_options=False, network_flags=(), checks=None, out_alone=False, **task_options):
+    """A task on one model: `fn(c, cfg, **own)` gets the FlowConfig of the shared flags (and, with
+    `with_options`, the flags themselves as `options=`: a sweep loads one config per point from them).
+    `checks` maps flags to their kind (errors.FLAG_KINDS); they reach `fn` checked and converted,
+    before the config is loaded. `out_alone`: with only --out (no config found, no model) `fn`
+    gets cfg=None."""
+
+    def decorate(fn):
+        params = list(inspect.signature(fn).parameters.values())
+        own = [p for p in params[2:] if not (with_options and p.name == "options")]  # after (c, cfg)
+        shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                  for name in SHARED_FLAGS]
+
+        def body(c, **kwargs):
+            from ..config import load_config, only_out
+
+            for name, kind in (checks or {}).items():
+                kwargs[name] = check_flag(kwargs.get(name), name, kind)
+            options = {name: kwargs.pop(name, None) for name in SHARED_FLAGS}
+            options["path"] = options.pop("config")
+            if "samples" in kwargs:
+                options["samples"] = kwargs["samples"]
+            cfg = None if out_alone and only_out(options["out"], options["path"], options["model"]) \
+                else load_config(**options)
+            return fn(c, cfg, options=options, **kwargs) if with_options else fn(c, cfg, **kwargs)
+
+        body.__name__, body.__doc__, body.__module__ = fn.__name__, fn.__doc__, fn.__module__
+        body.__signature__ = inspect.Signature([params[0], *shared, *own])
+        body.hlsflow_spec = TaskSpec(where="image", uses_config=True, writes_output=writes_output,
+                                     inputs=tuple(inputs), outputs=tuple(outputs),
+                                     writes_beside_config=writes_beside_config, network_flags=tuple(network_flags),
+                                     out_alone=out_alone)
+        return invoke.task(help={**SHARED_HELP, **(help or {})}, **task_options)(body)
+
+    return decorate
+
+
+def image_task(help=None, inputs=(), outputs=(), **task_options):
+    """A task that runs in the image with its own flags (no flow config). An output flag may be
+    `optional` (invoke's flag with an optional value): given bare, nothing is mounted for it."""
+
+    def decorate(fn):
+        fn.hlsflow_spec = TaskSpec(where="image", writes_output=False, inputs=tuple(inputs),
+                                   outputs=tuple(outputs))
+        return invoke.task(help=help or {}, **task_options)(fn)
+
+    return decorate
+
+
+def host_task(help=None, **task_options):
+    """A task that runs where it is started (the image, handing it on, development)."""
+
+    def decorate(fn):
+        fn.hlsflow_spec = TaskSpec(where="host")
+        return invoke.task(help=help or {}, **task_options)(fn)
+
+    return decorate

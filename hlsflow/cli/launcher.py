@@ -1,0 +1,418 @@
+"""The host side of a flow invocation: check every path on the host, mount each into one container
+of the toolchain image at the same path, and run `hlsflow ...` there (the entrypoint side is
+docker/entrypoint.sh).
+
+Inputs (config, model and weights, samples, --vivado, licence files, the Xilinx tree) are mounted
+read-only; the output directory's parent read-write, because the project is staged beside the
+output and moved into place. Paths stay the host's, so logs and reports name what the user knows,
+and files written belong to the host user (the entrypoint drops to HOST_UID/HOST_GID).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from ..console import warn
+from ..errors import FlowError
+from ..image.containers import docker_client, runtime_name, get_image, image_name
+from ..state import outdir
+
+LICENSE_VARS = ("XILINXD_LICENSE_FILE", "LM_LICENSE_FILE")
+# Flow settings and the Vivado stand-in's test hooks.
+FORWARDED_PREFIXES = ("HLSFLOW_", "STANDIN_")
+FORWARDED_VARS = ("TF_CPP_MIN_LOG_LEVEL",)
+# Signals that cancel a run while its container lives; the exit status is 128 + the signal's
+# number, as a shell gives for a process a signal ended.
+CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_TIMEOUT = 10  # seconds between the container's SIGTERM and its SIGKILL
+# The emulation starts a worker per core, TensorFlow and numba a thread pool each, Vivado many
+# threads of its own, g++ a few processes: generous for all that, yet a runaway fork ends.
+PIDS_LIMIT = 4096
+
+
+def in_image() -> bool:
+    """True inside the image, or when the user chose to run natively in a virtualenv."""
+    return "1" in (os.environ.get("HLSFLOW_IN_IMAGE"), os.environ.get("HLSFLOW_NATIVE"))
+
+
+class Mounts:
+    """Host paths to mount at the same path: read-write wins over read-only for one path."""
+
+    def __init__(self):
+        self.modes = {}
+        self.outputs = []  # output directories, for the sentence a cancelled run ends with
+        self.network = None  # "host" when a task talks to a server outside (a Dask scheduler)
+
+    def read_only(self, path) -> None:
+        path = os.path.abspath(path)
+        self.modes.setdefault(path, "ro")
+
+    def read_write(self, path) -> None:
+        self.modes[os.path.abspath(path)] = "rw"
+
+    def writable_parent(self, path, what: str) -> None:
+        """Mount the folder that will hold `path` read-write; it is created (as the user) by
+        create_folders, once every input has been checked."""
+        parent = Path(os.path.abspath(path)).parent
+        if parent == Path(parent.anchor):
+            raise FlowError(f"The {what} {path} would sit directly in {parent}: choose a path inside a folder, "
+                            "e.g. ./build/out.")
+        existing = next(p for p in (parent, *parent.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise FlowError(f"Cannot write the {what} {path}: {existing} is not a writable folder; choose "
+                            "another location.")
+        self.read_write(parent)
+        if what == "output directory":
+            self.outputs.append(os.path.abspath(path))
+
+    def create_folders(self) -> None:
+        for path, mode in self.modes.items():
+            if mode == "rw":
+                try:
+                    Path(path).mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise FlowError(f"Cannot create {path} ({exc.strerror}): choose a writable location.") from exc
+
+    def volumes(self) -> dict:
+        return {path: {"bind": path, "mode": mode} for path, mode in sorted(self.modes.items())}
+
+
+def licence_files() -> list:
+    """The files and folders the licence variables name; `port@server` entries are servers. A
+    missing one is FlowError naming it: FlexLM would only say much later that no licence was found."""
+    found = []
+    for var in LICENSE_VARS:
+        for item in filter(None, os.environ.get(var, "").split(":")):
+            if "@" in item:
+                continue
+            if not os.path.exists(item):
+                raise FlowError(f"{var} names {item}, which does not exist on this machine: give the licence file "
+                                "or folder, or port@server for a licence server.")
+            found.append(os.path.abspath(item))
+    return found
+
+
+def _args(ctx) -> dict:
+    return {arg.name: arg for arg in ctx.args.values()}
+
+
+def mount_plan(collection, contexts, cwd=None) -> tuple:
+    """(argv for `hlsflow` in the container, Mounts) for these task contexts; FlowError for any
+    path that is missing on the host. Paths in argv are made absolute: the container's working
+    directory is the same path, but nothing of it is mounted unless something in it is used."""
+    from ..config import CONFIG_NAME, no_config, only_out, resolve_paths
+    from ..loading import model_files, require_samples_file
+    from ..stages.report import foreign_folder, no_report_without_config
+    from ..stages.synthesize import no_vivado_hls_at
+    from .kinds import spec_of
+
+    cwd = Path(cwd or Path.cwd())
+    mounts = Mounts()
+    argv = []
+    licence_files()
+    for ctx in contexts:
+        spec = spec_of(collection[ctx.name])
+        args = _args(ctx)
+        if spec.where != "image":
+            raise FlowError(f"`{ctx.name}` runs on the host, not in the image: run it in an invocation of its own.")
+        values = {name: arg.value for name, arg in args.items()}
+        absolute = {}
+        if spec.out_alone and only_out(values.get("out"), values.get("config"), values.get("model"), cwd):
+            # --out alone: a folder synthesised elsewhere, read in place; only it is mounted.
+            out = Path(os.path.abspath(cwd / str(values["out"])))
+            if not foreign_folder(out):
+                no_report_without_config(out)
+            mounts.read_write(out)
+            absolute["out"] = str(out)
+        elif spec.uses_config:
+            samples = values.get("samples") if "samples" in spec.inputs else None
+            paths = resolve_paths(values.get("config"), values.get("model"), values.get("out"), samples, cwd)
+            if paths.config is None and paths.model is None:
+                raise no_config(cwd)
+            # A folder synthesised elsewhere is only read (and given the report's files): it needs
+            # no model, and is neither replaced nor checked as an output folder of hlsflow's.
+            foreign = spec.out_alone and foreign_folder(paths.output_dir)
+            if paths.config is not None:
+                mounts.read_only(paths.config)
+                # Passed even when the host found it: the container has no folder to search.
+                absolute["config"] = str(paths.config)
+            if paths.model is not None and not foreign:
+                # Names the host path when it is missing: "Model file ... does not exist: ...".
+                for f in model_files(paths.model):
+                    mounts.read_only(f)
+                absolute["model"] = str(paths.model)
+            if values.get("out"):
+                absolute["out"] = str(paths.output_dir)
+            if foreign:
+                mounts.read_write(paths.output_dir)
+            elif spec.writes_output:
+                mounts.writable_parent(paths.output_dir, "output directory")
+            if "samples" in spec.inputs and paths.samples is not None:
+                require_samples_file(paths.samples)
+                mounts.read_only(paths.samples)
+                if values.get("samples"):
+                    absolute["samples"] = str(paths.samples)
+            # The container checks it again, with what only it knows (the manifest).
+            if spec.writes_output and not foreign:
+                inputs = [paths.config, paths.samples, *(model_files(paths.model) if paths.model else [])]
+                outdir.check_output_path(paths.output_dir, inputs, cwd)
+            if spec.writes_beside_config and paths.config is not None and not values.get("write"):
+                mounts.writable_parent(paths.config.with_name(paths.config.stem + ".tuned.yml"), "config written beside it")
+        for name in spec.inputs:
+            if name in absolute or not values.get(name) or name == "samples" and spec.uses_config:
+                continue
+            path = Path(os.path.abspath(cwd / str(values[name])))
+            if name == "model":
+                for f in model_files(path):
+                    mounts.read_only(f)
+            elif name == "vivado":
+                if not path.exists():
+                    raise no_vivado_hls_at(path)
+                mounts.read_only(path)
+            elif name == "samples":
+                require_samples_file(path)
+                mounts.read_only(path)
+            else:
+                if not path.exists():
+                    raise FlowError(f"The {name} file {path} does not exist: give the path of an existing file.")
+                mounts.read_only(path)
+            absolute[name] = str(path)
+        for name in spec.outputs:
+            target = values.get(name)
+            if name == "config" and not target and values.get("model"):  # init: beside the model
+                target = Path(absolute.get("model", values["model"])).with_name(CONFIG_NAME)
+            if target and target is not True:  # True: an optional-value flag given bare (stdout)
+                path = Path(os.path.abspath(cwd / str(target)))
+                mounts.writable_parent(path, name)
+                absolute[name] = str(path)
+        if any(values.get(name) for name in spec.network_flags):
+            mounts.network = "host"
+        argv.append(ctx.name)
+        for name, arg in args.items():
+            value = absolute.get(name, arg.value if arg.got_value else None)
+            if value is None or value is False:
+                continue
+            flag = "--" + arg.names[0]
+            argv += [flag] if value is True else [flag, str(value)]
+    mounts.create_folders()
+    return argv, mounts
+
+
+def container_settings(mounts: Mounts) -> dict:
+    """Environment, network and the Vivado/licence mounts shared by every flow container."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES) or k in FORWARDED_VARS}
+    env.update(HOST_UID=str(os.getuid()), HOST_GID=str(os.getgid()))
+    # Passed even when absent, so that the entrypoint's one line names the place looked at.
+    env["XILINX_ROOT"] = os.path.abspath(os.environ.get("XILINX_ROOT", "/opt/Xilinx"))
+    if os.path.isdir(env["XILINX_ROOT"]):
+        mounts.read_only(env["XILINX_ROOT"])  # read-only: nothing in the flow may change the install
+    if os.environ.get("VIVADO_DIR"):
+        env["VIVADO_DIR"] = os.path.abspath(os.environ["VIVADO_DIR"])
+        if os.path.isdir(env["VIVADO_DIR"]):
+            mounts.read_only(env["VIVADO_DIR"])
+    for item in licence_files():
+        mounts.read_only(item)
+    network = "none"  # the flow needs no network: keep it reproducible
+    for var in LICENSE_VARS:
+        if not os.environ.get(var):
+            continue
+        env[var] = os.environ[var]
+        # FlexLM checks a node-locked licence against the host's network interfaces and reaches
+        # licence servers over the network: neither works without the host's network.
+        network = "host"
+    return {"env": env, "network": network}
+
+
+def launch(collection, contexts) -> int:
+    """Run these image tasks as one `hlsflow` invocation in one container; its exit code."""
+    argv, mounts = mount_plan(collection, contexts)
+    return run_in_image(["hlsflow", *argv], mounts, workdir=str(Path.cwd()))
+
+
+def confinement(uid=None) -> dict:
+    """What a flow container may do beyond its mounts, for the Docker SDK. Every capability is
+    dropped but what the entrypoint's switch to the host user needs (chown of $HOME, setpriv's
+    setuid, setgid and setgroups); that switch then leaves the flow with none, and
+    no-new-privileges keeps it so (setpriv is no setuid binary: nothing needs them). A host root
+    stays root and keeps root's file access (DAC_OVERRIDE, FOWNER): on the host it may write into
+    any folder, and the files it writes are its own."""
+    uid = os.getuid() if uid is None else uid
+    caps = ["CHOWN", "SETUID", "SETGID"] + (["DAC_OVERRIDE", "FOWNER"] if uid == 0 else [])
+    return {"cap_drop": ["ALL"], "cap_add": caps, "security_opt": ["no-new-privileges"], "pids_limit": PIDS_LIMIT}
+
+
+class _Cancel:
+    """The cancelling signals while a container lives, as a signal handler. The first stops the
+    container (SIGTERM, SIGKILL after STOP_TIMEOUT; inside, hlsflow takes Ctrl-C's path: staging
+    folders go, the manifest says "interrupted", the lock is freed), a second kills it at once.
+    Stopped from a thread: the main thread goes on streaming the container's output until it
+    ends, then removes it."""
+
+    def __init__(self):
+        self.signals = []
+        self.container = None  # set once started: a stop before the start would race with it
+
+    def __call__(self, signum, frame) -> None:
+        self.signals.append(signum)
+        if self.container is not None:
+            self.stop(kill=len(self.signals) > 1)
+
+    def started(self, container) -> None:
+        self.container = container
+        if self.signals:
+            self.stop(kill=False)
+
+    def stop(self, kill: bool) -> None:
+        def run():
+            try:
+                self.container.kill() if kill else self.container.stop(timeout=STOP_TIMEOUT)
+            except Exception:  # it ended, or is being removed, meanwhile: nothing left to stop
+                pass
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def error(self, mounts: Mounts) -> FlowError:
+        signum = self.signals[0]
+        kept = (f"; what had finished in {', '.join(mounts.outputs)} is kept, and the stopped stage runs again "
+                "next time") if mounts.outputs else ""
+        return FlowError(f"Cancelled ({signal.Signals(signum).name}): the container was stopped and removed{kept}.",
+                         exit_code=128 + signum)
+
+
+def _died(code: int, oom: bool, stats: str):
+    """FlowError naming how the container ended, when something outside the flow ended it (the
+    flow's own failures exit with small codes and have said why); else None."""
+    if oom:
+        return FlowError(f"The flow container ran out of memory and was killed (exit status {code}): give the engine "
+                         f"more memory (watch it with `{stats}`), or emulate fewer samples with --max-samples.",
+                         exit_code=code or 137)
+    if code <= 128:
+        return None
+    try:
+        name = signal.Signals(code - 128).name
+    except ValueError:
+        return None
+    if name == "SIGKILL":
+        return FlowError(f"The flow container was killed (exit status {code}, SIGKILL) before it finished: if nobody "
+                         f"killed it, memory most likely ran out; watch `{stats}`, or emulate fewer samples with "
+                         "--max-samples.", exit_code=code)
+    return FlowError(f"The flow container was ended by {name} (exit status {code}) before it finished: run it again; "
+                     "the stage that was stopped is redone.", exit_code=code)
+
+
+def _remove(container) -> None:
+    """Remove the container; one that is gone, or that the engine is already removing, is fine."""
+    import docker
+
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: "removal of container ... is already in progress"
+            warn(f"Could not remove the flow container {container.short_id} ({exc.explanation or exc}): "
+                 f"remove it with `docker rm -f {container.short_id}`.")
+
+
+def run_in_image(cmd, mounts: Mounts, workdir: str, image=None) -> int:
+    """`cmd` in one container of the image; output streams live. SIGINT, SIGTERM or SIGHUP stop
+    and remove the container and end in FlowError with status 128 + the signal; a container ended
+    from outside (killed, out of memory) is FlowError too. Else the container's exit code."""
+    import docker
+
+    client = docker_client()
+    found = get_image(client, image_name(image))
+    image_id = found.id
+    settings = container_settings(mounts)
+    settings["network"] = mounts.network or settings["network"]
+    # The container cannot see which image it is: the manifests it writes record what we pass.
+    settings["env"].update(HLSFLOW_IMAGE_ID=image_id, HLSFLOW_IMAGE_LABELS=json.dumps(found.labels or {}),
+                           HLSFLOW_COMMAND=outdir.command_line())
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    cancel = _Cancel()
+    # Only around the container's life: before it there is nothing to stop, after it nothing to remove.
+    previous = {signum: signal.signal(signum, cancel) for signum in CANCEL_SIGNALS}
+    container = None
+    try:
+        try:
+            # No --init: the image's own tini is PID 1 under Docker and Podman alike.
+            container = client.containers.create(
+                image_id, cmd, tty=tty, network_mode=settings["network"], environment=settings["env"],
+                volumes=mounts.volumes(), working_dir=workdir, **confinement())
+        except docker.errors.APIError as exc:
+            raise FlowError(f"{runtime_name(client)} could not create the flow container "
+                            f"({exc.explanation or exc}): fix what it names and run again.") from exc
+        if cancel.signals:
+            raise cancel.error(mounts)
+        try:
+            # Attach before starting so that not a byte of output is missed.
+            stream = client.api.attach(container.id, stream=True, demux=not tty)
+            container.start()
+        except docker.errors.APIError as exc:
+            raise FlowError(f"{runtime_name(client)} could not start the flow container "
+                            f"({exc.explanation or exc}): fix what it names and run again.") from exc
+        cancel.started(container)
+        for chunk in stream:
+            out, err = (chunk, None) if tty else chunk
+            _write(sys.stdout, out)
+            _write(sys.stderr, err)
+        code = container.wait()["StatusCode"]
+        if cancel.signals:
+            raise cancel.error(mounts)
+        container.reload()
+        died = _died(code, bool(container.attrs.get("State", {}).get("OOMKilled")),
+                     f"{runtime_name(client).lower()} stats")
+        if died:
+            raise died
+        return code
+    finally:
+        if container is not None:
+            _remove(container)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run_checkout_task(argv, root: Path, image=None) -> int:
+    """`invoke ARGV` in the image on a checkout mounted read-write (development tasks: tests,
+    benchmarks, training the reference model)."""
+    mounts = Mounts()
+    mounts.read_write(root)
+    return run_in_image(["invoke", *argv], mounts, workdir=str(root), image=image)
+
+
+def open_shell(image=None) -> int:
+    """An interactive bash in the image with the working directory mounted read-write. Run through
+    the engine's own client: a real terminal (raw mode, resizing, Ctrl-C) is what it does well."""
+    client = docker_client()
+    image_id = get_image(client, image_name(image)).id
+    cli = "podman" if runtime_name(client) == "Podman" and shutil.which("podman") else "docker"
+    if not shutil.which(cli):
+        raise FlowError(f"`hlsflow shell` needs the {cli} command-line client: install it.")
+    mounts = Mounts()
+    mounts.read_write(Path.cwd())
+    settings = container_settings(mounts)
+    cmd = [cli, "run", "--rm", "-i", "--network", settings["network"], "-w", str(Path.cwd())]
+    limits = confinement()
+    cmd += ["--cap-drop", "ALL", *(f"--cap-add={cap}" for cap in limits["cap_add"]),
+            *(f"--security-opt={opt}" for opt in limits["security_opt"]), f"--pids-limit={limits['pids_limit']}"]
+    if sys.stdin.isatty():
+        cmd.append("-t")
+    for key, value in settings["env"].items():
+        cmd += ["-e", f"{key}={value}"]
+    for source, mount in mounts.volumes().items():
+        cmd += ["-v", f"{source}:{mount['bind']}:{mount['mode']}"]
+    return subprocess.call([*cmd, image_id, "bash"])
+
+
+def _write(sink, data) -> None:
+    if data:
+        if hasattr(sink, "buffer"):
+            sink.buffer.write(data)
+        else:  # a text-only replacement of sys.stdout
+            sink.write(data.decode(errors="replace"))
+        sink.flush()

@@ -1,0 +1,119 @@
+"""The command line: the `hlsflow` program. Tasks get their kind from kinds.py; this module
+imports them only by the collection's name, when the program runs.
+
+- `Executor` serves `hlsflow` and `invoke` in a checkout alike (invoke.yaml names it): flags
+  shared by the flow tasks apply to every task of one invocation, a FlowError becomes one
+  sentence and an exit code, and on the host the image tasks go to one container.
+"""
+
+import os
+import shlex
+import signal
+import sys
+
+import invoke
+
+from .. import __version__, console
+from ..errors import FlowError, from_os_error
+from .kinds import SHARED_FLAGS, spec_of
+from ..state import outdir
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt: every clean-up that Ctrl-C
+    runs (finally blocks, a stage recorded as interrupted, the output's lock freed) runs for them."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    # Once: `docker stop`'s SIGTERM reaches every process of the group, and a second signal must
+    # not cut the first one's clean-up short.
+    for other in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(other, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _fail(exc: FlowError):
+    console.error(str(exc))
+    raise invoke.Exit(code=exc.exit_code)
+
+
+def _share_flags(contexts) -> None:
+    """Copy shared flags given on one task to every other task of the invocation that takes them."""
+    given = {}
+    for ctx in contexts:
+        for arg in ctx.args.values():
+            if arg.name in SHARED_FLAGS and arg.got_value:
+                given.setdefault(arg.name, arg.value)
+    for ctx in contexts:
+        for arg in ctx.args.values():
+            if arg.name in given and not arg.got_value:
+                arg.value = given[arg.name]
+
+
+class Executor(invoke.Executor):
+    def execute(self, *tasks):
+        from . import launcher
+
+        contexts = [t for t in tasks if hasattr(t, "args")]
+        # Manifests record the command as typed: the host's, handed into the container by the
+        # launcher. Taken out of the environment so that commands run by this one record their own.
+        argv0 = os.path.abspath(sys.argv[0])  # python -m X runs X/__main__.py: call it X
+        program = os.path.basename(os.path.dirname(argv0) if argv0.endswith("__main__.py") else argv0)
+        outdir.remember_command(os.environ.pop("HLSFLOW_COMMAND", None) or shlex.join([program, *sys.argv[1:]]))
+        try:
+            _share_flags(contexts)
+            if contexts and not launcher.in_image():
+                specs = [spec_of(self.collection[ctx.name]) for ctx in contexts]
+                first = next((i for i, s in enumerate(specs) if s.where == "image"), None)
+                if first is not None:
+                    # Host tasks before the first image task run here; the rest go to one container.
+                    results = super().execute(*contexts[:first]) if first else {}
+                    code = launcher.launch(self.collection, contexts[first:])
+                    if code:
+                        raise invoke.Exit(code=code)
+                    return results
+            return super().execute(*tasks)
+        except FlowError as exc:
+            _fail(exc)
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            # Under the host's launcher (which passes the image's id) the host says it, last.
+            if not (launcher.in_image() and os.environ.get("HLSFLOW_IMAGE_ID")):
+                console.error(f"Interrupted ({signal.Signals(signum).name}) before it finished: run it again to "
+                              "redo what did not finish.")
+            raise invoke.Exit(code=128 + signum) from None
+        except OSError as exc:  # a full disk, a folder that went away: what the system said, and where
+            _fail(from_os_error(exc))
+
+
+class Program(invoke.Program):
+    def print_version(self) -> None:
+        from . import launcher
+
+        console.say(f"hlsflow {__version__}")
+        if launcher.in_image():
+            console.say(f"running inside the toolchain image (revision {os.environ.get('HLSFLOW_REVISION', '?')})")
+        else:
+            from ..image.containers import image_name
+
+            try:
+                console.say(f"image: {image_name()} (set HLSFLOW_IMAGE to use another)")
+            except FlowError as exc:
+                _fail(exc)
+
+
+def main() -> None:
+    from . import launcher
+
+    if launcher.in_image():
+        # `docker stop` sends SIGTERM (tini, PID 1, passes it on), a closed terminal SIGHUP: both
+        # take Ctrl-C's path. On the host, launcher.run_in_image handles them while a container runs.
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _interrupt)
+    from .tasks import namespace
+
+    Program(namespace=namespace, version=__version__, name="hlsflow", binary="hlsflow",
+            executor_class=Executor).run()

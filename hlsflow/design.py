@@ -1,0 +1,82 @@
+"""A model and a config as hls4ml's ModelGraph: the one door to hls4ml's converter.
+
+Every stage that needs hls4ml's view of a design comes here: convert writes the graph it gets
+into a project; csim, plan, profile and tune ask for one in memory (`in_memory`), in a folder
+that is gone when they are done. hls4ml's chatter is captured, its failures are one sentence,
+and what hls4ml would silently ignore (a LayerName that names no layer) is refused first.
+"""
+
+import contextlib
+import io
+import tempfile
+from pathlib import Path
+
+from . import console
+from .errors import FlowError
+
+
+def check_layers_supported(keras_model) -> None:
+    from hls4ml.converters.keras_v2_to_hls import get_supported_keras_layers
+
+    supported = set(get_supported_keras_layers()) | {"InputLayer"}
+    for layer in keras_model.layers:
+        cls = layer.__class__.__name__
+        if cls not in supported:
+            raise FlowError(f"Layer '{layer.name}' ({cls}) cannot be converted by hls4ml: replace it with a "
+                            "supported layer or remove it from the model.")
+
+
+def check_layer_names(keras_model, hls_model, cfg) -> None:
+    """Every LayerName entry of the config names a layer hls4ml makes of this model: a Keras layer,
+    the activation hls4ml splits off one (`<layer>_<activation>`), or a layer of the converted
+    graph (hls4ml inserts some). hls4ml ignores the others, so a typo would silently leave that
+    layer at the model's defaults."""
+    import difflib
+
+    from .config import config_is_for
+
+    if cfg.source is not None and not config_is_for(cfg):
+        return  # another model's config, used with --model: its entries are not about this model
+    known = {layer.name for layer in hls_model.get_layers()}
+    for layer in keras_model.layers:
+        known.add(layer.name)
+        activation = layer.get_config().get("activation")
+        if isinstance(activation, dict):  # a QKeras quantizer
+            activation = activation.get("class_name")
+        if isinstance(activation, str):
+            known.add(f"{layer.name}_{activation}")
+    for name in cfg.hls_config.get("LayerName") or {}:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), sorted(known), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            where = cfg.source or "the config"
+            raise FlowError(f"LayerName '{name}' in {where} names no layer of {cfg.keras_model.name}, so hls4ml would "
+                            f"ignore its settings: {hint}fix the name, or remove the entry.")
+
+
+def convert_model(keras_model, cfg, output_dir):
+    """hls4ml's conversion with its chatter captured; returns (ModelGraph, captured text)."""
+    import hls4ml
+
+    check_layers_supported(keras_model)
+    kwargs = cfg.hls4ml_kwargs()
+    kwargs["output_dir"] = str(output_dir)
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            hls_model = hls4ml.converters.convert_from_keras_model(keras_model, **kwargs)
+    except Exception as exc:
+        console.say(captured.getvalue()[-2000:])
+        raise FlowError(f"hls4ml could not convert {cfg.keras_model.name} ({exc}): check the layer and "
+                        "precision settings named above.") from exc
+    check_layer_names(keras_model, hls_model, cfg)
+    return hls_model, captured.getvalue()
+
+
+@contextlib.contextmanager
+def in_memory(keras_model, cfg):
+    """The design's ModelGraph, converted into a temporary folder that goes when the block ends:
+    hls4ml's converter always writes somewhere, and nothing of it may land in the output folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        hls_model, _ = convert_model(keras_model, cfg, Path(tmp) / "prj")
+        yield hls_model

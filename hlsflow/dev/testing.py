@@ -1,0 +1,57 @@
+"""`invoke test`: the flow tests run inside the image (where the pinned stack is), the image
+tests run on the host against the Docker engine; one summary line counts both."""
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from .. import console
+from ..cli import launcher
+from ..errors import FlowError
+from ..files import REPO_ROOT
+
+RESULTS = REPO_ROOT / "build" / "test-results"
+
+
+def _pytest(args, junit: Path) -> int:
+    junit.parent.mkdir(parents=True, exist_ok=True)
+    junit.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *args]
+    return subprocess.call(cmd, cwd=REPO_ROOT)
+
+
+def _counts(junit: Path) -> dict:
+    try:
+        root = ET.parse(junit).getroot()
+    except (OSError, ET.ParseError):
+        return {"passed": 0, "failed": 1, "skipped": 0}
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    total = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+    failed = total["failures"] + total["errors"]
+    return {"passed": total["tests"] - failed - total["skipped"], "failed": failed, "skipped": total["skipped"]}
+
+
+def run_flow_tests() -> int:
+    """pytest on everything but tests/image, in this environment."""
+    return _pytest(["tests", "--ignore=tests/image"], RESULTS / "flow.xml")
+
+
+def run_all(host: bool = True, flow: bool = True) -> None:
+    if launcher.in_image():
+        host = False
+    codes, counts = [], []
+    if flow:
+        console.step("Flow tests" + ("" if launcher.in_image() else " (inside the toolchain image)"))
+        codes.append(run_flow_tests() if launcher.in_image() else launcher.run_checkout_task(["test", "--flow-only"], REPO_ROOT))
+        counts.append(_counts(RESULTS / "flow.xml"))
+    if host:
+        console.step("Image tests (host, real Docker engine)")
+        codes.append(_pytest(["tests/image"], RESULTS / "image.xml"))
+        counts.append(_counts(RESULTS / "image.xml"))
+    summary = {k: sum(c[k] for c in counts) for k in ("passed", "failed", "skipped")}
+    if any(codes) and summary["failed"] == 0:
+        summary["failed"] = 1  # a run that crashed before writing its results still failed
+    console.say(f"{summary['passed']} passed, {summary['failed']} failed, {summary['skipped']} skipped")
+    if summary["failed"]:
+        raise FlowError("Some tests failed: read the failures above.", exit_code=1)

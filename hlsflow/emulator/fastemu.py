@@ -1,0 +1,455 @@
+"""The fast engine: the written HLS design's fixed-point arithmetic on whole batches of samples.
+
+hls4ml's C++ emulation runs ap_fixed one operation at a time through hls::stream (about 10
+images/s on the reference model). Here each layer is one vectorised step over the batch, with
+every intermediate held as exact integers (see fixedpoint.py), so the result is the same bits.
+
+What it is built from:
+- the layer graph, types and attributes: hls4ml's ModelGraph of the project's own configuration;
+- the weights: the project's firmware/weights/*.txt, read as the C++ reads them (strtod, then
+  the weight type's rounding and overflow);
+- the softmax tables' sizes and types: the project's firmware/parameters.h and defines.h.
+A layer this engine does not reproduce raises Unsupported naming it; csim then runs the C++ path.
+"""
+
+import ctypes
+import ctypes.util
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import fixedpoint as fp
+from ..fixedtype import FixedType
+from .fixedpoint import Unsupported
+
+DENSE_LIKE = ("Dense", "Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D")
+
+
+@dataclass
+class Step:
+    name: str
+    cls: str
+    inputs: list
+    outputs: list
+    out_type: FixedType
+    run: object  # fn(list of (raw, FixedType)) -> raw
+    keras_layer: str = None
+
+
+@dataclass
+class Engine:
+    steps: list
+    input_shape: tuple
+    output_name: str
+
+    @property
+    def layer_names(self) -> list:
+        return [step.name for step in self.steps]
+
+    def run(self, x: np.ndarray, trace: bool = False, spent: dict = None):
+        """Float outputs (N, n_out) as the C++ bridge returns them (float32), and with trace
+        every layer's output as floats (the values hls4ml's trace shows). A `spent` dict gathers
+        the seconds each layer class takes (for bench/emulation.py)."""
+        x = np.asarray(x, dtype=np.float32).reshape((len(x),) + self.input_shape)
+        values = {}
+        traced = {}
+        for step in self.steps:
+            start = time.monotonic()
+            if step.cls == "Input":
+                raw = fp.from_float(x, step.out_type)
+            else:
+                raw = step.run([values[name] for name in step.inputs])
+            if spent is not None:
+                spent[step.cls] = spent.get(step.cls, 0.0) + time.monotonic() - start
+            for out in step.outputs:
+                values[out] = (raw, step.out_type)
+            if trace:
+                traced[step.name] = fp.to_float(raw, step.out_type.frac).reshape(len(x), -1)
+        raw, t = values[self.output_name]
+        y = fp.to_float(raw, t.frac).astype(np.float32).reshape(len(x), -1)
+        return (y, traced) if trace else y
+
+
+def build(hls_model, project_dir: Path) -> Engine:
+    """The engine for a converted ModelGraph and its written project; Unsupported names the layer."""
+    project_dir = Path(project_dir)
+    types = _defined_types(project_dir)
+    steps = []
+    input_shape = None
+    for layer in hls_model.get_layers():
+        cls = layer.class_name
+        try:
+            out_t = fp.hls4ml_type(layer.get_output_variable().type.precision)
+            if cls == "Input":
+                input_shape = tuple(layer.get_output_variable().shape)
+                run = None
+            else:
+                run = _layer_fn(layer, cls, out_t, project_dir, types)
+        except Unsupported as exc:
+            raise Unsupported(f"layer {layer.name} ({cls}): {exc}") from None
+        steps.append(Step(layer.name, cls, list(layer.inputs), list(layer.outputs), out_t, run))
+    if len(hls_model.outputs) != 1 or len(hls_model.inputs) != 1:
+        raise Unsupported("the model has more than one input or output")
+    return Engine(steps, input_shape, hls_model.outputs[0])
+
+
+def _attr(layer, name, default=None):
+    value = layer.get_attr(name)
+    return default if value is None else value
+
+
+def _type_of(layer, name: str) -> FixedType:
+    t = layer.get_attr(name)
+    if t is None:
+        raise Unsupported(f"no {name}")
+    return fp.hls4ml_type(t.precision)
+
+
+def _layer_fn(layer, cls, out_t: FixedType, project_dir: Path, types: dict):
+    if cls in ("Clone",):
+        return lambda ins: ins[0][0]
+    if cls in ("Reshape", "Flatten"):
+        return lambda ins: fp.convert(ins[0][0].reshape(len(ins[0][0]), -1), ins[0][1], out_t)
+    if cls in ("ZeroPadding1D", "ZeroPadding2D"):
+        return _zero_padding(layer, cls, out_t)
+    if cls in DENSE_LIKE:
+        return _dense_like(layer, cls, out_t, project_dir)
+    if cls == "BatchNormalization":
+        return _batchnorm(layer, out_t, project_dir)
+    if cls in ("Activation", "ReLU"):
+        return _activation(layer, out_t)
+    if cls == "Merge":
+        return _merge(layer, out_t)
+    if cls in ("GlobalPooling1D", "GlobalPooling2D", "Pooling1D", "Pooling2D"):
+        return _pooling(layer, cls, out_t)
+    if cls == "Softmax":
+        return _softmax(layer, out_t, project_dir, types)
+    raise Unsupported("no fast implementation of this layer class")
+
+
+def _zero_padding(layer, cls, out_t):
+    if cls == "ZeroPadding2D":
+        pads = ((0, 0), (layer.get_attr("pad_top"), layer.get_attr("pad_bottom")),
+                (layer.get_attr("pad_left"), layer.get_attr("pad_right")), (0, 0))
+    else:
+        pads = ((0, 0), (layer.get_attr("pad_left"), layer.get_attr("pad_right")), (0, 0))
+    if _attr(layer, "data_format", "channels_last") != "channels_last":
+        raise Unsupported("channels_first")
+
+    def run(ins):
+        raw, t = ins[0]
+        return fp.convert(np.pad(raw, pads), t, out_t)
+    return run
+
+
+def _weights(layer, key: str, project_dir: Path):
+    """(raw array in hls4ml's layout, its FixedType): the project's weights file read as the C++ reads it."""
+    var = layer.weights[key]
+    t = fp.hls4ml_type(var.type.precision)
+    path = project_dir / "firmware" / "weights" / f"{var.name}.txt"
+    if path.is_file():
+        text = path.read_text().strip()
+        values = np.array([float(v) for v in text.split(",")], dtype=np.float64) if text else np.zeros(0)
+    else:  # weights written into headers only (write_weights_txt off): the same formatted numbers
+        values = np.array([float(v) for v in var], dtype=np.float64)
+    if values.size != var.data.size:
+        raise Unsupported(f"{path.name} holds {values.size} values, the layer has {var.data.size}")
+    if any(word in type(var).__name__ for word in ("Compressed", "Exponent")):
+        raise Unsupported(f"{type(var).__name__} weights")
+    return fp.from_float(values, t).reshape(var.data.shape), t
+
+
+def _dense_like(layer, cls, out_t: FixedType, project_dir: Path):
+    if _attr(layer, "data_format", "channels_last") != "channels_last":
+        raise Unsupported("channels_first")
+    product = layer.get_attr("product_type")
+    if product not in (None, "mult"):
+        raise Unsupported(f"product {product}")
+    strategy = str(_attr(layer, "strategy", "latency")).lower()
+    if strategy not in ("latency", "resource"):
+        raise Unsupported(f"strategy {strategy}")
+    w, w_t = _weights(layer, "weight", project_dir)
+    if layer.get_attr("_weights_transposed"):
+        w = np.moveaxis(w, 0, -1)  # hls4ml stores resource-strategy weights output-first
+    if "bias" in layer.weights and layer.weights["bias"].data is not None:
+        b, b_t = _weights(layer, "bias", project_dir)
+    else:
+        b, b_t = np.zeros(w.shape[-1], np.int64), FixedType(1, 1)
+    acc_t = _type_of(layer, "accum_t")
+    bias_acc = fp.convert(b.reshape(-1), b_t, acc_t)  # acc = (accum_t) bias
+    n_out = w.shape[-1]
+    w2 = w.reshape(-1, n_out)
+
+    if cls == "Dense":
+        def run(ins):
+            raw, t = ins[0]
+            a = raw.reshape(len(raw), -1)
+            if a.shape[1] != w2.shape[0]:
+                raise Unsupported(f"input of {a.shape[1]} values for {w2.shape[0]} weights rows")
+            acc = fp.mac(a, t, w2, w_t.frac, bias_acc, acc_t)
+            return fp.convert(acc, acc_t, out_t)
+        return run
+
+    two_d = cls.endswith("2D")  # a 1-D convolution runs as a 2-D one of height 1
+    if two_d:
+        kh, sh, out_h = layer.get_attr("filt_height"), layer.get_attr("stride_height"), layer.get_attr("out_height")
+        top, bottom = layer.get_attr("pad_top"), layer.get_attr("pad_bottom")
+    else:
+        kh, sh, out_h, top, bottom = 1, 1, 1, 0, 0
+    kw, sw, out_w = layer.get_attr("filt_width"), layer.get_attr("stride_width"), layer.get_attr("out_width")
+    left, right = layer.get_attr("pad_left"), layer.get_attr("pad_right")
+    if _attr(layer, "dilation", 1) not in (1, None) or layer.get_attr("dilation_height") not in (1, None):
+        raise Unsupported("dilation")
+
+    def run(ins):
+        raw, t = ins[0]
+        x = raw if two_d else raw[:, None]
+        n, c = len(x), x.shape[-1]
+        if max(-t.min_raw, t.max_raw) < 2 ** 31:  # int32 windows: half the bytes, one compiled pass
+            from . import kernels
+
+            cols = np.empty((n * out_h * out_w, kh * kw * c), np.int32)
+            kernels.im2col32(np.ascontiguousarray(x), kh, kw, sh, sw, top, left, out_h, out_w, cols)
+        else:
+            x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+            win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (n, H', W', c, kh, kw)
+            win = win[:, ::sh, ::sw][:, :out_h, :out_w]
+            cols = np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(-1, kh * kw * c)
+        acc = fp.mac(cols, t, w2, w_t.frac, bias_acc, acc_t)
+        res = fp.convert(acc, acc_t, out_t)
+        return res.reshape((n, out_h, out_w, n_out) if two_d else (n, out_w, n_out))
+    return run
+
+
+def _batchnorm(layer, out_t: FixedType, project_dir: Path):
+    s, s_t = _weights(layer, "scale", project_dir)
+    b, b_t = _weights(layer, "bias", project_dir)
+
+    def run(ins):
+        raw, t = ins[0]
+        frac = max(t.frac + s_t.frac, b_t.frac)  # data * scale + bias, exact
+        codes = fp.elementwise_codes(frac - out_t.frac, out_t)
+        if codes is None or s.shape != raw.shape[-1:] or frac >= 62:
+            total = (raw * s << (frac - t.frac - s_t.frac)) + (b << (frac - b_t.frac))
+            return fp.cast(total, frac, out_t)
+        from . import kernels
+
+        x = np.ascontiguousarray(raw, dtype=np.int64).reshape(-1, s.shape[0])
+        out = np.empty(x.shape, np.int64)
+        kernels.affine_cast(x, s.astype(np.int64), b.astype(np.int64), frac - t.frac - s_t.frac, frac - b_t.frac,
+                            *codes, out)
+        return out.reshape(raw.shape)
+    return run
+
+
+def _activation(layer, out_t: FixedType):
+    kind = str(_attr(layer, "activation", "linear")).lower()
+    if layer.class_name == "ReLU":
+        kind = "relu"
+    if kind == "linear":
+        return lambda ins: fp.convert(ins[0][0], ins[0][1], out_t)
+    if kind == "relu":
+        return lambda ins: fp.convert(_relu(ins[0][0]), ins[0][1], out_t)
+    raise Unsupported(f"activation {kind}")
+
+
+def _relu(raw: np.ndarray) -> np.ndarray:
+    from . import kernels
+
+    flat = np.ascontiguousarray(raw).reshape(-1)
+    out = np.empty_like(flat)
+    kernels.relu(flat, out)
+    return out.reshape(raw.shape)
+
+
+def _merge(layer, out_t: FixedType):
+    op = str(layer.get_attr("op")).lower()
+    if op not in ("add", "subtract", "multiply", "maximum", "minimum"):
+        raise Unsupported(f"merge {op}")
+
+    def run(ins):
+        (a, ta), (b, tb) = ins
+        if op == "multiply":
+            return fp.cast(a * b, ta.frac + tb.frac, out_t)
+        frac = max(ta.frac, tb.frac)
+        codes = fp.elementwise_codes(frac - out_t.frac, out_t)
+        if codes is not None and a.shape == b.shape and frac < 62:
+            from . import kernels
+
+            out = np.empty(a.size, np.int64)
+            kernels.merge_cast(np.ascontiguousarray(a, dtype=np.int64).reshape(-1),
+                               np.ascontiguousarray(b, dtype=np.int64).reshape(-1),
+                               frac - ta.frac, frac - tb.frac, ("add", "subtract", "maximum", "minimum").index(op),
+                               *codes, out)
+            return out.reshape(a.shape)
+        a, b = a << (frac - ta.frac), b << (frac - tb.frac)
+        value = {"add": np.add, "subtract": np.subtract, "maximum": np.maximum, "minimum": np.minimum}[op](a, b)
+        return fp.cast(value, frac, out_t)
+    return run
+
+
+def _pooling(layer, cls, out_t: FixedType):
+    op = str(layer.get_attr("pool_op"))
+    if op not in ("Max", "Average"):
+        raise Unsupported(f"pooling {op}")
+    acc_t = _type_of(layer, "accum_t")
+    if op == "Average" and acc_t.overflow != "WRAP":
+        raise Unsupported(f"accumulator {acc_t} saturates: the sum depends on its order")
+    two_d = cls.endswith("2D")
+    if cls.startswith("Global"):
+        def run(ins):
+            raw, t = ins[0]
+            flat = raw.reshape(len(raw), -1, raw.shape[-1])
+            return _pool(flat, t, op, acc_t, out_t, flat.shape[1], axis=1)
+        return run
+    pads = [layer.get_attr(k) for k in (("pad_top", "pad_bottom", "pad_left", "pad_right") if two_d
+                                         else ("pad_left", "pad_right"))]
+    if any(pads):
+        raise Unsupported("padded pooling")
+    ph = layer.get_attr("pool_height") if two_d else 1
+    pw = layer.get_attr("pool_width")
+    sh = layer.get_attr("stride_height") if two_d else 1
+    sw = layer.get_attr("stride_width")
+    out_h = layer.get_attr("out_height") if two_d else 1
+    out_w = layer.get_attr("out_width")
+
+    def run(ins):
+        raw, t = ins[0]
+        x = raw if two_d else raw[:, None]
+        win = np.lib.stride_tricks.sliding_window_view(x, (ph, pw), axis=(1, 2))[:, ::sh, ::sw][:, :out_h, :out_w]
+        win = win.reshape(win.shape[:4] + (ph * pw,))
+        res = _pool(win, t, op, acc_t, out_t, ph * pw, axis=-1)
+        return res if two_d else res[:, 0]
+    return run
+
+
+def _pool(x, t: FixedType, op: str, acc_t: FixedType, out_t: FixedType, count: int, axis: int):
+    if op == "Max":  # the largest input, then through the accumulator type to the result
+        return fp.convert(fp.convert(x.max(axis=axis), t, acc_t), acc_t, out_t)
+    total = fp.overflow(fp.convert(x, t, acc_t).sum(axis=axis), acc_t)
+    # accum / (unsigned) count: ap_fixed division keeps the dividend's fraction, truncating towards zero
+    quotient = np.where(total < 0, -((-total) // count), total // count)
+    return fp.cast(fp.overflow(quotient, acc_t), acc_t.frac, out_t)
+
+
+# ------------------------------------------------------------------ softmax with hls4ml's tables
+
+def _defined_types(project_dir: Path) -> dict:
+    """{name: FixedType} of every `typedef ap_...<...> name;` in the project's defines.h."""
+    path = project_dir / "firmware" / "defines.h"
+    found = {}
+    if path.is_file():
+        for text, name in re.findall(r"typedef\s+(ap_u?(?:fixed|int)<[^>]*>)\s+(\w+)\s*;", path.read_text()):
+            try:
+                found[name] = fp.cpp_type(text)
+            except Unsupported:
+                pass
+    return found
+
+
+def _config_struct(project_dir: Path, index) -> str:
+    path = project_dir / "firmware" / "parameters.h"
+    if not path.is_file():
+        raise Unsupported("no firmware/parameters.h")
+    m = re.search(r"struct \w+_config%s : nnet::activ_config \{(.*?)\n\};" % index, path.read_text(), re.S)
+    if not m:
+        raise Unsupported(f"no activation config {index} in parameters.h")
+    return m.group(1)
+
+
+def _softmax(layer, out_t: FixedType, project_dir: Path, types: dict):
+    body = _config_struct(project_dir, layer.get_attr("index"))
+    consts = dict(re.findall(r"static (?:const|constexpr) [\w:]+ (\w+) = ([^;]+);", body))
+    typedefs = {name: text.strip() for text, name in re.findall(r"typedef ([^;]+?) (\w+);", body)}
+    implementation = consts.get("implementation", "").split("::")[-1]
+    if implementation not in ("stable", "latency"):
+        raise Unsupported(f"softmax implementation {implementation or '?'}")
+    if int(consts.get("n_outer", 1)) != 1 or int(consts.get("n_inner", 1)) != 1:
+        raise Unsupported("softmax over an inner axis")
+
+    def typed(name):
+        text = typedefs.get(name)
+        if text is None:
+            raise Unsupported(f"no {name} in the softmax config")
+        if text in types:
+            return types[text]
+        return fp.cpp_type(text)
+
+    exp_t, inv_t, acc_t, inv_inp_t = typed("exp_table_t"), typed("inv_table_t"), typed("accum_t"), typed("inv_inp_t")
+    exp_size, inv_size = int(consts["exp_table_size"]), int(consts["inv_table_size"])
+    exp_scale = np.float32(float(consts.get("exp_scale", "1.0").rstrip("f")))
+    stable = implementation == "stable"
+    index_t = typed("inp_norm_t") if stable else fp.hls4ml_type(layer.get_input_variable().type.precision)
+    exp_table = fp.from_float(_exp_table(index_t, exp_size, exp_scale, negative=stable), exp_t)
+    inv_table = fp.from_float(_inv_table(inv_inp_t, inv_size), inv_t)
+
+    def run(ins):
+        raw, t = ins[0]
+        x = raw.reshape(len(raw), -1)
+        if stable:
+            d = fp.cast(x.max(axis=1, keepdims=True) - x, t.frac, index_t)  # x_max - x_i in inp_norm_t
+        else:
+            d = x
+        exp_res = fp.convert(exp_table[_table_index(d, index_t, exp_size)], exp_t, acc_t)
+        exp_sum = fp.convert(_tree_sum(exp_res, acc_t), acc_t, inv_inp_t)
+        inv = inv_table[_table_index(exp_sum, inv_inp_t, inv_size)]
+        return fp.cast(exp_res * inv[:, None], acc_t.frac + inv_t.frac, out_t)
+    return run
+
+
+def _index_bits(size: int, t: FixedType) -> int:
+    n = int(np.ceil(np.log2(size)))
+    if n > t.width:
+        raise Unsupported(f"a table of {size} entries indexed by {t}")
+    return n
+
+
+def _table_index(raw, t: FixedType, size: int):
+    """The top bits of each value's bit pattern (hls4ml's softmax_idx_from_real_val)."""
+    n = _index_bits(size, t)
+    return (raw >> (t.width - n)) & ((1 << n) - 1)
+
+
+def _table_inputs(t: FixedType, size: int) -> np.ndarray:
+    """float32 values whose top bits are each index (hls4ml's softmax_real_val_from_idx)."""
+    n = _index_bits(size, t)
+    raw = np.arange(size, dtype=np.int64) << (t.width - n)
+    if t.signed:
+        raw = np.where(raw >= (1 << (t.width - 1)), raw - (1 << t.width), raw)
+    return fp.to_float(raw, t.frac).astype(np.float32)
+
+
+def _expf():
+    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    f = libm.expf
+    f.restype, f.argtypes = ctypes.c_float, [ctypes.c_float]
+    return f
+
+
+def _exp_table(t: FixedType, size: int, scale: np.float32, negative: bool) -> np.ndarray:
+    # std::exp(float) is the C library's expf, called here the same way, value for value
+    x = _table_inputs(t, size) * scale
+    if negative:
+        x = -x
+    expf = _expf()
+    return np.array([expf(float(v)) for v in x], dtype=np.float32)
+
+
+def _inv_table(t: FixedType, size: int) -> np.ndarray:
+    x = _table_inputs(t, size)
+    with np.errstate(divide="ignore"):
+        return np.float32(1) / x  # float division, as `1 / x` with a float x
+
+
+def _tree_sum(values: np.ndarray, t: FixedType) -> np.ndarray:
+    """hls4ml's reduce<T, N, Op_add>: an adder tree whose every node is assigned to T."""
+    n = values.shape[1]
+    if n == 1:
+        return values[:, 0]
+    if n == 2:
+        return fp.overflow(values[:, 0] + values[:, 1], t)
+    left = 1 << int(np.floor(np.log2(n - 1)))
+    return fp.overflow(_tree_sum(values[:, :left], t) + _tree_sum(values[:, left:], t), t)

@@ -1,0 +1,197 @@
+"""ap_fixed arithmetic on whole arrays, exactly as Xilinx's ap_types do it.
+
+A fixed-point array is an int64 array of raw values: the value is raw * 2**-frac. Casting
+between types is a shift with the target's rounding mode, then its overflow mode. The
+multiply-accumulate of Dense and Conv layers runs in numba kernels (integer arithmetic, every
+core) or, when no product loses bits, as a float64 matrix product that is exact below 2**53.
+"""
+
+import numpy as np
+
+from .. import fixedtype
+from ..fixedtype import FixedType, NotFixedPoint
+
+# The modes this engine reproduces: all of hls4ml's, numbered for the kernels in this order.
+ROUNDING = fixedtype.ROUNDING
+OVERFLOW = fixedtype.OVERFLOW
+EXACT_FLOAT = 2 ** 53  # float64 holds every integer below this exactly
+
+
+class Unsupported(Exception):
+    """A type or operation the fast path does not reproduce (the C++ path then runs instead)."""
+
+
+def hls4ml_type(precision) -> FixedType:
+    """The type of an hls4ml precision object, if this engine reproduces it; else Unsupported."""
+    try:
+        return _reproducible(fixedtype.from_hls4ml(precision), precision)
+    except NotFixedPoint as exc:
+        raise Unsupported(f"type {precision}: {exc}") from None
+
+
+def cpp_type(text: str) -> FixedType:
+    """The type of C++ text such as 'ap_fixed<18,8,AP_RND,AP_SAT>', if this engine reproduces it; else Unsupported."""
+    try:
+        return _reproducible(fixedtype.parse(text), f"'{text}'")
+    except NotFixedPoint as exc:
+        raise Unsupported(f"type '{text}': {exc}") from None
+
+
+def _reproducible(t: FixedType, source) -> FixedType:
+    if t.saturation_bits:
+        raise Unsupported(f"type {source}: saturation bits")
+    if t.rounding not in ROUNDING or t.overflow not in OVERFLOW:  # should fixedtype learn more modes
+        raise Unsupported(f"type {source}: modes {t.rounding}, {t.overflow}")
+    if t.width > 62:  # raw values and their shifts must fit int64
+        raise Unsupported(f"type {source}: wider than 62 bits")
+    return t
+
+
+def shift_round(raw: np.ndarray, shift: int, rounding: str) -> np.ndarray:
+    """raw * 2**-shift rounded to an integer by the mode (shift <= 0 is exact)."""
+    raw = np.asarray(raw, dtype=np.int64)
+    if shift <= 0:
+        return raw << -shift
+    half = np.int64(1) << (shift - 1)
+    if rounding == "TRN":  # towards minus infinity
+        return raw >> shift
+    if rounding == "RND":  # half up
+        return (raw + half) >> shift
+    if rounding == "RND_MIN_INF":  # half down
+        return (raw + half - 1) >> shift
+    if rounding == "RND_CONV":  # half to even
+        q = raw >> shift
+        r = raw - (q << shift)
+        return q + ((r > half) | ((r == half) & (q & 1).astype(bool)))
+    mag, neg = np.abs(raw), raw < 0
+    if rounding == "TRN_ZERO":
+        q = mag >> shift
+    elif rounding == "RND_ZERO":  # half towards zero
+        q = (mag + half - 1) >> shift
+    elif rounding == "RND_INF":  # half away from zero
+        q = (mag + half) >> shift
+    else:
+        raise Unsupported(f"rounding mode {rounding}")
+    return np.where(neg, -q, q)
+
+
+def overflow(raw: np.ndarray, t: FixedType) -> np.ndarray:
+    """raw brought into t's range by its overflow mode."""
+    if t.overflow == "WRAP":
+        if t.signed:  # keep the low `width` bits and sign-extend: two shifts
+            return (np.asarray(raw, dtype=np.int64) << (64 - t.width)) >> (64 - t.width)
+        return raw & np.int64((1 << t.width) - 1)
+    lo, hi = t.min_raw, t.max_raw
+    if t.overflow == "SAT_SYM" and t.signed:
+        lo = -hi
+    if t.overflow == "SAT_ZERO":
+        return np.where((raw < lo) | (raw > hi), 0, raw)
+    return np.clip(raw, lo, hi)
+
+
+def fits(src: FixedType, t: FixedType) -> bool:
+    """Whether every value of src, cast to t, is already in t's range (no overflow step needed)."""
+    if src.signed and not t.signed:
+        return False
+    if t.overflow == "SAT_SYM" and t.signed:
+        return False  # the most negative value becomes -max even when it is in range
+    if src.frac > t.frac and t.rounding != "TRN":
+        return False  # rounding up may step past the largest value
+    return src.integer - src.signed <= t.integer - t.signed
+
+
+def cast(raw: np.ndarray, frac: int, t: FixedType) -> np.ndarray:
+    """A value of `frac` fractional bits assigned to type t (ap_fixed's operator=)."""
+    return overflow(shift_round(raw, frac - t.frac, t.rounding), t)
+
+
+def convert(raw: np.ndarray, src: FixedType, t: FixedType) -> np.ndarray:
+    """A value of type src assigned to type t: a cast that skips what cannot change a value."""
+    if src == t:
+        return raw
+    rounded = shift_round(raw, src.frac - t.frac, t.rounding)
+    return rounded if fits(src, t) else overflow(rounded, t)
+
+
+def from_float(x, t: FixedType) -> np.ndarray:
+    """Floats (float32 or float64) assigned to type t: the exact value, rounded and overflowed by t's modes."""
+    v = np.asarray(x, dtype=np.float64) * (2.0 ** t.frac)  # a power of two: exact
+    if t.rounding == "TRN":
+        q = np.floor(v)
+    elif t.rounding == "RND":
+        q = np.floor(v + 0.5)
+    elif t.rounding == "RND_MIN_INF":
+        q = np.ceil(v - 0.5)
+    elif t.rounding == "RND_CONV":
+        q = np.rint(v)
+    elif t.rounding == "TRN_ZERO":
+        q = np.trunc(v)
+    elif t.rounding == "RND_ZERO":
+        q = np.sign(v) * np.ceil(np.abs(v) - 0.5)
+    elif t.rounding == "RND_INF":
+        q = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    else:
+        raise Unsupported(f"rounding mode {t.rounding}")
+    if t.overflow != "WRAP":  # infinities and huge values saturate before the integer conversion
+        q = np.clip(np.nan_to_num(q, posinf=2.0 ** 62, neginf=-2.0 ** 62), -2.0 ** 62, 2.0 ** 62)
+    elif not np.all(np.isfinite(q)) or np.any(np.abs(q) >= 2.0 ** 62):
+        raise Unsupported("a float too large to wrap")
+    return overflow(q.astype(np.int64), t)
+
+
+def to_float(raw: np.ndarray, frac: int) -> np.ndarray:
+    return np.asarray(raw, dtype=np.float64) * (2.0 ** -frac)
+
+
+# ------------------------------------------------------------------ multiply-accumulate
+
+def mac(a: np.ndarray, a_t: FixedType, w: np.ndarray, w_frac: int, bias: np.ndarray,
+        acc: FixedType) -> np.ndarray:
+    """acc-typed sums bias + sum_i cast<acc>(a[:, i] * w[i, :]), as hls4ml's dense kernels compute
+    them: each product is cast to the accumulator type, then added with wrap-around.
+    a: (N, n_in) raw, w: (n_in, n_out) raw, bias: (n_out,) raw already in acc's fraction."""
+    a_frac = a_t.frac
+    a_max = max(-a_t.min_raw, a_t.max_raw)  # from the type: no pass over the data
+    w_max = int(np.abs(w).max(initial=0))
+    peak = a_max * w_max  # Python ints: no overflow
+    bound = peak * a.shape[1]  # no partial sum of |products| exceeds this
+    if peak >= 2 ** 62:
+        raise Unsupported("products wider than 62 bits")
+    if acc.overflow != "WRAP":
+        raise Unsupported(f"accumulator {acc}: saturation makes the sum depend on its order")
+    shift = a_frac + w_frac - acc.frac
+    if shift <= 0 and bound < EXACT_FLOAT:
+        # No product loses a bit: one exact float64 matrix product (BLAS, every core).
+        sums = (a.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+        return overflow((sums << -shift) + bias, acc)
+    if shift > 0 and acc.rounding not in ("TRN", "RND", "RND_MIN_INF"):
+        raise Unsupported(f"accumulator {acc}: rounding mode {acc.rounding} on products")
+    offset = 0 if shift <= 0 or acc.rounding == "TRN" else (1 << (shift - 1)) - (acc.rounding == "RND_MIN_INF")
+    out = np.empty((a.shape[0], w.shape[1]), dtype=np.int64)
+    from . import kernels
+
+    # shift < 0 only when the float path's bound failed: the products are exact, their sum is
+    # shifted into acc's fraction and the bias, already in it, is added after the shift.
+    start = bias if shift >= 0 else np.zeros_like(bias)
+    narrow = acc.width <= 32 and a_max < 2 ** 31 and w_max < 2 ** 31
+    if narrow and peak + offset < 2 ** 31:  # products fit 32 bits too: twice the SIMD lanes, acc's wrap inside
+        kernels.dot32(a.astype(np.int32, copy=False), np.ascontiguousarray(w.T, dtype=np.int32), start.astype(np.int32),
+                      min(max(shift, 0), 31), offset, acc.width, acc.signed, out)
+        if shift >= 0:
+            return out
+    elif narrow:  # 32-bit storage and sums (products 64-bit): sums wrap mod 2**32, which acc's wrap absorbs
+        kernels.mac32(a.astype(np.int32, copy=False), np.ascontiguousarray(w, dtype=np.int32), start.astype(np.int32), max(shift, 0),
+                      offset, out)
+    else:
+        kernels.mac64(a, np.ascontiguousarray(w), start, max(shift, 0), offset, out)
+    if shift < 0:
+        out = (out << -shift) + bias
+    return overflow(out, acc)
+
+
+def elementwise_codes(shift: int, t: FixedType):
+    """The (shift, rounding, width, signed, overflow) arguments of kernels' elementwise casts to t,
+    or None where their int64 shifts would not be exact (the caller then uses numpy)."""
+    if not -63 < shift < 63 or t.width >= 63:
+        return None
+    return shift, ROUNDING.index(t.rounding), t.width, t.signed, OVERFLOW.index(t.overflow)

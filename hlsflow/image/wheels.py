@@ -1,0 +1,136 @@
+"""The image's Python packages: the hash-checked locks (`invoke lock`) and the wheelhouse the host
+downloads from them, so that nothing inside the image build needs the network."""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from pathlib import Path
+
+from ..console import Progress, error, step
+from ..errors import FlowError
+from ..files import REPO_ROOT as ROOT
+from ..files import sha256
+
+DOCKER_DIR = ROOT / "docker"
+BUILD_DIR = ROOT / "build"
+# Where the lock's wheels are kept; HLSFLOW_WHEELHOUSE shares one between checkouts.
+WHEELHOUSE = Path(os.environ.get("HLSFLOW_WHEELHOUSE") or BUILD_DIR / "wheelhouse")
+LOCK = DOCKER_DIR / "requirements.lock"
+# The SBOM generator's own lock: its wheels go to a separate folder of the build context, so the
+# image's venv layer never depends on them.
+SBOM_LOCK = DOCKER_DIR / "sbom-requirements.lock"
+# The format of the lock files follows pip-compile's version.
+PIP_TOOLS = "pip-tools==7.6.2"
+# Glibc 2.36 (bookworm) runs every manylinux wheel up to 2_36; pip needs each tag spelled out.
+PLATFORMS = [f"manylinux_2_{v}_x86_64" for v in range(36, 16, -1)] + [
+    "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+
+
+def lock() -> None:
+    """Regenerate docker/requirements.lock, sbom-requirements.lock and host-requirements.lock
+    from their .in files with pip-compile, installed into build/lock-venv when missing."""
+    if sys.version_info[:2] != (3, 11):
+        raise FlowError("`invoke lock` must run under Python 3.11, the image's Python, or the "
+                        "lock would pin for another version: run it with a 3.11 interpreter.")
+    venv = BUILD_DIR / "lock-venv"
+    pip_compile = venv / "bin" / "pip-compile"
+    if not pip_compile.exists():
+        step(f"Installing {PIP_TOOLS} into {venv.relative_to(ROOT)}")
+        _check_call([sys.executable, "-m", "venv", str(venv)], "creating build/lock-venv")
+        _check_call([str(venv / "bin" / "pip"), "install", "--quiet", PIP_TOOLS],
+                    f"installing {PIP_TOOLS}")
+    for name in ("requirements", "sbom-requirements", "host-requirements"):
+        step(f"Locking docker/{name}.in")
+        # No index or find-links lines: the locks must not carry this machine's pip settings.
+        _check_call([str(pip_compile), "--quiet", "--generate-hashes", "--strip-extras",
+                     "--no-header", "--allow-unsafe", "--no-emit-index-url",
+                     "--no-emit-find-links", "--output-file", f"docker/{name}.lock",
+                     f"docker/{name}.in"], f"pip-compile of docker/{name}.in", cwd=ROOT)
+
+
+
+def download_wheels(locks=(LOCK, SBOM_LOCK)) -> dict[Path, list[Path]]:
+    """Each lock's wheels, in build/wheelhouse: those already there are kept, the missing ones
+    downloaded by the host's pip with every hash checked, stale ones (in no lock) removed."""
+    per_lock = {lock: _lock_entries(lock) for lock in locks}
+    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+    have = _scan_wheelhouse(per_lock)
+    # One line per package: the locks pin shared packages alike (sbom-requirements.in says why).
+    missing = {name: line for lock, entries in per_lock.items()
+               for name, (line, _) in entries.items() if name not in have[lock]}
+    if missing:
+        _pip_download(sorted(missing.values()))
+        have = _scan_wheelhouse(per_lock)
+        left = sum(len(set(entries) - set(have[lock])) for lock, entries in per_lock.items())
+        if left:
+            names = " and ".join(f"docker/{lock.name}" for lock in locks)
+            raise FlowError(f"pip left {left} wheels of {names} undownloaded: check that each "
+                            "pinned version has a Linux x86_64 cp311 wheel, then run again.")
+    return {lock: sorted(have[lock].values()) for lock in locks}
+
+
+def _lock_entries(lock: Path = LOCK) -> dict[str, tuple[str, set[str]]]:
+    """name -> (its requirement line with hashes, its sha256 hashes); option lines dropped."""
+    entries = {}
+    for line in lock.read_text().replace("\\\n", " ").splitlines():
+        line = line.split("#", 1)[0].strip()
+        match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==", line)
+        if match:
+            hashes = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", line))
+            entries[match.group(1).lower()] = (line, hashes)
+    return entries
+
+
+def lock_versions() -> dict[str, str]:
+    return {name: line.split("==", 1)[1].split()[0]
+            for name, (line, _) in _lock_entries().items()}
+
+
+def _scan_wheelhouse(per_lock) -> dict[Path, dict[str, Path]]:
+    """lock -> {name: its wheel in the wheelhouse} for the wheels matching one of its hashes."""
+    wanted = {lock: {h: name for name, (_, hashes) in entries.items() for h in hashes}
+              for lock, entries in per_lock.items()}
+    have = {lock: {} for lock in per_lock}
+    for whl in sorted(WHEELHOUSE.glob("*.whl")):
+        digest = sha256(whl, cache=True)
+        hits = [lock for lock, names in wanted.items() if digest in names]
+        for lock in hits:
+            have[lock][wanted[lock][digest]] = whl
+        if not hits:
+            whl.unlink()  # from an older lock: it would only bloat the build context
+    return have
+
+
+def _pip_download(requirements: list[str]) -> None:
+    step(f"Downloading {len(requirements)} wheels into {WHEELHOUSE}")
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=BUILD_DIR) as reqs:
+        reqs.write("\n".join(requirements) + "\n")
+        reqs.flush()
+        # The image's platform, whatever the host's Python: cp311 on manylinux x86_64.
+        cmd = [sys.executable, "-m", "pip", "download", "--require-hashes", "--no-deps",
+               "--only-binary=:all:", "--progress-bar", "off", "--dest", str(WHEELHOUSE),
+               "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+               *(f"--platform={p}" for p in PLATFORMS), "-r", reqs.name]
+        progress = Progress(len(requirements), "wheels")
+        tail = deque(maxlen=20)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            if line.startswith(("Collecting ", "Processing ")):  # one per wheel
+                progress.advance()
+        progress.close()
+    if proc.wait() != 0:
+        error("pip download failed; its last lines:\n" + "\n".join(tail))
+        raise FlowError("Downloading the image's wheels failed: check that this machine can "
+                        "reach PyPI (or your pip index settings) and run again.")
+
+
+def _check_call(cmd, what: str, **kwargs) -> None:
+    try:
+        subprocess.run(cmd, check=True, **kwargs)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise FlowError(f"{what} failed ({exc}): see the output above, fix the cause and run "
+                        "`invoke lock` again.") from exc

@@ -1,0 +1,485 @@
+"""`hlsflow sweep --grid grid.yml`: the flow at every point of a grid of config values, on Dask.
+
+The grid is a YAML mapping of config keys to lists of values; every combination is a point:
+
+    ReuseFactor: [4, 16, plan]     # plan: the ReuseFactors `hlsflow plan` picks
+    Precision: ["ap_fixed<16,6>", "ap_fixed<10,4>"]
+
+Each point is the whole flow (convert, csim, synth when Vivado is there, report) in its own
+output directory under the sweep's folder, with its own manifest.json: the stages are those of
+hlsflow.flow, configured by load_config with the point's values as flags. What the manifests say
+is current is reused; a point whose results are all current is not even sent to a worker. A
+failing point is recorded with its error and the others go on. Results: sweep.csv, sweep.md,
+pareto.png and sweep.json in the sweep's folder.
+"""
+
+import contextlib
+import csv
+import io
+import itertools
+import math
+import os
+import re
+import time
+import traceback
+from pathlib import Path
+
+from .. import console
+from ..errors import FlowError, whole_number
+from ..files import read_json, write_atomically, write_json
+from ..state import outdir
+
+# Grid keys, as in the config file, with the load_config flag each one sets.
+KEYS = {"ReuseFactor": "reuse_factor", "Precision": "precision", "IOType": "io_type", "Strategy": "strategy",
+        "Part": "part", "ClockPeriod": "clock"}
+# Also accepted: the command-line spellings.
+ALIASES = {**{k.lower(): k for k in KEYS}, "reuse_factor": "ReuseFactor", "reuse-factor": "ReuseFactor",
+           "io_type": "IOType", "io-type": "IOType", "clock": "ClockPeriod"}
+PREFIX = {"ReuseFactor": "rf", "ClockPeriod": "clk"}  # in point names: rf4, clk5
+PLAN = "plan"
+DEFAULT_GATE = 0.99
+COLUMNS = ("point", *KEYS, "status", "synthesis", "reused", "agreement", "keras_accuracy", "hls_accuracy",
+           "est_multipliers", "est_bram_18k", "fits_estimate", "latency_cycles", "latency_ns", "interval",
+           "DSP", "BRAM_18K", "LUT", "FF", "fits", "timing_met", "stand_in", "seconds", "error")
+
+
+# ------------------------------------------------------------------ the grid
+
+def read_grid(path) -> list:
+    """The points of a grid file: a list of {config key: value}, in the file's order."""
+    from ..config import read_raw
+
+    path = Path(path)
+    raw = read_raw(path)
+    if set(raw) == {"grid"} and isinstance(raw["grid"], dict):
+        raw = raw["grid"]
+    axes = {}
+    for key, values in raw.items():
+        name = key if key in KEYS else ALIASES.get(str(key).lower())
+        if name is None:
+            raise FlowError(f"{key}: unknown key in the grid {path}; use {', '.join(KEYS)}.")
+        if name in axes:
+            raise FlowError(f"{key} in the grid {path} repeats {name}: give each key once, with a list of values.")
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise FlowError(f"{key} in the grid {path} has no values: give at least one.")
+        if name != "ReuseFactor" and PLAN in values:
+            raise FlowError(f"{key} in the grid {path} is 'plan', which only ReuseFactor can be.")
+        axes[name] = values
+    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+
+
+def _slug(value) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-") or "x"
+
+
+def point_name(values: dict) -> str:
+    return "_".join(PREFIX.get(k, "") + _slug(v) for k, v in values.items()) or "base"
+
+
+def make_specs(grid_points: list, options: dict, sweep_dir: Path, max_samples=None, synth_all=False,
+               vivado=None) -> list:
+    """One spec per point: a plain dict a worker can run (run_point) anywhere the paths are."""
+    specs, seen = [], {}
+    for values in grid_points:
+        name = point_name(values)
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:  # values that differ only in punctuation
+            name = f"{name}-{seen[name]}"
+        opts = {k: v for k, v in options.items() if v is not None}
+        opts["out"] = str(sweep_dir / name)
+        plan = str(values.get("ReuseFactor")).lower() == PLAN
+        for key, value in values.items():
+            if not (key == "ReuseFactor" and plan):
+                opts[KEYS[key]] = str(value)
+        specs.append({"name": name, "values": values, "options": opts, "plan": plan,
+                      "plan_file": str(sweep_dir / f"{name}.plan.yml"), "log": str(sweep_dir / f"{name}.log"),
+                      "max_samples": max_samples, "synth_all": bool(synth_all), "vivado": vivado,
+                      "command": outdir.command_line()})
+    return specs
+
+
+# ------------------------------------------------------------------ one point
+
+def _plan_key(base) -> str:
+    return outdir.digest({"design": outdir.design_inputs(base), "samples": base.flow["emulation"].get("samples")})
+
+
+def point_config(spec: dict, make_plan: bool = True):
+    """The point's FlowConfig: load_config with the point's flags. A `plan` point plans first
+    (its <name>.plan.yml beside the point, kept while the design it was planned for is the
+    same); with make_plan=False, None when that plan is missing or stale."""
+    from ..config import load_config
+
+    options = dict(spec["options"], announce=False)
+    if not spec["plan"]:
+        return load_config(**options)
+    plan_file, key_file = Path(spec["plan_file"]), Path(spec["plan_file"] + ".key")
+    base = load_config(**options)
+    key = _plan_key(base)
+    if not (plan_file.is_file() and key_file.is_file() and key_file.read_text().strip() == key):
+        if not make_plan:
+            return None
+        from ..stages import plan
+
+        plan.plan(base, write=plan_file)
+        write_atomically(key_file, key + "\n")
+    # The plan holds every setting of the point (part, precision, strategy, ReuseFactors...).
+    return load_config(path=plan_file, out=options["out"], samples=options.get("samples"), announce=False)
+
+
+def _preflight(cfg) -> dict:
+    record = outdir.stage_record(cfg.output_dir, "convert") or {}
+    return ((record.get("result") or {}).get("preflight")) or {}
+
+
+def ruled_out(cfg) -> bool:
+    """Whether the preflight says the point cannot work: it does not fit, or has errors."""
+    pre = _preflight(cfg)
+    return not pre.get("fits_estimate", False) or any(f["level"] == "error" for f in pre.get("findings", []))
+
+
+def skips_synthesis(spec: dict, cfg) -> bool:
+    """A point the preflight rules out is not synthesised, unless --synth-all."""
+    return ruled_out(cfg) and not spec["synth_all"]
+
+
+def _row_start(spec: dict) -> dict:
+    """The columns every row has, whatever became of the point: its name and grid values."""
+    return {"point": spec["name"], **{k: spec["values"].get(k, "") for k in KEYS}}
+
+
+def collect_row(spec: dict, cfg) -> dict:
+    """The point's table row, from what its manifest and reports say."""
+    row = _row_start(spec)
+    excluded = ruled_out(cfg)
+    pre = _preflight(cfg)
+    row.update(est_multipliers=pre.get("estimated_multipliers"), est_bram_18k=pre.get("estimated_weight_bram_18k"),
+               fits_estimate=pre.get("fits_estimate"))
+    csim = outdir.stage_record(cfg.output_dir, "csim") or {}
+    if csim.get("status") == "ok":
+        result = csim.get("result") or {}
+        row.update(agreement=result.get("top1_agreement"), keras_accuracy=result.get("keras_accuracy"),
+                   hls_accuracy=result.get("hls_accuracy"))
+    report_record = outdir.stage_record(cfg.output_dir, "report") or {}
+    report = read_json(cfg.output_dir / "report.json") if report_record.get("status") == "ok" else None
+    if report:
+        used = {name: (report["resources"].get(name) or {}).get("used") for name in ("DSP", "BRAM_18K", "LUT", "FF")}
+        row.update(latency_cycles=report["latency"]["worst_cycles"], latency_ns=report["latency"]["worst_ns"],
+                   interval=report["interval"]["max"], fits=report["fits"], timing_met=report["timing_met"],
+                   stand_in=report.get("produced_by_test_double"), synthesis="ran", **used)
+        row["limits"] = {name: (report["resources"].get(name) or {}).get("available") for name in used}
+    elif excluded and not spec["synth_all"]:
+        row["synthesis"] = "skipped: preflight rules it out"
+    else:
+        row["synthesis"] = "skipped: no Vivado HLS"
+    row["status"] = "ruled out" if excluded else "ok"
+    return row
+
+
+def current_config(spec: dict):
+    """The point's FlowConfig when every result it would have is current (then it is not run at
+    all), else None. The stages are the flow's, in its order."""
+    from .. import flow
+    from ..stages import synthesize
+    from ..stages.table import STAGES
+
+    cfg = point_config(spec, make_plan=False)
+    if cfg is None:
+        return None
+    for row in STAGES:
+        if row.name == "synth" and skips_synthesis(spec, cfg):
+            return cfg
+        flags = {"max_samples": spec["max_samples"]} if row.name == "csim" else {}
+        if not flow.is_current(row.name, cfg, **flags):
+            # Never synthesised, and still no Vivado in sight: as complete as it can be.
+            unsynthesised = row.name == "synth" and outdir.stage_record(cfg.output_dir, "synth") is None
+            return cfg if unsynthesised and synthesize.find_vivado_hls(spec["vivado"]) is None else None
+    return cfg
+
+
+def _run_flow(spec: dict):
+    from .. import flow
+    from ..stages import synthesize
+
+    cfg = point_config(spec)
+    flow.convert(cfg)
+    # One process per point: the sweep runs points side by side, not a point's samples.
+    flow.csim(cfg, max_samples=spec["max_samples"], workers=1)
+    if skips_synthesis(spec, cfg):
+        console.step("Synthesis skipped: the preflight rules this point out (--synth-all runs it anyway)")
+    elif synthesize.find_vivado_hls(spec["vivado"]) is None:
+        console.step("Synthesis skipped: no Vivado HLS found")
+    else:
+        flow.synth(cfg, vivado=spec["vivado"])
+        flow.report(cfg, vivado=spec["vivado"])
+    return cfg
+
+
+def run_point(spec: dict) -> dict:
+    """Run one point on a Dask worker; returns its row. Never raises: a failure is a row with
+    its error. Its output goes to <name>.log beside the point."""
+    start = time.monotonic()
+    # The point's manifest records the sweep's command, not the worker's.
+    outdir.remember_command(spec["command"])
+    log = Path(spec["log"])
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        console.say(f"==== point {spec['name']} ({time.strftime('%Y-%m-%d %H:%M:%S')})")
+        try:
+            cfg = _run_flow(spec)
+            row = collect_row(spec, cfg)
+        except FlowError as exc:
+            row = {"status": "failed", "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 -- a bug or a tool's crash: recorded, the other points go on
+            traceback.print_exc(file=sink)
+            row = {"status": "failed", "error": f"{type(exc).__name__}: {exc} (traceback in {log})"}
+        if row["status"] == "failed":
+            console.say(f"FAILED: {row['error']}")
+    return {**_row_start(spec), **row, "reused": False, "seconds": round(time.monotonic() - start, 1)}
+
+
+# ------------------------------------------------------------------ results
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_table(rows: list, sweep_dir: Path) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([_fmt(row.get(c)) for c in COLUMNS])
+    write_atomically(sweep_dir / "sweep.csv", text.getvalue())
+    shown = [c for c in COLUMNS if any(row.get(c) not in (None, "") for row in rows)]
+    write_atomically(sweep_dir / "sweep.md", console.table(shown, [[_fmt(r.get(c)) for c in shown] for r in rows]) + "\n")
+
+
+def best_point(rows: list, gate: float):
+    """The fastest point that fits (Vivado's figures) with agreement at or above the gate."""
+    good = [r for r in rows if r.get("fits") and r.get("agreement") is not None and r["agreement"] >= gate
+            and (r.get("latency_ns") is not None or r.get("latency_cycles") is not None)]
+    return min(good, key=lambda r: (r["latency_ns"] if r.get("latency_ns") is not None else math.inf,
+                                    r.get("latency_cycles") or 0, r["point"]), default=None)
+
+
+def pareto_front(points: list) -> list:
+    """(x, y) pairs no other pair beats in both, sorted by x."""
+    front, best_y = [], math.inf
+    for x, y in sorted(points):
+        if y < best_y:
+            front.append((x, y))
+            best_y = y
+    return front
+
+
+def render_pareto_png(rows: list, gate: float) -> bytes:
+    # Figure + Agg canvas directly, as report.py: no pyplot, no global backend state.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    synthesised = [r for r in rows if r.get("latency_cycles") is not None]
+    resource = "DSP" if any(r.get("DSP") for r in synthesised) else "LUT"
+    fig = Figure(figsize=(7.5, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    points = [r for r in synthesised if r.get(resource) is not None]
+    if points:
+        xs = [r[resource] for r in points]
+        ys = [r["latency_ns"] if r.get("latency_ns") is not None else r["latency_cycles"] for r in points]
+        unit = "ns" if all(r.get("latency_ns") is not None for r in points) else "cycles"
+        agreement = [r["agreement"] if r.get("agreement") is not None else 0.0 for r in points]
+        low = min(min(agreement), gate) if agreement else gate
+        # A point Vivado says does not fit the part keeps its colour, ringed in red.
+        edges = ["black" if r.get("fits") else "tab:red" for r in points]
+        scatter = ax.scatter(xs, ys, c=agreement, cmap="viridis", vmin=low, vmax=1.0, s=60, edgecolors=edges,
+                             linewidths=[1 if r.get("fits") else 2.5 for r in points], zorder=3)
+        fig.colorbar(scatter, ax=ax, label="top-1 agreement with Keras")
+        if not all(r.get("fits") for r in points):
+            ax.scatter([], [], facecolors="none", edgecolors="tab:red", linewidths=2.5, label="does not fit (Vivado)")
+        for x, y, r in zip(xs, ys, points):
+            ax.annotate(r["point"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        front = pareto_front(list(zip(xs, ys)))
+        ax.plot([p[0] for p in front], [p[1] for p in front], color="tab:gray", linestyle=":", zorder=2,
+                label="Pareto front")
+        limits = sorted({r["limits"][resource] for r in points if (r.get("limits") or {}).get(resource)})
+        for i, limit in enumerate(limits):
+            ax.axvline(limit, color="tab:red", linestyle="--", linewidth=1,
+                       label=f"part limit ({limit:,} {resource})" if i == 0 or len(limits) > 1 else None)
+        ax.set_xlabel(f"{resource} used (Vivado HLS estimate)")
+        ax.set_ylabel(f"latency, worst case ({unit})")
+        ax.legend(loc="best", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no point was synthesised", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    ax.set_title(f"Sweep: latency against {resource} ({len(points)} of {len(rows)} points synthesised)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def final_line(rows: list, gate: float) -> str:
+    best = best_point(rows, gate)
+    if best is None:
+        synthesised = sum(1 for r in rows if r.get("latency_cycles") is not None)
+        why = "no point was synthesised" if not synthesised else \
+            f"none of the {synthesised} synthesised point(s) fits with agreement at or above {gate:.1%}"
+        return f"No fastest point: {why}."
+    latency = f"{best['latency_ns']:g} ns" if best.get("latency_ns") is not None else f"{best['latency_cycles']} cycles"
+    return (f"Fastest point that fits with agreement >= {gate:.1%}: {best['point']} (latency {latency}, "
+            f"{best.get('DSP')} DSP, {best.get('LUT')} LUT, agreement {best['agreement']:.1%}).")
+
+
+# ------------------------------------------------------------------ the sweep
+
+class Tally:
+    """Progress while the sweep runs: points done, running, failed, and an estimate of time left."""
+
+    def __init__(self, total: int, workers: int):
+        self.total, self.workers = total, max(workers, 1)
+        self.done = self.failed = 0
+        self.seconds = []
+        self.start = self.last = time.monotonic()
+
+    def finished(self, row: dict) -> None:
+        self.done += 1
+        self.last = time.monotonic()
+        self.failed += row["status"] == "failed"
+        if not row.get("reused"):
+            self.seconds.append(row.get("seconds") or 0.0)
+
+    def line(self, running: int) -> str:
+        left = self.total - self.done
+        if not left:
+            eta = "none left"
+        elif self.seconds:
+            # Rounds of points still to run at the mean point time, less what has passed since the last one ended.
+            mean = sum(self.seconds) / len(self.seconds)
+            eta = f"~{max(math.ceil(left / self.workers) * mean - (time.monotonic() - self.last), 0):.0f} s left"
+        else:
+            eta = "time left unknown until a point finishes"
+        return (f"sweep: {self.done}/{self.total} done, {running} running, {self.failed} failed, "
+                f"{time.monotonic() - self.start:.0f} s so far, {eta}")
+
+
+def _running(dask_client, keys: set) -> int:
+    """Points executing now. The scheduler's processing() also counts tasks queued on a worker;
+    the workers' call stacks hold only those they execute."""
+    try:
+        return sum(1 for stacks in dask_client.call_stack().values() for key in stacks if key in keys)
+    except Exception:  # noqa: BLE001 -- a worker busy or gone: progress is not worth failing for
+        return 0
+
+
+def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreement=None, synth_all=False,
+          scheduler=None, jobqueue=None, memory_per_point="4GB", workers=None, vivado=None) -> dict:
+    from distributed import wait
+
+    from . import cluster
+
+    grid = Path(grid).resolve()
+    grid_points = read_grid(grid)
+    # --out names the sweep's folder; by default it sits beside the config's output directory.
+    sweep_dir = cfg.output_dir if options.get("out") else cfg.output_dir.with_name(cfg.output_dir.name + "-sweep")
+    max_samples = whole_number(max_samples, "--max-samples", "50")
+    cluster.parse_memory(memory_per_point)  # flags are checked before anything runs
+    whole_number(workers, "--workers", "--workers 2")
+    try:
+        gate = float(min_agreement) if min_agreement is not None else None
+    except ValueError:
+        gate = -1.0
+    if gate is not None and not 0 <= gate <= 1:
+        raise FlowError(f"--min-agreement '{min_agreement}' is not a fraction between 0 and 1: give e.g. 0.99.")
+    gate = gate if gate is not None else (
+        cfg.flow["emulation"].get("min_agreement") or DEFAULT_GATE)
+    base = dict(options, samples=samples) if samples else dict(options)
+    base.pop("out", None)
+    # Absolute paths: a worker elsewhere (another cwd, another machine) reads the same files.
+    base["path"] = str(cfg.source) if cfg.source else None
+    for key in ("model", "samples"):
+        if base.get(key):
+            base[key] = os.path.abspath(base[key])
+    specs = make_specs(grid_points, base, sweep_dir, max_samples, synth_all, vivado)
+    # Every point's settings are checked before anything runs: a typo in the grid costs seconds.
+    from ..config import load_config
+
+    for spec in specs:
+        try:
+            load_config(**spec["options"], announce=False)
+        except FlowError as exc:
+            raise FlowError(f"Point {spec['name']} of {grid}: {exc}") from None
+    outdir.check_output_path(sweep_dir, [grid, *outdir.run_inputs(cfg, samples)], what="sweep's folder")
+    if sweep_dir.exists() and any(sweep_dir.iterdir()) and not (sweep_dir / "sweep.json").exists():
+        what = "an HLS project" if (sweep_dir / outdir.MANIFEST).exists() else "not a sweep's folder"
+        raise FlowError(f"{sweep_dir} is {what} (it has no sweep.json), and hlsflow writes a sweep only into an "
+                        "empty folder or an earlier sweep's: choose another --out.")
+
+    with outdir.locked(sweep_dir):
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        rows, todo = {}, []
+        for spec in specs:
+            current = current_config(spec)
+            if current is not None:
+                rows[spec["name"]] = {**collect_row(spec, current), "reused": True, "seconds": 0.0}
+            else:
+                todo.append(spec)
+        console.step(f"Sweep of {len(specs)} point(s) from {grid.name} into {sweep_dir}: {len(rows)} current "
+                     f"(reused), {len(todo)} to run")
+        if todo:
+            with cluster.client(len(todo), scheduler=scheduler, jobqueue=jobqueue,
+                                memory_per_point=memory_per_point, workers=workers) as dask_client:
+                tally = Tally(len(specs), len(dask_client.scheduler_info()["workers"]) or 1)
+                for row in rows.values():
+                    tally.finished(row)
+                futures = {dask_client.submit(run_point, spec, key=f"hlsflow-point-{spec['name']}-"
+                                              f"{outdir.digest(spec)[:8]}", pure=False): spec for spec in todo}
+                keys = {f.key for f in futures}
+                pending = set(futures)
+                console.say(tally.line(_running(dask_client, keys)))
+                while pending:
+                    finished, pending = _wait_some(wait, pending)
+                    for future in finished:
+                        spec = futures[future]
+                        try:
+                            row = future.result()
+                        except Exception as exc:  # noqa: BLE001 -- the worker died too often, or the task was lost
+                            row = {**_row_start(spec), "status": "failed", "reused": False,
+                                   "error": f"{type(exc).__name__}: {exc}"}
+                        rows[spec["name"]] = row
+                        tally.finished(row)
+                        console.say(f"  {row['point']}: {row['status']}" + (f" ({row['error']})" if row.get("error")
+                                                                             else ""))
+                    tally.workers = len(dask_client.scheduler_info()["workers"]) or tally.workers
+                    console.say(tally.line(_running(dask_client, keys)))
+        ordered = [rows[spec["name"]] for spec in specs]
+        write_table(ordered, sweep_dir)
+        write_atomically(sweep_dir / "pareto.png", render_pareto_png(ordered, gate))
+        summary = final_line(ordered, gate)
+        write_json(sweep_dir / "sweep.json", {"grid": str(grid), "gate": gate, "points": ordered, "best": summary})
+    console.say((sweep_dir / "sweep.md").read_text())
+    console.say(f"Table: {sweep_dir / 'sweep.csv'} and sweep.md; chart: {sweep_dir / 'pareto.png'}")
+    console.say(summary)
+    failed = [r["point"] for r in ordered if r["status"] == "failed"]
+    if failed:
+        # After the results are written: the other points' results stand, but the sweep is not clean.
+        raise FlowError(f"{len(failed)} of {len(ordered)} point(s) failed ({', '.join(failed)}): each one's error is "
+                        f"in {sweep_dir / 'sweep.md'} and its log in {sweep_dir}/<point>.log.", exit_code=1)
+    return {"dir": str(sweep_dir), "points": ordered, "best": summary}
+
+
+def _wait_some(wait, pending, every: float = 10.0):
+    """The futures finished within `every` seconds (maybe none), and those still pending: the
+    progress line comes at least that often."""
+    from distributed import TimeoutError as DaskTimeout
+
+    try:
+        done = wait(pending, timeout=every, return_when="FIRST_COMPLETED")
+        return done.done, done.not_done
+    except (DaskTimeout, TimeoutError):
+        return set(), pending

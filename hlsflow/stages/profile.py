@@ -1,0 +1,105 @@
+"""`hlsflow profile`: where the fixed-point design stops computing what Keras does.
+
+For every hls4ml layer: the Keras value range of each of its types (emulator/ranges.py), what
+the configured types can hold, whether values overflow or fall below the resolution, and the
+per-layer error of the bit-accurate trace against Keras; a table, profile.json and a PNG.
+`hlsflow tune-precision` (search/tune.py) widens the types and measures the result.
+"""
+
+import io
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .. import console
+from ..emulator import ranges
+from ..emulator.engines import layer_trace
+from ..files import sha256, write_atomically, write_json
+from ..loading import load_keras_model, load_samples, resolve_samples
+from ..state import outdir
+
+
+def profile(cfg, samples=None, max_samples=50, png=None) -> dict:
+    samples = resolve_samples(cfg, samples)
+    out = cfg.output_dir
+    stage = outdir.Stage(out, "profile", {"design": outdir.digest(outdir.design_inputs(cfg)),
+                                          "samples": sha256(samples, cache=True), "max_samples": max_samples})
+    with outdir.claimed(out, outdir.run_inputs(cfg, samples)):
+        out.mkdir(parents=True, exist_ok=True)
+        with stage.running():
+            result, picture = _profile(cfg, samples, max_samples, png)
+            made = ["profile.json"] + ([picture.relative_to(out).as_posix()] if picture.parent == out else [])
+            stage.done(made, result={"samples": result["samples"]})
+    return result
+
+
+def _profile(cfg, samples, max_samples, png) -> tuple:
+    keras_model = load_keras_model(cfg.keras_model)
+    x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), max_samples)
+    console.step(f"Profiling {cfg.keras_model.name} on {len(x)} samples")
+    keras_outs = keras_layer_outputs(keras_model, x)
+    with tempfile.TemporaryDirectory() as tmp:
+        hls_model, trace = emulate.layer_trace(cfg, keras_model, x, Path(tmp) / "prj")
+    values = {}
+    findings = range_findings(hls_model, keras_model, keras_outs, x, values)
+    for f in findings:
+        if f.kind == "result" and f.layer in trace and f.layer in values:
+            traced = np.asarray(trace[f.layer]).reshape(len(x), -1)
+            keras = np.asarray(values[f.layer]).reshape(len(x), -1)
+            if traced.shape == keras.shape:  # hls4ml's padding layers hold more values than Keras's
+                diff = np.abs(traced - keras)
+                f.trace_max_err, f.trace_mean_err = float(diff.max()), float(diff.mean())
+    print_profile(findings)
+    result = {"samples": len(x), "findings": [asdict(f) | {"verdict": f.verdict} for f in findings]}
+    out = cfg.output_dir
+    write_json(out / "profile.json", result)
+    picture = Path(png).absolute() if png else out / "precision_profile.png"
+    draw_profile(findings, picture, cfg.keras_model.name)
+    console.say(f"Profile written to {out / 'profile.json'} and {picture}")
+    return result, picture
+
+
+def print_profile(findings) -> None:
+    rows = []
+    for f in findings:
+        err = "" if f.trace_mean_err is None else f"{f.trace_mean_err:.3g} / {f.trace_max_err:.3g}"
+        rows.append((f.layer, f.keras_layer or "", f.kind, f"[{f.keras_min:.3g}, {f.keras_max:.3g}]", f.type_name,
+                     f"[{f.type_min:.3g}, {f.type_max:.4g}]", f"{f.resolution:.2g}", f"{f.underflow_share:.0%}",
+                     err, f.verdict))
+    console.say(console.table(["layer", "from Keras", "type of", "Keras range", "type", "type range", "resolution",
+                               "below res.", "trace err mean/max", "verdict"], rows))
+    bad = at_fault(findings)
+    if bad:
+        console.say("Layers at fault: " + "; ".join(describe(f) for f in bad) + ".")
+    else:
+        console.say("No data-path type overflows or loses resolution on these samples.")
+    weights = [f for f in findings if not f.tunable and f.overflow]
+    if weights:
+        console.say("Weights that do not fit their type: " + "; ".join(describe(f) for f in weights) + ".")
+
+
+def draw_profile(findings, path: Path, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = [f"{f.layer} ({f.kind})" for f in findings]
+    fig = Figure(figsize=(9, max(3, 0.28 * len(findings) + 1)))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    ys = np.arange(len(findings))
+    ax.barh(ys, [f.type_max - f.type_min for f in findings], left=[f.type_min for f in findings],
+            color="#cfe3f7", label="fixed-point type range")
+    for y, f in zip(ys, findings):
+        ax.plot([f.keras_min, f.keras_max], [y, y], color="#d62728" if f.overflow else "#1f77b4", lw=3)
+    ax.set_yticks(ys, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("value (Keras range as a line, red where it overflows the type)")
+    ax.set_title(f"Precision profile: {title}")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    write_atomically(path, png.getvalue())

@@ -1,0 +1,582 @@
+"""Reading Vivado HLS results and writing report.json, report.md and utilisation.png.
+
+Sources, all real tool output (see tests/standin_xilinx/fixtures/README.md):
+- `<out>/<project>_prj/solution1/syn/report/<project>_csynth.xml`: the C synthesis
+  estimates (every value is text; latency can be "undef" for unbounded loops);
+- `<out>/vivado_synth.rpt`: Vivado's report_utilization after logic synthesis (vsynth);
+- the solution log, whose `Finished <stage> Time (s): ...` lines show progress.
+A folder synthesised outside hlsflow (no manifest of ours; any solution folder name) is read
+where it is and left as it was, but for these three files (report_foreign).
+matplotlib is imported only when the plot is drawn, so the host side stays light.
+"""
+
+import hashlib
+import io
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from .. import console
+from ..errors import FlowError
+from ..files import read_json, sha256, write_atomically, write_json
+from ..parts import find_part
+from ..state import outdir
+from ..state.outdir import csynth_xml_path
+
+RESOURCES = ("DSP", "BRAM_18K", "LUT", "FF")
+
+# 2018.2 says DSP48E, later releases may say DSP; URAM exists only on UltraScale+.
+_XML_RESOURCE_NAMES = {"DSP48E": "DSP", "DSP": "DSP", "BRAM_18K": "BRAM_18K",
+                       "LUT": "LUT", "FF": "FF", "URAM": "URAM"}
+
+_FINISHED_RE = re.compile(
+    r"Finished (?P<stage>.+?) Time \(s\): cpu = \S+ ; "
+    r"elapsed = (?P<h>\d+):(?P<m>\d+):(?P<s>\d+) \. "
+    r"Memory \(MB\): peak = (?P<peak>[\d.]+)"
+)
+_VERSION_RE = re.compile(r"^Version:\s*(\S+)", re.MULTILINE)
+
+
+# ---------------------------------------------------------------- C synthesis XML
+
+def _number(text, kind=float):
+    """A number from report text, or None for "undef", "-", empty or anything unreadable."""
+    if text is None:
+        return None
+    try:
+        return kind(text.strip())
+    except ValueError:
+        return None
+
+
+def _percent(used, available):
+    if used is None or not available:
+        return None
+    return round(100.0 * used / available, 2)
+
+
+def _resource(used, available) -> dict:
+    return {"used": used, "available": available, "percent": _percent(used, available)}
+
+
+def parse_csynth_xml(path, log_path=None, rerun=None) -> dict:
+    """The figures of a Vivado HLS csynth.xml, as numbers (None where the tool wrote none)."""
+    path = Path(path)
+    rerun = rerun or "run `hlsflow synth` first" + (
+        f" (or check the synthesis log at {log_path})" if log_path else "")
+    if not path.is_file():
+        raise FlowError(f"No synthesis report at {path}: {rerun}.")
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise FlowError(f"The synthesis report {path} is unreadable ({exc}): {rerun}.") from None
+
+    def text(tag):
+        node = root.find(tag)
+        return None if node is None or node.text is None else node.text.strip()
+
+    required = ("ReportVersion/Version", "UserAssignments/Part",
+                "UserAssignments/TargetClockPeriod", "AreaEstimates/Resources")
+    missing = [tag for tag in required if root.find(tag) is None]
+    if missing:
+        raise FlowError(
+            f"The synthesis report {path} has no {missing[0]}, so it is not a complete "
+            f"Vivado HLS csynth report: {rerun}."
+        )
+
+    target = _number(text("UserAssignments/TargetClockPeriod"))
+    latency = "PerformanceEstimates/SummaryOfOverallLatency/"
+    best = _number(text(latency + "Best-caseLatency"), int)
+    worst = _number(text(latency + "Worst-caseLatency"), int)
+
+    def cycles_to_ns(cycles):
+        # Rounded to the picosecond so JSON shows 86.52, not 86.52000000000001.
+        return None if cycles is None or target is None else round(cycles * target, 3)
+
+    def area(section):
+        found = {}
+        block = root.find(f"AreaEstimates/{section}")
+        for node in [] if block is None else block:
+            name = _XML_RESOURCE_NAMES.get(node.tag)
+            if name:
+                found[name] = _number(node.text, int)
+        return found
+
+    used, available = area("Resources"), area("AvailableResources")
+    resources = {name: _resource(used.get(name), available.get(name))
+                 for name in RESOURCES + ("URAM",) if name in used or name in RESOURCES}
+
+    return {
+        # Vitis HLS writes <FlowTarget>, Vivado HLS never does; both have a 2020.1 release.
+        "tool": "Vitis HLS" if root.find("UserAssignments/FlowTarget") is not None else "Vivado HLS",
+        "tool_version": text("ReportVersion/Version"),
+        "part": text("UserAssignments/Part"),
+        "top": text("UserAssignments/TopModelName"),
+        "clock": {
+            "target_ns": target,
+            "uncertainty_ns": _number(text("UserAssignments/ClockUncertainty")),
+            "estimated_ns": _number(text("PerformanceEstimates/SummaryOfTimingAnalysis/"
+                                         "EstimatedClockPeriod")),
+        },
+        "latency": {
+            "best_cycles": best,
+            "worst_cycles": worst,
+            "best_ns": cycles_to_ns(best),
+            "worst_ns": cycles_to_ns(worst),
+        },
+        "interval": {
+            "min": _number(text(latency + "Interval-min"), int),
+            "max": _number(text(latency + "Interval-max"), int),
+        },
+        "resources": resources,
+    }
+
+
+# ------------------------------------------------------- Vivado report_utilization
+
+# Row names differ between 7-series ("Slice") and UltraScale ("CLB") devices.
+_RPT_ROWS = {"Slice LUTs": "LUT", "CLB LUTs": "LUT", "Slice Registers": "FF",
+             "CLB Registers": "FF", "DSPs": "DSP", "RAMB36/FIFO": "RAMB36",
+             "RAMB18": "RAMB18", "URAM": "URAM"}
+
+
+def parse_vivado_synth_rpt(path) -> dict:
+    """Post-synthesis utilisation from Vivado's report_utilization text.
+
+    BRAM_18K counts RAMB18 + 2 x RAMB36 (a RAMB36 tile holds two 18 Kb blocks), so it
+    compares directly with the BRAM_18K figure of the HLS estimate and our parts table.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        raise FlowError(f"Cannot read the Vivado utilisation report {path} ({exc}): "
+                        "re-run synthesis with vsynth enabled.") from None
+
+    header = {}
+    rows = {}
+    columns = None
+    for line in lines:
+        if line.startswith("| Tool Version") or line.startswith("| Device") \
+                or line.startswith("| Design "):
+            key, _, value = line[1:].partition(":")
+            header[key.strip()] = value.strip()
+            continue
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == "Site Type":
+            # Column positions vary: newer releases add a "Prohibited" column.
+            columns = (cells.index("Used"), cells.index("Available")) \
+                if "Used" in cells and "Available" in cells else None
+            continue
+        name = _RPT_ROWS.get(cells[0].rstrip("*").strip())
+        if columns and name and name not in rows:
+            rows[name] = (_number(cells[columns[0]], int), _number(cells[columns[1]], int))
+
+    if "LUT" not in rows or "FF" not in rows:
+        raise FlowError(f"{path} has no LUT/register table, so it is not Vivado "
+                        "report_utilization output: re-run synthesis with vsynth enabled.")
+
+    resources = {name: _resource(*rows[name]) for name in ("LUT", "FF", "DSP") if name in rows}
+    if "RAMB18" in rows or "RAMB36" in rows:
+        used18, avail18 = rows.get("RAMB18", (0, None))
+        used36, avail36 = rows.get("RAMB36", (0, None))
+        used = (used18 or 0) + 2 * (used36 or 0)
+        available = avail18 if avail18 is not None else (
+            2 * avail36 if avail36 is not None else None)
+        resources["BRAM_18K"] = _resource(used, available)
+    if "URAM" in rows:
+        resources["URAM"] = _resource(*rows["URAM"])
+
+    # All components: "Vivado v.2019.2.1" is 2019.2.1, not 2019.2.
+    version = re.search(r"v\.?(\d{4}(?:\.\d+)+)", header.get("Tool Version", ""))
+    return {
+        "tool_version": version.group(1) if version else None,
+        "device": header.get("Device"),
+        "design": header.get("Design"),
+        "resources": resources,
+    }
+
+
+# ------------------------------------------------------------------ solution log
+
+def parse_finished_line(line: str):
+    """{"stage", "elapsed_s", "peak_mb"} from a `Finished <stage> Time (s): ...` log line."""
+    match = _FINISHED_RE.search(line)
+    if not match:
+        return None
+    elapsed = int(match["h"]) * 3600 + int(match["m"]) * 60 + int(match["s"])
+    return {"stage": match["stage"], "elapsed_s": elapsed, "peak_mb": float(match["peak"])}
+
+
+def read_tool_version_from_log(text: str):
+    """The version in the last `Version:` banner: a solution log appends one per run."""
+    found = _VERSION_RE.findall(text)
+    return found[-1] if found else None
+
+
+# --------------------------------------------------------------------- the report
+
+def _same_part(a: str, b: str) -> bool:
+    # Vivado writes "xc7z020-clg400-1" where users write "xc7z020clg400-1".
+    return a.lower().replace("-", "") == b.lower().replace("-", "")
+
+
+def build_report(out_dir, project_name, part=None, xml=None, rerun=None) -> dict:
+    """The content of report.json: the csynth figures, the fit verdict and vivado_synth. `xml`: the
+    csynth.xml when it is not where hls4ml's flow puts it (a solution folder named otherwise)."""
+    out_dir = Path(out_dir)
+    xml = Path(xml) if xml else csynth_xml_path(out_dir, project_name)
+    report = parse_csynth_xml(xml, log_path=out_dir / "vivado_hls.log", rerun=rerun)
+    report = {"project": project_name, "csynth_xml": str(xml.relative_to(out_dir)), **report}
+
+    report["target_part"] = part
+    if part and report["part"] and not _same_part(part, report["part"]):
+        console.warn(f"The synthesis report is for {report['part']} but the configured part "
+                     f"is {part}; fit is judged against {part}.")
+
+    known = find_part(part) if part else None
+    if part and known is None:
+        console.warn(f"Part {part} is not in hlsflow/parts.py; fit is judged against the "
+                     "resources the synthesis report lists.")
+    report["available_source"] = "parts_table" if known else "csynth_xml"
+    if known:
+        for name, available in known.resources().items():
+            entry = report["resources"][name]
+            entry["available"] = available
+            entry["percent"] = _percent(entry["used"], available)
+
+    figures = [(r["used"], r["available"]) for r in report["resources"].values()]
+    # None when a figure is unreadable: neither "fits" nor "does not fit" would be honest.
+    report["fits"] = None if any(None in pair for pair in figures) else all(
+        used <= available for used, available in figures)
+    report["timing_met"] = timing_met(report["clock"])
+
+    rpt = out_dir / "vivado_synth.rpt"
+    if rpt.is_file():
+        report["vivado_synth"] = parse_vivado_synth_rpt(rpt)
+    # The test double announces itself in the log: its reports must never pass for this design's.
+    report["produced_by_test_double"] = any(
+        is_stand_in_log(out_dir / name) for name in ("vivado_hls_run.log", "vivado_hls.log"))
+    return report
+
+
+def is_stand_in_log(path: Path) -> bool:
+    """The vivado_hls test double announces itself first thing in its log."""
+    return "STAND-IN" in _head(path)
+
+
+def _head(path: Path, size: int = 4096) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read(size)
+    except OSError:
+        return ""
+
+
+def _fmt(value, unit=""):
+    return "n/a" if value is None else f"{value}{unit}"
+
+
+def timing_met(clock: dict):
+    """Vivado HLS schedules against target - uncertainty, so that is the budget to meet."""
+    if None in (clock["target_ns"], clock["estimated_ns"]):
+        return None
+    budget = clock["target_ns"] - (clock["uncertainty_ns"] or 0.0)
+    return clock["estimated_ns"] <= budget + 1e-9
+
+
+def _resource_table(resources: dict) -> str:
+    rows = [(name, _fmt(r["used"]), _fmt(r["available"]), _fmt(r["percent"], "%"))
+            for name, r in resources.items()]
+    return console.table(["Resource", "Used", "Available", "Used %"], rows)
+
+
+def render_markdown(report: dict) -> str:
+    clock, latency, interval = report["clock"], report["latency"], report["interval"]
+    verdict = {True: "met", False: "NOT met", None: "unknown"}[report["timing_met"]]
+    budget = (None if clock["target_ns"] is None
+              else round(clock["target_ns"] - (clock["uncertainty_ns"] or 0.0), 3))
+    judged_on = report["target_part"] if report["available_source"] == "parts_table" \
+        else report["part"]
+    part_line = report["part"] or "n/a"
+    if report["target_part"] and not _same_part(report["target_part"], part_line):
+        part_line += f" (configured target: {report['target_part']})"
+
+    lines = [
+        f"# Synthesis report: {report['project']}",
+        "",
+        *(["**These reports were laid down by the vivado_hls stand-in (a test double), not by Vivado "
+           "for this design.**", ""] if report.get("produced_by_test_double") else []),
+        f"The figures below are {report['tool']} estimates from the C synthesis report "
+        f"(`{report['csynth_xml']}`), not post-implementation results.",
+        "",
+        f"- Tool: {report['tool']} {_fmt(report['tool_version'])}",
+        f"- Part: {part_line}",
+        f"- Top function: {_fmt(report['top'])}",
+        f"- Clock: target {_fmt(clock['target_ns'], ' ns')}, estimated "
+        f"{_fmt(clock['estimated_ns'], ' ns')}, uncertainty {_fmt(clock['uncertainty_ns'], ' ns')}"
+        f": timing {verdict} (budget = target - uncertainty = {_fmt(budget, ' ns')})",
+        f"- Latency: best {_fmt(latency['best_cycles'])} cycles ({_fmt(latency['best_ns'], ' ns')}), "
+        f"worst {_fmt(latency['worst_cycles'])} cycles ({_fmt(latency['worst_ns'], ' ns')})",
+        f"- Interval: min {_fmt(interval['min'])}, max {_fmt(interval['max'])} cycles",
+        "",
+        _resource_table(report["resources"]),
+        "",
+    ]
+    source = ("hlsflow/parts.py" if report["available_source"] == "parts_table"
+              else "the synthesis report")
+    if report["fits"] is None:
+        lines.append(f"Fit on {judged_on}: unknown (a resource figure is unreadable).")
+    else:
+        over = [n for n, r in report["resources"].items() if r["used"] > r["available"]]
+        lines.append(f"Fit on {judged_on}: " + ("fits" if report["fits"] else
+                     "does NOT fit (over: " + ", ".join(over) + ")")
+                     + f"; available resources from {source}.")
+
+    synth = report.get("vivado_synth")
+    if synth:
+        lines += [
+            "",
+            "## After Vivado logic synthesis (vivado_synth.rpt)",
+            "",
+            f"Vivado {_fmt(synth['tool_version'])}, device {_fmt(synth['device'])}. "
+            "BRAM_18K counts RAMB18 + 2 x RAMB36.",
+            "",
+            _resource_table(synth["resources"]),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def render_utilisation_png(report: dict) -> bytes:
+    # Figure + Agg canvas directly: no pyplot, so no global backend state is touched.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(report["resources"])
+    known = [report["resources"][n]["percent"] for n in names]
+    percents = [p or 0.0 for p in known]
+    colours = ["tab:red" if p > 100 else "tab:blue" for p in percents]
+
+    fig = Figure(figsize=(7, 0.5 * len(names) + 1.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.barh(names, percents, color=colours)
+    ax.axvline(100, color="black", linestyle="--", linewidth=1, zorder=3)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(110.0, max(percents, default=0) * 1.1))
+    ax.set_xlabel(f"% of available ({report['tool']} estimate)")
+    for y, (p, k) in enumerate(zip(percents, known)):
+        ax.text(p, y, " n/a" if k is None else f" {k:.2f}%", va="center")
+    ax.set_title(f"{report['project']} on {report['target_part'] or report['part']}")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def write_report(out_dir, project_name, part=None, xml=None, foreign=False) -> dict:
+    """Write report.json, report.md and utilisation.png into out_dir; print the summary. `foreign`:
+    out_dir is not hlsflow's, so a report file name that holds someone else's file is refused,
+    and report.json records the hashes of the other two so a later run knows them as its own."""
+    out_dir = Path(out_dir)
+    rerun = "re-run the synthesis of that project, or give --out the folder of another" if foreign else None
+    report = build_report(out_dir, project_name, part, xml=xml, rerun=rerun)
+    # Render everything before writing anything; report.json goes last, as it marks completion.
+    markdown = render_markdown(report)
+    png = render_utilisation_png(report)
+    if foreign:
+        taken = not_our_report_file(out_dir)
+        if taken:
+            raise FlowError(f"{out_dir / taken} was not written by hlsflow and is never overwritten: move it "
+                            "aside, or copy the project to another folder and report there.")
+        report["report_files"] = {"report.md": hashlib.sha256(markdown.encode()).hexdigest(),
+                                  "utilisation.png": hashlib.sha256(png).hexdigest()}
+    write_atomically(out_dir / "report.md", markdown)
+    write_atomically(out_dir / "utilisation.png", png)
+    write_json(out_dir / "report.json", report)
+    console.say(markdown)
+    return report
+
+
+REPORT_FILES = ("report.md", "utilisation.png", "report.json")
+
+
+CURRENT = "Report up to date: {out}/report.md (synthesis results and part unchanged)"
+AGAIN = None
+
+
+def made_from(cfg, project=None, **flags) -> dict:
+    """The synthesis reports and the part (the C synthesis XML must exist)."""
+    xml = csynth_xml_path(cfg.output_dir, cfg.project_name)
+    if not xml.is_file():
+        raise FlowError(f"No synthesis report at {xml}: run `hlsflow synth` first.")
+    rpt = cfg.output_dir / "vivado_synth.rpt"
+    return {"csynth_xml": sha256(xml), "part": cfg.part, "vivado_synth_rpt": sha256(rpt) if rpt.is_file() else None}
+
+
+def work(cfg, into: Path, project=None) -> outdir.Outcome:
+    result = write_report(into, cfg.project_name, cfg.part)
+    return outdir.Outcome(list(REPORT_FILES), result={"fits": result["fits"], "timing_met": result["timing_met"]},
+                          extra={"stand_in": result["produced_by_test_double"]})
+
+
+def shown(cfg, record: dict, reused: bool) -> dict:
+    """The whole report (report.json); a reused one is printed again."""
+    if reused:
+        console.say((cfg.output_dir / "report.md").read_text())
+    return read_json(cfg.output_dir / "report.json")
+
+
+# ------------------------------------------- a project synthesised outside hlsflow
+
+HLS4ML_CONFIG = "hls4ml_config.yml"
+# What every report.json of ours holds: a file by that name without these is someone else's.
+_REPORT_KEYS = {"project", "csynth_xml", "tool", "tool_version", "part", "clock", "latency", "interval",
+                "resources", "fits", "timing_met"}
+
+
+def foreign_folder(out_dir) -> bool:
+    """An existing folder without hlsflow's manifest that holds Vivado HLS reports or an hls4ml
+    project: written by hand or by plain hls4ml, so it is read, never converted or synthesised into."""
+    out = Path(out_dir)
+    if not out.is_dir() or outdir.has_manifest(out):
+        return False
+    return (out / HLS4ML_CONFIG).is_file() or bool(find_csynth_reports(out))
+
+
+def _top_of(prj: Path) -> str:
+    """The top function of a Vivado/Vitis HLS project folder: its .app says (hls4ml's galapagos
+    wrapper sits in myproject_prj), else hls4ml's naming, <top>_prj."""
+    for app in ("vivado_hls.app", "hls.app"):
+        found = re.search(r'\btop="([^"]+)"', _head(prj / app))
+        if found:
+            return found.group(1)
+    return prj.name[: -len("_prj")]
+
+
+def find_csynth_reports(out_dir) -> dict:
+    """{top function: its csynth.xml} for each <project>_prj/<solution>/syn/report/ in out_dir.
+    Vivado HLS also writes a <function>_csynth.xml per sub-function there: the top's is the one."""
+    found = {}
+    for prj in sorted(p for p in Path(out_dir).glob("*_prj") if p.is_dir()):
+        top = _top_of(prj)
+        xmls = []
+        for report_dir in sorted(prj.glob("*/syn/report")):
+            named = report_dir / f"{top}_csynth.xml"
+            others = sorted(report_dir.glob("*_csynth.xml"))
+            if named.is_file():
+                xmls.append(named)
+            elif len(others) == 1:
+                xmls.append(others[0])
+        if xmls:
+            # hls4ml synthesises into solution1; of other solutions, the latest run is the one to read.
+            pick = next((x for x in xmls if x.parts[-4] == "solution1"), None) or max(
+                xmls, key=lambda x: x.stat().st_mtime)
+            found[pick.name[: -len("_csynth.xml")]] = pick
+    return found
+
+
+def _hls4ml_project_name(out_dir):
+    """ProjectName from the hls4ml_config.yml hls4ml writes into its projects, or None. It tags the
+    model (!keras_model), which a safe loader refuses: unknown tags are read as None."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("", lambda loader, suffix, node: None)
+    try:
+        data = yaml.load((Path(out_dir) / HLS4ML_CONFIG).read_text(errors="replace"), Loader=Loader)
+    except (OSError, yaml.YAMLError):
+        return None
+    name = data.get("ProjectName") if isinstance(data, dict) else None
+    return str(name) if name else None
+
+
+def foreign_project(out_dir, project=None) -> tuple:
+    """(project name, csynth.xml) of a folder synthesised outside hlsflow: the project its
+    hls4ml_config.yml names, else the configured one, else the only one there."""
+    out = Path(out_dir)
+    found = find_csynth_reports(out)
+    own = _hls4ml_project_name(out)
+    for name in (own, project):
+        if name and name in found:
+            return name, found[name]
+    if own:
+        raise FlowError(f"{out / HLS4ML_CONFIG} names project {own} but {out} holds no synthesis report of it "
+                        f"({own}_prj/<solution>/syn/report/{own}_csynth.xml): synthesise it first, e.g. "
+                        "`vivado_hls -f build_prj.tcl` there.")
+    if len(found) == 1:
+        return next(iter(found.items()))
+    if not found:
+        raise FlowError(f"{out} holds no Vivado HLS report (<project>_prj/<solution>/syn/report/"
+                        "<project>_csynth.xml): give --out the folder of a synthesised project.")
+    raise FlowError(f"{out} holds reports of several projects ({', '.join(sorted(found))}): pass --config "
+                    "with ProjectName set to the one to report.")
+
+
+def _is_png_by_matplotlib(path: Path) -> bool:
+    head = _head_bytes(path)
+    return head.startswith(b"\x89PNG") and b"Matplotlib" in head
+
+
+def _head_bytes(path: Path, size: int = 4096) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""
+
+
+def not_our_report_file(out_dir):
+    """The first of report.json, report.md, utilisation.png in out_dir that holds a file hlsflow did
+    not write (so must not be replaced), or None. Ours: a report.json of our structure, and the
+    files whose hashes it records; an earlier report that records none is judged by content."""
+    out = Path(out_dir)
+    paths = {name: out / name for name in REPORT_FILES}
+    for path in paths.values():
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            return path.name
+    earlier = None
+    if paths["report.json"].exists():
+        earlier = read_json(paths["report.json"])
+        if not (isinstance(earlier, dict) and _REPORT_KEYS <= set(earlier)):
+            return "report.json"
+    recorded = (earlier or {}).get("report_files")
+    for name in ("report.md", "utilisation.png"):
+        path = paths[name]
+        if not path.exists():
+            continue
+        if isinstance(recorded, dict):
+            ours = recorded.get(name) == sha256(path)
+        elif name == "report.md":
+            ours = _head(path).startswith("# Synthesis report: ") and "from the C synthesis report" in _head(path)
+        else:
+            ours = earlier is not None and _is_png_by_matplotlib(path)
+        if not ours:
+            return name
+    return None
+
+
+def report_foreign(out_dir, project=None, part=None) -> dict:
+    """The report of a folder synthesised outside hlsflow: its reports are read where they are and
+    nothing in it is changed; only report.json, report.md and utilisation.png are written."""
+    out = Path(out_dir)
+    name, xml = foreign_project(out, project)
+    console.step(f"report: {out} was not written by hlsflow; reporting {xml.relative_to(out)} as it is "
+                 "(nothing converted or synthesised)")
+    return write_report(out, name, part, xml=xml, foreign=True)
+
+
+def no_report_without_config(out_dir) -> None:
+    """The one sentence for `hlsflow report --out DIR` alone on a folder that is not one to read."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FlowError(f"The output folder {out} does not exist: give --out the folder of a synthesised HLS "
+                        "project.")
+    if outdir.has_manifest(out):
+        raise FlowError(f"{out} is an output folder of hlsflow: pass the --config (or --model) it was made with, "
+                        "so that the report knows whether its synthesis is current.")
+    foreign_project(out)  # names what is missing

@@ -1,0 +1,129 @@
+"""`hlsflow init`: a starter config for the user's model, in hls4ml's own YAML schema with
+per-layer entries as hls4ml.utils.config_from_keras_model(granularity='name') makes them, our
+Flow section, and a comment on every knob."""
+
+import os
+from pathlib import Path
+
+import yaml
+
+from .. import console, parts
+from ..config import (
+    CONFIG_NAME,
+    GENERIC_CONFIG,
+    check_io_type,
+    check_strategy,
+    parse_clock,
+    parse_precision,
+    parse_reuse_factor,
+    set_precisions,
+)
+from ..errors import FlowError
+from ..files import write_atomically
+from ..loading import load_keras_model, model_files, require_samples_file
+
+TEMPLATE = """\
+# hls4ml flow configuration for {model_name}, written by `hlsflow init`.
+# hls4ml's own YAML schema plus a `Flow` section of hlsflow's. Paths are relative to this file.
+# Flags override these values for one run: --model --out --part --io-type --reuse-factor
+# --precision --clock. `hlsflow flow --config THIS_FILE` runs convert, csim, synth and report.
+KerasModel: {model}
+OutputDir: {out}            # the HLS project, emulation results and reports go here
+ProjectName: {project}      # name of the top-level HLS function (a C identifier)
+Part: {part}  # the FPGA part{part_note}
+Backend: Vivado             # Vivado HLS 2018.2
+# io_stream passes data between layers through FIFOs: the usual choice for CNNs (with io_parallel
+# a CNN's emulation can take many minutes and GB of g++ to build). io_parallel suits small MLPs.
+IOType: {io_type}
+ClockPeriod: {clock}        # target clock period in ns
+Flow:
+  synthesis:                # vivado_hls -f build_prj.tcl; cosimulation is always off
+    csim: false             # Vivado's own C simulation (hlsflow csim is faster)
+    export: false           # export_design; Vivado HLS 2018.2 needs the Y2K22 patch (AR 76960)
+    vsynth: false           # Vivado logic synthesis after HLS, for real LUT/FF figures
+    timeout_s: 43200        # stop synthesis after 12 hours
+  emulation:
+    samples: {samples}      # .npz with X (and y labels) or .npy of inputs, for csim
+    max_samples: 300        # csim emulates at most this many
+    min_agreement: null     # e.g. 0.99 makes csim fail below 99% top-1 agreement with Keras
+# HLSConfig: Model sets the defaults; LayerName overrides them per layer.
+#   Precision: ap_fixed<W,I> is W bits with I integer bits (sign included): range +-2^(I-1),
+#     resolution 2^-(W-I). result is a layer's output, weight/bias its parameters, accum its sums.
+#     `hlsflow profile` shows where values overflow or lose resolution.
+#   ReuseFactor: how many times each multiplier is reused. 1 is fastest and largest; larger
+#     factors trade latency for DSPs. hls4ml moves an invalid value to the nearest valid one.
+#   Strategy: Latency (fully unrolled) or Resource (for large layers and ReuseFactor > 1).
+"""
+
+
+def starter_hls_config(keras_model, precision="ap_fixed<16,6>", reuse_factor=1, strategy="Latency") -> dict:
+    """HLSConfig with per-layer entries as hls4ml's granularity='name' makes them, with weight,
+    bias and result at one precision everywhere."""
+    import hls4ml
+
+    cfg = hls4ml.utils.config_from_keras_model(
+        keras_model, granularity="name", default_precision=precision, default_reuse_factor=reuse_factor)
+    cfg["Model"]["Strategy"] = strategy
+    cfg["Model"].pop("TraceOutput", None)
+    for layer in cfg["LayerName"].values():
+        layer.pop("Trace", None)
+    set_precisions(cfg, precision)
+    return cfg
+
+
+def render_config(hls_config: dict, model: str, out: str, samples, model_name=None, project="myproject",
+                  part="xc7z010clg400-1", io_type="io_stream", clock=5) -> str:
+    known = parts.find_part(part)
+    note = f": {known.describe()}" if known is not None else ""
+    header = TEMPLATE.format(model=model, out=out, project=project, part=part, part_note=note, io_type=io_type,
+                             clock=clock, samples=samples if samples else "null",
+                             model_name=model_name or Path(model).name)
+    body = yaml.safe_dump({"HLSConfig": hls_config}, sort_keys=False, default_flow_style=None, width=110)
+    return header + body
+
+
+def _relative(path: Path, to: Path) -> str:
+    try:
+        return os.path.relpath(path, to)
+    except ValueError:  # another drive
+        return str(path)
+
+
+def write_starter(model, config=None, samples=None, part=None, io_type=None, reuse_factor=None, precision=None,
+                  clock=None, strategy=None, force=False) -> Path:
+    if not model:
+        raise FlowError("init needs the model: pass --model PATH (a .keras, .h5, or .json with weights beside it).")
+    model = Path(os.path.abspath(model))
+    model_files(model)  # one sentence if it is missing or has no weights
+    target = Path(os.path.abspath(config)) if config else model.with_name(CONFIG_NAME)
+    if target.exists() and not force:
+        raise FlowError(f"{target} already exists: pass --force to overwrite it, or --config OTHER.yml to write "
+                        "another file.")
+    defaults = GENERIC_CONFIG["HLSConfig"]["Model"]
+    precision = precision or defaults["Precision"]["default"]
+    parse_precision(precision, "--precision")
+    rf = parse_reuse_factor(reuse_factor if reuse_factor is not None else defaults["ReuseFactor"], "--reuse-factor")
+    strategy = check_strategy(strategy or defaults["Strategy"])
+    io_type = check_io_type(io_type or GENERIC_CONFIG["IOType"])
+    part = part or GENERIC_CONFIG["Part"]
+    parts.get_part(part)
+    clock = parse_clock(clock if clock is not None else GENERIC_CONFIG["ClockPeriod"])
+    if samples:
+        samples = Path(os.path.abspath(samples))
+        require_samples_file(samples)
+
+    console.step(f"Reading {model}")
+    keras_model = load_keras_model(model)
+    hls = starter_hls_config(keras_model, precision=precision, reuse_factor=rf, strategy=strategy)
+    base = target.parent
+    text = render_config(hls, _relative(model, base), f"build/{model.stem}",
+                         _relative(samples, base) if samples else None, model_name=model.name, part=part,
+                         io_type=io_type, clock=f"{clock:g}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(target, text)
+    console.say(f"Wrote {target}: {len(hls['LayerName'])} layers, {precision}, ReuseFactor {rf}, {strategy}, "
+                f"{io_type}, part {part}.")
+    here = Path.cwd()
+    shown = _relative(target, here) if target.parent != here else None
+    console.say("Next: hlsflow flow" + (f" --config {shown}" if shown else ""))
+    return target

@@ -1,0 +1,80 @@
+"""`hlsflow verify OUT`: recompute what manifest.json records and say whether the directory still
+matches it. Pure file hashing: it runs on the host as well as in the image, and needs no engine."""
+
+from pathlib import Path
+
+from .. import __version__, console
+from ..errors import FlowError
+from ..files import sha256
+from . import outdir
+
+
+def _manifest(out: Path) -> outdir.Manifest:
+    if not out.is_dir():
+        raise FlowError(f"{out} is not a directory: give the output directory of a flow run.")
+    manifest = outdir.Manifest(out)
+    if not manifest.exists:
+        if (out / outdir.MANIFEST).exists():
+            raise FlowError(f"{out / outdir.MANIFEST} is not an hlsflow manifest, so {out} is not an output folder "
+                            "of hlsflow: give the folder a flow run wrote (its --out).")
+        raise FlowError(f"{out} has no {outdir.MANIFEST}, so it is not an output folder of hlsflow (hlsflow "
+                        f"{__version__} writes one with every stage): give the folder a flow run wrote (its --out).")
+    return manifest
+
+
+def _inputs_changed(manifest: outdir.Manifest) -> tuple:
+    """(problems, notes) for the user's files the manifest names: changed ones are problems (the
+    outputs are stale), ones not reachable from here are only noted."""
+    problems, notes = [], []
+    inputs = manifest.data.get("inputs", {})
+    model = inputs.get("model") or {}
+    checks = [(Path(model["path"]).with_name(name), digest, "model")
+              for name, digest in (model.get("sha256") or {}).items() if model.get("path")]
+    for kind in ("config", "samples"):
+        entry = inputs.get(kind) or {}
+        if entry.get("path") and entry.get("sha256"):
+            checks.append((Path(entry["path"]), entry["sha256"], kind))
+    for path, digest, kind in checks:
+        if not path.is_file():
+            notes.append(f"the {kind} file {path} is not here, so it was not checked")
+        elif sha256(path) != digest:
+            problems.append(f"input changed: the {kind} file {path} is not the one the outputs were made from")
+    return problems, notes
+
+
+def verify(out_dir) -> dict:
+    out = Path(out_dir).absolute()
+    manifest = _manifest(out)
+    problems, notes, tracked, checked = [], [], set(), 0
+    for name, record in manifest.stages.items():
+        outputs = record.get("outputs") or {}
+        tracked.update(outputs)
+        status = record.get("status")
+        if status != "ok":
+            why = record.get("stale_because") if status == "stale" else "its last run did not finish"
+            notes.append(f"{name} is {status if status == 'stale' else 'not complete'} ({why}): its files were "
+                         "not checked")
+            continue
+        checked += len(outputs)
+        for rel, what in outdir.changed_outputs(out, record):
+            problems.append(f"{what}: {rel} (made by {name})")
+        if name == "convert" and record.get("tree_hash") != outdir.tree_hash(outputs):
+            problems.append("the manifest's project tree hash is not the hash of the files it lists")
+    untracked = [rel for rel in outdir.all_files(out) if rel not in tracked]
+    problems += [f"added: {rel} (made by no recorded stage)" for rel in untracked]
+    input_problems, input_notes = _inputs_changed(manifest)
+    problems += input_problems
+    notes += input_notes
+
+    for note in notes:
+        console.say(f"  note: {note}")
+    tree = manifest.data.get("tree_hash")
+    if problems:
+        for line in problems:
+            console.detail(f"  {line}")
+        raise FlowError(f"{out} does not match its manifest: {len(problems)} difference(s), listed above; run the "
+                        "flow again to remake the outputs, or find out what changed them.", exit_code=1)
+    ok_stages = [n for n, r in manifest.stages.items() if r.get("status") == "ok"]
+    console.say(f"{out} matches its manifest: {checked} files of {len(ok_stages)} stage(s) ({', '.join(ok_stages)}) "
+                f"intact; project tree sha256 {tree}.")
+    return {"files": checked, "stages": ok_stages, "tree_hash": tree}
