@@ -1,4 +1,4 @@
-"""The flow: the stages of stages/table.py run in order, each after what it requires.
+"""The flow: the stages of table.py run in order, each after what it requires.
 
 A stage asked for on an output directory that is missing or stale (model or config changed)
 runs the stages it requires first, one line each; what is current is reused. `run_stage` is the
@@ -13,7 +13,7 @@ from pathlib import Path
 from . import console
 from .errors import FlowError
 from .loading import read_samples, resolve_samples
-from .stages import table
+from . import table
 from .state import outdir
 
 

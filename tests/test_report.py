@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from hlsflow import vivado_reports
 from hlsflow.stages import report
 from hlsflow.errors import FlowError
 
@@ -81,7 +82,7 @@ def test_2020_1_figures_with_vivado_synth(hls_output_from_fixtures):
 def test_best_and_worst_latency_are_read_separately(hls_output_from_fixtures):
     out = hls_output_from_fixtures("2018.2")
     edit_copy(csynth_xml(out), "<Best-caseLatency>21<", "<Best-caseLatency>7<")
-    latency = report.parse_csynth_xml(csynth_xml(out))["latency"]
+    latency = vivado_reports.parse_csynth_xml(csynth_xml(out))["latency"]
     assert latency == {"best_cycles": 7, "worst_cycles": 21,
                        "best_ns": 28.84, "worst_ns": 86.52}
 
@@ -105,7 +106,7 @@ def test_dsp_tag_of_newer_releases_maps_to_dsp(hls_output_from_fixtures):
     out = hls_output_from_fixtures("2020.1")
     edit_copy(csynth_xml(out), "<DSP48E>73</DSP48E>", "<DSP>73</DSP>")
     edit_copy(csynth_xml(out), "<DSP48E>220</DSP48E>", "<DSP>220</DSP>")
-    assert report.parse_csynth_xml(csynth_xml(out))["resources"]["DSP"] == {
+    assert vivado_reports.parse_csynth_xml(csynth_xml(out))["resources"]["DSP"] == {
         "used": 73, "available": 220, "percent": 33.18}
 
 
@@ -258,7 +259,7 @@ def test_vivado_synth_bram_counts_ramb36_as_two(tmp_path, vivado_fixtures_dir):
     rpt.write_text((vivado_fixtures_dir / "vivado_hls_2020.1" / "vivado_synth.rpt").read_text())
     edit_copy(rpt, "|   RAMB36/FIFO* |    0 |", "|   RAMB36/FIFO* |    3 |")
     edit_copy(rpt, "|   RAMB18       |    0 |", "|   RAMB18       |    2 |")
-    bram = report.parse_vivado_synth_rpt(rpt)["resources"]["BRAM_18K"]
+    bram = vivado_reports.parse_vivado_synth_rpt(rpt)["resources"]["BRAM_18K"]
     assert bram == {"used": 8, "available": 280, "percent": 2.86}
 
 
@@ -266,14 +267,14 @@ def test_vivado_synth_rpt_that_is_not_a_utilisation_report(tmp_path):
     rpt = tmp_path / "vivado_synth.rpt"
     rpt.write_text("ERROR: [Synth 8-439] module 'myproject' not found\n")
     with pytest.raises(FlowError):
-        report.parse_vivado_synth_rpt(rpt)
+        vivado_reports.parse_vivado_synth_rpt(rpt)
     with pytest.raises(FlowError):
-        report.parse_vivado_synth_rpt(tmp_path / "absent.rpt")
+        vivado_reports.parse_vivado_synth_rpt(tmp_path / "absent.rpt")
 
 
 def test_finished_lines_of_the_real_log(vivado_fixtures_dir):
     lines = (vivado_fixtures_dir / "vivado_hls_2018.2" / "solution1.log").read_text().splitlines()
-    found = [f for f in map(report.parse_finished_line, lines) if f]
+    found = [f for f in map(vivado_reports.parse_finished_line, lines) if f]
 
     assert found[0] == {"stage": "Linking", "elapsed_s": 50, "peak_mb": 456.137}
     assert [f["stage"] for f in found] == [
@@ -281,13 +282,13 @@ def test_finished_lines_of_the_real_log(vivado_fixtures_dir):
         "Pre-synthesis", "Architecture Synthesis"]
     assert found[-1] == {"stage": "Architecture Synthesis", "elapsed_s": 887,
                          "peak_mb": 2200.047}
-    assert report.parse_finished_line(
+    assert vivado_reports.parse_finished_line(
         "INFO: [HLS 200-10] Starting hardware synthesis ...") is None
 
 
 def test_tool_version_from_log(vivado_fixtures_dir):
     text = (vivado_fixtures_dir / "vivado_hls_2018.2" / "solution1.log").read_text()
     # The log holds a 2016.4 run and then a 2018.2 run: the latest run counts.
-    assert report.read_tool_version_from_log(text) == "2018.2"
-    assert report.read_tool_version_from_log(text.split("Version: 2018.2")[0]) == "2016.4"
-    assert report.read_tool_version_from_log("INFO: nothing here\n") is None
+    assert vivado_reports.read_tool_version_from_log(text) == "2018.2"
+    assert vivado_reports.read_tool_version_from_log(text.split("Version: 2018.2")[0]) == "2016.4"
+    assert vivado_reports.read_tool_version_from_log("INFO: nothing here\n") is None

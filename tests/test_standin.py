@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from hlsflow import vivado_reports
 from hlsflow.stages import report
 
 NOTICE = ("vivado_hls STAND-IN (test double from tests/standin_xilinx): not Xilinx Vivado HLS; "
@@ -34,7 +35,7 @@ def run(exe, cwd, *args, timeout=10, **env):
 
 
 def finished_lines(text):
-    return [line for line in text.splitlines() if report.parse_finished_line(line)]
+    return [line for line in text.splitlines() if vivado_reports.parse_finished_line(line)]
 
 
 def test_version(standin_vivado_hls, tmp_path):
@@ -56,8 +57,8 @@ def test_synth_run(standin_vivado_hls, project_dir, vivado_fixtures_dir):
     args = (project_dir / "vivado_hls_standin.args").read_text()
     assert args == f"-f build_prj.tcl {HLS4ML_ARGS}\n"
 
-    assert report.read_tool_version_from_log(result.stdout) == "2018.2"
-    stages = [report.parse_finished_line(line)["stage"] for line in finished_lines(result.stdout)]
+    assert vivado_reports.read_tool_version_from_log(result.stdout) == "2018.2"
+    stages = [vivado_reports.parse_finished_line(line)["stage"] for line in finished_lines(result.stdout)]
     assert stages == ["Linking", "Checking Pragmas", "Standard Transforms",
                       "Checking Synthesizability", "Pre-synthesis", "Architecture Synthesis"]
     assert (project_dir / "vivado_hls.log").read_text() == result.stdout
@@ -171,7 +172,7 @@ def test_progress_is_streamed_line_by_line(standin_vivado_hls, project_dir):
     arrivals = []
     try:
         for line in proc.stdout:
-            if report.parse_finished_line(line):
+            if vivado_reports.parse_finished_line(line):
                 arrivals.append(time.monotonic())
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

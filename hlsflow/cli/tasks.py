@@ -136,7 +136,7 @@ def profile(c, cfg, samples=None, max_samples=50, png=None):
 def tune_precision(c, cfg, samples=None, max_samples=None, write=None, target=None, compare_auto=True):
     """Fewest added bits (integer where values overflow, fractional where resolution is lost) that meet
     the gate, each step measured by emulation; writes the tuned config."""
-    from ..stages import profile as stage
+    from ..search import tune as stage
 
     stage.tune(cfg, samples=samples, max_samples=max_samples, write=write,
                target=target, compare_auto=compare_auto)

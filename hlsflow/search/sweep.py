@@ -182,7 +182,7 @@ def current_config(spec: dict):
     all), else None. The stages are the flow's, in its order."""
     from .. import flow
     from ..stages import synthesize
-    from ..stages.table import STAGES
+    from ..table import STAGES
 
     cfg = point_config(spec, make_plan=False)
     if cfg is None:

@@ -39,11 +39,11 @@ def _profile(cfg, samples, max_samples, png) -> tuple:
     keras_model = load_keras_model(cfg.keras_model)
     x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), max_samples)
     console.step(f"Profiling {cfg.keras_model.name} on {len(x)} samples")
-    keras_outs = keras_layer_outputs(keras_model, x)
+    keras_outs = ranges.keras_layer_outputs(keras_model, x)
     with tempfile.TemporaryDirectory() as tmp:
-        hls_model, trace = emulate.layer_trace(cfg, keras_model, x, Path(tmp) / "prj")
+        hls_model, trace = layer_trace(cfg, keras_model, x, Path(tmp) / "prj")
     values = {}
-    findings = range_findings(hls_model, keras_model, keras_outs, x, values)
+    findings = ranges.range_findings(hls_model, keras_model, keras_outs, x, values)
     for f in findings:
         if f.kind == "result" and f.layer in trace and f.layer in values:
             traced = np.asarray(trace[f.layer]).reshape(len(x), -1)
@@ -70,14 +70,14 @@ def print_profile(findings) -> None:
                      err, f.verdict))
     console.say(console.table(["layer", "from Keras", "type of", "Keras range", "type", "type range", "resolution",
                                "below res.", "trace err mean/max", "verdict"], rows))
-    bad = at_fault(findings)
+    bad = ranges.at_fault(findings)
     if bad:
-        console.say("Layers at fault: " + "; ".join(describe(f) for f in bad) + ".")
+        console.say("Layers at fault: " + "; ".join(ranges.describe(f) for f in bad) + ".")
     else:
         console.say("No data-path type overflows or loses resolution on these samples.")
     weights = [f for f in findings if not f.tunable and f.overflow]
     if weights:
-        console.say("Weights that do not fit their type: " + "; ".join(describe(f) for f in weights) + ".")
+        console.say("Weights that do not fit their type: " + "; ".join(ranges.describe(f) for f in weights) + ".")
 
 
 def draw_profile(findings, path: Path, title: str) -> None:

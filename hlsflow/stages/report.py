@@ -1,10 +1,5 @@
-"""Reading Vivado HLS results and writing report.json, report.md and utilisation.png.
-
-Sources, all real tool output (see tests/standin_xilinx/fixtures/README.md):
-- `<out>/<project>_prj/solution1/syn/report/<project>_csynth.xml`: the C synthesis
-  estimates (every value is text; latency can be "undef" for unbounded loops);
-- `<out>/vivado_synth.rpt`: Vivado's report_utilization after logic synthesis (vsynth);
-- the solution log, whose `Finished <stage> Time (s): ...` lines show progress.
+"""The report stage: Vivado HLS's results (read by vivado_reports.py) against the part, written
+as report.json, report.md and utilisation.png.
 A folder synthesised outside hlsflow (no manifest of ours; any solution folder name) is read
 where it is and left as it was, but for these three files (report_foreign).
 matplotlib is imported only when the plot is drawn, so the host side stays light.
@@ -13,7 +8,6 @@ matplotlib is imported only when the plot is drawn, so the host side stays light
 import hashlib
 import io
 import re
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .. import console
@@ -22,199 +16,7 @@ from ..files import read_json, sha256, write_atomically, write_json
 from ..parts import find_part
 from ..state import outdir
 from ..state.outdir import csynth_xml_path
-
-RESOURCES = ("DSP", "BRAM_18K", "LUT", "FF")
-
-# 2018.2 says DSP48E, later releases may say DSP; URAM exists only on UltraScale+.
-_XML_RESOURCE_NAMES = {"DSP48E": "DSP", "DSP": "DSP", "BRAM_18K": "BRAM_18K",
-                       "LUT": "LUT", "FF": "FF", "URAM": "URAM"}
-
-_FINISHED_RE = re.compile(
-    r"Finished (?P<stage>.+?) Time \(s\): cpu = \S+ ; "
-    r"elapsed = (?P<h>\d+):(?P<m>\d+):(?P<s>\d+) \. "
-    r"Memory \(MB\): peak = (?P<peak>[\d.]+)"
-)
-_VERSION_RE = re.compile(r"^Version:\s*(\S+)", re.MULTILINE)
-
-
-# ---------------------------------------------------------------- C synthesis XML
-
-def _number(text, kind=float):
-    """A number from report text, or None for "undef", "-", empty or anything unreadable."""
-    if text is None:
-        return None
-    try:
-        return kind(text.strip())
-    except ValueError:
-        return None
-
-
-def _percent(used, available):
-    if used is None or not available:
-        return None
-    return round(100.0 * used / available, 2)
-
-
-def _resource(used, available) -> dict:
-    return {"used": used, "available": available, "percent": _percent(used, available)}
-
-
-def parse_csynth_xml(path, log_path=None, rerun=None) -> dict:
-    """The figures of a Vivado HLS csynth.xml, as numbers (None where the tool wrote none)."""
-    path = Path(path)
-    rerun = rerun or "run `hlsflow synth` first" + (
-        f" (or check the synthesis log at {log_path})" if log_path else "")
-    if not path.is_file():
-        raise FlowError(f"No synthesis report at {path}: {rerun}.")
-    try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as exc:
-        raise FlowError(f"The synthesis report {path} is unreadable ({exc}): {rerun}.") from None
-
-    def text(tag):
-        node = root.find(tag)
-        return None if node is None or node.text is None else node.text.strip()
-
-    required = ("ReportVersion/Version", "UserAssignments/Part",
-                "UserAssignments/TargetClockPeriod", "AreaEstimates/Resources")
-    missing = [tag for tag in required if root.find(tag) is None]
-    if missing:
-        raise FlowError(
-            f"The synthesis report {path} has no {missing[0]}, so it is not a complete "
-            f"Vivado HLS csynth report: {rerun}."
-        )
-
-    target = _number(text("UserAssignments/TargetClockPeriod"))
-    latency = "PerformanceEstimates/SummaryOfOverallLatency/"
-    best = _number(text(latency + "Best-caseLatency"), int)
-    worst = _number(text(latency + "Worst-caseLatency"), int)
-
-    def cycles_to_ns(cycles):
-        # Rounded to the picosecond so JSON shows 86.52, not 86.52000000000001.
-        return None if cycles is None or target is None else round(cycles * target, 3)
-
-    def area(section):
-        found = {}
-        block = root.find(f"AreaEstimates/{section}")
-        for node in [] if block is None else block:
-            name = _XML_RESOURCE_NAMES.get(node.tag)
-            if name:
-                found[name] = _number(node.text, int)
-        return found
-
-    used, available = area("Resources"), area("AvailableResources")
-    resources = {name: _resource(used.get(name), available.get(name))
-                 for name in RESOURCES + ("URAM",) if name in used or name in RESOURCES}
-
-    return {
-        # Vitis HLS writes <FlowTarget>, Vivado HLS never does; both have a 2020.1 release.
-        "tool": "Vitis HLS" if root.find("UserAssignments/FlowTarget") is not None else "Vivado HLS",
-        "tool_version": text("ReportVersion/Version"),
-        "part": text("UserAssignments/Part"),
-        "top": text("UserAssignments/TopModelName"),
-        "clock": {
-            "target_ns": target,
-            "uncertainty_ns": _number(text("UserAssignments/ClockUncertainty")),
-            "estimated_ns": _number(text("PerformanceEstimates/SummaryOfTimingAnalysis/"
-                                         "EstimatedClockPeriod")),
-        },
-        "latency": {
-            "best_cycles": best,
-            "worst_cycles": worst,
-            "best_ns": cycles_to_ns(best),
-            "worst_ns": cycles_to_ns(worst),
-        },
-        "interval": {
-            "min": _number(text(latency + "Interval-min"), int),
-            "max": _number(text(latency + "Interval-max"), int),
-        },
-        "resources": resources,
-    }
-
-
-# ------------------------------------------------------- Vivado report_utilization
-
-# Row names differ between 7-series ("Slice") and UltraScale ("CLB") devices.
-_RPT_ROWS = {"Slice LUTs": "LUT", "CLB LUTs": "LUT", "Slice Registers": "FF",
-             "CLB Registers": "FF", "DSPs": "DSP", "RAMB36/FIFO": "RAMB36",
-             "RAMB18": "RAMB18", "URAM": "URAM"}
-
-
-def parse_vivado_synth_rpt(path) -> dict:
-    """Post-synthesis utilisation from Vivado's report_utilization text.
-
-    BRAM_18K counts RAMB18 + 2 x RAMB36 (a RAMB36 tile holds two 18 Kb blocks), so it
-    compares directly with the BRAM_18K figure of the HLS estimate and our parts table.
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError as exc:
-        raise FlowError(f"Cannot read the Vivado utilisation report {path} ({exc}): "
-                        "re-run synthesis with vsynth enabled.") from None
-
-    header = {}
-    rows = {}
-    columns = None
-    for line in lines:
-        if line.startswith("| Tool Version") or line.startswith("| Device") \
-                or line.startswith("| Design "):
-            key, _, value = line[1:].partition(":")
-            header[key.strip()] = value.strip()
-            continue
-        if not line.startswith("|"):
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[0] == "Site Type":
-            # Column positions vary: newer releases add a "Prohibited" column.
-            columns = (cells.index("Used"), cells.index("Available")) \
-                if "Used" in cells and "Available" in cells else None
-            continue
-        name = _RPT_ROWS.get(cells[0].rstrip("*").strip())
-        if columns and name and name not in rows:
-            rows[name] = (_number(cells[columns[0]], int), _number(cells[columns[1]], int))
-
-    if "LUT" not in rows or "FF" not in rows:
-        raise FlowError(f"{path} has no LUT/register table, so it is not Vivado "
-                        "report_utilization output: re-run synthesis with vsynth enabled.")
-
-    resources = {name: _resource(*rows[name]) for name in ("LUT", "FF", "DSP") if name in rows}
-    if "RAMB18" in rows or "RAMB36" in rows:
-        used18, avail18 = rows.get("RAMB18", (0, None))
-        used36, avail36 = rows.get("RAMB36", (0, None))
-        used = (used18 or 0) + 2 * (used36 or 0)
-        available = avail18 if avail18 is not None else (
-            2 * avail36 if avail36 is not None else None)
-        resources["BRAM_18K"] = _resource(used, available)
-    if "URAM" in rows:
-        resources["URAM"] = _resource(*rows["URAM"])
-
-    # All components: "Vivado v.2019.2.1" is 2019.2.1, not 2019.2.
-    version = re.search(r"v\.?(\d{4}(?:\.\d+)+)", header.get("Tool Version", ""))
-    return {
-        "tool_version": version.group(1) if version else None,
-        "device": header.get("Device"),
-        "design": header.get("Design"),
-        "resources": resources,
-    }
-
-
-# ------------------------------------------------------------------ solution log
-
-def parse_finished_line(line: str):
-    """{"stage", "elapsed_s", "peak_mb"} from a `Finished <stage> Time (s): ...` log line."""
-    match = _FINISHED_RE.search(line)
-    if not match:
-        return None
-    elapsed = int(match["h"]) * 3600 + int(match["m"]) * 60 + int(match["s"])
-    return {"stage": match["stage"], "elapsed_s": elapsed, "peak_mb": float(match["peak"])}
-
-
-def read_tool_version_from_log(text: str):
-    """The version in the last `Version:` banner: a solution log appends one per run."""
-    found = _VERSION_RE.findall(text)
-    return found[-1] if found else None
-
+from ..vivado_reports import head_text, is_stand_in_log, parse_csynth_xml, parse_vivado_synth_rpt, percent
 
 # --------------------------------------------------------------------- the report
 
@@ -245,7 +47,7 @@ def build_report(out_dir, project_name, part=None, xml=None, rerun=None) -> dict
         for name, available in known.resources().items():
             entry = report["resources"][name]
             entry["available"] = available
-            entry["percent"] = _percent(entry["used"], available)
+            entry["percent"] = percent(entry["used"], available)
 
     figures = [(r["used"], r["available"]) for r in report["resources"].values()]
     # None when a figure is unreadable: neither "fits" nor "does not fit" would be honest.
@@ -260,19 +62,6 @@ def build_report(out_dir, project_name, part=None, xml=None, rerun=None) -> dict
     report["produced_by_test_double"] = any(
         is_stand_in_log(out_dir / name) for name in ("vivado_hls_run.log", "vivado_hls.log"))
     return report
-
-
-def is_stand_in_log(path: Path) -> bool:
-    """The vivado_hls test double announces itself first thing in its log."""
-    return "STAND-IN" in _head(path)
-
-
-def _head(path: Path, size: int = 4096) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read(size)
-    except OSError:
-        return ""
 
 
 def _fmt(value, unit=""):
@@ -450,7 +239,7 @@ def _top_of(prj: Path) -> str:
     """The top function of a Vivado/Vitis HLS project folder: its .app says (hls4ml's galapagos
     wrapper sits in myproject_prj), else hls4ml's naming, <top>_prj."""
     for app in ("vivado_hls.app", "hls.app"):
-        found = re.search(r'\btop="([^"]+)"', _head(prj / app))
+        found = re.search(r'\btop="([^"]+)"', head_text(prj / app))
         if found:
             return found.group(1)
     return prj.name[: -len("_prj")]
@@ -552,7 +341,7 @@ def not_our_report_file(out_dir):
         if isinstance(recorded, dict):
             ours = recorded.get(name) == sha256(path)
         elif name == "report.md":
-            ours = _head(path).startswith("# Synthesis report: ") and "from the C synthesis report" in _head(path)
+            ours = head_text(path).startswith("# Synthesis report: ") and "from the C synthesis report" in head_text(path)
         else:
             ours = earlier is not None and _is_png_by_matplotlib(path)
         if not ours:

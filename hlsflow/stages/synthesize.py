@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import console
 from ..errors import FlowError
 from ..state import outdir
-from . import report
+from ..vivado_reports import is_stand_in_log, parse_finished_line
 
 EXPECTED_VERSION = "2018.2"
 RUN_LOG = "vivado_hls_run.log"
@@ -141,7 +141,7 @@ def run_vivado_hls(vivado_hls: Path, out_dir: Path, args: str, timeout_s: float)
                     break
                 log.write(line)
                 log.flush()
-                stage = report.parse_finished_line(line)
+                stage = parse_finished_line(line)
                 if stage:
                     peak_mb = max(peak_mb, stage.get("peak_mb") or 0.0)
                     stages.append(stage)
@@ -225,7 +225,7 @@ def work(cfg, into: Path, project: dict, vivado=None, csim=None, export=None, vs
         console.say(_tail(into / RUN_LOG))
         raise FlowError(f"vivado_hls finished but wrote no synthesis report at {xml}: read {into / RUN_LOG} "
                         f"for the cause.", exit_code=4)
-    stand_in = report.is_stand_in_log(into / RUN_LOG)  # its results must never pass for Vivado's
+    stand_in = is_stand_in_log(into / RUN_LOG)  # its results must never pass for Vivado's
     result = {"args": args, "vivado_hls": str(vivado_hls), "version": version, "stand_in": stand_in, **run}
     return outdir.Outcome(made, result=result, extra={"vivado_version": version, "stand_in": stand_in})
 

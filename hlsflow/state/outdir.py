@@ -32,7 +32,7 @@ from ..errors import FlowError, from_os_error
 from ..files import read_json, sha256, write_json
 from ..image import sbom
 from ..loading import model_files
-from ..stages.table import downstream
+from ..table import downstream
 from ..versions import first_line, package_version
 
 MANIFEST = "manifest.json"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Row:
     name: str
-    module: str  # under hlsflow.stages
+    module: str  # hlsflow.stages.<module>
     requires: tuple = ()  # stages whose results this one is made from
     staged: bool = False  # written whole into a staging folder, then swapped into place (the project)
     steps: tuple = ()  # records this stage keeps of cached steps of its own work, which it is made from too

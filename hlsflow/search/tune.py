@@ -1,0 +1,423 @@
+"""`hlsflow tune-precision`: the fewest added bits that bring the design to the gate.
+
+Starting from the types emulator/ranges.py finds at fault, it widens integer bits where Keras
+values overflow (with headroom, fractional bits kept), then searches fractional and integer bits
+where that is not enough. Every step is measured as the user would measure it: `flow.csim` on
+the step's own output folder under <out>-tune/, so a run again reuses every step still current.
+Writes tune.json into the output folder, and the tuned config beside the user's config (or into
+the output folder, for a model given alone).
+"""
+
+import contextlib
+import copy
+import dataclasses
+import io
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .. import console, flow
+from ..config import FixedType, config_is_for, parse_precision
+from ..design import in_memory
+from ..emulator import ranges
+from ..emulator.ranges import Finding, fixed_type, type_text
+from ..errors import FlowError
+from ..files import sha256, write_atomically, write_json
+from ..loading import load_keras_model, load_samples, resolve_samples
+from ..state import outdir
+
+HEADROOM = 1.25  # the overflow fix leaves 25% above the largest value seen
+ACCURACY_TOLERANCE = 0.005  # emulated accuracy may be at most half a point below Keras's
+FRACTION_STEPS = (1, 2, 4, 8)  # fractional bits tried, doubling, before bisecting between the last two
+INTEGER_STEPS = (1, 2, 4)
+
+
+def _widened(f: Finding, integer: int = None, extra_frac: int = 0) -> FixedType:
+    integer = f.fixed.integer if integer is None else integer
+    frac = f.fixed.width - f.fixed.integer + extra_frac
+    return FixedType(signed=f.fixed.signed, width=integer + frac, integer=integer)
+
+
+def _needed_integer(f: Finding) -> int:
+    peak = max(abs(f.keras_min), abs(f.keras_max)) * HEADROOM
+    return max(f.fixed.integer, math.ceil(math.log2(peak)) + int(f.fixed.signed))
+
+
+def advise(findings) -> dict:
+    """{layer: {kind: new precision}} widening each overflowing data-path type, fractional bits kept."""
+    changes = {}
+    for f in findings:
+        if f.overflow and f.tunable:
+            changes.setdefault(f.layer, {})[f.kind] = type_text(_widened(f, _needed_integer(f)), f.modes)
+    return changes
+
+
+@dataclass
+class Trial:
+    label: str
+    what: str
+    changes: dict  # {layer: {kind: precision text}} on top of the user's config
+    added_bits: int
+    agreement: float = None
+    keras_accuracy: float = None
+    hls_accuracy: float = None
+    gate: bool = False
+    dsp: int = None
+    bram: int = None
+
+
+def _with_changes(cfg, changes: dict, out: Path):
+    hls = copy.deepcopy(cfg.hls_config)
+    layers = hls.setdefault("LayerName", {})
+    for layer, kinds in changes.items():
+        entry = layers.setdefault(layer, {})
+        prec = entry.get("Precision")
+        if not isinstance(prec, dict):
+            prec = entry["Precision"] = {} if prec is None else {"result": prec}
+        prec.update(kinds)
+    return dataclasses.replace(cfg, hls_config=hls, output_dir=out)
+
+
+def _merge(*change_sets) -> dict:
+    merged = {}
+    for changes in change_sets:
+        for layer, kinds in changes.items():
+            merged.setdefault(layer, {}).update(kinds)
+    return merged
+
+
+def _bits(findings, changes: dict) -> int:
+    """Bits added over the types changed (new width - old width, summed)."""
+    by_key = {(f.layer, f.kind): f for f in findings}
+    added = 0
+    for layer, kinds in changes.items():
+        for kind, text in kinds.items():
+            f = by_key.get((layer, kind))
+            if f is not None and text != "auto":
+                added += parse_precision(text).width - f.fixed.width
+    return added
+
+
+def resource_estimate(cfg, keras_model) -> tuple:
+    """(DSP, BRAM_18K) estimates: the preflight's multipliers, each taking more than one DSP48 when
+    its operands outgrow 25x18 bits, and its weight storage. Estimates only; Vivado gives real ones."""
+    report = flow.check(cfg)  # the preflight, in memory: the flow is this module's one door to the stages
+    dsp = 0
+    with in_memory(keras_model, cfg) as hls_model:  # the graph the preflight read, for each layer's input type
+        layers = {layer.name: layer for layer in hls_model.get_layers()}
+        for est in report.layers:
+            data = fixed_type(layers[est.name].get_input_variable().type.precision).width
+            wide, narrow = max(data, est.weight_bits), min(data, est.weight_bits)
+            dsp += est.multipliers * math.ceil(wide / 25) * math.ceil(narrow / 18)
+    return dsp, report.total_bram_18k
+
+
+class Tuner:
+    """Measures configurations by bit-accurate emulation against the gate, each in its own
+    output directory under <out>-tune/, so that a run again reuses every trial still current."""
+
+    def __init__(self, cfg, keras_model, samples, max_samples, target, tolerance):
+        self.cfg, self.keras_model, self.samples = cfg, keras_model, samples
+        self.max_samples, self.target, self.tolerance = max_samples, target, tolerance
+        self.root = cfg.output_dir.with_name(f"{cfg.output_dir.name}-tune")
+        self.trials = []
+
+    def passes(self, r: dict) -> bool:
+        if r["top1_agreement"] < self.target:
+            return False
+        return r["hls_accuracy"] is None or r["hls_accuracy"] >= r["keras_accuracy"] - self.tolerance
+
+    def measure(self, trial: Trial, findings) -> Trial:
+        trial_cfg = self.cfg if trial.label == "before" else _with_changes(self.cfg, trial.changes, self.root / trial.label)
+        captured = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(captured):
+                # As `hlsflow csim` on the step's folder: converted first when not current, csim recorded there.
+                r = flow.csim(trial_cfg, samples=self.samples, max_samples=self.max_samples, quiet_advice=True)
+                trial.dsp, trial.bram = resource_estimate(trial_cfg, self.keras_model)
+        except FlowError:
+            console.say(captured.getvalue()[-3000:])
+            raise
+        trial.agreement, trial.keras_accuracy, trial.hls_accuracy = (r["top1_agreement"], r["keras_accuracy"],
+                                                                     r["hls_accuracy"])
+        trial.gate = self.passes(r)
+        self.trials.append(trial)
+        console.say(f"  {'baseline' if trial.label == 'auto' else f'step {len(self.trials) - 1}'} [{trial.label}] {trial.what}: {trial.added_bits:+d} bits, "
+                    f"agreement {trial.agreement:.1%}{_accuracy_text(trial)} -> "
+                    f"{'gate met' if trial.gate else 'gate not met'}")
+        return trial
+
+
+def _accuracy_text(t: Trial) -> str:
+    if t.hls_accuracy is None:
+        return ""
+    return f", accuracy {t.hls_accuracy:.1%} (Keras {t.keras_accuracy:.1%}, {100 * (t.keras_accuracy - t.hls_accuracy):+.1f} points lost)"
+
+
+def _auto_changes(findings) -> dict:
+    """hls4ml's own type inference ('auto') for every result and accumulator it can infer (not the
+    input, whose type hls4ml cannot infer)."""
+    changes = {}
+    for f in findings:
+        if f.kind in ("result", "accum") and f.layer_class != "Input":
+            changes.setdefault(f.layer, {})[f.kind] = "auto"
+    return changes
+
+
+AUTO_CONVERT_SECONDS = 60  # an in-memory conversion takes seconds; hls4ml 1.3 never ends on some graphs
+
+
+class _Expired(BaseException):
+    """Raised by _time_limit; a BaseException, so that no `except Exception` on the way swallows it."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: int):
+    """_Expired after `seconds` (SIGALRM: main thread only; elsewhere no limit)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _Expired
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _auto_bits(cfg, keras_model, findings, changes) -> int:
+    """Bits hls4ml's inferred types add over the user's, read from its converted graph."""
+    trial = _with_changes(cfg, changes, cfg.output_dir)
+    widths = {}
+    with in_memory(keras_model, trial) as hls_model:
+        for layer in hls_model.get_layers():
+            for key, named in layer.types.items():
+                widths[(layer.name, key[:-2])] = getattr(named.precision, "width", None)
+    return sum(widths[(f.layer, f.kind)] - f.fixed.width for f in findings
+               if f.kind in changes.get(f.layer, {}) and widths.get((f.layer, f.kind)) is not None)
+
+
+def _config_yaml(cfg, changes: dict, target: Path) -> str:
+    """The user's config with the changed precisions; without a config file, the effective one."""
+    import yaml
+
+    if cfg.source is not None:
+        raw = yaml.safe_load(Path(cfg.source).read_text())
+        origin = Path(cfg.source).name
+    else:
+        raw = {"KerasModel": str(cfg.keras_model), "OutputDir": str(cfg.output_dir.with_name(cfg.output_dir.name + "-tuned")),
+               "ProjectName": cfg.project_name, "Part": cfg.part, "Backend": cfg.backend, "IOType": cfg.io_type,
+               "ClockPeriod": cfg.clock_period, "HLSConfig": copy.deepcopy(cfg.hls_config)}
+        origin = f"hlsflow's defaults for {cfg.keras_model.name}"
+    layers = raw.setdefault("HLSConfig", {}).setdefault("LayerName", {})
+    for layer, kinds in changes.items():
+        entry = layers.setdefault(layer, {})
+        prec = entry.setdefault("Precision", {})
+        if not isinstance(prec, dict):
+            prec = entry["Precision"] = {"result": prec}
+        prec.update(kinds)
+    if cfg.source is not None and target.resolve().parent != Path(cfg.source).resolve().parent:
+        raw["KerasModel"], raw["OutputDir"] = str(cfg.keras_model), str(cfg.output_dir)  # relative paths would break
+    if cfg.flow["emulation"].get("samples") and (cfg.source is None or target.resolve().parent != Path(cfg.source).resolve().parent):
+        raw.setdefault("Flow", {}).setdefault("emulation", {})["samples"] = cfg.flow["emulation"]["samples"]
+    lines = [f"# Tuned by `hlsflow tune-precision` from {origin}; changed precisions:"]
+    lines += [f"#   {layer} {kind}: {value}" for layer, kinds in changes.items() for kind, value in kinds.items()]
+    return "\n".join(lines) + "\n" + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=120)
+
+
+TUNE_RESULT = "tune.json"
+
+
+def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_auto=True) -> dict:
+    """Search for the fewest added bits that meet the gate, measuring every step by emulation."""
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # Keras's retracing notices, once per trial, say nothing useful here
+    samples = resolve_samples(cfg, samples)
+    # Checked before the search, which takes minutes: its results go into the output directory.
+    outdir.check_output_path(cfg.output_dir, outdir.run_inputs(cfg, samples))
+    outdir.check_owned(cfg.output_dir)
+    try:
+        target = float(target if target is not None else cfg.flow["emulation"].get("min_agreement") or 0.99)
+    except ValueError:
+        target = -1.0
+    if not 0 < target <= 1:
+        raise FlowError(f"--target {target} is not a share of samples: give a number in (0, 1], like 0.99.")
+    keras_model = load_keras_model(cfg.keras_model)
+    x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), 100)
+    findings = [f for f in ranges.findings_for(cfg, keras_model, x) if f.tunable]
+    if cfg.source is not None and not config_is_for(cfg):
+        cfg = dataclasses.replace(cfg, source=None)  # the file names another model: tune the effective config
+    if write:
+        config_path = Path(write)
+    elif cfg.source is not None:
+        config_path = Path(cfg.source).with_name(Path(cfg.source).stem + ".tuned.yml")
+    else:  # a model alone: its tuned config belongs with its output, never in this checkout's project/
+        config_path = cfg.output_dir / "hls4ml_config.tuned.yml"
+    tuner = Tuner(cfg, keras_model, samples, max_samples, target, ACCURACY_TOLERANCE)
+    console.step(f"Gate: top-1 agreement >= {target:.1%}, and with labels emulated accuracy within "
+                 f"{100 * ACCURACY_TOLERANCE:.1f} point of Keras; every step is measured by emulation")
+    for f in findings:
+        if f.verdict != "ok":
+            console.say(f"  {ranges.describe(f)}")
+
+    best = tuner.measure(Trial("before", "your configuration", {}, 0), findings)
+    chosen = best if best.gate else None
+    overflow, findings = _overflow_fix(cfg, keras_model, x, findings)
+    if chosen is None and overflow:
+        step = tuner.measure(Trial("overflow", f"integer bits where values overflow ({_count(overflow)} types)",
+                                   overflow, _bits(findings, overflow)), findings)
+        chosen = step if step.gate else None
+    if chosen is None:
+        chosen = _fraction_search(tuner, findings, overflow)
+    best_seen = chosen or max(tuner.trials, key=lambda t: (t.gate, t.agreement, t.hls_accuracy or 0, -t.added_bits))
+
+    auto = None
+    if compare_auto:
+        changes = _auto_changes(findings)
+        try:
+            with _time_limit(AUTO_CONVERT_SECONDS):
+                auto_bits = _auto_bits(cfg, keras_model, findings, changes)
+        except _Expired:
+            auto_bits = None
+            console.say(f"  baseline [auto] skipped: hls4ml's conversion with 'auto' types did not finish in "
+                        f"{AUTO_CONVERT_SECONDS} s on this model (its optimizer loops on some graphs).")
+        if auto_bits is not None:
+            auto = tuner.measure(Trial("auto", "hls4ml's own type inference ('auto') as a baseline", changes,
+                                       auto_bits), findings)
+            tuner.trials.pop()  # a baseline, not a step of the search
+
+    result = {"target": target, "accuracy_tolerance": ACCURACY_TOLERANCE, "samples": str(samples),
+              "trials": [asdict(t) for t in tuner.trials], "auto": asdict(auto) if auto else None,
+              "before": asdict(tuner.trials[0]), "after": asdict(best_seen), "config": None,
+              "outcome": None}
+    before = tuner.trials[0]
+    if before.gate:
+        result["outcome"] = "already met"
+        final = (f"The gate was met already by your configuration (agreement {before.agreement:.1%}"
+                 f"{_accuracy_text(before)}): 0 bits added, nothing written.")
+    elif chosen is not None:
+        write_atomically(config_path, _config_yaml(cfg, chosen.changes, config_path))
+        result["outcome"], result["config"] = "met", str(config_path)
+        final = (f"Gate met: agreement {before.agreement:.1%} -> {chosen.agreement:.1%}{_accuracy_text(chosen)}, "
+                 f"for {chosen.added_bits} added bits on {_count(chosen.changes)} types (estimate: ~{chosen.dsp} DSP, "
+                 f"~{chosen.bram} BRAM_18K; was ~{before.dsp} DSP, ~{before.bram} BRAM_18K). Tuned config written to "
+                 f"{config_path}: adopt it with --config {config_path}.")
+    elif best_seen is not before and best_seen.agreement > before.agreement:
+        write_atomically(config_path, _config_yaml(cfg, best_seen.changes, config_path))
+        result["outcome"], result["config"] = "not met", str(config_path)
+        final = (f"Gate NOT met: the best step reached agreement {best_seen.agreement:.1%}{_accuracy_text(best_seen)} "
+                 f"(from {before.agreement:.1%}) for {best_seen.added_bits} added bits; that config is written to "
+                 f"{config_path}, but it does not meet the gate: look at the weights or the model itself.")
+    else:
+        result["outcome"] = "nothing improved"
+        final = (f"Nothing could be improved: no step raised agreement above {before.agreement:.1%}; nothing written.")
+    if auto is not None:
+        ours = chosen.added_bits if chosen is not None else None
+        if auto.gate and (ours is None or auto.added_bits < ours):
+            verdict = "hls4ml's 'auto' is cheaper"
+        elif ours is not None and (not auto.gate or ours <= auto.added_bits):
+            verdict = "this search is cheaper" if auto.gate else "only this search meets the gate"
+        else:
+            verdict = "neither meets the gate"
+        console.say(f"Baseline, hls4ml's 'auto' types: {auto.added_bits:+d} bits, agreement {auto.agreement:.1%}"
+                    f"{_accuracy_text(auto)}, gate {'met' if auto.gate else 'not met'} ({verdict}).")
+        result["auto_verdict"] = verdict
+    out = cfg.output_dir
+    stage = outdir.Stage(out, "tune-precision", {"design": outdir.digest(outdir.design_inputs(cfg)),
+                                                 "samples": sha256(samples, cache=True),
+                                                 "max_samples": max_samples, "target": target})
+    with outdir.claimed(out, outdir.run_inputs(cfg, samples)), stage.running():  # recorded for `hlsflow verify`
+        write_json(out / TUNE_RESULT, result)
+        made = [TUNE_RESULT]
+        if result["config"] and config_path.resolve().parent == out.resolve():
+            made.append(config_path.name)
+        stage.done(made, result={"outcome": result["outcome"], "after": best_seen.label})
+    console.say(final)
+    return result
+
+
+def _overflow_fix(cfg, keras_model, x, findings) -> tuple:
+    """Integer bits for every overflowing type, found again on the changed graph until none is left:
+    a widened type can make hls4ml keep a layer it removed before (a linear activation whose type
+    now differs from its input's), and that layer may overflow in turn. Returns the changes and
+    every type seen, at its original width (for counting bits)."""
+    seen = {(f.layer, f.kind): f for f in findings}
+    changes = advise(findings)
+    for _ in range(5):
+        again = [f for f in ranges.findings_for(_with_changes(cfg, changes, cfg.output_dir), keras_model, x) if f.tunable]
+        for f in again:
+            seen.setdefault((f.layer, f.kind), f)
+        more = {layer: kinds for layer, kinds in advise(again).items()
+                if any(kinds.get(k) != changes.get(layer, {}).get(k) for k in kinds)}
+        if not more:
+            break
+        changes = _merge(changes, more)
+    return changes, list(seen.values())
+
+
+def _count(changes: dict) -> int:
+    return sum(len(kinds) for kinds in changes.values())
+
+
+def _fraction_search(tuner, findings, overflow):
+    """On top of the overflow fix, in this order, until the gate is met:
+    - fractional bits on the types flagged as losing resolution;
+    - integer bits on every data-path type: overflow Keras cannot show (a product or partial sum
+      larger than the final one, softmax's x_max - x, which hls4ml types from its input);
+    - fractional bits on every data-path type (rounding that adds up over long sums).
+    Fractional bits: the most first (is this set worth searching?), then doubling from one bit,
+    then bisecting between the last failing and the first passing count. Integer bits: doubling
+    from one (many integer bits coarsen softmax's table index), then bisecting."""
+    lossy = [f for f in findings if f.loses_resolution]
+    every = [f for f in findings if f.kind in ("result", "accum", "exp_table", "inv_table", "scale", "bias")
+             and f.layer_class != "Softmax"]  # softmax's own types have saturating modes and tables
+    plans = [("frac", "flagged", lossy, True)] if lossy else []
+    plans += [("int", "every data-path", every, False), ("frac", "every data-path", every, True)]
+    integers = {(layer, kind): parse_precision(text).integer for layer, kinds in overflow.items()
+                for kind, text in kinds.items()}
+    for bits, name, types, top_first in plans:
+        def run(k, bits=bits, name=name, types=types):
+            extra = {}
+            for f in types:
+                integer = integers.get((f.layer, f.kind), f.fixed.integer)
+                t = _widened(f, integer, k) if bits == "frac" else _widened(f, integer + k)
+                extra.setdefault(f.layer, {})[f.kind] = type_text(t, f.modes)
+            changes = _merge(overflow, extra)
+            word = "fractional" if bits == "frac" else "integer"
+            return tuner.measure(Trial(f"{bits}+{k}-{name.split()[0]}", f"+{k} {word} bits on {len(types)} {name} "
+                                       "types" + (" with the overflow fix" if overflow else ""), changes,
+                                       _bits(findings, changes)), findings)
+
+        steps = FRACTION_STEPS if bits == "frac" else INTEGER_STEPS
+        passed, failed = None, 0
+        if top_first:
+            trial = run(steps[-1])
+            if not trial.gate:
+                continue
+            passed = (steps[-1], trial)
+        for k in steps[:-1] if top_first else steps:
+            trial = run(k)
+            if trial.gate:
+                passed = (k, trial)
+                break
+            failed = k
+        if passed is None:
+            continue
+        while passed[0] - failed > 1:
+            k = (failed + passed[0]) // 2
+            trial = run(k)
+            if trial.gate:
+                passed = (k, trial)
+            else:
+                failed = k
+        return passed[1]
+    return None
