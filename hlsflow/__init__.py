@@ -1,10 +1,19 @@
 """hlsflow: a reproducible Keras -> hls4ml -> Vivado HLS flow.
 
-One module per stage (config, convert, preflight, emulate, synthesize, report, profile, starter)
-and flow.py, which runs what each stage needs first; outdir.py owns an output directory's state;
-loading.py loads models and samples. The command line is cli.py and tasks.py; the host side is
-launcher.py (checks and mounts paths, runs the image) and engine.py (Docker or Podman); the image
-itself is image.py, wheels.py, debian_base.py and handover.py.
+The folders are the design:
+- cli/       the `hlsflow` program, what a task is (kinds), the tasks, and the host side
+             that checks and mounts paths and runs the image (launcher);
+- flow.py    runs the stages of table.py in order, each after what it requires;
+- stages/    one module per stage or command: its work alone (convert, emulate, synthesize,
+             report, plan, profile, starter, preflight);
+- emulator/  bit-accurate emulation: the fast engine on exact ap_fixed arithmetic, hls4ml's
+             C++ path, and the ranges of Keras values against the design's types;
+- search/    the flow over many designs: sweep (on Dask, cluster.py) and tune-precision;
+- state/     an output folder's state (outdir: manifest.json, what is current) and verify;
+- image/     the toolchain image: build, wheels, Debian base, SBOM, hand-over, Docker/Podman;
+- dev/       working on hlsflow itself: its invoke tasks, the test runner, training.
+Below them: design.py (the one door to hls4ml's converter), config.py, loading.py,
+vivado_reports.py, fixedtype.py, parts.py, and files/console/errors.
 Heavy imports (TensorFlow, hls4ml) happen inside functions so that the host side
 (invoke + the Docker SDK only) can import this package cheaply.
 """

@@ -115,11 +115,15 @@ def parse(text) -> FixedType:
 def from_hls4ml(precision) -> FixedType:
     """The type of an hls4ml FixedPrecisionType or IntegerPrecisionType; NotFixedPoint for any other
     (Xnor, Exponent, float, unspecified: their values are not raw * 2**-frac)."""
+    # By class name, to need no hls4ml here; along the MRO, as backends subclass the types
+    # (APFixedPrecisionType). Xnor and Exponent are refused whatever they derive from.
     kind = type(precision).__name__
-    if kind not in ("FixedPrecisionType", "IntegerPrecisionType"):
+    names = {c.__name__ for c in type(precision).__mro__}
+    fixed, integer = "FixedPrecisionType" in names, "IntegerPrecisionType" in names
+    if not (fixed or integer) or names & {"XnorPrecisionType", "ExponentPrecisionType"}:
         raise NotFixedPoint(f"{kind} is not fixed-point")
     width = int(precision.width)
-    if kind == "IntegerPrecisionType":
+    if not fixed:
         return FixedType(width, width, bool(precision.signed))
     rounding = _mode(getattr(precision, "rounding_mode", None), ROUNDING, "TRN")
     overflow = _mode(getattr(precision, "saturation_mode", None), OVERFLOW, "WRAP")

@@ -25,7 +25,9 @@ def _stage(name: str, cfg, project, flags: dict) -> tuple:
     """(row, module, outdir.Stage) of a stage of this output directory, with these flags."""
     row = table.row(name)
     module = _module(row)
-    inputs = module.made_from(cfg, project, **flags)
+    made_from = getattr(module, "made_from", None)
+    # Without its own, a stage is made from the project alone.
+    inputs = made_from(cfg, project, **flags) if made_from else {"project": project["tree_hash"]}
     return row, module, outdir.Stage(cfg.output_dir, name, inputs, in_place=not row.staged)
 
 
@@ -69,7 +71,8 @@ def run_stage(name: str, cfg, force=False, upstream=None, require=True, **flags)
     ready = getattr(module, "ready", None)
     record, reused = stage.run(
         lambda into: module.work(cfg, into, project, **flags), force=force,
-        current=module.CURRENT.format(out=cfg.output_dir, cfg=cfg), again=module.AGAIN,
+        current=getattr(module, "CURRENT", f"{name} up to date in {{out}}").format(out=cfg.output_dir, cfg=cfg),
+        again=getattr(module, "AGAIN", f"{name} runs again"),
         ready=(lambda: ready(cfg, **flags)) if ready else None)
     shown = getattr(module, "shown", None)
     return shown(cfg, record, reused) if shown else record.get("result")

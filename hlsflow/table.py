@@ -5,15 +5,16 @@ each of them whether a point is current. Modules are named, not imported, so tha
 stands below everything that reads it.
 
 A stage module defines
-    made_from(cfg, project, **flags) -> dict    what its results are a function of (its manifest key);
-                                                `project` is the convert record (None for convert)
-    work(cfg, into, project, **flags) -> Outcome  the work alone, writing into `into`
-    CURRENT, AGAIN                              the lines said when it is reused, or runs again
+    work(cfg, into, project, **flags) -> Outcome  the work alone, writing into `into`; `project` is
+                                                the convert record (None for convert itself)
 and may define
+    made_from(cfg, project, **flags) -> dict    what its results are a function of, the manifest's
+                                                key (default: the project alone)
     ready(cfg, **flags)                         checks that must pass before it runs (not when reused)
     shown(cfg, record, reused) -> dict          what a finished or reused run prints and returns
+    CURRENT, AGAIN                              the lines said when it is reused, or runs again
 
-Adding a stage: a module with those functions and a row here.
+Adding a stage: a module with its `work` and a row here.
 """
 
 from dataclasses import dataclass

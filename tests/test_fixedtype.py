@@ -57,6 +57,9 @@ def test_hls4ml_precisions():
     assert from_hls4ml(fixed) == FixedType(18, 8, False, "RND", "SAT", 1)
     assert from_hls4ml(types.FixedPrecisionType(16, 6)) == FixedType(16, 6)
     assert from_hls4ml(types.IntegerPrecisionType(5, signed=False)) == FixedType(5, 5, False)
+    # a backend's own subclass, as the Vivado backend's converted model holds
+    backend_fixed = type("APFixedPrecisionType", (types.FixedPrecisionType,), {})
+    assert from_hls4ml(backend_fixed(12, 4, True, "RND")) == FixedType(12, 4, True, "RND")
     for other in (types.XnorPrecisionType(), types.ExponentPrecisionType()):
         with pytest.raises(NotFixedPoint):
             from_hls4ml(other)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TESTS_DIR
 from hlsflow.stages import report
 
-FIXTURES = Path(__file__).resolve().parent / "report_fixtures"
+FIXTURES = TESTS_DIR / "report_fixtures"
 WILD = FIXTURES / "wild"
 EXPECTED = json.loads((FIXTURES / "wild_expected.json").read_text())["cases"]
 CASES = sorted(p.name for p in WILD.iterdir() if p.is_dir())

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parent / "data"
+from conftest import TESTS_DIR  # noqa: E402
+
+DATA = TESTS_DIR / "data"
 
 
 def hlsflow(*args, cwd, env=None):

@@ -115,8 +115,8 @@ def test_mac_of_exact_products_too_wide_for_float64(a_t, acc):
 
 def _layerwise(cfg_path: Path, n: int, out_name="traced"):
     """Every layer of the fast engine against hls4ml's per-layer trace, and the outputs against predict()."""
-    from hlsflow.stages import emulate
     from hlsflow.emulator import fastemu
+    from hlsflow.emulator.cpp import cpp_trace
     from hlsflow.config import load_config
     from hlsflow.loading import load_keras_model, load_samples, resolve_samples
 
@@ -124,7 +124,7 @@ def _layerwise(cfg_path: Path, n: int, out_name="traced"):
     keras_model = load_keras_model(cfg.keras_model)
     x, _ = load_samples(resolve_samples(cfg), tuple(keras_model.inputs[0].shape), n)
     work = cfg_path.parent / out_name
-    hls_model, trace = emulate.cpp_trace(cfg, keras_model, x, work)
+    hls_model, trace = cpp_trace(cfg, keras_model, x, work)
     engine = fastemu.build(hls_model, work)
     y, fast = engine.run(x, trace=True)
     compared = []
