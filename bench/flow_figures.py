@@ -125,7 +125,7 @@ def throughput(n_images: int) -> dict:
 def design_limit() -> dict:
     """MACs, the DSP-bound minimum latency, and the preflight's estimates for the configured design."""
     from hlsflow import parts
-    from hlsflow.stages import preflight
+    from hlsflow import preflight
 
     cfg = load_config()
     keras_model = load_keras_model(cfg.keras_model)

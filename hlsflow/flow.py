@@ -104,9 +104,15 @@ def convert(cfg, force=False) -> dict:
 
 
 def check(cfg, strict=False):
-    from .stages import convert as convert_stage  # `hlsflow check`: the preflight, written nowhere
+    """`hlsflow check`: the preflight of the design converted in memory; nothing is written."""
+    from . import preflight
+    from .design import in_memory
+    from .loading import load_keras_model
 
-    result = convert_stage.check_only(cfg)
+    keras_model = load_keras_model(cfg.keras_model)
+    with in_memory(keras_model, cfg) as hls_model:
+        result = preflight.run(hls_model, cfg)
+    preflight.print_report(result)
     if result.errors or (strict and not result.fits):
         raise FlowError(f"Preflight found {len(result.errors)} error(s) and the design "
                         f"{'fits' if result.fits else 'does not fit'} (estimate): fix what it lists above.",

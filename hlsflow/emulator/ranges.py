@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import FixedType
+from .. import fixedtype
+from ..fixedtype import FixedType
 from ..design import in_memory
 
 # Layers whose accumulator holds a sum we can bound from Keras values.
@@ -65,10 +66,8 @@ class Finding:
 
 
 def fixed_type(precision) -> FixedType:
-    """A FixedType from an hls4ml precision object (FixedPrecisionType or IntegerPrecisionType)."""
-    width = int(getattr(precision, "width", 0))
-    integer = int(getattr(precision, "integer", width))
-    return FixedType(signed=bool(getattr(precision, "signed", True)), width=width, integer=integer)
+    """The FixedType of an hls4ml precision object (fixed-point or integer)."""
+    return fixedtype.from_hls4ml(precision)
 
 
 def _modes(precision) -> str:

@@ -16,8 +16,9 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import console, flow
-from ..config import FixedType, config_is_for, parse_precision
+from .. import console, flow, preflight
+from ..config import config_is_for, parse_precision
+from ..fixedtype import FixedType
 from ..design import in_memory
 from ..emulator import ranges
 from ..emulator.ranges import Finding, fixed_type, type_text
@@ -101,9 +102,9 @@ def _bits(findings, changes: dict) -> int:
 def resource_estimate(cfg, keras_model) -> tuple:
     """(DSP, BRAM_18K) estimates: the preflight's multipliers, each taking more than one DSP48 when
     its operands outgrow 25x18 bits, and its weight storage. Estimates only; Vivado gives real ones."""
-    report = flow.check(cfg)  # the preflight, in memory: the flow is this module's one door to the stages
     dsp = 0
-    with in_memory(keras_model, cfg) as hls_model:  # the graph the preflight read, for each layer's input type
+    with in_memory(keras_model, cfg) as hls_model:
+        report = preflight.run(hls_model, cfg)
         layers = {layer.name: layer for layer in hls_model.get_layers()}
         for est in report.layers:
             data = fixed_type(layers[est.name].get_input_variable().type.precision).width
@@ -133,7 +134,9 @@ class Tuner:
         try:
             with contextlib.redirect_stdout(captured):
                 # As `hlsflow csim` on the step's folder: converted first when not current, csim recorded there.
-                r = flow.csim(trial_cfg, samples=self.samples, max_samples=self.max_samples, quiet_advice=True)
+                # min_agreement=0: the config's gate is the target tune measures against, not a reason to stop
+                r = flow.csim(trial_cfg, samples=self.samples, max_samples=self.max_samples, quiet_advice=True,
+                              min_agreement=0)
                 trial.dsp, trial.bram = resource_estimate(trial_cfg, self.keras_model)
         except FlowError:
             console.say(captured.getvalue()[-3000:])

@@ -14,11 +14,11 @@ import shutil
 from pathlib import Path
 
 from .. import console
-from ..design import convert_model, in_memory
+from ..design import convert_model
 from ..errors import FlowError
 from ..loading import load_keras_model, model_files
 from ..state import outdir
-from . import preflight
+from .. import preflight
 
 
 def layer_rows(hls_model, cfg) -> list:
@@ -142,12 +142,3 @@ def shown(cfg, record: dict, reused: bool) -> dict:
         console.say(f"HLS project written to {out}" + (f"; model graph in {out / graph}" if graph else ""))
         console.say(f"Project tree sha256: {record['tree_hash']}")
     return record
-
-
-def check_only(cfg):
-    """Preflight alone (`hlsflow check`): convert in memory, write nothing."""
-    keras_model = load_keras_model(cfg.keras_model)
-    with in_memory(keras_model, cfg) as hls_model:
-        result = preflight.run(hls_model, cfg)
-    preflight.print_report(result)
-    return result

@@ -21,7 +21,7 @@ from pathlib import Path
 from .. import console, parts
 from ..errors import FlowError
 from ..files import write_atomically
-from . import preflight
+from .. import preflight
 
 DEFAULT_MARGIN = 0.8  # of the part's DSPs and BRAM: routing and the rest of the design need some
 
@@ -281,18 +281,15 @@ def plan_yaml(plan: Plan, cfg, target: Path, dsp_margin: float, bram_margin: flo
 def plan(cfg, dsp_margin=None, bram_margin=None, write=None) -> dict:
     """Plan, print, write the config, and check it: hls4ml keeps every ReuseFactor and preflight
     says it fits."""
-    import tempfile
-
     from ..config import load_config
+    from ..design import in_memory
     from ..loading import load_keras_model
-    from .convert import convert_model
 
     dsp_margin, bram_margin = _margin(dsp_margin, "dsp-margin"), _margin(bram_margin, "bram-margin")
     target = plan_target(cfg, write)
     console.step(f"Loading {cfg.keras_model}")
     keras_model = load_keras_model(cfg.keras_model)
-    with tempfile.TemporaryDirectory() as tmp:
-        hls_model, _ = convert_model(keras_model, cfg, Path(tmp) / "prj")
+    with in_memory(keras_model, cfg) as hls_model:
         result = make_plan(hls_model, cfg, dsp_margin, bram_margin)
     print_plan(result, cfg, dsp_margin, bram_margin)
     try:
@@ -303,8 +300,7 @@ def plan(cfg, dsp_margin=None, bram_margin=None, write=None) -> dict:
 
     # The written config, read back as any config is, converted by hls4ml, checked by preflight.
     planned = load_config(target, announce=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        hls_model, _ = convert_model(keras_model, planned, Path(tmp) / "prj")
+    with in_memory(keras_model, planned) as hls_model:
         check = preflight.run(hls_model, planned)
     changed = [e.name for e in check.layers if e.reuse_used != e.reuse_requested]
     if changed or check.errors:

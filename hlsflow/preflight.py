@@ -7,7 +7,7 @@ ReuseFactor per layer, weight storage = weights x bit width); only Vivado gives 
 import math
 from dataclasses import dataclass, field
 
-from .. import console, parts
+from . import console, parts
 
 BRAM_18K_BITS = 18 * 1024
 # Above this many input values, an io_parallel convolution is fully unrolled by g++ and Vivado:
