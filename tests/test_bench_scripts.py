@@ -329,3 +329,14 @@ def test_checker_catches_same_arity_wrong_meaning(tmp_path):
     problems = Checker(tmp_path / "fake.py", source).run().problems
     assert [p.split(":")[1] for p in problems] == ["5", "8"], "\n".join(problems)
     assert "project gets a str" in problems[0] and "n_out gets a str" in problems[1]
+
+
+@pytest.mark.parametrize("skipped", ["not measured: --skip-image", {"error": "no engine"}])
+def test_bench_table_renders_what_was_not_measured(skipped):
+    # The last step of a run that took many minutes: `invoke bench --skip-image` once failed here.
+    from bench import run
+
+    figures = {"machine": "test", "date": "today", "flow": {}, "noop": {"error": "no image"},
+               "image": skipped if isinstance(skipped, str) else "not measured: no engine", "dispatch": skipped}
+    text = run.render(figures)
+    assert "not measured" in text and "no image" in text
