@@ -205,7 +205,7 @@ def table(fig: dict) -> str:
     elif img:
         rows.append(("Image", img, "", "", ""))
     disp = fig.get("dispatch")
-    if disp and "error" not in disp:
+    if isinstance(disp, dict) and "error" not in disp:  # a str when skipped (--skip-image) or failed
         ratio = disp["ours_s"] / disp["bare_s"]
         rows.append(("`invoke convert` from the host (container) vs bare hls4ml script", _fmt_s(disp["ours_s"]),
                      _fmt_s(disp["bare_s"]), f"{ratio:.2f}x", f"<= 1.15x: {_verdict(ratio <= 1.15)}"))
@@ -249,12 +249,13 @@ def main(cold=False, skip_image=False):
             figures["dispatch"] = dispatch_overhead()
         except FlowError as exc:
             figures["image"] = figures["dispatch"] = f"not measured: {exc}"
-    text = render(figures)
-    console.say(text)
     results = REPO / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"{figures['date']}.md").write_text(text)
+    # The figures first: they took many minutes, and a table that fails to render must not lose them.
     (results / f"{figures['date']}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    text = render(figures)
+    console.say(text)
+    (results / f"{figures['date']}.md").write_text(text)
     return figures
 
 

@@ -10,10 +10,9 @@ stages never call each other: they meet here. One run at a time works on an outp
 import importlib
 from pathlib import Path
 
-from . import console
+from . import console, table
 from .errors import FlowError
 from .loading import read_samples, resolve_samples
-from . import table
 from .state import outdir
 
 
@@ -51,14 +50,15 @@ def _require(row: table.Row, cfg, upstream: dict):
     for name in row.requires:
         if name == "convert" or outdir.made_from(cfg.output_dir, name, project):
             continue
-        why = ("no synthesis results" if outdir.stage_record(cfg.output_dir, name) is None
-               else "the synthesis results are not current") if name == "synth" else f"no current {name} results"
-        console.step(f"{row.name}: {why} in {cfg.output_dir}; {_ING.get(name, 'running ' + name)} first")
+        noun, doing = _WORDS.get(name, (name, f"running {name}"))
+        why = f"no {noun} results" if outdir.stage_record(cfg.output_dir, name) is None else \
+            f"the {noun} results are not current"
+        console.step(f"{row.name}: {why} in {cfg.output_dir}; {doing} first")
         run_stage(name, cfg, **upstream.get(name, {}))
     return outdir.require_project(cfg)
 
 
-_ING = {"synth": "synthesising", "csim": "emulating", "convert": "converting"}
+_WORDS = {"synth": ("synthesis", "synthesising"), "csim": ("emulation", "emulating")}  # in the lines above
 
 
 def run_stage(name: str, cfg, force=False, upstream=None, require=True, **flags) -> dict:

@@ -1,5 +1,5 @@
 """The tasks users run: `hlsflow TASK` (installed), `invoke TASK` in a checkout, or `docker run
-IMAGE TASK`. Each task is a few lines calling one stage; cli.py's decorators give every flow task
+IMAGE TASK`. Each task is a few lines calling one stage; kinds.py's decorators give every flow task
 the shared flags and declare which of its arguments are paths, so the host side can check and
 mount them (launcher.py)."""
 

@@ -5,7 +5,7 @@ wheelhouse (wheels.py) and the Debian base is pinned or bootstrapped here (debia
 Debian packages of every build are checked against docker/debian-packages.lock before the image
 is tagged, from the SBOM the build puts into the image (sbom.py).
 Builds go through the Docker SDK's classic builder, whose layer cache makes an unchanged rebuild
-take seconds. Handing the image on is handover.py; finding the engine is engine.py.
+take seconds. Handing the image on is handover.py; finding Docker or Podman is containers.py.
 """
 
 import contextlib

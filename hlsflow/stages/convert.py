@@ -1,8 +1,8 @@
 """Keras model + flow config -> hls4ml ModelGraph -> HLS project on disk.
 
-The project is written into a staging directory beside the output (the runner's, table.py) and
-moved into place only when complete, so a failure never leaves a half-written project that looks finished and the
-previous good one survives. The project is a function of the design alone: the same model and
+The project is written into a staging directory beside the output (outdir.staging, as table.py
+says of convert) and moved into place only when complete, so a failure never leaves a
+half-written project that looks finished and the previous good one survives. The project is a function of the design alone: the same model and
 config give the same bytes in any folder, on any machine (see _neutralise). What marks a complete
 project, and whether it is current, is outdir.py's business.
 """

@@ -184,7 +184,7 @@ def remember_command(text: str) -> None:
 
 
 def command_line() -> str:
-    """The command as the user typed it (cli.py remembers it; the launcher passes the host's into
+    """The command as the user typed it (cli/program.py remembers it; the launcher passes the host's into
     the container)."""
     return _command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
