@@ -18,7 +18,8 @@ from .errors import FlowError
 def check_layers_supported(keras_model) -> None:
     from hls4ml.converters.keras_v2_to_hls import get_supported_keras_layers
 
-    supported = set(get_supported_keras_layers()) | {"InputLayer"}
+    # hls4ml 1.3.0 removes Dropout itself (its Keras converter's skip_layers): no reason to refuse it.
+    supported = set(get_supported_keras_layers()) | {"InputLayer", "Dropout"}
     for layer in keras_model.layers:
         cls = layer.__class__.__name__
         if cls not in supported:

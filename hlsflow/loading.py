@@ -51,10 +51,73 @@ def load_keras_model(path):
             raise FlowError(f"{path} has a Lambda layer (Python code inside the model), which Keras loads only from "
                             "trusted files and hls4ml cannot convert: replace the Lambda layer with built-in Keras "
                             "layers and save the model again.") from exc
+        unknown = unknown_layers(files[0], tf)
+        if unknown:
+            raise FlowError(_unknown_layers_sentence(path, unknown)) from exc
         reason = _first_sentence(text) or type(exc).__name__
         raise FlowError(f"{path} is not a Keras model TensorFlow {tf.__version__} can load ({reason}): "
                         "give a .keras, .h5 or .json file saved by Keras.") from exc
     return model
+
+
+# Layers of the quantization-aware libraries hls4ml users train with, to name the package a model
+# needs (Keras's own error for them is "'str' object is not callable" or "Unknown layer").
+QKERAS_LAYERS = {"QDense", "QConv1D", "QConv2D", "QConv2DTranspose", "QActivation", "QAdaptiveActivation",
+                 "QBatchNormalization", "QConv2DBatchnorm", "QDepthwiseConv2DBatchnorm", "QDenseBatchnorm",
+                 "QDepthwiseConv2D", "QSeparableConv1D", "QSeparableConv2D", "QAveragePooling2D",
+                 "QGlobalAveragePooling2D", "QSimpleRNN", "QLSTM", "QGRU", "QBidirectional"}
+HGQ_LAYERS = {"FixedPointQuantizer", "HQuantize", "HDense", "HConv1D", "HConv2D", "HActivation", "HAdd",
+              "HBatchNormalization", "HDenseBatchNorm", "HConv2DBatchNorm", "HConv1DBatchNorm", "PReshape",
+              "PFlatten", "PConcatenate", "PDropout", "PMaxPooling1D", "PMaxPooling2D", "PAveragePooling1D",
+              "PAveragePooling2D", "Signature"}
+
+
+# Keras's own layer classes that tf.keras.layers does not list (a TensorFlow op used as a layer).
+KERAS_INTERNAL = {"TFOpLambda", "SlicingOpLambda", "Functional", "Sequential", "Model"}
+
+
+def _model_config(path: Path):
+    """The model's architecture as Keras saved it (a .keras zip's config.json, an .h5's
+    model_config, a .json file), or None when it cannot be read."""
+    import json
+    import zipfile
+
+    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json"))
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            text = handle.attrs.get("model_config")
+        return json.loads(text) if text is not None else None
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def unknown_layers(path: Path, tf) -> list:
+    """Class names of the model's layers that are not Keras's own, in order, once each."""
+    config = _model_config(Path(path))
+    layers = ((config or {}).get("config") or {}).get("layers") if isinstance(config, dict) else None
+    names = []
+    for layer in layers if isinstance(layers, list) else []:
+        name = layer.get("class_name") if isinstance(layer, dict) else None
+        if isinstance(name, str) and not hasattr(tf.keras.layers, name) and name not in KERAS_INTERNAL \
+                and name not in names:
+            names.append(name)
+    return names
+
+
+def _unknown_layers_sentence(path, names: list) -> str:
+    for package, known in (("QKeras", QKERAS_LAYERS), ("HGQ", HGQ_LAYERS)):
+        found = [n for n in names if n in known]
+        if found:
+            return (f"{path} is a {package} model (it uses {', '.join(found)}), and {package} is not in hlsflow's "
+                    f"image yet, so the model cannot be loaded: rebuild it from built-in Keras layers to run it now.")
+    return (f"{path} uses the custom layer{'s' if len(names) > 1 else ''} {', '.join(names)}, which Keras cannot "
+            "load without its code and hls4ml cannot convert: rebuild the model from built-in Keras layers.")
 
 
 def _first_sentence(text: str, limit: int = 200) -> str:

@@ -85,7 +85,7 @@ def error_lines(proc) -> list:
 
 @pytest.fixture(scope="session")
 def small_project(tmp_path_factory):
-    """A small CNN with an Add skip connection, its samples and a flow config, under TF 2.15.
+    """A small CNN with an Add skip connection and a Dropout, its samples and a flow config, under TF 2.15.
     The part is the 2018.2 fixture's, so a stand-in synthesis report matches the configured part."""
     import numpy as np
     import tensorflow as tf
@@ -103,6 +103,7 @@ def small_project(tmp_path_factory):
     s = layers.Activation("relu", name="r2")(s)
     s = layers.MaxPooling2D(2, name="pool")(s)
     s = layers.GlobalAveragePooling2D(name="gap")(s)
+    s = layers.Dropout(0.25, name="drop")(s)  # in most trained models; hls4ml removes it
     out = layers.Activation("softmax", name="sm")(layers.Dense(5, name="fc")(s))
     model = tf.keras.Model(inp, out)
     # Sharpen the classifier so top-1 labels have a margin a 16-bit design can keep

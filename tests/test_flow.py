@@ -32,6 +32,7 @@ def test_convert_and_emulate_a_skip_connection_under_tf_2_15(converted):
     record = json.loads((out / "manifest.json").read_text())["stages"]["convert"]
     types = {row["name"]: row["type"] for row in record["result"]["layers"]}
     assert types["skip"] == "Merge" and types["c1"] == "Conv2D"
+    assert "drop" not in types  # the Dropout is accepted, and removed by hls4ml
     assert (out / "firmware" / "myproject.cpp").exists() and (out / "build_prj.tcl").exists()
     assert (out / "model_graph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| skip" in proc.stdout and "RF requested" in proc.stdout

@@ -28,6 +28,12 @@ def bad_models(tmp_path_factory):
     out = tf.keras.layers.Conv2DTranspose(2, 2, name="upconv")(inp)
     tf.keras.Model(inp, out).save(root / "unsupported.keras")
     (root / "a_file").write_text("")
+
+    class QDense(tf.keras.layers.Dense):  # a layer named as QKeras's, whose code the loader does not have
+        pass
+
+    inp = tf.keras.Input((4,))
+    tf.keras.Model(inp, QDense(2, name="qfc")(inp)).save(root / "qkeras_like.keras")
     return root
 
 
@@ -40,10 +46,11 @@ def cases(bad):
         (["--reuse-factor", "0"], "ReuseFactor '0' (--reuse-factor) is not a positive integer"),
         (["--part", "xc7z999clg400-1"], "Unknown part 'xc7z999clg400-1'"),
         (["--out", bad / "a_file" / "prj"], "Cannot write the output directory"),
+        (["--model", bad / "qkeras_like.keras"], "is a QKeras model (it uses QDense), and QKeras is not in"),
     ]
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_bad_convert_input(converted, bad_models, index):
     project, _ = converted
     flags, message = cases(bad_models)[index]
