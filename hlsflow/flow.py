@@ -54,8 +54,8 @@ def _require(row: table.Row, cfg, upstream: dict):
         why = f"no {noun} results" if outdir.stage_record(cfg.output_dir, name) is None else \
             f"the {noun} results are not current"
         console.step(f"{row.name}: {why} in {cfg.output_dir}; {doing} first")
-        run_stage(name, cfg, **upstream.get(name, {}))
-    return outdir.require_project(cfg)
+        run_stage(name, cfg, **upstream.get(name, {}))  # leaves the project as it is
+    return project
 
 
 _WORDS = {"synth": ("synthesis", "synthesising"), "csim": ("emulation", "emulating")}  # in the lines above
@@ -65,9 +65,8 @@ def run_stage(name: str, cfg, force=False, upstream=None, require=True, **flags)
     """One stage on cfg's output directory (locked by the caller): what it requires first, then its
     work unless its results are current. `upstream` holds flags for the stages it requires;
     `require=False` takes the results it would require as they are (the project must be current)."""
-    row = table.row(name)
-    project = _require(row, cfg, upstream or {}) if require else outdir.require_project(cfg)
-    row, module, stage = _stage(name, cfg, project, flags)
+    project = _require(table.row(name), cfg, upstream or {}) if require else outdir.require_project(cfg)
+    _, module, stage = _stage(name, cfg, project, flags)
     ready = getattr(module, "ready", None)
     record, reused = stage.run(
         lambda into: module.work(cfg, into, project, **flags), force=force,

@@ -450,9 +450,6 @@ class Stage:
             return CHANGED, f"{rel}{more} {what} since it ran"
         return CURRENT, "nothing it depends on changed"
 
-    def record(self) -> dict:
-        return stage_record(self.out_dir, self.name) or {}
-
     def run(self, work, force=False, current=None, again=None, ready=None) -> tuple:
         """(record, reused): the recorded results when they are current (saying `current`), else
         `ready()`, then `work(into)` -> Outcome recorded as done. A stage that is not `in_place`
@@ -461,8 +458,7 @@ class Stage:
         if state == CURRENT and not force:
             if current:
                 console.step(current)
-            self.reuse()
-            return self.record(), True
+            return self.reuse(), True
         if ready:
             ready()
         if again and state not in (MISSING, CURRENT):
@@ -478,11 +474,11 @@ class Stage:
                          sources=outcome.sources)
 
     def reuse(self) -> dict:
-        """Record a run that reused the results; returns the stage's recorded result."""
+        """Record a run that reused the results; returns the stage's record."""
         manifest = Manifest(self.out_dir)
         manifest.add_run(self.name, _now(), 0.0, "ok", 0, reused=True)
         manifest.save()
-        return manifest.stages[self.name].get("result") or {}
+        return manifest.stages[self.name]
 
     @contextlib.contextmanager
     def running(self):
