@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO_ROOT, flow_env, run_invoke
+from layerwise import config as _config, layerwise as _layerwise
 
 ROUNDING = ["TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV"]
 OVERFLOW = ["WRAP", "SAT", "SAT_ZERO", "SAT_SYM"]
@@ -111,46 +112,6 @@ def test_mac_of_exact_products_too_wide_for_float64(a_t, acc):
     expected = [[wrap((sum(int(a[p, i]) * int(w[i, j]) for i in range(24)) << shift) + int(bias[j]))
                  for j in range(3)] for p in range(6)]
     assert np.array_equal(fp.mac(a, a_t, w, w_frac, bias, acc), np.array(expected, dtype=np.int64))
-
-
-def _layerwise(cfg_path: Path, n: int, out_name="traced"):
-    """Every layer of the fast engine against hls4ml's per-layer trace, and the outputs against predict()."""
-    from hlsflow.emulator import fastemu
-    from hlsflow.emulator.cpp import cpp_trace
-    from hlsflow.config import load_config
-    from hlsflow.loading import load_keras_model, load_samples, resolve_samples
-
-    cfg = load_config(path=cfg_path, announce=False)
-    keras_model = load_keras_model(cfg.keras_model)
-    x, _ = load_samples(resolve_samples(cfg), tuple(keras_model.inputs[0].shape), n)
-    work = cfg_path.parent / out_name
-    hls_model, trace = cpp_trace(cfg, keras_model, x, work)
-    engine = fastemu.build(hls_model, work)
-    y, fast = engine.run(x, trace=True)
-    compared = []
-    for name in engine.layer_names:
-        if name in trace:
-            cpp = np.asarray(trace[name], dtype=np.float64).reshape(len(x), -1)
-            assert np.array_equal(cpp, fast[name]), f"layer {name} differs from hls4ml's trace"
-            compared.append(name)
-    y_cpp = hls_model.predict(np.ascontiguousarray(x)).reshape(len(x), -1).astype(np.float32)
-    assert np.array_equal(y_cpp.view(np.uint32), y.view(np.uint32))
-    return compared, engine
-
-
-def _config(tmp_path: Path, model: Path, samples: Path, precision="ap_fixed<16,6>", io_type="io_parallel",
-            strategy="Latency", reuse=1, layer_types=None) -> Path:
-    import tensorflow as tf
-
-    from hlsflow.stages.starter import render_config, starter_hls_config
-
-    keras_model = tf.keras.models.load_model(model)
-    hls = starter_hls_config(keras_model, precision=precision, reuse_factor=reuse, strategy=strategy)
-    for layer, types in (layer_types or {}).items():
-        hls["LayerName"].setdefault(layer, {}).setdefault("Precision", {}).update(types)
-    path = tmp_path / "flow.yml"
-    path.write_text(render_config(hls, str(model), "prj", str(samples), io_type=io_type))
-    return path
 
 
 def test_reference_model_layer_by_layer():
