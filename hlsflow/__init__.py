@@ -6,8 +6,9 @@ The folders are the design:
 - flow.py    runs the stages of table.py in order, each after what it requires;
 - stages/    one module per stage or command: its work alone (convert, emulate, synthesize,
              report, plan, profile, starter, preflight);
-- emulator/  bit-accurate emulation: the fast engine on exact ap_fixed arithmetic, hls4ml's
-             C++ path, and the ranges of Keras values against the design's types;
+- emulator/  bit-accurate emulation: the fast engine on exact ap_fixed arithmetic (fastemu,
+             with activations, spatial and quantizers), hls4ml's C++ path, the ranges of
+             Keras values against the design's types, and the types proposed from them;
 - search/    the flow over many designs: sweep (on Dask, cluster.py) and tune-precision;
 - state/     an output folder's state (outdir: manifest.json, what is current) and verify;
 - image/     the toolchain image: build, wheels, Debian base, SBOM, hand-over, Docker/Podman;

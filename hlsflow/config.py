@@ -30,7 +30,9 @@ STRATEGIES = ("Latency", "Resource")
 
 FLOW_DEFAULTS = {
     "synthesis": {"csim": False, "export": False, "vsynth": False, "timeout_s": 12 * 3600},
-    "emulation": {"samples": None, "max_samples": 300, "min_agreement": None},
+    # csim's gates: min_agreement for a classifier's labels, max_error (max |HLS - Keras|) for any
+    # output; metric "auto" picks the figure from the model's last activation (stages/emulate.py).
+    "emulation": {"samples": None, "max_samples": 300, "min_agreement": None, "max_error": None, "metric": "auto"},
 }
 
 def parse_precision(text, where: str = "precision") -> FixedType:

@@ -68,10 +68,29 @@ def convert_model(keras_model, cfg, output_dir):
             hls_model = hls4ml.converters.convert_from_keras_model(keras_model, **kwargs)
     except Exception as exc:
         console.say(captured.getvalue()[-2000:])
+        clash = _attribute_named_layers(keras_model)
+        if clash:
+            raise FlowError(f"hls4ml could not convert {cfg.keras_model.name} ({exc}): layer '{clash[0]}' has the name "
+                            "of one of hls4ml's layer attributes, which hls4ml 1.3.0 overwrites with the layer's "
+                            "output: rename that layer in Keras (e.g. to "
+                            f"'{clash[0]}_layer') and save the model again.") from exc
         raise FlowError(f"hls4ml could not convert {cfg.keras_model.name} ({exc}): check the layer and "
                         "precision settings named above.") from exc
     check_layer_names(keras_model, hls_model, cfg)
     return hls_model, captured.getvalue()
+
+
+def _attribute_named_layers(keras_model) -> list:
+    """Layers named like an attribute hls4ml keeps beside the layer's output variable (a Permute
+    named 'perm'): hls4ml stores the output under the layer's name, so the attribute is lost."""
+    import inspect
+
+    import hls4ml.model.layers as hls_layers
+
+    attributes = {"perm", "dims", "op", "data_format", "precision", "strategy", "reuse_factor", "implementation"}
+    for _, cls in inspect.getmembers(hls_layers, inspect.isclass):
+        attributes |= {attr.name for attr in getattr(cls, "_expected_attributes", [])}
+    return [layer.name for layer in keras_model.layers if layer.name in attributes]
 
 
 @contextlib.contextmanager

@@ -129,13 +129,13 @@ def _csim_checked(cfg, options: dict) -> dict:
     return options
 
 
-def csim(cfg, min_agreement=None, force=False, **options) -> dict:
+def csim(cfg, min_agreement=None, max_error=None, force=False, **options) -> dict:
     from .stages import emulate
 
     options = _csim_checked(cfg, options)
     with _locked(cfg, options.get("samples")):
         result = run_stage("csim", cfg, force=force or bool(options["cross_check"]), **options)
-    emulate.gate(cfg, result, min_agreement)
+    emulate.gate(cfg, result, min_agreement, max_error)
     return result
 
 
@@ -166,7 +166,7 @@ def report(cfg, vivado=None, out=None, part=None, force=False) -> dict:
         return run_stage("report", cfg, force=force, upstream={"synth": {"vivado": vivado}})
 
 
-def run(cfg, samples=None, min_agreement=None, vivado=None, force=False) -> dict:
+def run(cfg, samples=None, min_agreement=None, vivado=None, force=False, max_error=None) -> dict:
     """The whole flow, the table's stages in order: convert, csim, synth (when Vivado is there),
     report; `force` redoes each."""
     from .stages import emulate, synthesize
@@ -183,5 +183,5 @@ def run(cfg, samples=None, min_agreement=None, vivado=None, force=False) -> dict
                 return results
             results[row.name] = run_stage(row.name, cfg, force=force, **flags.get(row.name, {}))
             if row.name == "csim":
-                emulate.gate(cfg, results["csim"], min_agreement)
+                emulate.gate(cfg, results["csim"], min_agreement, max_error)
     return results

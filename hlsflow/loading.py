@@ -39,21 +39,23 @@ def load_keras_model(path):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    objects, missing = _quantized_objects(unknown_layers(files[0], tf))
     try:
-        if files[0].suffix == ".json":
-            model = tf.keras.models.model_from_json(files[0].read_text())
-            model.load_weights(str(files[1]))
-        else:
-            model = tf.keras.models.load_model(str(files[0]), compile=False)
+        with tf.keras.utils.custom_object_scope(objects):
+            if files[0].suffix == ".json":
+                model = tf.keras.models.model_from_json(files[0].read_text())
+                model.load_weights(str(files[1]))
+            else:
+                model = tf.keras.models.load_model(str(files[0]), compile=False)
     except Exception as exc:  # Keras raises many types for a bad file; all mean the same to the user.
         text = " ".join(str(exc).split())
         if "Lambda" in text and "safe_mode" in text:
             raise FlowError(f"{path} has a Lambda layer (Python code inside the model), which Keras loads only from "
                             "trusted files and hls4ml cannot convert: replace the Lambda layer with built-in Keras "
                             "layers and save the model again.") from exc
-        unknown = unknown_layers(files[0], tf)
-        if unknown:
-            raise FlowError(_unknown_layers_sentence(path, unknown)) from exc
+        sentence = _unknown_layers_sentence(path, unknown_layers(files[0], tf), missing)
+        if sentence:
+            raise FlowError(sentence) from exc
         reason = _first_sentence(text) or type(exc).__name__
         raise FlowError(f"{path} is not a Keras model TensorFlow {tf.__version__} can load ({reason}): "
                         "give a .keras, .h5 or .json file saved by Keras.") from exc
@@ -69,7 +71,7 @@ QKERAS_LAYERS = {"QDense", "QConv1D", "QConv2D", "QConv2DTranspose", "QActivatio
 HGQ_LAYERS = {"FixedPointQuantizer", "HQuantize", "HDense", "HConv1D", "HConv2D", "HActivation", "HAdd",
               "HBatchNormalization", "HDenseBatchNorm", "HConv2DBatchNorm", "HConv1DBatchNorm", "PReshape",
               "PFlatten", "PConcatenate", "PDropout", "PMaxPooling1D", "PMaxPooling2D", "PAveragePooling1D",
-              "PAveragePooling2D", "Signature"}
+              "PAveragePooling2D", "Signature", "UnaryLUT"}
 
 
 # Keras's own layer classes that tf.keras.layers does not list (a TensorFlow op used as a layer).
@@ -110,12 +112,39 @@ def unknown_layers(path: Path, tf) -> list:
     return names
 
 
-def _unknown_layers_sentence(path, names: list) -> str:
+def _quantized_objects(names: list):
+    """(custom objects, {package: why it cannot be imported}) for a model whose layers `names` (not
+    Keras's own) include QKeras's or HGQ's. QKeras's layers and quantizers are passed to Keras by
+    name; HGQ's register themselves with Keras when it is imported. Nothing is imported for other
+    models: they load where neither package is installed."""
+    objects, missing = {}, {}
+    if any(n in QKERAS_LAYERS for n in names):
+        try:
+            from qkeras.utils import _add_supported_quantized_objects
+        except ImportError as exc:
+            missing["QKeras"] = str(exc)
+        else:
+            _add_supported_quantized_objects(objects)
+    if any(n in HGQ_LAYERS for n in names):
+        try:
+            import HGQ  # noqa: F401
+        except ImportError as exc:
+            missing["HGQ"] = str(exc)
+    return objects, missing
+
+
+def _unknown_layers_sentence(path, names: list, missing: dict) -> str:
+    """Why a model with layers `names` (not Keras's own) did not load, or "" when none of them is to blame."""
     for package, known in (("QKeras", QKERAS_LAYERS), ("HGQ", HGQ_LAYERS)):
         found = [n for n in names if n in known]
-        if found:
-            return (f"{path} is a {package} model (it uses {', '.join(found)}), and {package} is not in hlsflow's "
-                    f"image yet, so the model cannot be loaded: rebuild it from built-in Keras layers to run it now.")
+        if found and package in missing:
+            return (f"{path} is a {package} model (it uses {', '.join(found)}), and {package} cannot be imported here "
+                    f"({missing[package]}): run it in hlsflow's image, which has {package}.")
+    loaded = {n for package, known in (("QKeras", QKERAS_LAYERS), ("HGQ", HGQ_LAYERS)) for n in known
+              if package not in missing}
+    names = [n for n in names if n not in loaded]
+    if not names:
+        return ""
     return (f"{path} uses the custom layer{'s' if len(names) > 1 else ''} {', '.join(names)}, which Keras cannot "
             "load without its code and hls4ml cannot convert: rebuild the model from built-in Keras layers.")
 
@@ -146,7 +175,7 @@ def require_samples_file(path) -> None:
 
 
 def read_samples(path):
-    """(X, y or None) as stored in a .npz (X or x, optional y) or a .npy of inputs, checked for what
+    """(X, y or None) as stored in a .npz (X or x, optional y or Y) or a .npy of inputs, checked for what
     every model needs: numbers, real and finite (also as float32, what the model computes in), at
     least one sample, and numeric labels, one per sample. FlowError names the first problem.
     Needs no model: csim and flow run it before anything else."""
@@ -162,9 +191,11 @@ def read_samples(path):
             with data:
                 name = next((n for n in ("X", "x") if n in data.files), None)
                 if name is None:
-                    raise FlowError(f"{path} has no array named X (it holds {', '.join(data.files) or 'nothing'}): "
-                                    "save inputs as X (and labels as y) with np.savez.")
-                x, y = data[name], (data["y"] if "y" in data.files else None)
+                    raise FlowError(f"{path} has no array named X or x (it holds "
+                                    f"{', '.join(data.files) or 'nothing'}): save inputs as X (and labels as y) "
+                                    "with np.savez.")
+                label = next((n for n in ("y", "Y") if n in data.files), None)
+                x, y = data[name], (data[label] if label else None)
     except (OSError, ValueError, EOFError) as exc:
         reason = str(exc).split(".")[0] if "pickle" not in str(exc) else "it holds Python objects"
         raise FlowError(f"{path} is not a readable .npy/.npz file of numbers ({reason}): save samples as numeric "
@@ -192,9 +223,9 @@ def read_samples(path):
     return x, y
 
 
-def load_samples(path, input_shape, limit=None):
+def load_samples(path, input_shape, limit=None, labels_as_stored=False):
     """(X as float32, y as class indices or None), checked by read_samples and against the model's
-    input shape."""
+    input shape; `labels_as_stored` keeps y's own shape and values (csim tells classes from targets)."""
     import numpy as np
 
     x, y = read_samples(path)
@@ -205,6 +236,6 @@ def load_samples(path, input_shape, limit=None):
     if limit:
         x = x[:limit]
         y = y[:limit] if y is not None else None
-    if y is not None and y.ndim > 1:
+    if y is not None and y.ndim > 1 and not labels_as_stored:
         y = y.argmax(axis=1)
     return x.astype(np.float32), y

@@ -273,11 +273,14 @@ def test_csim_says_when_no_single_type_is_at_fault(tmp_path):
     model = tf.keras.Model(inp, layers.Dense(10, name="fc")(inp))
     model.get_layer("fc").set_weights([(0.1 + rng.normal(0, 0.002, (64, 10))).astype(np.float32), np.zeros(10, np.float32)])
     model.save(tmp_path / "m.keras")
-    np.savez(tmp_path / "s.npz", X=rng.uniform(0.5, 1.0, (200, 64)).astype(np.float32))
+    x = rng.uniform(0.5, 1.0, (200, 64)).astype(np.float32)
+    # Class labels make these ten linear outputs a classifier's logits: csim measures top-1 agreement.
+    np.savez(tmp_path / "s.npz", X=x, y=model.predict(x, verbose=0).argmax(1))
     hls = starter_hls_config(model, precision="ap_fixed<16,6>", reuse_factor=1, strategy="Latency")
     (tmp_path / "flow.yml").write_text(render_config(hls, "m.keras", "prj", "s.npz"))
     proc = run_invoke("csim", "--config", tmp_path / "flow.yml")
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "prj" / "csim.json").read_text())
+    assert result["metric"] == "top1"
     assert result["top1_agreement"] < 0.99 and result["layers_at_fault"] == []
     assert "No single data-path type is at fault" in proc.stdout

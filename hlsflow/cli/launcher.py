@@ -47,6 +47,7 @@ class Mounts:
         self.modes = {}
         self.outputs = []  # output directories, for the sentence a cancelled run ends with
         self.network = None  # "host" when a task talks to a server outside (a Dask scheduler)
+        self.env = {}  # what the task needs of the host's environment (SLURM_CONF)
 
     def read_only(self, path) -> None:
         path = os.path.abspath(path)
@@ -192,6 +193,14 @@ def mount_plan(collection, contexts, cwd=None) -> tuple:
                 absolute[name] = str(path)
         if any(values.get(name) for name in spec.network_flags):
             mounts.network = "host"
+        if absolute.get("jobqueue"):
+            # The batch system's client config and authentication (Slurm: slurm.conf, munge's socket).
+            from ..search.cluster import submit_host
+
+            folders, env = submit_host(absolute["jobqueue"])
+            for folder in folders:
+                mounts.read_only(folder)
+            mounts.env.update(env)
         argv.append(ctx.name)
         for name, arg in args.items():
             value = absolute.get(name, arg.value if arg.got_value else None)
@@ -330,6 +339,7 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None) -> int:
     image_id = found.id
     settings = container_settings(mounts)
     settings["network"] = mounts.network or settings["network"]
+    settings["env"].update(mounts.env)
     # The container cannot see which image it is: the manifests it writes record what we pass.
     settings["env"].update(HLSFLOW_IMAGE_ID=image_id, HLSFLOW_IMAGE_LABELS=json.dumps(found.labels or {}),
                            HLSFLOW_COMMAND=outdir.command_line())

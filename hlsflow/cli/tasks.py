@@ -9,6 +9,13 @@ from ..errors import FlowError
 from .kinds import flow_task, host_task, image_task
 
 SAMPLES_HELP = ".npy/.npz with X (and y)"
+MAX_ERROR_HELP = "fail when max |HLS - Keras| is above this (any output, in its own units)"
+
+
+def _max_error(value):
+    from ..errors import positive_number
+
+    return positive_number(value, "--max-error", "--max-error 0.05")
 
 
 @flow_task(help={"force": "convert even if the project is up to date"})
@@ -40,21 +47,23 @@ def plan(c, cfg, dsp_margin=None, bram_margin=None, write=None):
     stage.plan(cfg, dsp_margin=dsp_margin, bram_margin=bram_margin, write=write)
 
 
-@flow_task(help={"samples": SAMPLES_HELP, "min-agreement": "fail below this top-1 agreement (0-1)",
-                 "max-samples": "emulate at most this many", "workers": "cores to use (default: all)",
+@flow_task(help={"samples": SAMPLES_HELP, "min-agreement": "fail below this agreement of the predicted labels (0-1)",
+                 "max-error": MAX_ERROR_HELP, "max-samples": "emulate at most this many",
+                 "workers": "cores to use (default: all)",
                  "engine": "auto (fast unless a layer needs C++), fast, or cpp (hls4ml's C++ emulation)",
                  "cross-check": "run this many samples through both engines; fail on the first differing bit",
                  "force": "emulate again even if the results are up to date"},
            inputs=("samples",), checks={"min_agreement": "fraction", "max_samples": "count", "workers": "count",
-                                        "cross_check": "count"})
+                                        "cross_check": "count"},
+           auto_shortflags=False)  # out of letters: invoke offered "--" for --cross-check
 def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=None, engine=None, cross_check=None,
-         force=False):
+         force=False, max_error=None):
     """Bit-accurate emulation of the HLS project (not Vivado) compared with Keras; converts first when
     the project is missing or stale."""
     from .. import flow
 
     flow.csim(cfg, samples=samples, min_agreement=min_agreement, max_samples=max_samples, workers=workers,
-              engine=engine, cross_check=cross_check, force=force)
+              engine=engine, cross_check=cross_check, force=force, max_error=_max_error(max_error))
 
 
 @flow_task(help={"vivado": "Vivado 2018.2 install dir or vivado_hls binary", "csim": "also run Vivado's C "
@@ -80,14 +89,15 @@ def report(c, cfg, vivado=None, options=None):
     flow.report(cfg, vivado=vivado, out=options["out"], part=options["part"])
 
 
-@flow_task(help={"samples": SAMPLES_HELP, "min-agreement": "fail below this agreement",
+@flow_task(help={"samples": SAMPLES_HELP, "min-agreement": "fail below this agreement", "max-error": MAX_ERROR_HELP,
                  "vivado": "Vivado 2018.2 install dir", "force": "redo every stage even if up to date"},
            inputs=("samples", "vivado"), checks={"min_agreement": "fraction"})
-def flow(c, cfg, samples=None, min_agreement=None, vivado=None, force=False):
+def flow(c, cfg, samples=None, min_agreement=None, vivado=None, force=False, max_error=None):
     """convert, csim, synth (skipped with one line when no Vivado is found), report."""
     from .. import flow as stages
 
-    stages.run(cfg, samples=samples, min_agreement=min_agreement, vivado=vivado, force=force)
+    stages.run(cfg, samples=samples, min_agreement=min_agreement, vivado=vivado, force=force,
+               max_error=_max_error(max_error))
 
 
 @flow_task(help={"grid": "YAML of config keys to lists of values (ReuseFactor may be `plan`)",
@@ -144,14 +154,16 @@ def tune_precision(c, cfg, samples=None, max_samples=None, write=None, target=No
 
 @image_task(help={"model": "Keras model: .keras, .h5, or .json with weights beside it",
                   "config": "where to write it (default hls4ml_config.yml beside the model)",
-                  "samples": SAMPLES_HELP + ", recorded in the config", "part": "FPGA part",
+                  "samples": SAMPLES_HELP + ", recorded in the config; types are proposed from their ranges",
+                  "part": "FPGA part",
                   "io-type": "io_stream or io_parallel", "reuse-factor": "ReuseFactor for every layer",
                   "precision": "e.g. ap_fixed<16,6>", "clock": "clock period in ns",
                   "strategy": "Latency or Resource", "force": "overwrite an existing file"},
             inputs=("model", "samples"), outputs=("config",))
 def init(c, model=None, config=None, samples=None, part=None, io_type=None, reuse_factor=None, precision=None,
          clock=None, strategy=None, force=False):
-    """Write a starter config for your model: hls4ml's schema with per-layer entries, commented."""
+    """Write a starter config for your model: hls4ml's schema with per-layer entries, commented; with
+    --samples, types that fit the values the samples reach through the model."""
     from ..stages import starter
 
     starter.write_starter(model, config=config, samples=samples, part=part, io_type=io_type,

@@ -29,7 +29,7 @@ def fast_engine(cfg, keras_model, required: bool):
             if required:
                 raise FlowError(f"The fast engine cannot emulate this design: {exc}. Run with --engine cpp "
                                 "(or auto, which falls back by itself).") from None
-            console.say(f"Fast engine: {exc} has no fast implementation; csim uses the C++ emulation for the "
+            console.say(f"Fast engine: {exc}, so csim uses the C++ emulation for the "
                         "whole model.")
             return None
 
@@ -80,7 +80,7 @@ def layer_trace(cfg, keras_model, x, workdir: Path) -> tuple:
     try:
         engine = fastemu.build(hls_model, workdir)
     except Unsupported as exc:
-        console.say(f"Fast engine: {exc} has no fast implementation; the trace comes from hls4ml's C++ emulation.")
+        console.say(f"Fast engine: {exc}, so the trace comes from hls4ml's C++ emulation.")
         return cpp_trace(cfg, keras_model, x, workdir / "traced")
     console.step("Tracing every layer on the fast engine")
     _, trace = engine.run(x, trace=True)

@@ -8,7 +8,8 @@ What it is built from:
 - the layer graph, types and attributes: hls4ml's ModelGraph of the project's own configuration;
 - the weights: the project's firmware/weights/*.txt, read as the C++ reads them (strtod, then
   the weight type's rounding and overflow);
-- the softmax tables' sizes and types: the project's firmware/parameters.h and defines.h.
+- the softmax tables' sizes and types: the project's firmware/parameters.h and defines.h;
+  every other activation (tables, parameters, io_stream's variants) is activations.py's.
 A layer this engine does not reproduce raises Unsupported naming it; csim then runs the C++ path.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fixedpoint as fp
+from . import activations, fixedpoint as fp
 from ..fixedtype import FixedType
 from .fixedpoint import Unsupported
 
@@ -111,23 +112,33 @@ def _type_of(layer, name: str) -> FixedType:
 def _layer_fn(layer, cls, out_t: FixedType, project_dir: Path, types: dict):
     if cls in ("Clone",):
         return lambda ins: ins[0][0]
-    if cls in ("Reshape", "Flatten"):
-        return lambda ins: fp.convert(ins[0][0].reshape(len(ins[0][0]), -1), ins[0][1], out_t)
+    if cls in ("Reshape", "Flatten"):  # to the layer's own shape: a Conv or Pooling after it reads (N, H, W, C)
+        shape = tuple(layer.get_output_variable().shape)
+        return lambda ins: fp.convert(ins[0][0].reshape((len(ins[0][0]),) + shape), ins[0][1], out_t)
     if cls in ("ZeroPadding1D", "ZeroPadding2D"):
         return _zero_padding(layer, cls, out_t)
     if cls in DENSE_LIKE:
         return _dense_like(layer, cls, out_t, project_dir)
     if cls == "BatchNormalization":
         return _batchnorm(layer, out_t, project_dir)
-    if cls in ("Activation", "ReLU"):
-        return _activation(layer, out_t)
+    if cls in activations.CLASSES:
+        return activations.build(layer, out_t, project_dir, types, _weights)
     if cls == "Merge":
         return _merge(layer, out_t)
     if cls in ("GlobalPooling1D", "GlobalPooling2D", "Pooling1D", "Pooling2D"):
         return _pooling(layer, cls, out_t)
     if cls == "Softmax":
         return _softmax(layer, out_t, project_dir, types)
-    raise Unsupported("no fast implementation of this layer class")
+    if cls in ("ApplyAlpha", "FixedPointQuantizer"):  # QKeras's alpha scales, HGQ's quantizers
+        from . import quantizers
+
+        return quantizers.layer_fn(layer, cls, out_t, project_dir)
+    from . import spatial  # depthwise convolutions and the shape layers
+
+    run = spatial.layer_fn(layer, cls, out_t, project_dir)
+    if run is not None:
+        return run
+    raise Unsupported("no fast implementation of this layer class yet")
 
 
 def _zero_padding(layer, cls, out_t):
@@ -245,26 +256,6 @@ def _batchnorm(layer, out_t: FixedType, project_dir: Path):
     return run
 
 
-def _activation(layer, out_t: FixedType):
-    kind = str(_attr(layer, "activation", "linear")).lower()
-    if layer.class_name == "ReLU":
-        kind = "relu"
-    if kind == "linear":
-        return lambda ins: fp.convert(ins[0][0], ins[0][1], out_t)
-    if kind == "relu":
-        return lambda ins: fp.convert(_relu(ins[0][0]), ins[0][1], out_t)
-    raise Unsupported(f"activation {kind}")
-
-
-def _relu(raw: np.ndarray) -> np.ndarray:
-    from . import kernels
-
-    flat = np.ascontiguousarray(raw).reshape(-1)
-    out = np.empty_like(flat)
-    kernels.relu(flat, out)
-    return out.reshape(raw.shape)
-
-
 def _merge(layer, out_t: FixedType):
     op = str(layer.get_attr("op")).lower()
     if op not in ("add", "subtract", "multiply", "maximum", "minimum"):
@@ -308,7 +299,9 @@ def _pooling(layer, cls, out_t: FixedType):
     pads = [layer.get_attr(k) for k in (("pad_top", "pad_bottom", "pad_left", "pad_right") if two_d
                                          else ("pad_left", "pad_right"))]
     if any(pads):
-        raise Unsupported("padded pooling")
+        from . import spatial
+
+        return spatial.padded_pooling(layer, cls, out_t, op, acc_t)
     ph = layer.get_attr("pool_height") if two_d else 1
     pw = layer.get_attr("pool_width")
     sh = layer.get_attr("stride_height") if two_d else 1
@@ -365,10 +358,11 @@ def _softmax(layer, out_t: FixedType, project_dir: Path, types: dict):
     consts = dict(re.findall(r"static (?:const|constexpr) [\w:]+ (\w+) = ([^;]+);", body))
     typedefs = {name: text.strip() for text, name in re.findall(r"typedef ([^;]+?) (\w+);", body)}
     implementation = consts.get("implementation", "").split("::")[-1]
-    if implementation not in ("stable", "latency"):
-        raise Unsupported(f"softmax implementation {implementation or '?'}")
     if int(consts.get("n_outer", 1)) != 1 or int(consts.get("n_inner", 1)) != 1:
         raise Unsupported("softmax over an inner axis")
+    if implementation not in ("stable", "latency"):  # legacy and argmax: activations.py
+        in_t = fp.hls4ml_type(layer.get_input_variable().type.precision)
+        return activations.softmax_other(implementation, consts, in_t, out_t, project_dir)
 
     def typed(name):
         text = typedefs.get(name)

@@ -198,3 +198,28 @@ def merge_cast(a, b, k_a, k_b, op, shift, rounding, width, signed, ovf, out):
         else:
             r = min(u, v)
         out[p] = _requant(r, shift, rounding, width, signed, ovf)
+
+
+@njit(parallel=True, cache=False)
+def depthwise(x, w, bias, kh, kw, sh, sw, top, left, lshift, rshift, offset, out):
+    """DepthwiseConv (spatial.py): out[p, r, o, ch] = bias[ch] + sum over the window of
+    ((x * w) << lshift + offset) >> rshift, zero outside x (n, H, W, c); w is (kh * kw, c). The
+    sums wrap in int64, whose wrap-around the caller's accumulator wrap absorbs."""
+    n, h_in, w_in, c = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for q in prange(n * out_h):
+        p, r = q // out_h, q % out_h
+        for o in range(out_w):
+            for ch in range(c):
+                out[p, r, o, ch] = bias[ch]
+            for dh in range(kh):
+                hh = r * sh + dh - top
+                if hh < 0 or hh >= h_in:
+                    continue
+                for dw in range(kw):
+                    ww = o * sw + dw - left
+                    if ww < 0 or ww >= w_in:
+                        continue
+                    k = dh * kw + dw
+                    for ch in range(c):
+                        out[p, r, o, ch] += (((x[p, hh, ww, ch] * w[k, ch]) << lshift) + offset) >> rshift

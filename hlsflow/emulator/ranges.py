@@ -7,8 +7,6 @@ name the layers at fault, `hlsflow profile` to draw every type, `tune-precision`
 types it widens; so it imports none of them.
 """
 
-import contextlib
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,12 +89,39 @@ def type_text(t: FixedType, modes: str = "") -> str:
 def keras_layer_outputs(keras_model, x) -> dict:
     """Every Keras layer's output, as hls4ml's profiling names them: a layer with a built-in
     activation gives its pre-activation output under its own name and the activated one under
-    NAME_ACTIVATION, as hls4ml splits it."""
-    from hls4ml.model.profiling import get_ymodel_keras
+    NAME_ACTIVATION, as hls4ml splits it. Recurrent layers keep their activations inside (hls4ml
+    does not split them, and Keras will not let them be unset), so they give their output alone."""
+    import tensorflow as tf
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        outs = get_ymodel_keras(keras_model, x)
-    return {name: np.asarray(out) for name, out in outs.items()}
+    layers = [layer for layer in keras_model.layers
+              if not isinstance(layer, (tf.keras.layers.InputLayer, tf.keras.layers.Dropout))]
+    outputs, names = {}, []
+    for layer in layers:
+        name, activation = layer.name, getattr(layer, "activation", None)
+        label = getattr(activation, "__name__", None) or type(activation).__name__
+        if activation is not None and type(layer).__name__ not in ("Activation", "QActivation") and label != "linear":
+            try:
+                layer.activation = None
+            except AttributeError:  # an LSTM's or GRU's activation is its cell's, read-only
+                pass
+            else:
+                try:
+                    outputs[name] = _outputs_of(keras_model, [layer], x)[0]
+                finally:
+                    layer.activation = activation
+                name = f"{layer.name}_{label}"
+        names.append(name)
+    outputs.update(zip(names, _outputs_of(keras_model, layers, x)))
+    return outputs
+
+
+def _outputs_of(keras_model, layers, x) -> list:
+    """The outputs of `layers` on x, each as a numpy array."""
+    import tensorflow as tf
+
+    probe = tf.keras.Model(keras_model.inputs, [layer.output for layer in layers])
+    values = probe.predict(x, batch_size=64, verbose=0)
+    return [np.asarray(v) for v in (values if isinstance(values, list) else [values])]
 
 
 def _accumulator_values(layer, keras_out, keras_model):
@@ -105,6 +130,8 @@ def _accumulator_values(layer, keras_out, keras_model):
     if cls in ACCUM_FROM_OUTPUT:
         bias = layer.get_weights("bias") if "bias" in layer.weights else None
         return keras_out - (bias.data if bias is not None else 0.0)  # the sum before the bias is added
+    if cls in ACCUM_POOLING and str(layer.get_attr("pool_op", "Average")) == "Max":
+        return keras_out  # hls4ml takes the max in the accumulator type too
     if cls in ACCUM_POOLING and str(layer.get_attr("pool_op", "Average")) == "Average":
         shape = layer.get_input_variable().shape
         n = int(np.prod(shape[:-1])) if cls.startswith("Global") else \
@@ -157,7 +184,9 @@ def range_findings(hls_model, keras_model, keras_outs, x=None, values=None) -> l
         for type_key, named in layer.types.items():
             kind = type_key[:-2] if type_key.endswith("_t") else type_key
             precision = named.precision
-            if not hasattr(precision, "width"):
+            try:
+                fixed_type(precision)
+            except fixedtype.NotFixedPoint:  # e.g. ApplyAlpha's power-of-two scale (an exponent type)
                 continue
             vals = None
             if kind == "result":
@@ -174,7 +203,10 @@ def range_findings(hls_model, keras_model, keras_outs, x=None, values=None) -> l
                 vals = getattr(layer.weights[kind], "data", None)
             if vals is None or np.size(vals) == 0:
                 continue
-            f = _finding(layer, kind, vals, precision, source)
+            try:
+                f = _finding(layer, kind, vals, precision, source)
+            except fixedtype.NotFixedPoint:
+                continue  # a QKeras power-of-two (exponent) type: no fixed-point range to check
             if layer.class_name == "Softmax" and kind == "result":
                 f.underflow_share = 0.0  # tiny probabilities rounding to 0 do not change the label
             if kind == "exp_table":

@@ -28,7 +28,7 @@ from ..files import REPO_ROOT as ROOT
 from .containers import REPO, docker_client, image_ref
 from .debian_base import base_image, check_debian_packages
 from .sbom import packages_of
-from .wheels import LOCK, SBOM_LOCK, download_wheels, lock_versions
+from .wheels import LOCK, NODEPS_LOCK, SBOM_LOCK, download_wheels, lock_versions
 
 DOCKER_DIR = ROOT / "docker"
 BUILD_DIR = ROOT / "build"
@@ -64,7 +64,7 @@ def build_image(tag: str | None = None, no_cache: bool = False, allow_drift: boo
     }
     step(f"Building {ref} on {base}")
     started = time.monotonic()
-    with _build_context(wheels[LOCK], wheels[SBOM_LOCK]) as context:
+    with _build_context(wheels[LOCK] + wheels[NODEPS_LOCK], wheels[SBOM_LOCK]) as context:
         # Our own base already has every system package: prove the build needs no network.
         network = "none" if base.startswith("hlsflow-base:") else None
         image_id = _run_build(client, context, buildargs, no_cache, network)

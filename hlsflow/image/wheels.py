@@ -22,6 +22,9 @@ LOCK = DOCKER_DIR / "requirements.lock"
 # The SBOM generator's own lock: its wheels go to a separate folder of the build context, so the
 # image's venv layer never depends on them.
 SBOM_LOCK = DOCKER_DIR / "sbom-requirements.lock"
+# Packages installed with --no-deps after LOCK (docker/requirements-nodeps.in says why): each pin's
+# wheel hash only, no resolution. Their wheels go into the image's wheelhouse with LOCK's.
+NODEPS_LOCK = DOCKER_DIR / "requirements-nodeps.lock"
 # The format of the lock files follows pip-compile's version.
 PIP_TOOLS = "pip-tools==7.6.2"
 # Glibc 2.36 (bookworm) runs every manylinux wheel up to 2_36; pip needs each tag spelled out.
@@ -31,7 +34,8 @@ PLATFORMS = [f"manylinux_2_{v}_x86_64" for v in range(36, 16, -1)] + [
 
 def lock() -> None:
     """Regenerate docker/requirements.lock, sbom-requirements.lock and host-requirements.lock
-    from their .in files with pip-compile, installed into build/lock-venv when missing."""
+    from their .in files with pip-compile, installed into build/lock-venv when missing, and
+    requirements-nodeps.lock from its .in (hashes only, see _lock_nodeps)."""
     if sys.version_info[:2] != (3, 11):
         raise FlowError("`invoke lock` must run under Python 3.11, the image's Python, or the "
                         "lock would pin for another version: run it with a 3.11 interpreter.")
@@ -49,10 +53,30 @@ def lock() -> None:
                      "--no-header", "--allow-unsafe", "--no-emit-index-url",
                      "--no-emit-find-links", "--output-file", f"docker/{name}.lock",
                      f"docker/{name}.in"], f"pip-compile of docker/{name}.in", cwd=ROOT)
+    step("Locking docker/requirements-nodeps.in")
+    _lock_nodeps()
 
 
+def _lock_nodeps() -> None:
+    """requirements-nodeps.lock: each `name==version` of the .in with the hash of its wheel for the
+    image's platform, downloaded without its dependencies (pip-compile would resolve them)."""
+    source = NODEPS_LOCK.with_suffix(".in").read_text().splitlines()
+    pins = [line.split("#", 1)[0].strip() for line in source]
+    lines = []
+    with tempfile.TemporaryDirectory(dir=BUILD_DIR) as tmp:
+        for pin in filter(None, pins):
+            dest = Path(tmp) / pin
+            _check_call([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                         "--only-binary=:all:", "--dest", str(dest), "--python-version", "3.11",
+                         "--implementation", "cp", "--abi", "cp311",
+                         *(f"--platform={p}" for p in PLATFORMS), pin], f"pip download {pin}")
+            (whl,) = dest.glob("*.whl")
+            lines.append(f"{pin} \\\n    --hash=sha256:{sha256(whl)}")
+    NODEPS_LOCK.write_text("# Written by `invoke lock` from requirements-nodeps.in: install with "
+                           "--no-deps.\n" + "\n".join(lines) + "\n")
 
-def download_wheels(locks=(LOCK, SBOM_LOCK)) -> dict[Path, list[Path]]:
+
+def download_wheels(locks=(LOCK, NODEPS_LOCK, SBOM_LOCK)) -> dict[Path, list[Path]]:
     """Each lock's wheels, in build/wheelhouse: those already there are kept, the missing ones
     downloaded by the host's pip with every hash checked, stale ones (in no lock) removed."""
     per_lock = {lock: _lock_entries(lock) for lock in locks}

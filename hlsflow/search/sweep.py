@@ -39,7 +39,7 @@ PREFIX = {"ReuseFactor": "rf", "ClockPeriod": "clk"}  # in point names: rf4, clk
 PLAN = "plan"
 DEFAULT_GATE = 0.99
 COLUMNS = ("point", *KEYS, "status", "synthesis", "reused", "agreement", "keras_accuracy", "hls_accuracy",
-           "est_multipliers", "est_bram_18k", "fits_estimate", "latency_cycles", "latency_ns", "interval",
+           "max_abs_diff", "est_multipliers", "est_bram_18k", "fits_estimate", "latency_cycles", "latency_ns", "interval",
            "DSP", "BRAM_18K", "LUT", "FF", "fits", "timing_met", "stand_in", "seconds", "error")
 
 
@@ -105,6 +105,20 @@ def _plan_key(base) -> str:
     return outdir.digest({"design": outdir.design_inputs(base), "samples": base.flow["emulation"].get("samples")})
 
 
+def _config_here(options: dict):
+    """load_config as the sweep did. A sweep with no config file gives its points none either:
+    a worker elsewhere must not find one in its own working directory (the image's is its
+    checkout, /opt/hlsflow, with the reference config), so none is searched for."""
+    import tempfile
+
+    from ..config import load_config
+
+    if options.get("path"):
+        return load_config(**options)
+    with tempfile.TemporaryDirectory() as nowhere, contextlib.chdir(nowhere):
+        return load_config(**options)
+
+
 def point_config(spec: dict, make_plan: bool = True):
     """The point's FlowConfig: load_config with the point's flags. A `plan` point plans first
     (its <name>.plan.yml beside the point, kept while the design it was planned for is the
@@ -113,9 +127,9 @@ def point_config(spec: dict, make_plan: bool = True):
 
     options = dict(spec["options"], announce=False)
     if not spec["plan"]:
-        return load_config(**options)
+        return _config_here(options)
     plan_file, key_file = Path(spec["plan_file"]), Path(spec["plan_file"] + ".key")
-    base = load_config(**options)
+    base = _config_here(options)
     key = _plan_key(base)
     if not (plan_file.is_file() and key_file.is_file() and key_file.read_text().strip() == key):
         if not make_plan:
@@ -161,6 +175,8 @@ def collect_row(spec: dict, cfg) -> dict:
         result = csim.get("result") or {}
         row.update(agreement=result.get("top1_agreement"), keras_accuracy=result.get("keras_accuracy"),
                    hls_accuracy=result.get("hls_accuracy"))
+        if result.get("metric") == "error":  # a regression: no labels to agree on, its error instead
+            row["max_abs_diff"] = result.get("max_abs_diff")
     report_record = outdir.stage_record(cfg.output_dir, "report") or {}
     report = read_json(cfg.output_dir / "report.json") if report_record.get("status") == "ok" else None
     if report:
@@ -236,6 +252,12 @@ def run_point(spec: dict) -> dict:
             row = {"status": "failed", "error": f"{type(exc).__name__}: {exc} (traceback in {log})"}
         if row["status"] == "failed":
             console.say(f"FAILED: {row['error']}")
+    try:  # which worker ran it: a batch job's id is found from its name
+        from distributed import get_worker
+
+        row["worker"] = get_worker().name
+    except ValueError:  # not on a Dask worker
+        pass
     return {**_row_start(spec), **row, "reused": False, "seconds": round(time.monotonic() - start, 1)}
 
 
@@ -326,6 +348,10 @@ def render_pareto_png(rows: list, gate: float) -> bytes:
 
 def final_line(rows: list, gate: float) -> str:
     best = best_point(rows, gate)
+    if best is None and any(r.get("max_abs_diff") is not None for r in rows):
+        return ("No fastest point: this model's output is measured by its error against Keras, not by agreement "
+                "of labels, and the sweep picks its best point by agreement; compare max_abs_diff and latency in "
+                "the table.")
     if best is None:
         synthesised = sum(1 for r in rows if r.get("latency_cycles") is not None)
         why = "no point was synthesised" if not synthesised else \
@@ -422,7 +448,7 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
 
     with outdir.locked(sweep_dir):
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        rows, todo = {}, []
+        rows, todo, job_ids = {}, [], None
         for spec in specs:
             current = current_config(spec)
             if current is not None:
@@ -433,7 +459,9 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
                      f"(reused), {len(todo)} to run")
         if todo:
             with cluster.client(len(todo), scheduler=scheduler, jobqueue=jobqueue,
-                                memory_per_point=memory_per_point, workers=workers) as dask_client:
+                                memory_per_point=memory_per_point, workers=workers,
+                                log_directory=sweep_dir / "jobs") as dask_client:
+                batch = dask_client.batch_jobs if jobqueue else None
                 tally = Tally(len(specs), len(dask_client.scheduler_info()["workers"]) or 1)
                 for row in rows.values():
                     tally.finished(row)
@@ -451,20 +479,31 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
                         except Exception as exc:  # noqa: BLE001 -- the worker died too often, or the task was lost
                             row = {**_row_start(spec), "status": "failed", "reused": False,
                                    "error": f"{type(exc).__name__}: {exc}"}
+                        # Released once read: a result held on a worker that is then lost (its batch job
+                        # ended) would otherwise be computed again, the point run a second time for nothing.
+                        future.release()
+                        worker = row.pop("worker", None)
+                        if batch is not None:
+                            row["job"] = batch.job_of(worker)
                         rows[spec["name"]] = row
                         tally.finished(row)
                         console.say(f"  {row['point']}: {row['status']}" + (f" ({row['error']})" if row.get("error")
                                                                              else ""))
                     tally.workers = len(dask_client.scheduler_info()["workers"]) or tally.workers
-                    console.say(tally.line(_running(dask_client, keys)))
+                    console.say(tally.line(_running(dask_client, keys)) + (f", {batch.poll()}" if batch else ""))
+                if batch is not None:
+                    job_ids = batch.ids()
         ordered = [rows[spec["name"]] for spec in specs]
         write_table(ordered, sweep_dir)
         write_atomically(sweep_dir / "pareto.png", render_pareto_png(ordered, gate))
         summary = final_line(ordered, gate)
-        write_json(sweep_dir / "sweep.json", {"grid": str(grid), "gate": gate, "points": ordered, "best": summary})
+        write_json(sweep_dir / "sweep.json", {"grid": str(grid), "gate": gate, "points": ordered, "best": summary,
+                                              **({"jobs": job_ids} if job_ids is not None else {})})
     console.say((sweep_dir / "sweep.md").read_text())
     console.say(f"Table: {sweep_dir / 'sweep.csv'} and sweep.md; chart: {sweep_dir / 'pareto.png'}")
     console.say(summary)
+    if job_ids:
+        console.say(f"Batch jobs: {', '.join(job_ids)}; their accounting: sacct -j {','.join(job_ids)}")
     failed = [r["point"] for r in ordered if r["status"] == "failed"]
     if failed:
         # After the results are written: the other points' results stand, but the sweep is not clean.

@@ -2,8 +2,12 @@
 
 Starting from the types emulator/ranges.py finds at fault, it widens integer bits where Keras
 values overflow (with headroom, fractional bits kept), then searches fractional and integer bits
-where that is not enough. Every step is measured as the user would measure it: `flow.csim` on
-the step's own output folder under <out>-tune/, so a run again reuses every step still current.
+where that is not enough; when that falls short too, it widens the search to every type (weights,
+biases and accumulators fitted to their values by emulator/propose.py, then fractional bits on all
+of them, then integer bits where values grow). In every step a softmax whose input gained integer
+bits gets the table that keeps its step (propose.table_changes: hls4ml's softmax trap).
+Every step is measured as the user would measure it: `flow.csim` on the step's own output folder
+under <out>-tune/, so a run again reuses every step still current.
 Writes tune.json into the output folder, and the tuned config beside the user's config (or into
 the output folder, for a model given alone).
 """
@@ -20,7 +24,7 @@ from .. import console, flow, preflight
 from ..config import config_is_for, parse_precision
 from ..fixedtype import FixedType
 from ..design import in_memory
-from ..emulator import ranges
+from ..emulator import propose, ranges
 from ..emulator.ranges import Finding, fixed_type, type_text
 from ..errors import FlowError
 from ..files import sha256, write_atomically, write_json
@@ -68,15 +72,7 @@ class Trial:
 
 
 def _with_changes(cfg, changes: dict, out: Path):
-    hls = copy.deepcopy(cfg.hls_config)
-    layers = hls.setdefault("LayerName", {})
-    for layer, kinds in changes.items():
-        entry = layers.setdefault(layer, {})
-        prec = entry.get("Precision")
-        if not isinstance(prec, dict):
-            prec = entry["Precision"] = {} if prec is None else {"result": prec}
-        prec.update(kinds)
-    return dataclasses.replace(cfg, hls_config=hls, output_dir=out)
+    return propose.with_changes(cfg, changes, out)
 
 
 def _merge(*change_sets) -> dict:
@@ -94,7 +90,7 @@ def _bits(findings, changes: dict) -> int:
     for layer, kinds in changes.items():
         for kind, text in kinds.items():
             f = by_key.get((layer, kind))
-            if f is not None and text != "auto":
+            if f is not None and text != "auto" and kind != propose.TABLE_SIZE:
                 added += parse_precision(text).width - f.fixed.width
     return added
 
@@ -122,13 +118,17 @@ class Tuner:
         self.max_samples, self.target, self.tolerance = max_samples, target, tolerance
         self.root = cfg.output_dir.with_name(f"{cfg.output_dir.name}-tune")
         self.trials = []
+        self.softmax, self.types = {}, []  # propose.look's: each softmax's input, and every type
 
     def passes(self, r: dict) -> bool:
-        if r["top1_agreement"] < self.target:
+        agreement = r.get("agreement", r.get("top1_agreement"))
+        if agreement is None or agreement < self.target:
             return False
         return r["hls_accuracy"] is None or r["hls_accuracy"] >= r["keras_accuracy"] - self.tolerance
 
     def measure(self, trial: Trial, findings) -> Trial:
+        if trial.label not in ("before", "auto"):  # the user's and hls4ml's own types are measured as they are
+            trial.changes = _merge(trial.changes, propose.table_changes(self.softmax, self.types, trial.changes))
         trial_cfg = self.cfg if trial.label == "before" else _with_changes(self.cfg, trial.changes, self.root / trial.label)
         captured = io.StringIO()
         try:
@@ -141,8 +141,8 @@ class Tuner:
         except FlowError:
             console.say(captured.getvalue()[-3000:])
             raise
-        trial.agreement, trial.keras_accuracy, trial.hls_accuracy = (r["top1_agreement"], r["keras_accuracy"],
-                                                                     r["hls_accuracy"])
+        trial.agreement, trial.keras_accuracy, trial.hls_accuracy = (r.get("agreement", r.get("top1_agreement")),
+                                                                     r["keras_accuracy"], r["hls_accuracy"])
         trial.gate = self.passes(r)
         self.trials.append(trial)
         console.say(f"  {'baseline' if trial.label == 'auto' else f'step {len(self.trials) - 1}'} [{trial.label}] {trial.what}: {trial.added_bits:+d} bits, "
@@ -223,10 +223,15 @@ def _config_yaml(cfg, changes: dict, target: Path) -> str:
     layers = raw.setdefault("HLSConfig", {}).setdefault("LayerName", {})
     for layer, kinds in changes.items():
         entry = layers.setdefault(layer, {})
+        if propose.TABLE_SIZE in kinds:
+            entry[propose.TABLE_SIZE] = int(kinds[propose.TABLE_SIZE])
+        types = {kind: value for kind, value in kinds.items() if kind != propose.TABLE_SIZE}
+        if not types:
+            continue
         prec = entry.setdefault("Precision", {})
         if not isinstance(prec, dict):
             prec = entry["Precision"] = {"result": prec}
-        prec.update(kinds)
+        prec.update(types)
     if cfg.source is not None and target.resolve().parent != Path(cfg.source).resolve().parent:
         raw["KerasModel"], raw["OutputDir"] = str(cfg.keras_model), str(cfg.output_dir)  # relative paths would break
     if cfg.flow["emulation"].get("samples") and (cfg.source is None or target.resolve().parent != Path(cfg.source).resolve().parent):
@@ -237,6 +242,21 @@ def _config_yaml(cfg, changes: dict, target: Path) -> str:
 
 
 TUNE_RESULT = "tune.json"
+
+
+def _labels_measured(cfg, keras_model):
+    """The config with csim measuring the predicted labels, tune's gate: csim's "auto" takes a linear
+    output of several values without labels for a regression, tune takes it for a classifier's logits."""
+    metric = cfg.flow["emulation"].get("metric", "auto")
+    if metric == "error":
+        raise FlowError("tune-precision meets an agreement of the predicted labels, and this config measures "
+                        "the error against Keras (Flow.emulation.metric: error): set metric to auto or top1 "
+                        "for tune-precision.")
+    if metric != "auto" or int(keras_model.outputs[0].shape[-1]) < 2:
+        return cfg
+    flow_settings = copy.deepcopy(cfg.flow)
+    flow_settings["emulation"]["metric"] = "top1"
+    return dataclasses.replace(cfg, flow=flow_settings)
 
 
 def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_auto=True) -> dict:
@@ -255,8 +275,10 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     if not 0 < target <= 1:
         raise FlowError(f"--target {target} is not a share of samples: give a number in (0, 1], like 0.99.")
     keras_model = load_keras_model(cfg.keras_model)
+    cfg = _labels_measured(cfg, keras_model)
     x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), 100)
-    findings = [f for f in ranges.findings_for(cfg, keras_model, x) if f.tunable]
+    every_type, softmax = propose.look(cfg, keras_model, x)
+    findings = [f for f in every_type if f.tunable]
     if cfg.source is not None and not config_is_for(cfg):
         cfg = dataclasses.replace(cfg, source=None)  # the file names another model: tune the effective config
     if write:
@@ -266,6 +288,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     else:  # a model alone: its tuned config belongs with its output, never in this checkout's project/
         config_path = cfg.output_dir / "hls4ml_config.tuned.yml"
     tuner = Tuner(cfg, keras_model, samples, max_samples, target, ACCURACY_TOLERANCE)
+    tuner.softmax, tuner.types = softmax, every_type
     console.step(f"Gate: top-1 agreement >= {target:.1%}, and with labels emulated accuracy within "
                  f"{100 * ACCURACY_TOLERANCE:.1f} point of Keras; every step is measured by emulation")
     for f in findings:
@@ -281,6 +304,8 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
         chosen = step if step.gate else None
     if chosen is None:
         chosen = _fraction_search(tuner, findings, overflow)
+    if chosen is None:
+        chosen = _wider_search(tuner, keras_model, x, every_type + findings, overflow)
     best_seen = chosen or max(tuner.trials, key=lambda t: (t.gate, t.agreement, t.hls_accuracy or 0, -t.added_bits))
 
     auto = None
@@ -318,11 +343,13 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
         write_atomically(config_path, _config_yaml(cfg, best_seen.changes, config_path))
         result["outcome"], result["config"] = "not met", str(config_path)
         final = (f"Gate NOT met: the best step reached agreement {best_seen.agreement:.1%}{_accuracy_text(best_seen)} "
-                 f"(from {before.agreement:.1%}) for {best_seen.added_bits} added bits; that config is written to "
-                 f"{config_path}, but it does not meet the gate: look at the weights or the model itself.")
+                 f"(from {before.agreement:.1%}), {_short(best_seen, target)}, for {best_seen.added_bits} added bits; "
+                 f"that config is written to {config_path}, but it does not meet the gate: look at the model itself "
+                 "or its samples (near-ties that any rounding flips).")
     else:
         result["outcome"] = "nothing improved"
-        final = (f"Nothing could be improved: no step raised agreement above {before.agreement:.1%}; nothing written.")
+        final = (f"Nothing could be improved: no step raised agreement above {before.agreement:.1%} "
+                 f"({_short(before, target)}); nothing written.")
     if auto is not None:
         ours = chosen.added_bits if chosen is not None else None
         if auto.gate and (ours is None or auto.added_bits < ours):
@@ -368,7 +395,8 @@ def _overflow_fix(cfg, keras_model, x, findings) -> tuple:
 
 
 def _count(changes: dict) -> int:
-    return sum(len(kinds) for kinds in changes.values())
+    """Types changed (a softmax's table size is no type)."""
+    return sum(len(kinds) - (propose.TABLE_SIZE in kinds) for kinds in changes.values())
 
 
 def _fraction_search(tuner, findings, overflow):
@@ -400,27 +428,90 @@ def _fraction_search(tuner, findings, overflow):
                                        "types" + (" with the overflow fix" if overflow else ""), changes,
                                        _bits(findings, changes)), findings)
 
-        steps = FRACTION_STEPS if bits == "frac" else INTEGER_STEPS
-        passed, failed = None, 0
-        if top_first:
-            trial = run(steps[-1])
-            if not trial.gate:
-                continue
-            passed = (steps[-1], trial)
-        for k in steps[:-1] if top_first else steps:
-            trial = run(k)
-            if trial.gate:
-                passed = (k, trial)
-                break
+        passed = _fewest(run, FRACTION_STEPS if bits == "frac" else INTEGER_STEPS, top_first)
+        if passed is not None:
+            return passed
+    return None
+
+
+def _fewest(run, steps, top_first: bool):
+    """The passing trial of the fewest bits `run(k)` finds: with `top_first` the most first (is this
+    set worth searching?), then doubling through `steps`, then bisecting between the last failing
+    and the first passing count. None when none passes."""
+    passed, failed = None, 0
+    if top_first:
+        trial = run(steps[-1])
+        if not trial.gate:
+            return None
+        passed = (steps[-1], trial)
+    for k in steps[:-1] if top_first else steps:
+        trial = run(k)
+        if trial.gate:
+            passed = (k, trial)
+            break
+        failed = k
+    if passed is None:
+        return None
+    while passed[0] - failed > 1:
+        k = (failed + passed[0]) // 2
+        trial = run(k)
+        if trial.gate:
+            passed = (k, trial)
+        else:
             failed = k
-        if passed is None:
-            continue
-        while passed[0] - failed > 1:
-            k = (failed + passed[0]) // 2
-            trial = run(k)
-            if trial.gate:
-                passed = (k, trial)
-            else:
-                failed = k
-        return passed[1]
+    return passed[1]
+
+
+def _short(trial: Trial, target: float) -> str:
+    return f"{100 * (target - trial.agreement):.1f} points short of the {target:.1%} gate"
+
+
+def _wider_search(tuner, keras_model, x, findings, overflow):
+    """When the steps above fall short, every type, in this order, until the gate is met:
+    - types from the samples' ranges (emulator/propose.py) on top of the overflow fix: weights and
+      biases fitted to their own values (csim blames their rounding when no single data-path type
+      is at fault), every accumulator and data-path type to its range, types the config pins apart
+      from its default (a quantizer's) kept where their values fit;
+    - fractional bits on every type on top of that, weights, biases and accumulators included:
+      rounding that adds up over long sums;
+    - integer bits on the data-path types whose values grow past the default: partial sums and
+      values the samples do not reach.
+    A softmax's input widened here gets its table (Tuner.measure), so no step falls into its trap."""
+    proposal = propose.propose(tuner.cfg, keras_model, x)
+    seen = {}
+    for f in [*findings, *proposal.findings]:
+        seen.setdefault((f.layer, f.kind), f)  # each type at its width before any change, for counting bits
+    counted = list(seen.values())
+    base = _merge(overflow, proposal.as_changes())
+    if proposal.changes:  # else the ranges ask for nothing the overflow fix did not
+        step = tuner.measure(Trial("ranges", f"types from the samples' ranges: weights and biases to their values, "
+                                   f"accumulators and data path to theirs ({len(proposal.changes)} changes)", base,
+                                   _bits(counted, base)), counted)
+        if step.gate:
+            return step
+
+    def current(f) -> FixedType:
+        text = base.get(f.layer, {}).get(f.kind)
+        return parse_precision(text) if text else f.fixed
+
+    every = [f for f in counted if f.layer_class != "Softmax" and f.kind not in propose.LEFT_ALONE
+             and f.fixed is not None and base.get(f.layer, {}).get(f.kind, "") != "auto"]
+    grown = [f for f in every if f.kind in propose.DATA_PATH and current(f).integer > f.fixed.integer]
+    plans = [("frac", "all", every, True, "fractional bits on every type (weights, biases, accumulators too)")]
+    if grown:
+        plans.append(("int", "grown", grown, False, "integer bits on the data-path types whose values grow"))
+    for bits, name, types, top_first, words in plans:
+        def run(k, bits=bits, name=name, types=types, words=words):
+            extra = {}
+            for f in types:
+                t = current(f)
+                wider = FixedType(t.width + k, t.integer + (k if bits == "int" else 0), t.signed)
+                extra.setdefault(f.layer, {})[f.kind] = type_text(wider, f.modes)
+            changes = _merge(base, extra)
+            return tuner.measure(Trial(f"{bits}+{k}-{name}", f"+{k} {words} ({len(types)} types) on the "
+                                       "samples' ranges", changes, _bits(counted, changes)), counted)
+
+        passed = _fewest(run, FRACTION_STEPS if bits == "frac" else INTEGER_STEPS, top_first)
+        if passed is not None:
+            return passed
     return None

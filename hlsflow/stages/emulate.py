@@ -5,6 +5,11 @@ fixed-point arithmetic on the whole batch; `cpp` is hls4ml's own C++ emulation, 
 (never Vivado). `auto` takes the fast engine unless a layer has no fast implementation;
 `--cross-check N` runs N samples through both and fails on the first differing bit, naming the
 layer. Below 99% agreement the layers whose types are at fault are named.
+
+The figure fits the model's output (choose_metric): top-1 agreement for a classifier (softmax, or
+logits with class labels), agreement at a threshold for one sigmoid output (or one logit with 0/1
+labels), and the absolute and relative error against Keras for anything else (a regression). The
+gates: min_agreement for the agreement figures, max_error (max |HLS - Keras|) for any output.
 """
 
 import os
@@ -22,6 +27,11 @@ from ..state import outdir
 ENGINES = ("auto", "fast", "cpp")
 RESULT = "csim.json"
 LOW_AGREEMENT = 0.99  # below this, csim looks for the layers at fault
+HIGH_ERROR = 0.05  # or, for an output measured by its error, above this mean relative error
+METRICS = ("auto", "top1", "threshold", "error")  # Flow.emulation.metric
+PROBABILITY = ("sigmoid", "hard_sigmoid")  # one value in [0, 1]: a binary classifier's, read at 0.5
+# Layers that hand their input on unchanged: the output's activation is the one before them.
+PASS_THROUGH = ("Dropout", "Flatten", "Reshape", "GaussianNoise", "GaussianDropout", "AlphaDropout")
 ACCURACY_DROP = 0.005  # or when emulation loses more than half a point of Keras's accuracy
 CURRENT = "csim up to date: {out}/csim.json (project, samples and sample count unchanged)"
 AGAIN = "csim runs again"
@@ -51,7 +61,8 @@ def made_from(cfg, project: dict, samples=None, max_samples=None, engine=None, *
     workers or a cross-check, which change no figure."""
     return {"project": project["tree_hash"], "samples": sha256(resolve_samples(cfg, samples), cache=True),
             "max_samples": max_samples or cfg.flow["emulation"].get("max_samples"),
-            "g++": outdir.environment()["versions"]["g++"], "engine": check_engine(engine)}
+            "g++": outdir.environment()["versions"]["g++"], "engine": check_engine(engine),
+            "metric": cfg.flow["emulation"].get("metric") or "auto"}
 
 
 def work(cfg, into, project: dict, samples=None, max_samples=None, workers=None, engine=None, cross_check=None,
@@ -72,13 +83,148 @@ def shown(cfg, record: dict, reused: bool) -> dict:
     return result
 
 
-def gate(cfg, result: dict, min_agreement=None) -> None:
-    """FlowError (exit 3) when the agreement is below --min-agreement, else the config's gate."""
-    gate = min_agreement if min_agreement is not None else cfg.flow["emulation"].get("min_agreement")
-    if gate is not None and result["top1_agreement"] < float(gate):
-        raise FlowError(f"Emulation agrees with Keras on {result['top1_agreement']:.1%} of top-1 labels, below "
-                        f"the required {float(gate):.1%}: widen the failing layers' precision "
-                        "(see the precision profile) before synthesis.", exit_code=3)
+def gate(cfg, result: dict, min_agreement=None, max_error=None) -> None:
+    """FlowError (exit 3) when the figure misses its gate (the flags, else the config's): the
+    agreement below min_agreement, or max |HLS - Keras| above max_error."""
+    emulation = cfg.flow["emulation"]
+    low = min_agreement if min_agreement is not None else emulation.get("min_agreement")
+    high = max_error if max_error is not None else emulation.get("max_error")
+    metric = result.get("metric", "top1")  # a csim.json of an earlier version measured top-1 only
+    if low is not None:
+        if metric == "error":
+            raise FlowError(f"csim measures this model's output by its error against Keras ({_output_text(result)}, "
+                            "not a classifier's labels), so an agreement gate (min_agreement, --min-agreement, "
+                            "tune-precision's target) does not apply to it: gate it with max_error (--max-error).")
+        agreement = result.get("agreement", result.get("top1_agreement"))
+        if agreement < float(low):
+            raise FlowError(f"Emulation agrees with Keras on {agreement:.1%} of {_labels_text(metric)}, below "
+                            f"the required {float(low):.1%}: widen the failing layers' precision "
+                            "(see the precision profile) before synthesis.", exit_code=3)
+        console.say(f"Gate met: {_figure_text(metric)} {agreement:.1%} >= min_agreement {float(low):.1%}.")
+    if high is not None:
+        if result["max_abs_diff"] > float(high):
+            raise FlowError(f"Emulation departs from Keras by up to {result['max_abs_diff']:.4g} (max |HLS - Keras| "
+                            f"over {result['samples']} samples), above the allowed max_error {float(high):g}: widen "
+                            "the failing layers' precision (see the precision profile) before synthesis.", exit_code=3)
+        console.say(f"Gate met: max |HLS - Keras| {result['max_abs_diff']:.4g} <= max_error {float(high):g}.")
+
+
+def output_activation(keras_model) -> str:
+    """The activation of the model's output, by name ("softmax", "sigmoid", "linear", ...), looking
+    through layers that hand values on unchanged."""
+    try:
+        layer = keras_model.outputs[0]._keras_history.layer
+    except (AttributeError, IndexError):
+        layer = keras_model.layers[-1]
+    for _ in range(len(keras_model.layers)):
+        kind = type(layer).__name__
+        if kind not in PASS_THROUGH:
+            break
+        inbound = getattr(layer, "_inbound_nodes", None) or []
+        parents = inbound[0].inbound_layers if inbound else None
+        parents = parents if isinstance(parents, (list, tuple)) else [parents]
+        if len(parents) != 1 or parents[0] is None:
+            break
+        layer = parents[0]
+    kind = type(layer).__name__
+    if kind in ("Softmax", "ReLU", "LeakyReLU", "ELU", "PReLU", "ThresholdedReLU"):
+        return kind.lower()
+    function = getattr(layer, "activation", None)
+    return getattr(function, "__name__", None) or (function if isinstance(function, str) else "linear")
+
+
+def labels_kind(y, n_out: int):
+    """What the labels are: "indices" (a class per sample), "onehot", "binary" (0/1, one output),
+    "multilabel" (0/1 per output), or None (targets of a regression, or no labels)."""
+    if y is None or not len(y):
+        return None
+    flat = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    integral = bool(np.all(flat == np.round(flat))) and flat.min() >= 0
+    if flat.shape[1] == 1 and integral:
+        if n_out == 1:
+            return "binary" if flat.max() <= 1 else None
+        return "indices" if flat.max() < n_out else None
+    if flat.shape[1] == n_out > 1 and integral and flat.max() <= 1:
+        return "onehot" if np.all(flat.sum(1) == 1) else "multilabel"
+    return None
+
+
+def choose_metric(setting: str, activation: str, n_out: int, kind) -> str:
+    """csim's figure: "top1", "threshold_0.5", "threshold_0" or "error". `setting` is the config's
+    metric; "auto" decides from the output's activation and, for a linear output, the labels (logits
+    of classes, or a regression's values, look alike)."""
+    if setting not in METRICS:
+        raise FlowError(f"Flow.emulation.metric '{setting}' is not one of {', '.join(METRICS)}: give auto (csim "
+                        "picks the figure from the model's output), top1, threshold or error.")
+    probability = activation in PROBABILITY
+    if setting == "top1" or setting == "error":
+        return setting
+    if setting == "threshold":
+        return "threshold_0.5" if probability else "threshold_0"
+    classes = kind in ("indices", "onehot")
+    if n_out > 1 and (activation == "softmax" or (classes and (probability or activation == "linear"))):
+        return "top1"
+    if probability:
+        return "threshold_0.5"  # one output, or one per label (multi-label)
+    if activation == "linear" and n_out == 1 and kind == "binary":
+        return "threshold_0"  # a binary classifier's logit
+    return "error"
+
+
+def compare(metric: str, y_hls, y_keras, y) -> dict:
+    """The figures of `metric` for the emulated outputs against Keras's (samples x values), with
+    the labels `y` (as stored) when there are any."""
+    n_out = y_keras.shape[1]
+    kind = labels_kind(y, n_out)
+    agreement = accuracy = keras_accuracy = None
+    if metric == "top1":
+        hls, keras = y_hls.argmax(1), y_keras.argmax(1)
+        agreement = float(np.mean(hls == keras))
+        if kind in ("indices", "onehot"):
+            labels = np.asarray(y).reshape(len(y), -1).argmax(1) if kind == "onehot" else np.asarray(y).reshape(-1)
+            keras_accuracy, accuracy = float(np.mean(keras == labels)), float(np.mean(hls == labels))
+    elif metric.startswith("threshold"):
+        level = float(metric.split("_")[1])
+        hls, keras = y_hls > level, y_keras > level
+        agreement = float(np.mean(np.all(hls == keras, axis=1)))  # every label of a sample the same
+        if kind in ("binary", "onehot", "multilabel") and np.asarray(y).size == y_keras.size:
+            labels = np.asarray(y).reshape(y_keras.shape) > 0.5
+            keras_accuracy = float(np.mean(np.all(keras == labels, axis=1)))
+            accuracy = float(np.mean(np.all(hls == labels, axis=1)))
+    diff = np.abs(y_hls - y_keras)
+    # Relative to |Keras|, but never to less than 1% of that output's largest value: an output near 0
+    # would make any rounding an enormous relative error.
+    scale = np.abs(y_keras).max(axis=0, initial=0.0) * 0.01
+    relative = diff / np.maximum(np.abs(y_keras), np.where(scale > 0, scale, 1.0))
+    figures = {
+        "agreement": agreement,
+        "keras_accuracy": keras_accuracy,
+        "hls_accuracy": accuracy,
+        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        "max_rel_error": float(relative.max()) if diff.size else 0.0,
+        "mean_rel_error": float(relative.mean()) if diff.size else 0.0,
+    }
+    if agreement is not None:
+        figures["top1_agreement"] = agreement  # the predicted labels' agreement, under the key tune and sweep read
+    return figures
+
+
+def _figure_text(metric: str) -> str:
+    if metric == "top1":
+        return "top-1 agreement HLS vs Keras"
+    if metric.startswith("threshold"):
+        return f"agreement at threshold {metric.split('_')[1]}"
+    return "error against Keras"
+
+
+def _labels_text(metric: str) -> str:
+    return "top-1 labels" if metric == "top1" else f"labels read at threshold {metric.split('_')[1]}"
+
+
+def _output_text(r: dict) -> str:
+    n = r.get("outputs")
+    return f"{r.get('output_activation', 'unknown')} output" + (f", {n} value{'s' if n != 1 else ''}" if n else "")
 
 
 def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto", check=None) -> dict:
@@ -86,8 +232,10 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
         raise FlowError("csim compares single-input, single-output models only: this model has "
                         f"{len(keras_model.inputs)} inputs and {len(keras_model.outputs)} outputs.")
-    x, y = load_samples(samples, tuple(keras_model.inputs[0].shape), limit)
+    x, y = load_samples(samples, tuple(keras_model.inputs[0].shape), limit, labels_as_stored=True)
     n_out = int(np.prod(keras_model.outputs[0].shape[1:]))
+    activation = output_activation(keras_model)
+    metric = choose_metric(cfg.flow["emulation"].get("metric") or "auto", activation, n_out, labels_kind(y, n_out))
     cores = workers or os.cpu_count() or 1
     fast = engines.fast_engine(cfg, keras_model, required=engine == "fast") if engine != "cpp" else None
     if check and fast is None:
@@ -108,19 +256,19 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
         y_hls = engines.run_fast(fast, x, workers)
     else:
         build = cpp.build_library(cfg, project)
+        start = time.monotonic()  # images/s is the emulation's speed; g++'s seconds are in emulation_build
         y_hls = cpp.run_emulation(build["library"], f"{cfg.project_name}_float", x, n_out, workers)
     seconds = time.monotonic() - start
     checked = engines.cross_check(cfg, project, fast, keras_model, x[:check], y_hls, cores) if check else None
 
-    diff = np.abs(y_hls - y_keras)
     result = {
         "samples": len(x),
         "samples_file": str(samples),
-        "top1_agreement": float(np.mean(y_hls.argmax(1) == y_keras.argmax(1))),
-        "keras_accuracy": float(np.mean(y_keras.argmax(1) == y)) if y is not None else None,
-        "hls_accuracy": float(np.mean(y_hls.argmax(1) == y)) if y is not None else None,
-        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
-        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        "metric": metric,
+        "gate": "max_error" if metric == "error" else "min_agreement",  # the config key that fits the figure
+        "output_activation": activation,
+        "outputs": n_out,
+        **compare(metric, y_hls, y_keras, y),
         "images_per_second": round(len(x) / seconds, 1) if seconds > 0 else None,
         "workers": workers,
         "engine": "fast" if fast is not None else "cpp",
@@ -128,7 +276,8 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
         "cross_check": checked,
     }
     print_result(result)
-    if (result["top1_agreement"] < LOW_AGREEMENT or accuracy_drop(result) > ACCURACY_DROP) and not quiet_advice:
+    low = result["mean_rel_error"] > HIGH_ERROR if metric == "error" else result["agreement"] < LOW_AGREEMENT
+    if (low or accuracy_drop(result) > ACCURACY_DROP) and not quiet_advice:
         try:
             faults = ranges.quick_check(cfg, keras_model, x[:50])
         except Exception as exc:  # noqa: BLE001 -- hls4ml's analysis fails on some layers; the figures above stand
@@ -160,15 +309,20 @@ def print_result(r: dict) -> None:
     def pct(v):
         return "n/a (no labels)" if v is None else f"{v:.1%}"
 
-    console.say(console.table(["figure", "value"], [
-        ("samples", r["samples"]),
-        ("top-1 agreement HLS vs Keras", pct(r["top1_agreement"])),
-        ("Keras accuracy", pct(r["keras_accuracy"])),
-        ("HLS emulation accuracy", pct(r["hls_accuracy"])),
-        ("accuracy lost (Keras - HLS)", "n/a (no labels)" if r["hls_accuracy"] is None
-         else f"{100 * accuracy_drop(r):.1f} points"),
-        ("max |HLS - Keras|", f"{r['max_abs_diff']:.4g}"),
-        ("mean |HLS - Keras|", f"{r['mean_abs_diff']:.4g}"),
-        ("images/s", f"{r['images_per_second']} ({r.get('engine', 'cpp')} engine, {r['workers']} "
-                     f"{'threads' if r.get('engine') == 'fast' else 'workers'})"),
-    ]))
+    metric = r.get("metric", "top1")
+    rows = [("samples", r["samples"]),
+            ("csim measures", f"{_figure_text(metric)} ({_output_text(r)}); gate: {r.get('gate', 'min_agreement')}")]
+    if metric == "error":
+        rows += [("max |HLS - Keras| / |Keras|", f"{r['max_rel_error']:.4g}"),
+                 ("mean |HLS - Keras| / |Keras|", f"{r['mean_rel_error']:.4g}")]
+    else:
+        rows += [(_figure_text(metric), pct(r.get("agreement", r.get("top1_agreement")))),
+                 ("Keras accuracy", pct(r["keras_accuracy"])),
+                 ("HLS emulation accuracy", pct(r["hls_accuracy"])),
+                 ("accuracy lost (Keras - HLS)", "n/a (no labels)" if r["hls_accuracy"] is None
+                  else f"{100 * accuracy_drop(r):.1f} points")]
+    rows += [("max |HLS - Keras|", f"{r['max_abs_diff']:.4g}"),
+             ("mean |HLS - Keras|", f"{r['mean_abs_diff']:.4g}"),
+             ("images/s", f"{r['images_per_second']} ({r.get('engine', 'cpp')} engine, {r['workers']} "
+                          f"{'threads' if r.get('engine') == 'fast' else 'workers'})")]
+    console.say(console.table(["figure", "value"], rows))

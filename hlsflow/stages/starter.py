@@ -45,7 +45,11 @@ Flow:
   emulation:
     samples: {samples}      # .npz with X (and y labels) or .npy of inputs, for csim
     max_samples: 300        # csim emulates at most this many
-    min_agreement: null     # e.g. 0.99 makes csim fail below 99% top-1 agreement with Keras
+    # csim's figure fits the output: top-1 agreement for a classifier (softmax, or logits with class
+    # labels), agreement at 0.5 for one sigmoid output, else the error against Keras (a regression).
+    metric: auto            # or top1, threshold, error
+    min_agreement: null     # e.g. 0.99 makes csim fail below 99% agreement of the predicted labels
+    max_error: null         # e.g. 0.05 makes csim fail when max |HLS - Keras| is above it (any output)
 # HLSConfig: Model sets the defaults; LayerName overrides them per layer.
 #   Precision: ap_fixed<W,I> is W bits with I integer bits (sign included): range +-2^(I-1),
 #     resolution 2^-(W-I). result is a layer's output, weight/bias its parameters, accum its sums.
@@ -58,7 +62,8 @@ Flow:
 
 def starter_hls_config(keras_model, precision="ap_fixed<16,6>", reuse_factor=1, strategy="Latency") -> dict:
     """HLSConfig with per-layer entries as hls4ml's granularity='name' makes them, with weight,
-    bias and result at one precision everywhere."""
+    bias and result at one precision everywhere but where the model's quantizers set them
+    (quantizer_types): those are kept, and an HGQ proxy model's are all left to hls4ml."""
     import hls4ml
 
     cfg = hls4ml.utils.config_from_keras_model(
@@ -67,19 +72,70 @@ def starter_hls_config(keras_model, precision="ap_fixed<16,6>", reuse_factor=1, 
     cfg["Model"].pop("TraceOutput", None)
     for layer in cfg["LayerName"].values():
         layer.pop("Trace", None)
+    if is_proxy_model(keras_model):  # hls4ml derives every type from the FixedPointQuantizers ('auto')
+        cfg["Model"]["Precision"] = {"default": precision}
+        return cfg
+    quantized = quantizer_types(cfg)
     set_precisions(cfg, precision)
+    for name, types in quantized.items():
+        cfg["LayerName"][name]["Precision"].update(types)
     return cfg
 
 
+def quantizer_types(hls_config: dict) -> dict:
+    """{layer: {weight/bias/result: type}} that are not 'auto': in config_from_keras_model's output,
+    the ones it read from QKeras quantizers. In C++ spelling where it is a fixed-point type (an
+    exponent or binary type stays as hls4ml wrote it)."""
+    found = {}
+    for name, layer in hls_config.get("LayerName", {}).items():
+        prec = layer.get("Precision")
+        for key in ("weight", "bias", "result"):
+            value = prec.get(key, "auto") if isinstance(prec, dict) else "auto"
+            if str(value) != "auto":
+                found.setdefault(name, {})[key] = str(_parse(value))
+    return found
+
+
+def _parse(text):
+    from ..fixedtype import NotFixedPoint, parse
+
+    try:
+        return parse(text)
+    except NotFixedPoint:
+        return text
+
+
+def is_proxy_model(keras_model) -> bool:
+    """An HGQ proxy model: its FixedPointQuantizer layers carry every type (hls4ml's bit-exact flow)."""
+    return any(type(layer).__name__ == "FixedPointQuantizer" for layer in keras_model.layers)
+
+
+def quantizer_note(keras_model, hls_config: dict) -> str:
+    """Comment lines naming the types that came from the model's quantizers ("" when none did)."""
+    if is_proxy_model(keras_model):
+        return ("# Types from the quantizers: this is an HGQ proxy model, so every per-layer type is 'auto':\n"
+                "#   hls4ml takes them from its FixedPointQuantizer layers, bit-exact. A type set here\n"
+                "#   overrides the model's. A bit width per element needs IOType io_parallel.\n")
+    default = str(_parse(hls_config["Model"]["Precision"]["default"]))
+    quantized = {name: kept for name, types in quantizer_types(hls_config).items()
+                 if (kept := {key: value for key, value in types.items() if value != default})}
+    if not quantized:
+        return ""
+    lines = ["# Types from the model's QKeras quantizers (kept; the others are the default above):"]
+    lines += [f"#   {name}: " + ", ".join(f"{key} {value}" for key, value in types.items())
+              for name, types in quantized.items()]
+    return "\n".join(lines) + "\n"
+
+
 def render_config(hls_config: dict, model: str, out: str, samples, model_name=None, project="myproject",
-                  part="xc7z010clg400-1", io_type="io_stream", clock=5) -> str:
+                  part="xc7z010clg400-1", io_type="io_stream", clock=5, comments="") -> str:
     known = parts.find_part(part)
     note = f": {known.describe()}" if known is not None else ""
     header = TEMPLATE.format(model=model, out=out, project=project, part=part, part_note=note, io_type=io_type,
                              clock=clock, samples=samples if samples else "null",
                              model_name=model_name or Path(model).name)
     body = yaml.safe_dump({"HLSConfig": hls_config}, sort_keys=False, default_flow_style=None, width=110)
-    return header + body
+    return header + comments + body  # comments: quantizer_note's
 
 
 def _relative(path: Path, to: Path) -> str:
@@ -104,6 +160,7 @@ def write_starter(model, config=None, samples=None, part=None, io_type=None, reu
     parse_precision(precision, "--precision")
     rf = parse_reuse_factor(reuse_factor if reuse_factor is not None else defaults["ReuseFactor"], "--reuse-factor")
     strategy = check_strategy(strategy or defaults["Strategy"])
+    io_given = io_type
     io_type = check_io_type(io_type or GENERIC_CONFIG["IOType"])
     part = part or GENERIC_CONFIG["Part"]
     parts.get_part(part)
@@ -115,10 +172,19 @@ def write_starter(model, config=None, samples=None, part=None, io_type=None, reu
     console.step(f"Reading {model}")
     keras_model = load_keras_model(model)
     hls = starter_hls_config(keras_model, precision=precision, reuse_factor=rf, strategy=strategy)
+    if not io_given and is_proxy_model(keras_model):  # hls4ml streams no per-element quantizer
+        io_type = "io_parallel"
+    comments = quantizer_note(keras_model, hls)
+    if samples and not is_proxy_model(keras_model):  # types from the samples' ranges through the model
+        from ..emulator import propose
+
+        console.step(f"Proposing types from the ranges of {samples.name} through the model")
+        hls, proposed = propose.for_starter(hls, keras_model, model, samples, io_type, part, clock)
+        comments += proposed
     base = target.parent
     text = render_config(hls, _relative(model, base), f"build/{model.stem}",
                          _relative(samples, base) if samples else None, model_name=model.name, part=part,
-                         io_type=io_type, clock=f"{clock:g}")
+                         io_type=io_type, clock=f"{clock:g}", comments=comments)
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(target, text)
     console.say(f"Wrote {target}: {len(hls['LayerName'])} layers, {precision}, ReuseFactor {rf}, {strategy}, "

@@ -29,11 +29,14 @@ def bad_models(tmp_path_factory):
     tf.keras.Model(inp, out).save(root / "unsupported.keras")
     (root / "a_file").write_text("")
 
-    class QDense(tf.keras.layers.Dense):  # a layer named as QKeras's, whose code the loader does not have
+    class BespokeDense(tf.keras.layers.Dense):  # a layer of the user's own, whose code the loader does not have
         pass
 
     inp = tf.keras.Input((4,))
-    tf.keras.Model(inp, QDense(2, name="qfc")(inp)).save(root / "qkeras_like.keras")
+    tf.keras.Model(inp, BespokeDense(2, name="own")(inp)).save(root / "custom_layer.keras")
+    inp = tf.keras.Input((4, 6))  # named like the attribute hls4ml keeps beside a Permute's output
+    out = tf.keras.layers.Dense(3)(tf.keras.layers.Flatten()(tf.keras.layers.Permute((2, 1), name="perm")(inp)))
+    tf.keras.Model(inp, out).save(root / "attribute_named.keras")
     return root
 
 
@@ -46,11 +49,12 @@ def cases(bad):
         (["--reuse-factor", "0"], "ReuseFactor '0' (--reuse-factor) is not a positive integer"),
         (["--part", "xc7z999clg400-1"], "Unknown part 'xc7z999clg400-1'"),
         (["--out", bad / "a_file" / "prj"], "Cannot write the output directory"),
-        (["--model", bad / "qkeras_like.keras"], "is a QKeras model (it uses QDense), and QKeras is not in"),
+        (["--model", bad / "custom_layer.keras"], "uses the custom layer BespokeDense, which Keras cannot load"),
+        (["--model", bad / "attribute_named.keras"], "layer 'perm' has the name of one of hls4ml's layer attributes"),
     ]
 
 
-@pytest.mark.parametrize("index", range(8))
+@pytest.mark.parametrize("index", range(9))
 def test_bad_convert_input(converted, bad_models, index):
     project, _ = converted
     flags, message = cases(bad_models)[index]

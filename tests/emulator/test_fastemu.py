@@ -247,15 +247,15 @@ def test_unsupported_layer_falls_back_to_cpp_in_one_line(tmp_path):
     import tensorflow as tf
     from tensorflow.keras import layers
 
-    inp = tf.keras.Input((6,))
-    out = layers.Dense(3, activation="sigmoid", name="fc")(layers.Dense(4, name="d")(inp))
+    inp = tf.keras.Input((4, 3))  # the fast engine has no recurrent layers
+    out = layers.Dense(3, name="fc")(layers.LSTM(4, name="lstm")(inp))
     tf.keras.Model(inp, out).save(tmp_path / "m.keras")
-    np.savez(tmp_path / "s.npz", X=np.random.default_rng(0).normal(0, 1, (16, 6)).astype(np.float32))
+    np.savez(tmp_path / "s.npz", X=np.random.default_rng(0).normal(0, 1, (16, 4, 3)).astype(np.float32))
     cfg = _config(tmp_path, tmp_path / "m.keras", tmp_path / "s.npz")
     auto = _csim("--config", cfg)
     assert auto.returncode == 0, auto.stdout[-3000:] + auto.stderr[-2000:]
     line = next(line for line in auto.stdout.splitlines() if line.startswith("Fast engine:"))
-    assert "fc_sigmoid" in line and "C++ emulation for the whole model" in line
+    assert "lstm" in line and "C++ emulation for the whole model" in line
     assert json.loads((tmp_path / "prj" / "csim.json").read_text())["engine"] == "cpp"
     forced = _csim("--config", cfg, "--engine", "fast", "--out", tmp_path / "prj2")
     assert forced.returncode != 0 and "Traceback" not in forced.stderr
