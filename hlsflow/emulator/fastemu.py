@@ -343,18 +343,8 @@ def _defined_types(project_dir: Path) -> dict:
     return found
 
 
-def _config_struct(project_dir: Path, index) -> str:
-    path = project_dir / "firmware" / "parameters.h"
-    if not path.is_file():
-        raise Unsupported("no firmware/parameters.h")
-    m = re.search(r"struct \w+_config%s : nnet::activ_config \{(.*?)\n\};" % index, path.read_text(), re.S)
-    if not m:
-        raise Unsupported(f"no activation config {index} in parameters.h")
-    return m.group(1)
-
-
 def _softmax(layer, out_t: FixedType, project_dir: Path, types: dict):
-    body = _config_struct(project_dir, layer.get_attr("index"))
+    body = activations.config_struct(project_dir, layer.get_attr("index"))
     consts = dict(re.findall(r"static (?:const|constexpr) [\w:]+ (\w+) = ([^;]+);", body))
     typedefs = {name: text.strip() for text, name in re.findall(r"typedef ([^;]+?) (\w+);", body)}
     implementation = consts.get("implementation", "").split("::")[-1]

@@ -129,6 +129,8 @@ def _accumulator_values(layer, keras_out, keras_model):
     cls = layer.class_name
     if cls in ACCUM_FROM_OUTPUT:
         bias = layer.get_weights("bias") if "bias" in layer.weights else None
+        if bias is not None and np.shape(keras_out)[-1:] != np.shape(bias.data)[-1:]:
+            return None  # these values are not this layer's own sums
         return keras_out - (bias.data if bias is not None else 0.0)  # the sum before the bias is added
     if cls in ACCUM_POOLING and str(layer.get_attr("pool_op", "Average")) == "Max":
         return keras_out  # hls4ml takes the max in the accumulator type too
@@ -174,10 +176,15 @@ def range_findings(hls_model, keras_model, keras_outs, x=None, values=None) -> l
             out, source = x, f"{name} (model input)"
         elif name in keras_outs:
             out, source = keras_outs[name], name
+        elif name.endswith("_pointwise") and name[:-len("_pointwise")] in keras_outs:
+            # The second half of a SeparableConv hls4ml split: the Keras layer's own output.
+            out, source = keras_outs[name[:-len("_pointwise")]], name[:-len("_pointwise")]
         else:
             node = layer.get_input_node()
             out = values.get(node.name) if node is not None else None
             source = f"{sources.get(node.name, '?')} (layer inserted by hls4ml)" if node is not None else None
+            if any(w.data is not None for w in layer.weights.values()):
+                out = None  # it computes, not hands values on (a separable conv's depthwise half): unknown
         if out is None:
             continue
         values[name], sources[name] = out, source.split(" (")[0]

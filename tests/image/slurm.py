@@ -3,8 +3,8 @@ Debian's packages (slurm-wlm, munge), started on a generated slurm.conf in a fol
 (its own ports, munge socket and state, nothing of /etc touched) and stopped afterwards.
 
 Two partitions: `main` (no time limit, the default) and `short` (MaxTime 1 minute, for walltime
-kills). No slurmdbd: accounting_storage/none, and jobcomp/filetxt writes one line per finished job
-(its id, state and partition), which is what the tests read instead of sacct.
+kills). No slurmdbd: accounting_storage/none, and jobcomp/filetxt writes one line per finished job,
+which `sacct --completion` reads (the tests ask sacct, as a user would).
 """
 
 import os
@@ -104,7 +104,7 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 ReturnToService=2
-# No slurmdbd: a line per finished job in a text file instead of sacct.
+# No slurmdbd: a line per finished job in a text file, which `sacct --completion` reads.
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc={self.jobcomp}
@@ -169,14 +169,22 @@ PartitionName=short Nodes={self.node} MaxTime=1 State=UP
         return "\n".join(tails)
 
     def jobs_completed(self) -> dict:
-        """{job id: {field: value}} from jobcomp/filetxt, one record per job that ended."""
-        if not self.jobcomp.exists():
-            return {}
+        """{job id: {field: value}} of every job that ended, as `sacct --completion` reads them from
+        jobcomp/filetxt (a cluster with slurmdbd answers plain `sacct` the same way)."""
+        fields = ("JobId", "Name", "Partition", "JobState", "NodeList", "TimeLimit")
+        proc = self.command("sacct", "--completion", "--allusers", "--parsable2", "--noheader",
+                            "--format=JobID,JobName,Partition,State,NodeList,Timelimit", check=False)
+        if proc.returncode and not self.jobcomp.exists():
+            return {}  # no job has ended yet: sacct has no completion file to read
+        if proc.returncode:
+            raise AssertionError(f"sacct --completion exited with {proc.returncode}: {proc.stderr.strip()}")
         records = {}
-        for line in self.jobcomp.read_text().splitlines():
-            fields = dict(re.findall(r"(\w+)=(\S*)", line))
-            if "JobId" in fields:
-                records[fields["JobId"]] = fields
+        for line in proc.stdout.splitlines():
+            values = line.split("|")
+            if len(values) == len(fields):
+                record = dict(zip(fields, values))
+                record["JobState"] = record["JobState"].split()[0]  # "CANCELLED by 0" -> CANCELLED
+                records[record["JobId"]] = record
         return records
 
     def queue(self) -> dict:

@@ -22,6 +22,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from slurm import LocalSlurm, missing_reason, skip_or_fail  # noqa: E402
+from test_user_project import hlsflow_command  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tests" / "standin_xilinx"
@@ -34,14 +35,6 @@ POINTS = ("rf2_ap-fixed-16-6", "rf2_ap-fixed-12-5", "rf4_ap-fixed-16-6", "rf4_ap
 
 pytestmark = pytest.mark.skipif("1" in (os.environ.get("HLSFLOW_IN_IMAGE"), os.environ.get("HLSFLOW_NATIVE")),
                                 reason="a host test: it starts Slurm's daemons and the image's containers")
-
-
-def hlsflow_command() -> str:
-    script = Path(sys.executable).parent / "hlsflow"
-    if not script.exists():
-        pytest.fail(f"{script} is missing: install hlsflow into this environment (`pip install -e .`, as `make` "
-                    "does).", pytrace=False)
-    return str(script)
 
 
 def run_hlsflow(*args, cwd, env, timeout=900, stderr=None):
@@ -319,3 +312,41 @@ def test_the_sweep_started_again_reuses_its_points_and_submits_nothing(slurm, us
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "4 current (reused), 0 to run" in proc.stdout and "dask-jobqueue" not in proc.stdout
     assert set(slurm.jobs_completed()) | set(slurm.queue()) == before
+
+
+def test_a_sweep_whose_jobs_all_died_resumes_from_what_is_current(slurm, user_dir):
+    """The sweep's session and all its jobs end after its first point (a login node lost, the jobs
+    cancelled): started again, it reuses the finished point and submits a job for the other only."""
+    (user_dir / "grid-resume.yml").write_text("ReuseFactor: [8, 16]\n")
+    jobqueue = write_jobqueue(user_dir, slurm, "resume.yml", jobs=1)
+    args = ("sweep", "--model", "models/digits_cnn.keras", "--samples", "models/digits_samples.npz", "--grid",
+            "grid-resume.yml", "--out", "sw-resume", "--max-samples", "20", "--memory-per-point", "2GB",
+            "--jobqueue", jobqueue)
+    with open(user_dir / "sw-resume.stderr", "w+") as errors:
+        proc = run_hlsflow(*args, cwd=user_dir, env=user_env(slurm), stderr=errors)
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        try:
+            _wait_for(lambda: any(line.startswith("sweep: 1/2 done") for line in list(lines)), 600,
+                      "the first point to finish")
+            proc.terminate()  # the session ends; then every job of the sweep's goes too
+            proc.wait(timeout=120)
+            slurm.command("scancel", "--name", "hlsflow-sweep")
+            _wait_for(lambda: not slurm.queue() or None, 120, "the sweep's jobs to end")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=60)
+    assert proc.returncode != 0
+    before = set(slurm.jobs_completed())
+    again = run_hlsflow(*args, cwd=user_dir, env=user_env(slurm), timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:] + slurm.logs()
+    assert "1 current (reused), 1 to run" in again.stdout, again.stdout[-3000:]
+    summary = json.loads((user_dir / "sw-resume" / "sweep.json").read_text())
+    rows = {row["point"]: row for row in summary["points"]}
+    assert sorted(row["reused"] for row in rows.values()) == [False, True], rows
+    new_jobs = set(summary["jobs"])
+    assert new_jobs and not new_jobs & before, (summary["jobs"], before)
+    ran = next(row for row in rows.values() if not row["reused"])
+    assert ran["job"] in new_jobs and ran["status"] in ("ok", "ruled out"), ran

@@ -104,3 +104,28 @@ def test_init_with_samples_keeps_the_quantizers_types(tmp_path):
     for layer, kinds in quantized.items():
         for kind, value in kinds.items():
             assert layers[layer]["Precision"][kind] == value, (layer, kind, layers[layer])
+
+
+@pytest.mark.parametrize("kind", ["separable", "lstm"])
+def test_init_with_samples_on_layers_keras_does_not_split_like_hls4ml(tmp_path, kind):
+    """A SeparableConv2D (hls4ml splits it in two: a depthwise half Keras has no output for) and an
+    LSTM (whose activation Keras will not unset): the proposal skips what Keras cannot tell and
+    writes the config, where both once ended in a traceback."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    tf.keras.utils.set_random_seed(3)
+    if kind == "separable":
+        shape, body = (10, 10, 3), [layers.SeparableConv2D(6, 3, activation="relu", name="sep"),
+                                    layers.GlobalAveragePooling2D(), layers.Dense(3, activation="softmax")]
+    else:
+        shape, body = (6, 4), [layers.LSTM(5, name="lstm"), layers.Dense(3, activation="softmax")]
+    tf.keras.Sequential([tf.keras.Input(shape), *body]).save(tmp_path / "m.keras")
+    np.savez(tmp_path / "s.npz", X=np.random.default_rng(0).normal(0, 40, (30,) + shape).astype(np.float32))
+    proc = run_invoke("init", "--model", tmp_path / "m.keras", "--samples", tmp_path / "s.npz", "--io-type",
+                      "io_parallel")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout[-2000:] + proc.stderr[-3000:]
+    text = (tmp_path / "hls4ml_config.yml").read_text()
+    # The inputs span +-100 and more: the proposal widened the input's type from the samples.
+    assert re.search(r"^#   \S+ result: ap_fixed<\d+,(\d+)>  from the samples: the samples span", text, re.M), text
