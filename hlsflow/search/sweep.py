@@ -448,6 +448,10 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
 
     with outdir.locked(sweep_dir):
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        if not (sweep_dir / "sweep.json").exists():
+            # The folder is a sweep's from now on: one cut short (its session or all its jobs gone) is
+            # resumed when started again, not refused as a stranger's folder. No point is listed yet.
+            write_json(sweep_dir / "sweep.json", {"grid": str(grid), "gate": gate, "status": "running", "points": []})
         rows, todo, job_ids = {}, [], None
         for spec in specs:
             current = current_config(spec)
@@ -497,7 +501,8 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
         write_table(ordered, sweep_dir)
         write_atomically(sweep_dir / "pareto.png", render_pareto_png(ordered, gate))
         summary = final_line(ordered, gate)
-        write_json(sweep_dir / "sweep.json", {"grid": str(grid), "gate": gate, "points": ordered, "best": summary,
+        write_json(sweep_dir / "sweep.json", {"grid": str(grid), "gate": gate, "status": "done", "points": ordered,
+                                              "best": summary,
                                               **({"jobs": job_ids} if job_ids is not None else {})})
     console.say((sweep_dir / "sweep.md").read_text())
     console.say(f"Table: {sweep_dir / 'sweep.csv'} and sweep.md; chart: {sweep_dir / 'pareto.png'}")

@@ -339,11 +339,14 @@ def test_a_sweep_whose_jobs_all_died_resumes_from_what_is_current(slurm, user_di
                 proc.kill()
                 proc.wait(timeout=60)
     assert proc.returncode != 0
+    cut_short = json.loads((user_dir / "sw-resume" / "sweep.json").read_text())
+    assert cut_short["status"] == "running" and not (user_dir / "sw-resume" / "sweep.csv").exists(), cut_short
     before = set(slurm.jobs_completed())
     again = run_hlsflow(*args, cwd=user_dir, env=user_env(slurm), timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:] + slurm.logs()
     assert "1 current (reused), 1 to run" in again.stdout, again.stdout[-3000:]
     summary = json.loads((user_dir / "sw-resume" / "sweep.json").read_text())
+    assert summary["status"] == "done", summary
     rows = {row["point"]: row for row in summary["points"]}
     assert sorted(row["reused"] for row in rows.values()) == [False, True], rows
     new_jobs = set(summary["jobs"])
