@@ -10,6 +10,9 @@ What it is built from:
   the weight type's rounding and overflow);
 - the softmax tables' sizes and types: the project's firmware/parameters.h and defines.h;
   every other activation (tables, parameters, io_stream's variants) is activations.py's.
+Here: the graph, Dense and convolutions, BatchNormalization, merges and softmax; pooling,
+depthwise convolutions and the shape layers are spatial.py's, QKeras's and HGQ's quantizer layers
+quantizers.py's, and what each reads of a layer (attributes, types, weights) layerdata.py's.
 A layer this engine does not reproduce raises Unsupported naming it; csim then runs the C++ path.
 """
 
@@ -22,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import activations, fixedpoint as fp
+from . import activations, fixedpoint as fp, quantizers, spatial
+from .layerdata import attr as _attr, type_of as _type_of, weights as _weights
 from ..fixedtype import FixedType
 from .fixedpoint import Unsupported
 
@@ -97,18 +101,6 @@ def build(hls_model, project_dir: Path) -> Engine:
     return Engine(steps, input_shape, hls_model.outputs[0])
 
 
-def _attr(layer, name, default=None):
-    value = layer.get_attr(name)
-    return default if value is None else value
-
-
-def _type_of(layer, name: str) -> FixedType:
-    t = layer.get_attr(name)
-    if t is None:
-        raise Unsupported(f"no {name}")
-    return fp.hls4ml_type(t.precision)
-
-
 def _layer_fn(layer, cls, out_t: FixedType, project_dir: Path, types: dict):
     if cls in ("Clone",):
         return lambda ins: ins[0][0]
@@ -126,16 +118,12 @@ def _layer_fn(layer, cls, out_t: FixedType, project_dir: Path, types: dict):
     if cls == "Merge":
         return _merge(layer, out_t)
     if cls in ("GlobalPooling1D", "GlobalPooling2D", "Pooling1D", "Pooling2D"):
-        return _pooling(layer, cls, out_t)
+        return spatial.pooling(layer, cls, out_t)
     if cls == "Softmax":
         return _softmax(layer, out_t, project_dir, types)
     if cls in ("ApplyAlpha", "FixedPointQuantizer"):  # QKeras's alpha scales, HGQ's quantizers
-        from . import quantizers
-
         return quantizers.layer_fn(layer, cls, out_t, project_dir)
-    from . import spatial  # depthwise convolutions and the shape layers
-
-    run = spatial.layer_fn(layer, cls, out_t, project_dir)
+    run = spatial.layer_fn(layer, cls, out_t, project_dir)  # depthwise convolutions and the shape layers
     if run is not None:
         return run
     raise Unsupported("no fast implementation of this layer class yet")
@@ -154,23 +142,6 @@ def _zero_padding(layer, cls, out_t):
         raw, t = ins[0]
         return fp.convert(np.pad(raw, pads), t, out_t)
     return run
-
-
-def _weights(layer, key: str, project_dir: Path):
-    """(raw array in hls4ml's layout, its FixedType): the project's weights file read as the C++ reads it."""
-    var = layer.weights[key]
-    t = fp.hls4ml_type(var.type.precision)
-    path = project_dir / "firmware" / "weights" / f"{var.name}.txt"
-    if path.is_file():
-        text = path.read_text().strip()
-        values = np.array([float(v) for v in text.split(",")], dtype=np.float64) if text else np.zeros(0)
-    else:  # weights written into headers only (write_weights_txt off): the same formatted numbers
-        values = np.array([float(v) for v in var], dtype=np.float64)
-    if values.size != var.data.size:
-        raise Unsupported(f"{path.name} holds {values.size} values, the layer has {var.data.size}")
-    if any(word in type(var).__name__ for word in ("Compressed", "Exponent")):
-        raise Unsupported(f"{type(var).__name__} weights")
-    return fp.from_float(values, t).reshape(var.data.shape), t
 
 
 def _dense_like(layer, cls, out_t: FixedType, project_dir: Path):
@@ -280,52 +251,6 @@ def _merge(layer, out_t: FixedType):
         value = {"add": np.add, "subtract": np.subtract, "maximum": np.maximum, "minimum": np.minimum}[op](a, b)
         return fp.cast(value, frac, out_t)
     return run
-
-
-def _pooling(layer, cls, out_t: FixedType):
-    op = str(layer.get_attr("pool_op"))
-    if op not in ("Max", "Average"):
-        raise Unsupported(f"pooling {op}")
-    acc_t = _type_of(layer, "accum_t")
-    if op == "Average" and acc_t.overflow != "WRAP":
-        raise Unsupported(f"accumulator {acc_t} saturates: the sum depends on its order")
-    two_d = cls.endswith("2D")
-    if cls.startswith("Global"):
-        def run(ins):
-            raw, t = ins[0]
-            flat = raw.reshape(len(raw), -1, raw.shape[-1])
-            return _pool(flat, t, op, acc_t, out_t, flat.shape[1], axis=1)
-        return run
-    pads = [layer.get_attr(k) for k in (("pad_top", "pad_bottom", "pad_left", "pad_right") if two_d
-                                         else ("pad_left", "pad_right"))]
-    if any(pads):
-        from . import spatial
-
-        return spatial.padded_pooling(layer, cls, out_t, op, acc_t)
-    ph = layer.get_attr("pool_height") if two_d else 1
-    pw = layer.get_attr("pool_width")
-    sh = layer.get_attr("stride_height") if two_d else 1
-    sw = layer.get_attr("stride_width")
-    out_h = layer.get_attr("out_height") if two_d else 1
-    out_w = layer.get_attr("out_width")
-
-    def run(ins):
-        raw, t = ins[0]
-        x = raw if two_d else raw[:, None]
-        win = np.lib.stride_tricks.sliding_window_view(x, (ph, pw), axis=(1, 2))[:, ::sh, ::sw][:, :out_h, :out_w]
-        win = win.reshape(win.shape[:4] + (ph * pw,))
-        res = _pool(win, t, op, acc_t, out_t, ph * pw, axis=-1)
-        return res if two_d else res[:, 0]
-    return run
-
-
-def _pool(x, t: FixedType, op: str, acc_t: FixedType, out_t: FixedType, count: int, axis: int):
-    if op == "Max":  # the largest input, then through the accumulator type to the result
-        return fp.convert(fp.convert(x.max(axis=axis), t, acc_t), acc_t, out_t)
-    total = fp.overflow(fp.convert(x, t, acc_t).sum(axis=axis), acc_t)
-    # accum / (unsigned) count: ap_fixed division keeps the dividend's fraction, truncating towards zero
-    quotient = np.where(total < 0, -((-total) // count), total // count)
-    return fp.cast(fp.overflow(quotient, acc_t), acc_t.frac, out_t)
 
 
 # ------------------------------------------------------------------ softmax with hls4ml's tables

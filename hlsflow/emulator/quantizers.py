@@ -11,7 +11,7 @@
 
 QKeras's activations need nothing here: hls4ml turns quantized_relu into a relu and
 quantized_bits into a linear activation whose result types carry the quantizer's width, rounding
-and saturation (fastemu's _activation casts to them); binary, ternary and hard activations are
+and saturation (activations.py casts to them); binary, ternary and hard activations are
 activations.py's.
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 from . import fixedpoint as fp
 from ..fixedtype import FixedType
 from .fixedpoint import Unsupported
+from .layerdata import weights
 
 
 def layer_fn(layer, cls, out_t: FixedType, project_dir: Path):
@@ -65,16 +66,15 @@ def _exponent_scale(layer, project_dir: Path):
 
 
 def apply_alpha(layer, out_t: FixedType, project_dir: Path):
-    from .fastemu import _weights
 
-    b, b_t = _weights(layer, "bias", project_dir)
+    b, b_t = weights(layer, "bias", project_dir)
     b = b.reshape(-1)
     scale_type = type(layer.weights["scale"].type.precision).__name__
     if "Exponent" in scale_type or "Exponent" in type(layer.weights["scale"]).__name__:
         sign, exponent, exp_width = _exponent_scale(layer, project_dir)
         exponential = True
     else:
-        s, s_t = _weights(layer, "scale", project_dir)
+        s, s_t = weights(layer, "scale", project_dir)
         s = s.reshape(-1)
         exponential = False
 

@@ -22,6 +22,7 @@ from . import fixedpoint as fp
 from ..errors import FlowError
 from ..fixedtype import FixedType
 from .fixedpoint import Unsupported
+from .layerdata import type_of, weights
 
 DEPTHWISE = ("DepthwiseConv1D", "DepthwiseConv2D")
 
@@ -62,7 +63,6 @@ def _channels_last(layer):
 # ------------------------------------------------------------------ depthwise convolution
 
 def _depthwise(layer, cls, out_t: FixedType, project_dir):
-    from .fastemu import _type_of, _weights
 
     _channels_last(layer)
     strategy = str(layer.get_attr("strategy") or "latency").lower()
@@ -83,8 +83,8 @@ def _depthwise(layer, cls, out_t: FixedType, project_dir):
     for key in ("dilation", "dilation_width", "dilation_height"):
         if layer.get_attr(key) not in (1, None):
             raise Unsupported("dilation")
-    acc_t = _type_of(layer, "accum_t")
-    w, w_t = _weights(layer, "weight", project_dir)
+    acc_t = type_of(layer, "accum_t")
+    w, w_t = weights(layer, "weight", project_dir)
     if layer.get_attr("_weights_transposed"):
         w = np.moveaxis(w, 0, -1)  # (1, kh, kw, c) back to (kh, kw, c, 1): the same order for one filter
     two_d = cls.endswith("2D")
@@ -99,7 +99,7 @@ def _depthwise(layer, cls, out_t: FixedType, project_dir):
     w = w.reshape(kh * kw, n_chan)
     w64 = np.ascontiguousarray(w, dtype=np.int64)
     if "bias" in layer.weights and layer.weights["bias"].data is not None:
-        b, b_t = _weights(layer, "bias", project_dir)
+        b, b_t = weights(layer, "bias", project_dir)
         bias_acc = fp.convert(b.reshape(-1), b_t, acc_t)  # acc = (accum_t) bias
     else:
         bias_acc = np.zeros(n_chan, np.int64)
@@ -213,7 +213,6 @@ def _cropping(layer, cls, out_t: FixedType):
 
 def padded_pooling(layer, cls, out_t: FixedType, op: str, acc_t: FixedType):
     """Pooling1D/2D with padding (Keras's padding='same'), as pooling1d_cl and pooling2d_cl compute it."""
-    from .fastemu import _pool
 
     if _io_type(layer) != "io_parallel":
         raise FlowError(f"Layer {layer.name} ({cls}) pools with padding, which hls4ml 1.3.0 does not implement in "
@@ -248,3 +247,47 @@ def padded_pooling(layer, cls, out_t: FixedType, op: str, acc_t: FixedType):
             res = _pool(windows(np.pad(x, pads)), t, op, acc_t, out_t, count, axis=-1)
         return res if two_d else res[:, 0]
     return run
+
+
+def pooling(layer, cls, out_t: FixedType):
+    op = str(layer.get_attr("pool_op"))
+    if op not in ("Max", "Average"):
+        raise Unsupported(f"pooling {op}")
+    acc_t = type_of(layer, "accum_t")
+    if op == "Average" and acc_t.overflow != "WRAP":
+        raise Unsupported(f"accumulator {acc_t} saturates: the sum depends on its order")
+    two_d = cls.endswith("2D")
+    if cls.startswith("Global"):
+        def run(ins):
+            raw, t = ins[0]
+            flat = raw.reshape(len(raw), -1, raw.shape[-1])
+            return _pool(flat, t, op, acc_t, out_t, flat.shape[1], axis=1)
+        return run
+    pads = [layer.get_attr(k) for k in (("pad_top", "pad_bottom", "pad_left", "pad_right") if two_d
+                                         else ("pad_left", "pad_right"))]
+    if any(pads):
+        return padded_pooling(layer, cls, out_t, op, acc_t)
+    ph = layer.get_attr("pool_height") if two_d else 1
+    pw = layer.get_attr("pool_width")
+    sh = layer.get_attr("stride_height") if two_d else 1
+    sw = layer.get_attr("stride_width")
+    out_h = layer.get_attr("out_height") if two_d else 1
+    out_w = layer.get_attr("out_width")
+
+    def run(ins):
+        raw, t = ins[0]
+        x = raw if two_d else raw[:, None]
+        win = np.lib.stride_tricks.sliding_window_view(x, (ph, pw), axis=(1, 2))[:, ::sh, ::sw][:, :out_h, :out_w]
+        win = win.reshape(win.shape[:4] + (ph * pw,))
+        res = _pool(win, t, op, acc_t, out_t, ph * pw, axis=-1)
+        return res if two_d else res[:, 0]
+    return run
+
+
+def _pool(x, t: FixedType, op: str, acc_t: FixedType, out_t: FixedType, count: int, axis: int):
+    if op == "Max":  # the largest input, then through the accumulator type to the result
+        return fp.convert(fp.convert(x.max(axis=axis), t, acc_t), acc_t, out_t)
+    total = fp.overflow(fp.convert(x, t, acc_t).sum(axis=axis), acc_t)
+    # accum / (unsigned) count: ap_fixed division keeps the dividend's fraction, truncating towards zero
+    quotient = np.where(total < 0, -((-total) // count), total // count)
+    return fp.cast(fp.overflow(quotient, acc_t), acc_t.frac, out_t)
