@@ -39,7 +39,8 @@ def load_keras_model(path):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    objects, missing = _quantized_objects(unknown_layers(files[0], tf))
+    unknown = unknown_layers(files[0], tf)  # read once: the loader and the error sentence both need it
+    objects, missing = _quantized_objects(unknown)
     try:
         with tf.keras.utils.custom_object_scope(objects):
             if files[0].suffix == ".json":
@@ -53,7 +54,7 @@ def load_keras_model(path):
             raise FlowError(f"{path} has a Lambda layer (Python code inside the model), which Keras loads only from "
                             "trusted files and hls4ml cannot convert: replace the Lambda layer with built-in Keras "
                             "layers and save the model again.") from exc
-        sentence = _unknown_layers_sentence(path, unknown_layers(files[0], tf), missing)
+        sentence = _unknown_layers_sentence(path, unknown, missing)
         if sentence:
             raise FlowError(sentence) from exc
         reason = _first_sentence(text) or type(exc).__name__
