@@ -72,10 +72,6 @@ def integer_for_constants(lo: float, hi: float, signed: bool) -> int:
     return max(1, math.floor(math.log2(peak)) + 1 + int(signed))
 
 
-def precision_text(t: FixedType, modes: str = "") -> str:
-    return ranges.type_text(t, modes)
-
-
 def table_size_for(input_integer: int, input_width: int) -> int:
     """The softmax table size that keeps the exp table's step at 2^-SOFTMAX_STEP_BITS on an input of
     `input_integer` integer bits: its index is the top log2(size) bits of a type of input_integer - 1
@@ -159,14 +155,14 @@ def _rule(f, default: FixedType, pinned: set, changed: dict):
             return None
         t = FixedType(integer + f.fixed.frac, integer, signed)
         where = "the samples span" if f.layer_class == "Input" else "Keras reaches"
-        return Change(f.layer, f.kind, precision_text(t, f.modes), "samples",
+        return Change(f.layer, f.kind, ranges.type_text(t, f.modes), "samples",
                       f"{where} [{f.keras_min:.3g}, {f.keras_max:.3g}]")
     # A layer's constants (weights, biases, BatchNormalization's scale and bias): exact, no headroom.
     integer = integer_for_constants(f.keras_min, f.keras_max, signed)
     t = FixedType(max(default.width, integer + default.frac), integer, signed)
     if t.width == f.fixed.width and t.integer == f.fixed.integer:
         return None
-    return Change(f.layer, f.kind, precision_text(t, f.modes), "weights",
+    return Change(f.layer, f.kind, ranges.type_text(t, f.modes), "weights",
                   f"they lie in [{f.keras_min:.3g}, {f.keras_max:.3g}]")
 
 

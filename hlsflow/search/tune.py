@@ -31,7 +31,6 @@ from ..files import sha256, write_atomically, write_json
 from ..loading import load_keras_model, load_samples, resolve_samples
 from ..state import outdir
 
-HEADROOM = 1.25  # the overflow fix leaves 25% above the largest value seen
 ACCURACY_TOLERANCE = 0.005  # emulated accuracy may be at most half a point below Keras's
 FRACTION_STEPS = (1, 2, 4, 8)  # fractional bits tried, doubling, before bisecting between the last two
 INTEGER_STEPS = (1, 2, 4)
@@ -44,8 +43,7 @@ def _widened(f: Finding, integer: int = None, extra_frac: int = 0) -> FixedType:
 
 
 def _needed_integer(f: Finding) -> int:
-    peak = max(abs(f.keras_min), abs(f.keras_max)) * HEADROOM
-    return max(f.fixed.integer, math.ceil(math.log2(peak)) + int(f.fixed.signed))
+    return max(f.fixed.integer, propose.integer_for_data(f.keras_min, f.keras_max, f.fixed.signed))
 
 
 def advise(findings) -> dict:
@@ -69,10 +67,6 @@ class Trial:
     gate: bool = False
     dsp: int = None
     bram: int = None
-
-
-def _with_changes(cfg, changes: dict, out: Path):
-    return propose.with_changes(cfg, changes, out)
 
 
 def _merge(*change_sets) -> dict:
@@ -129,7 +123,7 @@ class Tuner:
     def measure(self, trial: Trial, findings) -> Trial:
         if trial.label not in ("before", "auto"):  # the user's and hls4ml's own types are measured as they are
             trial.changes = _merge(trial.changes, propose.table_changes(self.softmax, self.types, trial.changes))
-        trial_cfg = self.cfg if trial.label == "before" else _with_changes(self.cfg, trial.changes, self.root / trial.label)
+        trial_cfg = self.cfg if trial.label == "before" else propose.with_changes(self.cfg, trial.changes, self.root / trial.label)
         captured = io.StringIO()
         try:
             with contextlib.redirect_stdout(captured):
@@ -198,7 +192,7 @@ def _time_limit(seconds: int):
 
 def _auto_bits(cfg, keras_model, findings, changes) -> int:
     """Bits hls4ml's inferred types add over the user's, read from its converted graph."""
-    trial = _with_changes(cfg, changes, cfg.output_dir)
+    trial = propose.with_changes(cfg, changes, cfg.output_dir)
     widths = {}
     with in_memory(keras_model, trial) as hls_model:
         for layer in hls_model.get_layers():
@@ -383,7 +377,7 @@ def _overflow_fix(cfg, keras_model, x, findings) -> tuple:
     seen = {(f.layer, f.kind): f for f in findings}
     changes = advise(findings)
     for _ in range(5):
-        again = [f for f in ranges.findings_for(_with_changes(cfg, changes, cfg.output_dir), keras_model, x) if f.tunable]
+        again = [f for f in ranges.findings_for(propose.with_changes(cfg, changes, cfg.output_dir), keras_model, x) if f.tunable]
         for f in again:
             seen.setdefault((f.layer, f.kind), f)
         more = {layer: kinds for layer, kinds in advise(again).items()

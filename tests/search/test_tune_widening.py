@@ -53,13 +53,13 @@ def test_tune_takes_the_standins_to_the_gate(name, tmp_path):
         # without it, the same types fall short: the trap is real.
         from hlsflow.config import load_config, parse_precision
         from hlsflow import flow
-        from hlsflow.search.tune import _with_changes
+        from hlsflow.emulator.propose import with_changes
 
         assert parse_precision(changes["out"]["result"]).integer > 8, changes
         assert changes["out_softmax"]["TableSize"] >= 4096, changes
         trapped = {layer: {k: v for k, v in kinds.items() if k != "TableSize"} for layer, kinds in changes.items()}
         cfg = load_config(config)
-        r = flow.csim(_with_changes(cfg, trapped, tmp_path / "trapped"), min_agreement=0)
+        r = flow.csim(with_changes(cfg, trapped, tmp_path / "trapped"), min_agreement=0)
         print(f"the same types with hls4ml's default softmax table: agreement {r['top1_agreement']:.1%}")
         assert r["top1_agreement"] < 0.99, r["top1_agreement"]
         assert "#   out_softmax TableSize: " in (tmp_path / "mlp.tuned.yml").read_text()
