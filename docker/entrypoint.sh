@@ -14,7 +14,15 @@ if [ -f "$vivado_dir/settings64.sh" ]; then
     hls="$(command -v vivado_hls || echo 'not on PATH')"
     echo "hlsflow: Vivado found at $vivado_dir (vivado_hls $hls)" >&2
 else
-    echo "hlsflow: no Vivado mounted at $vivado_dir; synthesis will be skipped" >&2
+    # Another version (Vivado HLS 2019.1-2020.1, Vitis HLS): hlsflow sources its settings64.sh
+    # itself when it synthesises (hlsflow/toolchain/xilinx.py picks it by the config's Backend).
+    others="$(ls -d "${XILINX_ROOT:-/opt/Xilinx}"/Vivado/*/bin/vivado_hls \
+        "${XILINX_ROOT:-/opt/Xilinx}"/Vitis_HLS/*/bin/vitis_hls 2>/dev/null | sed 's|/bin/[^/]*$||' | tr '\n' ' ')"
+    if [ -n "$others" ]; then
+        echo "hlsflow: HLS installs found: ${others% } (hlsflow doctor checks them)" >&2
+    else
+        echo "hlsflow: no Vivado mounted at $vivado_dir; synthesis will be skipped" >&2
+    fi
 fi
 
 # FlexLM in containers often needs libudev preloaded; given as HLSFLOW_LD_PRELOAD so that the host's

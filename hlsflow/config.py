@@ -25,7 +25,7 @@ from .fixedtype import parse as parse_fixed
 DEFAULT_CONFIG = REPO_ROOT / "project" / "hls4ml_config.yml"
 
 IO_TYPES = ("io_stream", "io_parallel")
-BACKENDS = ("Vivado",)
+BACKENDS = ("Vivado", "Vitis")  # hls4ml's backends; versions each runs: hlsflow/toolchain/xilinx.py
 STRATEGIES = ("Latency", "Resource")
 
 FLOW_DEFAULTS = {
@@ -392,7 +392,8 @@ def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_
     io = check_io_type(io_type or raw.get("IOType", "io_parallel"))
     backend = raw.get("Backend", "Vivado")
     if backend not in BACKENDS:
-        raise FlowError(f"Backend '{backend}' is not supported by this flow: use Vivado.")
+        raise FlowError(f"Backend '{backend}' is not supported by this flow: use Vivado (Vivado HLS 2018.2-2020.1) "
+                        "or Vitis (Vitis HLS 2020.2 and later).")
     clock_period = parse_clock(clock if clock is not None else raw.get("ClockPeriod", 5))
 
     flow = copy.deepcopy(FLOW_DEFAULTS)

@@ -231,4 +231,4 @@ def test_vivado_given_as_a_flag(converted):
     assert str(STANDIN / "bin" / "vivado_hls") in proc.stdout
     wrong = run_invoke("synth", "--config", project["config"], "--force", "--vivado", "/nonexistent/Vivado")
     assert wrong.returncode != 0
-    assert error_lines(wrong)[0].startswith("ERROR: No vivado_hls at /nonexistent/Vivado: pass --vivado")
+    assert error_lines(wrong)[0].startswith("ERROR: No vivado_hls at /nonexistent/Vivado (nor vitis_hls): pass --vivado")

@@ -1,16 +1,14 @@
-"""Vivado HLS C synthesis of the written project, run and watched by us.
+"""Vivado/Vitis HLS C synthesis of the written project, run and watched by us.
 
-hls4ml's build() shells out with os.system, ignores the exit status and has no timeout; here
-vivado_hls runs as a child process group with its log streamed to a file, progress read from
-its `Finished <stage>` lines, a deadline, and Ctrl-C stopping the whole group. Cosimulation
-is never run.
+hls4ml's build() shells out with os.system (Vivado) or a shell (Vitis), has no timeout and, for
+Vivado, ignores the exit status; here the tool runs as a child process group with its log
+streamed to a file, progress read from its `Finished <stage>` lines, a deadline, and Ctrl-C
+stopping the whole group. Which install, which command line and which versions go with which
+backend: hlsflow/toolchain/xilinx.py. Cosimulation is never run.
 """
 
-import functools
 import os
 import queue
-import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -19,73 +17,38 @@ from pathlib import Path
 
 from .. import console
 from ..errors import FlowError
+from ..parts import find_part
 from ..state import outdir
+from ..toolchain import doctor, xilinx
 from ..vivado_reports import is_stand_in_log, parse_finished_line
 
-EXPECTED_VERSION = "2018.2"
-RUN_LOG = "vivado_hls_run.log"
-# Xilinx AR 76960: without this file from the Y2K22 patch, export_design fails since 2022.
-Y2K22_PATCH_FILE = Path("common/scripts/automg_patch_20220104.tcl")
-
-
-def no_vivado_hls_at(path) -> FlowError:
-    return FlowError(f"No vivado_hls at {path}: pass --vivado the Vivado 2018.2 install directory (the one holding "
-                     "settings64.sh) or the vivado_hls binary.")
+EXPECTED_VERSION = xilinx.REFERENCE
+RUN_LOG = "vivado_hls_run.log"  # the name kept for every tool: reports and older records look for it
+BUILD_OPT = "build_opt.tcl"
+no_vivado_hls_at = xilinx.no_install_at  # the launcher names a missing --vivado path with it
 
 
 def find_vivado_hls(explicit=None):
-    """Path of vivado_hls from --vivado, XILINX_VIVADO / VIVADO_DIR, or PATH; None if absent."""
-    candidates = []
-    if explicit:
-        p = Path(explicit)
-        candidates += [p] if p.is_file() else [p / "bin" / "vivado_hls"]
-    for var in ("XILINX_VIVADO", "VIVADO_DIR"):
-        if os.environ.get(var):
-            candidates.append(Path(os.environ[var]) / "bin" / "vivado_hls")
-    on_path = shutil.which("vivado_hls")
-    if on_path:
-        candidates.append(Path(on_path))
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return c.resolve()
-    if explicit:
-        raise no_vivado_hls_at(explicit)
-    return None
+    """The binary of the first HLS install in sight (any tool, any version), or None: whether
+    synthesis can be tried at all; `ready` then says whether the backend can run it."""
+    found = xilinx.candidates(explicit)
+    return found[0].binary if found else None
 
 
-def require_vivado_hls(explicit=None) -> Path:
-    found = find_vivado_hls(explicit)
+def require_install(cfg, explicit=None) -> xilinx.Install:
+    found = xilinx.select(cfg.backend, explicit)
     if found is None:
+        if cfg.backend == "Vitis":
+            raise FlowError("No Vitis HLS found: mount Vitis HLS 2020.2 or later (XILINX_ROOT, default /opt/Xilinx), "
+                            "source its settings64.sh, or pass --vitis /opt/Xilinx/Vitis_HLS/2024.1.")
         raise FlowError("No Vivado HLS found: mount Vivado 2018.2 (XILINX_ROOT, default /opt/Xilinx), source its "
                         "settings64.sh, or pass --vivado /opt/Xilinx/Vivado/2018.2.")
     return found
 
 
-@functools.lru_cache(maxsize=None)  # asked before the run and in it: a few seconds each time
-def vivado_version(vivado_hls: Path) -> str:
-    try:
-        out = subprocess.run([str(vivado_hls), "-version"], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise FlowError(f"{vivado_hls} -version did not answer ({exc}): check the Vivado install and its "
-                        "system libraries (libtinfo5, a valid locale).") from exc
-    m = re.search(r"\bv(\d{4}\.\d)", out.stdout + out.stderr)
-    return m.group(1) if m else "unknown"
-
-
-def check_y2k22_patch(vivado_hls: Path) -> None:
-    install = vivado_hls.parent.parent
-    candidates = [install / Y2K22_PATCH_FILE, install.parent.parent / "Vivado_HLS" / install.name / Y2K22_PATCH_FILE]
-    if not any(c.exists() for c in candidates):
-        raise FlowError(f"export_design in Vivado HLS {EXPECTED_VERSION} fails since 2022 without Xilinx's Y2K22 "
-                        f"patch, and {install} does not have it: apply AR 76960 (y2k22_patch) to the host install, "
-                        "or run without --export.")
-
-
 def synth_args(flags: dict) -> str:
-    """The argument string hls4ml's build_prj.tcl reads; cosim is always 0."""
-    values = {"reset": 0, "csim": int(flags.get("csim", False)), "synth": 1, "cosim": 0, "validation": 0,
-              "export": int(flags.get("export", False)), "vsynth": int(flags.get("vsynth", False)), "fifo_opt": 0}
-    return " ".join(f"{k}={v}" for k, v in values.items())
+    """The argument string hls4ml's Vivado build_prj.tcl reads; cosim is always 0."""
+    return xilinx.vivado_args(flags)
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
@@ -108,12 +71,12 @@ def _tail(path: Path, n: int = 15) -> str:
         return ""
 
 
-def run_vivado_hls(vivado_hls: Path, out_dir: Path, args: str, timeout_s: float) -> dict:
-    """Run vivado_hls in out_dir, streaming its log; returns elapsed time and peak memory."""
+def run_tool(argv: list, out_dir: Path, timeout_s: float, tool: str = "vivado_hls") -> dict:
+    """Run an HLS tool's argv in out_dir, streaming its log; returns elapsed time and peak memory."""
     log_path = out_dir / RUN_LOG
     start = time.monotonic()
     lines: "queue.Queue[str | None]" = queue.Queue()
-    proc = subprocess.Popen([str(vivado_hls), "-f", "build_prj.tcl", args], cwd=out_dir, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([str(a) for a in argv], cwd=out_dir, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace",
                             start_new_session=True)
 
@@ -152,7 +115,7 @@ def run_vivado_hls(vivado_hls: Path, out_dir: Path, args: str, timeout_s: float)
         proc.wait()
     except KeyboardInterrupt:
         _stop_group(proc)
-        raise FlowError(f"Synthesis interrupted; vivado_hls and its children were stopped (log: {log_path}).",
+        raise FlowError(f"Synthesis interrupted; {tool} and its children were stopped (log: {log_path}).",
                         exit_code=130)
     finally:
         if proc.poll() is None:
@@ -162,11 +125,11 @@ def run_vivado_hls(vivado_hls: Path, out_dir: Path, args: str, timeout_s: float)
         name = signal.Signals(-proc.returncode).name
         console.say(_tail(log_path))
         hint = " (SIGKILL often means out of memory)" if name == "SIGKILL" else ""
-        raise FlowError(f"vivado_hls was killed by {name}{hint} after {elapsed:.0f} s: see {log_path}, free memory "
+        raise FlowError(f"{tool} was killed by {name}{hint} after {elapsed:.0f} s: see {log_path}, free memory "
                         "or raise ReuseFactor, and run `hlsflow synth` again.", exit_code=4)
     if proc.returncode != 0:
         console.say(_tail(log_path))
-        raise FlowError(f"vivado_hls exited with status {proc.returncode} after {elapsed:.0f} s: read the errors "
+        raise FlowError(f"{tool} exited with status {proc.returncode} after {elapsed:.0f} s: read the errors "
                         f"above and {log_path}.", exit_code=4)
     return {"seconds": round(elapsed, 1), "peak_mb": peak_mb or None, "stages": stages}
 
@@ -196,37 +159,70 @@ def _timeout(cfg, timeout) -> float:
     return timeout_s
 
 
+def _install(cfg, vivado) -> tuple:
+    """(install, version, support level, its sentence) the backend runs, or FlowError naming what
+    cannot work."""
+    install = require_install(cfg, vivado)
+    version = xilinx.tool_version(install)
+    part = find_part(cfg.part)
+    level, sentence = xilinx.support(cfg.backend, install, version, part.family if part else None)
+    if level == "unsupported":
+        raise FlowError(sentence)
+    return install, version, level, sentence
+
+
+def precheck(cfg, vivado=None) -> None:
+    """Before anything runs (convert, emulation): a backend/tool pair that cannot work is named in
+    one sentence. Nothing in sight is left to `flow`, which then skips synthesis."""
+    if find_vivado_hls(vivado) is not None:
+        _install(cfg, vivado)
+
+
 def ready(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None) -> None:
-    """A timeout that makes sense, a Vivado HLS to run, and its Y2K22 patch when exporting."""
+    """A timeout that makes sense, an install the backend can run, and doctor's blocking checks
+    for it (libraries, locale, licence server, disk, memory, the Y2K22 patch when exporting)."""
     _timeout(cfg, timeout)
-    vivado_hls = require_vivado_hls(vivado)
-    version = vivado_version(vivado_hls)
-    if version != EXPECTED_VERSION:
-        console.warn(f"Vivado HLS {version} found at {vivado_hls}; this flow is validated with {EXPECTED_VERSION}, "
-                     "so results may differ.")
-    if _flags(cfg, csim, export, vsynth)[0].get("export") and version == EXPECTED_VERSION:
-        check_y2k22_patch(vivado_hls)
+    install, version, level, sentence = _install(cfg, vivado)
+    if level == "untested" or (level == "supported" and install.tool == xilinx.VIVADO_HLS):
+        console.warn(sentence)  # results may differ from the reference's
+    elif level == "supported":
+        console.say(sentence)
+    export = _flags(cfg, csim, export, vsynth)[0].get("export")
+    blocking = doctor.blocking(install, version, cfg, export=export)
+    if blocking:
+        raise FlowError(f"{blocking[0].detail.rstrip('.')}; `hlsflow doctor` checks the whole install.")
 
 
 def work(cfg, into: Path, project: dict, vivado=None, csim=None, export=None, vsynth=None,
          timeout=None) -> outdir.Outcome:
-    """vivado_hls in the project; its outputs are the files it wrote or rewrote."""
-    args = _flags(cfg, csim, export, vsynth)[1]
-    vivado_hls = require_vivado_hls(vivado)
-    version = vivado_version(vivado_hls)
+    """The HLS tool in the project; its outputs are the files it wrote or rewrote."""
+    flags, args = _flags(cfg, csim, export, vsynth)
+    install, version, _, _ = _install(cfg, vivado)
+    shown, argv, build_opt = xilinx.command(install, version, flags)
     xml = outdir.csynth_xml_path(into, cfg.project_name)
-    console.step(f"Vivado HLS {version} ({vivado_hls}) C synthesis of {cfg.project_name} for {cfg.part}")
-    console.say(f"  vivado_hls -f build_prj.tcl \"{args}\"; log: {into / RUN_LOG}")
+    console.step(f"{install.tool} {version} ({install.binary}) C synthesis of {cfg.project_name} for {cfg.part}")
+    quoted = " ".join(f'"{a}"' if " " in a else a for a in shown)
+    console.say(f"  {quoted}" + (f" with {BUILD_OPT}: {args}" if build_opt else "") + f"; log: {into / RUN_LOG}")
     before = outdir.snapshot(into)
-    run = run_vivado_hls(vivado_hls, into, args, _timeout(cfg, timeout))
-    made = outdir.changed_since(into, before)
+    original = (into / BUILD_OPT).read_bytes() if build_opt and (into / BUILD_OPT).is_file() else None
+    try:
+        if build_opt:
+            # The Vitis build_prj.tcl reads its flags from here, as hls4ml's build() writes them.
+            (into / BUILD_OPT).write_text(build_opt)
+        run = run_tool(xilinx.with_settings(install, argv), into, _timeout(cfg, timeout), tool=shown[0])
+    finally:
+        if original is not None:
+            # Put back convert's file, so the project stays the one converted (its hash unchanged).
+            (into / BUILD_OPT).write_bytes(original)
+    made = [rel for rel in outdir.changed_since(into, before) if rel != BUILD_OPT]
     # A report left by an earlier run must not pass for this one's.
     if xml.relative_to(into).as_posix() not in made or not xml.exists():
         console.say(_tail(into / RUN_LOG))
-        raise FlowError(f"vivado_hls finished but wrote no synthesis report at {xml}: read {into / RUN_LOG} "
+        raise FlowError(f"{shown[0]} finished but wrote no synthesis report at {xml}: read {into / RUN_LOG} "
                         f"for the cause.", exit_code=4)
     stand_in = is_stand_in_log(into / RUN_LOG)  # its results must never pass for Vivado's
-    result = {"args": args, "vivado_hls": str(vivado_hls), "version": version, "stand_in": stand_in, **run}
+    result = {"args": args, "command": " ".join(shown), "tool": install.tool, "vivado_hls": str(install.binary),
+              "version": version, "stand_in": stand_in, **run}
     return outdir.Outcome(made, result=result, extra={"vivado_version": version, "stand_in": stand_in})
 
 

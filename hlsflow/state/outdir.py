@@ -288,7 +288,7 @@ RUN_LEFTOVERS = (
     "hlsflow_convert.log", "emulation_build.log", "cpp_check.log", "csim.json", "profile.json",
     "precision_profile.png", "tune.json", "hls4ml_config.tuned.yml", "report.json", "report.md",
     "utilisation.png", "*.o", "firmware/*.so",
-    "*_prj/*", "vivado_hls*.log", "vivado*.jou", "vivado*.log", "vivado_synth.rpt", ".Xil/*",
+    "*_prj/*", "vivado_hls*.log", "vitis_hls*.log", "vivado*.jou", "vivado*.log", "vivado_synth.rpt", ".Xil/*",
     "hs_err_pid*.log", "usage_statistics_webtalk.*",
     ".*.tmp",
     "vivado_hls_standin.args",  # the Vivado stand-in (tests/standin_xilinx, a test double) records its arguments

@@ -103,3 +103,13 @@ def test_sweep_mounts_its_grid_and_gets_the_network_only_for_a_scheduler(project
     assert mounts.network == "host"
     with pytest.raises(FlowError, match=r"^The grid file .*nogrid.yml does not exist"):
         launcher.mount_plan(namespace, parse("sweep", "--config", "models/hls4ml_config.yml", "--grid", "nogrid.yml"))
+
+
+def test_a_version_for_vivado_or_vitis_is_passed_on_not_mounted(project):
+    # A version names an install under XILINX_ROOT (mounted whole by container_settings), not a path.
+    argv, mounts = launcher.mount_plan(namespace, parse("synth", "--config", "models/hls4ml_config.yml",
+                                                        "--vitis", "2024.1"))
+    assert argv[argv.index("--vitis") + 1] == "2024.1"
+    assert not any("2024.1" in path for path in mounts.modes)
+    argv, _ = launcher.mount_plan(namespace, parse("doctor", "--vivado", "2020.1"))
+    assert argv[:1] == ["doctor"] and argv[argv.index("--vivado") + 1] == "2020.1"
