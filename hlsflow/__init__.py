@@ -20,3 +20,20 @@ Heavy imports (TensorFlow, hls4ml) happen inside functions so that the host side
 """
 
 __version__ = "0.2.0"
+
+# The Python library (library.py), loaded on first use: `import hlsflow` and the command line
+# stay free of TensorFlow and hls4ml.
+_LIBRARY = ("FlowConfig", "load_config", "convert", "Conversion", "csim", "report", "plan", "emulate",
+            "use_fast_emulation", "layer_trace", "profile", "profile_figure", "utilisation_figure", "example_path")
+
+
+def __getattr__(name):
+    if name in _LIBRARY:
+        from . import library
+
+        return getattr(library, name)
+    raise AttributeError(f"module 'hlsflow' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LIBRARY))

@@ -33,7 +33,7 @@ from .wheels import LOCK, NODEPS_LOCK, SBOM_LOCK, download_wheels, lock_versions
 DOCKER_DIR = ROOT / "docker"
 BUILD_DIR = ROOT / "build"
 # What of the repository goes into /opt/hlsflow (minus what .dockerignore leaves out).
-CODE = ("tasks.py", "invoke.yaml", "pyproject.toml", "hlsflow", "project", "models", "tests")
+CODE = ("tasks.py", "invoke.yaml", "pyproject.toml", "hlsflow", "project", "models", "examples", "tests")
 # Where docker/Dockerfile puts the SBOM (its HLSFLOW_SBOM).
 SBOM_IN_IMAGE = "/usr/share/hlsflow/sbom.cdx.json"
 

@@ -81,6 +81,13 @@ def print_profile(findings) -> None:
 
 
 def draw_profile(findings, path: Path, title: str) -> None:
+    png = io.BytesIO()
+    profile_figure(findings, title).savefig(png, format="png", dpi=110)
+    write_atomically(path, png.getvalue())
+
+
+def profile_figure(findings, title: str):
+    """The profile as a matplotlib Figure (no pyplot): each finding's Keras range over its type's."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -100,6 +107,4 @@ def draw_profile(findings, path: Path, title: str) -> None:
     ax.set_title(f"Precision profile: {title}")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=110)
-    write_atomically(path, png.getvalue())
+    return fig

@@ -139,6 +139,13 @@ def render_markdown(report: dict) -> str:
 
 
 def render_utilisation_png(report: dict) -> bytes:
+    buffer = io.BytesIO()
+    utilisation_figure(report).savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def utilisation_figure(report: dict):
+    """The resources used against the part as a matplotlib Figure."""
     # Figure + Agg canvas directly: no pyplot, so no global backend state is touched.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -160,9 +167,7 @@ def render_utilisation_png(report: dict) -> bytes:
         ax.text(p, y, " n/a" if k is None else f" {k:.2f}%", va="center")
     ax.set_title(f"{report['project']} on {report['target_part'] or report['part']}")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return fig
 
 
 def write_report(out_dir, project_name, part=None, xml=None, foreign=False) -> dict:
