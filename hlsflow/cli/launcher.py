@@ -8,8 +8,10 @@ output and moved into place. Paths stay the host's, so logs and reports name wha
 and files written belong to the host user (the entrypoint drops to HOST_UID/HOST_GID).
 """
 
+import hashlib
 import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -110,6 +112,7 @@ def mount_plan(collection, contexts, cwd=None) -> tuple:
     from ..loading import model_files, require_samples_file
     from ..stages.report import foreign_folder, no_report_without_config
     from ..stages.synthesize import no_vivado_hls_at
+    from ..toolchain.xilinx import version_key
     from .kinds import spec_of
 
     cwd = Path(cwd or Path.cwd())
@@ -167,11 +170,14 @@ def mount_plan(collection, contexts, cwd=None) -> tuple:
         for name in spec.inputs:
             if name in absolute or not values.get(name) or name == "samples" and spec.uses_config:
                 continue
+            if name in ("vivado", "vitis") and version_key(values[name]) and not (cwd / str(values[name])).exists():
+                absolute[name] = str(values[name])  # a version under XILINX_ROOT (mounted whole), not a path
+                continue
             path = Path(os.path.abspath(cwd / str(values[name])))
             if name == "model":
                 for f in model_files(path):
                     mounts.read_only(f)
-            elif name == "vivado":
+            elif name in ("vivado", "vitis"):
                 if not path.exists():
                     raise no_vivado_hls_at(path)
                 mounts.read_only(path)
@@ -328,10 +334,31 @@ def _remove(container) -> None:
                  f"remove it with `docker rm -f {container.short_id}`.")
 
 
-def run_in_image(cmd, mounts: Mounts, workdir: str, image=None) -> int:
+def numba_cache(image_id: str):
+    """The host folder that keeps the fast engine's compiled kernels between containers (about 8 s
+    of compiling per csim otherwise), created; None where it cannot be. Keyed by this CPU (model
+    and flags) and the image (its numba), so another machine's or image's code is never loaded;
+    numba's own cache index checks the CPU's name and features again."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = [line for line in lines if line.startswith(("model name", "flags"))][:2]
+    except OSError:  # no /proc (macOS): the container runs in a VM of this machine's CPU
+        cpu = [platform.machine(), platform.processor()]
+    key = hashlib.sha256("\n".join(cpu).encode()).hexdigest()[:12]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = base / "hlsflow" / "numba" / f"{key}-{image_id.split(':')[-1][:12]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return str(folder) if os.access(folder, os.W_OK) else None
+
+
+def run_in_image(cmd, mounts: Mounts, workdir: str, image=None, ports=None) -> int:
     """`cmd` in one container of the image; output streams live. SIGINT, SIGTERM or SIGHUP stop
     and remove the container and end in FlowError with status 128 + the signal; a container ended
-    from outside (killed, out of memory) is FlowError too. Else the container's exit code."""
+    from outside (killed, out of memory) is FlowError too. Else the container's exit code. `ports`:
+    what the engine publishes, as the Docker SDK takes it (`hlsflow lab`)."""
     import docker
 
     client = docker_client()
@@ -340,6 +367,10 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None) -> int:
     settings = container_settings(mounts)
     settings["network"] = mounts.network or settings["network"]
     settings["env"].update(mounts.env)
+    cache = numba_cache(image_id)
+    if cache:
+        mounts.read_write(cache)
+        settings["env"]["NUMBA_CACHE_DIR"] = cache
     # The container cannot see which image it is: the manifests it writes record what we pass.
     settings["env"].update(HLSFLOW_IMAGE_ID=image_id, HLSFLOW_IMAGE_LABELS=json.dumps(found.labels or {}),
                            HLSFLOW_COMMAND=outdir.command_line())
@@ -353,7 +384,7 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None) -> int:
             # No --init: the image's own tini is PID 1 under Docker and Podman alike.
             container = client.containers.create(
                 image_id, cmd, tty=tty, network_mode=settings["network"], environment=settings["env"],
-                volumes=mounts.volumes(), working_dir=workdir, **confinement())
+                volumes=mounts.volumes(), working_dir=workdir, ports=ports, **confinement())
         except docker.errors.APIError as exc:
             raise FlowError(f"{runtime_name(client)} could not create the flow container "
                             f"({exc.explanation or exc}): fix what it names and run again.") from exc

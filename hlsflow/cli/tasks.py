@@ -10,6 +10,8 @@ from .kinds import flow_task, host_task, image_task
 
 SAMPLES_HELP = ".npy/.npz with X (and y)"
 MAX_ERROR_HELP = "fail when max |HLS - Keras| is above this (any output, in its own units)"
+VIVADO_HELP = "Vivado HLS install dir, its vivado_hls, or a version under XILINX_ROOT (e.g. 2020.1)"
+VITIS_HELP = "Vitis HLS install dir, its vitis_hls, or a version under XILINX_ROOT (e.g. 2024.1)"
 
 
 def _max_error(value):
@@ -66,37 +68,41 @@ def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=Non
               engine=engine, cross_check=cross_check, force=force, max_error=_max_error(max_error))
 
 
-@flow_task(help={"vivado": "Vivado 2018.2 install dir or vivado_hls binary", "csim": "also run Vivado's C "
+@flow_task(help={"vivado": VIVADO_HELP, "vitis": VITIS_HELP, "csim": "also run the HLS tool's C "
                  "simulation", "export": "export_design (IP)", "vsynth": "Vivado logic synthesis",
                  "timeout": "seconds before synthesis is stopped", "force": "run even if up to date"},
-           inputs=("vivado",), checks={"timeout": "seconds"})
-def synth(c, cfg, vivado=None, csim=False, export=False, vsynth=False, timeout=None, force=False):
-    """Vivado HLS C synthesis (cosimulation off); converts first when the project is missing or stale."""
+           inputs=("vivado", "vitis"), checks={"timeout": "seconds"})
+def synth(c, cfg, vivado=None, vitis=None, csim=False, export=False, vsynth=False, timeout=None, force=False):
+    """Vivado/Vitis HLS C synthesis (cosimulation off); converts first when the project is missing or stale."""
     from .. import flow
+    from ..stages import synthesize
 
-    flow.synth(cfg, vivado=vivado, csim=csim or None, export=export or None, vsynth=vsynth or None,
+    synthesize.precheck(cfg, vitis or vivado)  # an unsupported tool is named before converting
+    flow.synth(cfg, vivado=vitis or vivado, csim=csim or None, export=export or None, vsynth=vsynth or None,
                timeout=timeout, force=force)
 
 
-@flow_task(help={"vivado": "Vivado 2018.2 install dir, when synthesis must run first"}, inputs=("vivado",),
-           with_options=True, out_alone=True)
-def report(c, cfg, vivado=None, options=None):
+@flow_task(help={"vivado": VIVADO_HELP + ", when synthesis must run first", "vitis": VITIS_HELP},
+           inputs=("vivado", "vitis"), with_options=True, out_alone=True)
+def report(c, cfg, vivado=None, vitis=None, options=None):
     """Resources, latency and timing from Vivado's reports -> report.json, report.md, utilisation.png;
     synthesises first when the results are missing or stale. `--out DIR` alone reports on a project
     synthesised elsewhere (by hand or by hls4ml), changing nothing in it."""
     from .. import flow
 
-    flow.report(cfg, vivado=vivado, out=options["out"], part=options["part"])
+    flow.report(cfg, vivado=vitis or vivado, out=options["out"], part=options["part"])
 
 
 @flow_task(help={"samples": SAMPLES_HELP, "min-agreement": "fail below this agreement", "max-error": MAX_ERROR_HELP,
-                 "vivado": "Vivado 2018.2 install dir", "force": "redo every stage even if up to date"},
-           inputs=("samples", "vivado"), checks={"min_agreement": "fraction"})
-def flow(c, cfg, samples=None, min_agreement=None, vivado=None, force=False, max_error=None):
+                 "vivado": VIVADO_HELP, "vitis": VITIS_HELP, "force": "redo every stage even if up to date"},
+           inputs=("samples", "vivado", "vitis"), checks={"min_agreement": "fraction"})
+def flow(c, cfg, samples=None, min_agreement=None, vivado=None, vitis=None, force=False, max_error=None):
     """convert, csim, synth (skipped with one line when no Vivado is found), report."""
     from .. import flow as stages
+    from ..stages import synthesize
 
-    stages.run(cfg, samples=samples, min_agreement=min_agreement, vivado=vivado, force=force,
+    synthesize.precheck(cfg, vitis or vivado)  # an unsupported tool is named before converting
+    stages.run(cfg, samples=samples, min_agreement=min_agreement, vivado=vitis or vivado, force=force,
                max_error=_max_error(max_error))
 
 
@@ -186,6 +192,29 @@ def versions(c, sbom=None):
     stage.main()
 
 
+@image_task(help={"vivado": VIVADO_HELP, "vitis": VITIS_HELP, "backend": "Vivado or Vitis (default: the config's, "
+                  "else Vivado)", "config": "flow YAML: its backend, part and design size (for memory and disk)",
+                  "export": "check for --export too (the Y2K22 patch)"},
+            inputs=("vivado", "vitis", "config"))
+def doctor(c, vivado=None, vitis=None, backend=None, config=None, export=False):
+    """Check the mounted Xilinx HLS install before synthesis: versions, settings64.sh, -version, missing
+    libraries, locale, Y2K22 patch, licence, memory and disk. One table, one verdict; exit 1 when
+    something blocks synthesis."""
+    from invoke import Exit
+
+    from ..config import BACKENDS, find_config, load_config
+    from ..toolchain import doctor as stage
+
+    config = config or find_config()  # the folder's own flow config, as the flow tasks find it
+    cfg = load_config(path=config, announce=False) if config else None
+    backend = backend or (cfg.backend if cfg else "Vivado")
+    if backend not in BACKENDS:
+        raise FlowError(f"Backend '{backend}' is not one of {', '.join(BACKENDS)}: give e.g. --backend Vitis.")
+    code = stage.run(backend, vitis or vivado, cfg, export=export)[2]
+    if code:
+        raise Exit(code=code)
+
+
 @host_task(help={"a": "an SBOM (`hlsflow versions --sbom FILE`) or a flow's manifest.json",
                  "b": "the other SBOM or manifest.json"}, positional=["a", "b"])
 def compare_image(c, a, b):
@@ -231,8 +260,23 @@ def shell(c):
     launcher.open_shell()
 
 
+@host_task(help={"port": "port on 127.0.0.1 to serve JupyterLab at (default 8888)",
+                 "no-browser": "do not open a browser; only print the URL",
+                 "example": "put the example notebook (hlsflow_example.ipynb) in this folder first"})
+def lab(c, port=None, no_browser=False, example=False):
+    """JupyterLab in the toolchain image on this folder, at 127.0.0.1 with a token; Ctrl-C stops it."""
+    from invoke import Exit
+
+    from . import launcher, lab as server
+
+    # Inside the image (or `docker run IMAGE lab`) it serves; on the host it starts a container that does.
+    code = server.serve(port, example) if launcher.in_image() else server.start(port, no_browser, example=example)
+    if code:
+        raise Exit(code=code)
+
+
 USER_TASKS = (init, convert, check, plan, csim, synth, report, flow, sweep, verify, profile, tune_precision, versions,
-              compare_image, save_image, load_image, shell)
+              compare_image, save_image, load_image, shell, doctor, lab)
 
 
 def collection() -> Collection:
