@@ -16,8 +16,9 @@ if [ -f "$vivado_dir/settings64.sh" ]; then
 else
     # Another version (Vivado HLS 2019.1-2020.1, Vitis HLS): hlsflow sources its settings64.sh
     # itself when it synthesises (hlsflow/toolchain/xilinx.py picks it by the config's Backend).
+    # `|| true`: ls fails when nothing matches, and pipefail with set -e would end the entrypoint.
     others="$(ls -d "${XILINX_ROOT:-/opt/Xilinx}"/Vivado/*/bin/vivado_hls \
-        "${XILINX_ROOT:-/opt/Xilinx}"/Vitis_HLS/*/bin/vitis_hls 2>/dev/null | sed 's|/bin/[^/]*$||' | tr '\n' ' ')"
+        "${XILINX_ROOT:-/opt/Xilinx}"/Vitis_HLS/*/bin/vitis_hls 2>/dev/null | sed 's|/bin/[^/]*$||' | tr '\n' ' ' || true)"
     if [ -n "$others" ]; then
         echo "hlsflow: HLS installs found: ${others% } (hlsflow doctor checks them)" >&2
     else

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -228,7 +229,8 @@ def test_lab_opens_the_browser_and_stops_on_sigterm(docker_client, built_image, 
     recorder = tmp_path / "browser.sh"
     recorder.write_text(f"#!/bin/sh\necho \"$@\" >> {opened}\n")
     recorder.chmod(0o755)
-    proc = start_lab(lab_dir, "--port", str(free_port()), HLSFLOW_IMAGE=built_image, BROWSER=str(recorder))
+    proc = start_lab(lab_dir, "--example", "--port", str(free_port()), HLSFLOW_IMAGE=built_image,
+                     BROWSER=str(recorder))
     try:
         url, _, _ = wait_for_url(lambda: output(proc), proc)
         deadline = time.monotonic() + 30
@@ -241,6 +243,11 @@ def test_lab_opens_the_browser_and_stops_on_sigterm(docker_client, built_image, 
     assert proc.returncode == 128 + signal.SIGTERM, output(proc)[-3000:]
     assert "ERROR: Cancelled (SIGTERM): the container was stopped and removed." in proc.logs[1].read_text()
     assert containers_of(docker_client, built_image, lab_dir) == []
+    # --example put the bundled example notebook in the folder, as the user's
+    example = lab_dir / "hlsflow_example.ipynb"
+    bundled = Path(__file__).resolve().parents[2] / "examples" / "notebooks" / "reference.ipynb"
+    assert example.read_bytes() == bundled.read_bytes()
+    assert example.stat().st_uid == os.getuid()
 
 
 def test_lab_port_in_use_names_another(lab_dir):
