@@ -42,6 +42,11 @@ class Step:
     out_type: FixedType
     run: object  # fn(list of (raw, FixedType)) -> raw
     keras_layer: str = None
+    # Without a trace, a step may absorb the step before it (one pass over the data instead of
+    # two): `fused` runs on `fused_inputs`, the absorbed step's inputs, and that step is skipped.
+    fused: object = None
+    fused_inputs: list = None
+    skip: bool = False
 
 
 @dataclass
@@ -54,21 +59,27 @@ class Engine:
     def layer_names(self) -> list:
         return [step.name for step in self.steps]
 
-    def run(self, x: np.ndarray, trace: bool = False, spent: dict = None):
+    def run(self, x: np.ndarray, trace: bool = False, spent: dict = None, by_layer: bool = False):
         """Float outputs (N, n_out) as the C++ bridge returns them (float32), and with trace
         every layer's output as floats (the values hls4ml's trace shows). A `spent` dict gathers
-        the seconds each layer class takes (for bench/emulation.py)."""
+        the seconds each layer class takes, or with by_layer each layer (for bench/emulation.py;
+        a fused step's seconds include the step it absorbed)."""
         x = np.asarray(x, dtype=np.float32).reshape((len(x),) + self.input_shape)
         values = {}
         traced = {}
         for step in self.steps:
+            if step.skip and not trace:
+                continue
             start = time.monotonic()
             if step.cls == "Input":
                 raw = fp.from_float(x, step.out_type)
+            elif step.fused is not None and not trace:
+                raw = step.fused([values[name] for name in step.fused_inputs])
             else:
                 raw = step.run([values[name] for name in step.inputs])
             if spent is not None:
-                spent[step.cls] = spent.get(step.cls, 0.0) + time.monotonic() - start
+                key = step.name if by_layer else step.cls
+                spent[key] = spent.get(key, 0.0) + time.monotonic() - start
             for out in step.outputs:
                 values[out] = (raw, step.out_type)
             if trace:
@@ -83,6 +94,7 @@ def build(hls_model, project_dir: Path) -> Engine:
     project_dir = Path(project_dir)
     types = _defined_types(project_dir)
     steps = []
+    layers = {}
     input_shape = None
     for layer in hls_model.get_layers():
         cls = layer.class_name
@@ -96,9 +108,44 @@ def build(hls_model, project_dir: Path) -> Engine:
         except Unsupported as exc:
             raise Unsupported(f"layer {layer.name} ({cls}): {exc}") from None
         steps.append(Step(layer.name, cls, list(layer.inputs), list(layer.outputs), out_t, run))
+        layers[layer.name] = layer
     if len(hls_model.outputs) != 1 or len(hls_model.inputs) != 1:
         raise Unsupported("the model has more than one input or output")
+    _fuse(steps, layers, hls_model.outputs[0], project_dir)
     return Engine(steps, input_shape, hls_model.outputs[0])
+
+
+def _fuse(steps: list, layers: dict, output_name: str, project_dir: Path) -> None:
+    """Pairs run as one pass when no trace is asked: a zero padding folded into the convolution
+    after it (the windows are zero outside the input anyway), and a ReLU of the same type after a
+    BatchNormalization or a merge done in that step's own pass. Only where the first step's
+    output goes to the second alone."""
+    readers = {}
+    for step in steps:
+        for name in step.inputs:
+            readers.setdefault(name, []).append(step)
+    for first in steps:
+        if len(first.outputs) != 1 or first.outputs[0] == output_name or len(readers.get(first.outputs[0], [])) != 1:
+            continue
+        second = readers[first.outputs[0]][0]
+        if second.inputs != first.outputs:
+            continue
+        fused = None
+        if first.cls in ("ZeroPadding1D", "ZeroPadding2D") and getattr(second.run, "padded", None):
+            fused = second.run.padded(_pads(layers[first.name], first.cls), first.out_type, first.run)
+        elif (first.cls in ("BatchNormalization", "Merge") and second.cls in activations.CLASSES
+              and activations.function_name(layers[second.name]) == "relu" and second.out_type == first.out_type):
+            fused = (_batchnorm(layers[first.name], first.out_type, project_dir, relu=True)
+                     if first.cls == "BatchNormalization" else _merge(layers[first.name], first.out_type, relu=True))
+        if fused is not None:
+            first.skip, second.fused, second.fused_inputs = True, fused, first.inputs
+
+
+def _pads(layer, cls) -> tuple:
+    """A zero padding's (top, bottom, left, right)."""
+    if cls == "ZeroPadding2D":
+        return tuple(layer.get_attr(k) for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
+    return (0, 0, layer.get_attr("pad_left"), layer.get_attr("pad_right"))
 
 
 def _layer_fn(layer, cls, out_t: FixedType, project_dir: Path, types: dict):
@@ -171,8 +218,7 @@ def _dense_like(layer, cls, out_t: FixedType, project_dir: Path):
             a = raw.reshape(len(raw), -1)
             if a.shape[1] != w2.shape[0]:
                 raise Unsupported(f"input of {a.shape[1]} values for {w2.shape[0]} weights rows")
-            acc = fp.mac(a, t, w2, w_t.frac, bias_acc, acc_t)
-            return fp.convert(acc, acc_t, out_t)
+            return fp.mac(a, t, w2, w_t.frac, bias_acc, acc_t, out_t)
         return run
 
     two_d = cls.endswith("2D")  # a 1-D convolution runs as a 2-D one of height 1
@@ -190,6 +236,9 @@ def _dense_like(layer, cls, out_t: FixedType, project_dir: Path):
         raw, t = ins[0]
         x = raw if two_d else raw[:, None]
         n, c = len(x), x.shape[-1]
+        res = fp.conv(x, t, w2, w_t.frac, bias_acc, acc_t, out_t, (kh, kw), (sh, sw), (top, left), (out_h, out_w))
+        if res is not None:  # windows, products, sums and the cast in one compiled pass
+            return res if two_d else res.reshape((n, out_w, n_out))
         if max(-t.min_raw, t.max_raw) < 2 ** 31:  # int32 windows: half the bytes, one compiled pass
             from . import kernels
 
@@ -200,13 +249,28 @@ def _dense_like(layer, cls, out_t: FixedType, project_dir: Path):
             win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (n, H', W', c, kh, kw)
             win = win[:, ::sh, ::sw][:, :out_h, :out_w]
             cols = np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(-1, kh * kw * c)
-        acc = fp.mac(cols, t, w2, w_t.frac, bias_acc, acc_t)
-        res = fp.convert(acc, acc_t, out_t)
+        res = fp.mac(cols, t, w2, w_t.frac, bias_acc, acc_t, out_t)
         return res.reshape((n, out_h, out_w, n_out) if two_d else (n, out_w, n_out))
+
+    def padded(pads, pad_t: FixedType, pad_run):
+        """This convolution of a zero padding's input (pads: top, bottom, left, right; pad_t
+        its output type), the padding folded into the windows; pad_run where that cannot be."""
+        def fused(ins):
+            raw, t = ins[0]
+            x = fp.convert(raw, t, pad_t)  # the padding layer's cast (zeros stay zeros)
+            x = x if two_d else x[:, None]
+            res = fp.conv(x, pad_t, w2, w_t.frac, bias_acc, acc_t, out_t, (kh, kw), (sh, sw),
+                          (top + pads[0], left + pads[2]), (out_h, out_w))
+            if res is None:
+                return run([(pad_run(ins), pad_t)])
+            return res if two_d else res.reshape((len(x), out_w, n_out))
+        return fused
+    run.padded = padded
     return run
 
 
-def _batchnorm(layer, out_t: FixedType, project_dir: Path):
+def _batchnorm(layer, out_t: FixedType, project_dir: Path, relu: bool = False):
+    """BatchNormalization, with relu followed by a ReLU of out_t in the same pass."""
     s, s_t = _weights(layer, "scale", project_dir)
     b, b_t = _weights(layer, "bias", project_dir)
 
@@ -216,18 +280,20 @@ def _batchnorm(layer, out_t: FixedType, project_dir: Path):
         codes = fp.elementwise_codes(frac - out_t.frac, out_t)
         if codes is None or s.shape != raw.shape[-1:] or frac >= 62:
             total = (raw * s << (frac - t.frac - s_t.frac)) + (b << (frac - b_t.frac))
-            return fp.cast(total, frac, out_t)
+            res = fp.cast(total, frac, out_t)
+            return np.maximum(res, 0) if relu else res
         from . import kernels
 
         x = np.ascontiguousarray(raw, dtype=np.int64).reshape(-1, s.shape[0])
         out = np.empty(x.shape, np.int64)
         kernels.affine_cast(x, s.astype(np.int64), b.astype(np.int64), frac - t.frac - s_t.frac, frac - b_t.frac,
-                            *codes, out)
+                            *codes, out, relu)
         return out.reshape(raw.shape)
     return run
 
 
-def _merge(layer, out_t: FixedType):
+def _merge(layer, out_t: FixedType, relu: bool = False):
+    """A merge of two inputs, with relu followed by a ReLU of out_t in the same pass."""
     op = str(layer.get_attr("op")).lower()
     if op not in ("add", "subtract", "multiply", "maximum", "minimum"):
         raise Unsupported(f"merge {op}")
@@ -235,7 +301,8 @@ def _merge(layer, out_t: FixedType):
     def run(ins):
         (a, ta), (b, tb) = ins
         if op == "multiply":
-            return fp.cast(a * b, ta.frac + tb.frac, out_t)
+            res = fp.cast(a * b, ta.frac + tb.frac, out_t)
+            return np.maximum(res, 0) if relu else res
         frac = max(ta.frac, tb.frac)
         codes = fp.elementwise_codes(frac - out_t.frac, out_t)
         if codes is not None and a.shape == b.shape and frac < 62:
@@ -245,11 +312,12 @@ def _merge(layer, out_t: FixedType):
             kernels.merge_cast(np.ascontiguousarray(a, dtype=np.int64).reshape(-1),
                                np.ascontiguousarray(b, dtype=np.int64).reshape(-1),
                                frac - ta.frac, frac - tb.frac, ("add", "subtract", "maximum", "minimum").index(op),
-                               *codes, out)
+                               *codes, out, relu)
             return out.reshape(a.shape)
         a, b = a << (frac - ta.frac), b << (frac - tb.frac)
         value = {"add": np.add, "subtract": np.subtract, "maximum": np.maximum, "minimum": np.minimum}[op](a, b)
-        return fp.cast(value, frac, out_t)
+        res = fp.cast(value, frac, out_t)
+        return np.maximum(res, 0) if relu else res
     return run
 
 

@@ -145,48 +145,91 @@ def to_float(raw: np.ndarray, frac: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ multiply-accumulate
 
-def mac(a: np.ndarray, a_t: FixedType, w: np.ndarray, w_frac: int, bias: np.ndarray,
-        acc: FixedType) -> np.ndarray:
-    """acc-typed sums bias + sum_i cast<acc>(a[:, i] * w[i, :]), as hls4ml's dense kernels compute
-    them: each product is cast to the accumulator type, then added with wrap-around.
-    a: (N, n_in) raw, w: (n_in, n_out) raw, bias: (n_out,) raw already in acc's fraction."""
-    a_frac = a_t.frac
+def _mac_plan(a_t: FixedType, w: np.ndarray, w_frac: int, n_in: int, acc: FixedType) -> dict:
+    """How bias + sum_i cast<acc>(a_i * w_i) is computed exactly: the shift and rounding offset of
+    each product, and which kernel may run it, from the types and the weights alone."""
     a_max = max(-a_t.min_raw, a_t.max_raw)  # from the type: no pass over the data
     w_max = int(np.abs(w).max(initial=0))
     peak = a_max * w_max  # Python ints: no overflow
-    bound = peak * a.shape[1]  # no partial sum of |products| exceeds this
     if peak >= 2 ** 62:
         raise Unsupported("products wider than 62 bits")
     if acc.overflow != "WRAP":
         raise Unsupported(f"accumulator {acc}: saturation makes the sum depend on its order")
-    shift = a_frac + w_frac - acc.frac
-    if shift <= 0 and bound < EXACT_FLOAT:
-        # No product loses a bit: one exact float64 matrix product (BLAS, every core).
-        sums = (a.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
-        return overflow((sums << -shift) + bias, acc)
+    shift = a_t.frac + w_frac - acc.frac
     if shift > 0 and acc.rounding not in ("TRN", "RND", "RND_MIN_INF"):
         raise Unsupported(f"accumulator {acc}: rounding mode {acc.rounding} on products")
     offset = 0 if shift <= 0 or acc.rounding == "TRN" else (1 << (shift - 1)) - (acc.rounding == "RND_MIN_INF")
+    narrow = acc.width <= 32 and a_max < 2 ** 31 and w_max < 2 ** 31
+    return {"shift": shift, "offset": offset, "narrow": narrow, "float": shift <= 0 and peak * n_in < EXACT_FLOAT,
+            "dot32": narrow and peak + offset < 2 ** 31}  # products, offset and sums in int32 lanes
+
+
+def _requant(src: FixedType, t: FixedType) -> tuple:
+    """The kernels' (on, shift, rounding, width, signed, overflow) cast of src to t, fused into
+    dot32's pass; off where the types are equal or the int64 shifts would not be exact."""
+    codes = None if t is None or t == src else elementwise_codes(src.frac - t.frac, t)
+    return (False, 0, 0, 1, False, 0) if codes is None else (True, *codes)
+
+
+def _weights32(w: np.ndarray) -> tuple:
+    """w (n_in, n_out) as dot32 reads it: transposed and as is, both C-contiguous int32."""
+    return np.ascontiguousarray(w.T, dtype=np.int32), np.ascontiguousarray(w, dtype=np.int32)
+
+
+def mac(a: np.ndarray, a_t: FixedType, w: np.ndarray, w_frac: int, bias: np.ndarray,
+        acc: FixedType, out_t: FixedType = None) -> np.ndarray:
+    """acc-typed sums bias + sum_i cast<acc>(a[:, i] * w[i, :]), as hls4ml's dense kernels compute
+    them: each product is cast to the accumulator type, then added with wrap-around; with out_t,
+    the sums then assigned to out_t (convert(..., acc, out_t), in the same pass where it can).
+    a: (N, n_in) raw, w: (n_in, n_out) raw, bias: (n_out,) raw already in acc's fraction."""
+    plan = _mac_plan(a_t, w, w_frac, a.shape[1], acc)
+    shift, offset = plan["shift"], plan["offset"]
+    if plan["float"]:
+        # No product loses a bit: one exact float64 matrix product (BLAS, every core).
+        sums = (a.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+        return _assign(overflow((sums << -shift) + bias, acc), acc, out_t)
     out = np.empty((a.shape[0], w.shape[1]), dtype=np.int64)
     from . import kernels
 
     # shift < 0 only when the float path's bound failed: the products are exact, their sum is
     # shifted into acc's fraction and the bias, already in it, is added after the shift.
     start = bias if shift >= 0 else np.zeros_like(bias)
-    narrow = acc.width <= 32 and a_max < 2 ** 31 and w_max < 2 ** 31
-    if narrow and peak + offset < 2 ** 31:  # products fit 32 bits too: twice the SIMD lanes, acc's wrap inside
-        kernels.dot32(a.astype(np.int32, copy=False), np.ascontiguousarray(w.T, dtype=np.int32), start.astype(np.int32),
-                      min(max(shift, 0), 31), offset, acc.width, acc.signed, out)
+    if plan["dot32"]:  # products fit 32 bits too: every step in 32-bit lanes, acc's wrap inside
+        rq = _requant(acc, out_t) if shift >= 0 else _requant(acc, None)
+        kernels.dot32(np.ascontiguousarray(a, dtype=np.int32), *_weights32(w), start.astype(np.int32),
+                      min(max(shift, 0), 31), offset, acc.width, acc.signed, rq, out)
         if shift >= 0:
-            return out
-    elif narrow:  # 32-bit storage and sums (products 64-bit): sums wrap mod 2**32, which acc's wrap absorbs
+            return out if rq[0] else _assign(out, acc, out_t)
+    elif plan["narrow"]:  # 32-bit storage and sums (products 64-bit): sums wrap mod 2**32, which acc's wrap absorbs
         kernels.mac32(a.astype(np.int32, copy=False), np.ascontiguousarray(w, dtype=np.int32), start.astype(np.int32), max(shift, 0),
                       offset, out)
     else:
         kernels.mac64(a, np.ascontiguousarray(w), start, max(shift, 0), offset, out)
     if shift < 0:
         out = (out << -shift) + bias
-    return overflow(out, acc)
+    return _assign(overflow(out, acc), acc, out_t)
+
+
+def _assign(raw: np.ndarray, acc: FixedType, out_t: FixedType) -> np.ndarray:
+    return raw if out_t is None else convert(raw, acc, out_t)
+
+
+def conv(x: np.ndarray, x_t: FixedType, w: np.ndarray, w_frac: int, bias: np.ndarray, acc: FixedType,
+         out_t: FixedType, kernel: tuple, strides: tuple, top_left: tuple, out_hw: tuple):
+    """A 2-D convolution, channels last: mac() on the windows of x (n, H, W, c), zero outside x,
+    in (row, column, channel) order, w (kh * kw * c, n_out); the outputs (n, out_h, out_w, n_out)
+    assigned to out_t. One compiled pass that never writes the windows out; None where dot32 does
+    not apply (the caller then builds the windows and calls mac())."""
+    plan = _mac_plan(x_t, w, w_frac, w.shape[0], acc)
+    if not plan["dot32"] or plan["float"] or plan["shift"] < 0:
+        return None
+    from . import kernels
+
+    out = np.empty((len(x), *out_hw, w.shape[1]), np.int64)
+    rq = _requant(acc, out_t)
+    kernels.conv32(np.ascontiguousarray(x), *kernel, *strides, *top_left, *_weights32(w), bias.astype(np.int32),
+                   min(plan["shift"], 31), plan["offset"], acc.width, acc.signed, rq, out)
+    return out if rq[0] else _assign(out, acc, out_t)
 
 
 def elementwise_codes(shift: int, t: FixedType):

@@ -3,15 +3,55 @@
 Kept apart from fixedpoint.py, which says what the arithmetic is: these only say how to run it
 fast. Each product is cast to the accumulator type before it is added, as hls4ml's kernels do,
 so no loop here may merge the per-product shifts; the sums wrap, so their order is free.
-Where products fit 32 bits (dot32) each output is one contiguous reduction over its inputs.
-The wider kernels (mac32, mac64) first gather a row's nonzero inputs (ReLU outputs are about
-half zeros) without a branch, then run a clean vector loop over the outputs. Every array a
-kernel reads must be C-contiguous: a Fortran-ordered weight matrix made dot32's forerunner 2.6x
-slower. Compiled on first use, a second or two per kernel.
+Where products fit 32 bits (dot32, conv32) every step runs in 32-bit lanes (_mas32: numba would
+widen each int32 operation to int64, and a 64-bit shift costs several instructions where AVX2
+has none), four outputs by two rows per pass so that each input and weight row is loaded once
+per block; convolutions build their windows a tile at a time (one output row, in cache) instead
+of writing them all out. The wider kernels (mac32, mac64) first gather a row's nonzero inputs
+(ReLU outputs are about half zeros) without a branch, then run a clean vector loop over the
+outputs. Every array a kernel reads must be C-contiguous: a Fortran-ordered weight matrix made
+dot32's forerunner 2.6x slower.
+
+Compiled on first use (seconds) and cached on disk (cache=True) in NUMBA_CACHE_DIR: the launcher
+mounts a per-machine host folder there; without one, a folder in the temporary directory keeps
+them for the container's life. numba's cache index also records the CPU name and features and
+this file's time stamp, so a cache from another CPU or an older kernels.py is never loaded.
 """
 
+import os
+import tempfile
+
 import numpy as np
-from numba import njit, prange
+
+if not os.environ.get("NUMBA_CACHE_DIR"):  # read by numba at import: set before it
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"hlsflow-numba-{os.getuid()}")
+
+import numba  # noqa: E402
+from numba import njit, prange, types  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
+
+if not numba.config.CACHE_DIR:  # numba imported before this module, with no cache folder set
+    numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+
+SMALL_IN = 48  # below this many inputs per output, vectorise over the outputs instead
+
+
+@intrinsic
+def _mas32(typingctx, s, a, w, off, sh):
+    """s + ((a * w + off) >> sh) with every step in int32 (wrapping; the shift arithmetic and
+    below 32). Written as LLVM's own i32 operations: numba types each int32 operation as int64."""
+    sig = types.int32(types.int32, types.int32, types.int32, types.int32, types.int32)
+
+    def codegen(context, builder, signature, args):
+        s, a, w, off, sh = args
+        return builder.add(s, builder.ashr(builder.add(builder.mul(a, w), off), sh))
+    return sig, codegen
+
+
+@njit(inline="always")
+def mas32(s, a, w, off, sh):
+    """_mas32 under its plain signature, for compiled code elsewhere (bench/emulation.py's ceiling)."""
+    return _mas32(s, a, w, off, sh)
 
 
 @njit(inline="always")
@@ -43,25 +83,117 @@ def _start_row(row, bias):
     return acc, vals, idx, _nonzero(row, vals, idx)
 
 
-@njit(parallel=True, cache=False)
-def dot32(a, wt, bias, shift, offset, width, signed, out):
-    """Products, shifted products and sums all fit int32; the sum wraps to `width` bits here.
-    wt is the weights transposed, (n_out, n_in), so each output is one contiguous reduction that
-    LLVM vectorises over the inputs; with every product this cheap, that beats skipping the zeros
-    (1.6x on the reference model's layers, bench/results). shift <= 31: a product below 2**31
-    shifted by 31 or more is 0 or -1 either way, and `& 31` keeps the shift in 32-bit lanes."""
-    n, n_in = a.shape
+@njit(cache=True)
+def _finish(sums, width, signed, rq, out):
+    """int32 sums (m, n_out) wrapped to the accumulator into out, then (rq[0]) cast to the layer's
+    output type: rq is (on, shift, rounding, width, signed, overflow), _requant's arguments. A pass
+    of its own over a tile in cache: inside the multiply-add loops it made numba compile for a
+    minute."""
+    for p in range(sums.shape[0]):
+        for j in range(sums.shape[1]):
+            v = _wrap32(sums[p, j], width, signed)
+            out[p, j] = _requant(v, rq[1], rq[2], rq[3], rq[4], rq[5]) if rq[0] else v
+
+
+@njit(cache=True)
+def _dot_rows(a, wt, w_io, bias, sh, off, sums):
+    """sums[p, j] = bias[j] + sum_i (a[p, i] * w[i, j] + off) >> sh, all int32, for the rows of a
+    (m, n_in). wt is w transposed (n_out, n_in): four outputs by two rows per pass, each a
+    contiguous reduction over the inputs. Below SMALL_IN inputs such a reduction is too short for
+    the vector lanes, so w_io (n_in, n_out) is used instead, vectorised over the outputs."""
+    m, n_in = a.shape
     n_out = wt.shape[0]
-    sh, off = np.int32(shift) & 31, np.int32(offset)
-    for p in prange(n):
-        for j in range(n_out):
-            s = np.int32(bias[j])
+    if n_in < SMALL_IN:
+        for p in range(m):
+            acc = sums[p]
+            for j in range(n_out):
+                acc[j] = bias[j]
             for i in range(n_in):
-                s = np.int32(s + (np.int32(np.int32(a[p, i] * wt[j, i]) + off) >> sh))
-            out[p, j] = _wrap32(s, width, signed)
+                x = a[p, i]
+                for j in range(n_out):
+                    acc[j] = _mas32(acc[j], x, w_io[i, j], off, sh)
+        return
+    full = n_out - n_out % 4
+    for p in range(0, m, 2):
+        p1 = min(p + 1, m - 1)  # an odd last row is computed twice
+        x, y = a[p], a[p1]
+        for j in range(0, full, 4):
+            w0, w1, w2, w3 = wt[j], wt[j + 1], wt[j + 2], wt[j + 3]
+            s0, s1, s2, s3 = bias[j], bias[j + 1], bias[j + 2], bias[j + 3]
+            t0, t1, t2, t3 = s0, s1, s2, s3
+            for i in range(n_in):
+                xi, yi = x[i], y[i]
+                v0, v1, v2, v3 = w0[i], w1[i], w2[i], w3[i]
+                s0 = _mas32(s0, xi, v0, off, sh)
+                s1 = _mas32(s1, xi, v1, off, sh)
+                s2 = _mas32(s2, xi, v2, off, sh)
+                s3 = _mas32(s3, xi, v3, off, sh)
+                t0 = _mas32(t0, yi, v0, off, sh)
+                t1 = _mas32(t1, yi, v1, off, sh)
+                t2 = _mas32(t2, yi, v2, off, sh)
+                t3 = _mas32(t3, yi, v3, off, sh)
+            sums[p, j], sums[p, j + 1], sums[p, j + 2], sums[p, j + 3] = s0, s1, s2, s3
+            sums[p1, j], sums[p1, j + 1], sums[p1, j + 2], sums[p1, j + 3] = t0, t1, t2, t3
+        for j in range(full, n_out):
+            s = bias[j]
+            t = s
+            for i in range(n_in):
+                s = _mas32(s, x[i], wt[j, i], off, sh)
+                t = _mas32(t, y[i], wt[j, i], off, sh)
+            sums[p, j], sums[p1, j] = s, t
 
 
-@njit(parallel=True, cache=False)
+ROWS = 64  # rows of a per parallel task in dot32
+
+
+@njit(parallel=True, cache=True)
+def dot32(a, wt, w_io, bias, shift, offset, width, signed, rq, out):
+    """Products, shifted products and sums all fit int32 (the caller checks |a * w| + offset
+    < 2**31); the sum wraps to `width` bits, then rq casts it (_finish). a (n, n_in) int32, wt and
+    w_io the weights as (n_out, n_in) and (n_in, n_out) int32, bias int32, out (n, n_out) int64.
+    0 <= shift <= 31: a product below 2**31 shifted by 31 or more is 0 or -1 either way."""
+    n = a.shape[0]
+    sh, off = np.int32(shift), np.int32(offset)
+    for b in prange((n + ROWS - 1) // ROWS):
+        lo = b * ROWS
+        hi = min(lo + ROWS, n)
+        sums = np.empty((hi - lo, wt.shape[0]), np.int32)
+        _dot_rows(a[lo:hi], wt, w_io, bias, sh, off, sums)
+        _finish(sums, width, signed, rq, out[lo:hi])
+
+
+@njit(parallel=True, cache=True)
+def conv32(x, kh, kw, sh, sw, top, left, wt, w_io, bias, shift, offset, width, signed, rq, out):
+    """A convolution of x (n, H, W, c), zero outside x, as dot32 on its windows in (row, column,
+    channel) order: out (n, out_h, out_w, n_out) int64. The windows of one output row are built
+    in a small buffer and used at once (in cache), never written out whole."""
+    n, h_in, w_in, c = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    n_in = kh * kw * c
+    shv, off = np.int32(shift), np.int32(offset)
+    for q in prange(n * out_h):
+        p, r = q // out_h, q % out_h
+        cols = np.empty((out_w, n_in), np.int32)
+        for o in range(out_w):
+            row = cols[o]
+            k = 0
+            for dh in range(kh):
+                h = r * sh + dh - top
+                for dw in range(kw):
+                    w = o * sw + dw - left
+                    if 0 <= h < h_in and 0 <= w < w_in:
+                        for ch in range(c):
+                            row[k + ch] = x[p, h, w, ch]
+                    else:
+                        for ch in range(c):
+                            row[k + ch] = 0
+                    k += c
+        sums = np.empty((out_w, wt.shape[0]), np.int32)
+        _dot_rows(cols, wt, w_io, bias, shv, off, sums)
+        _finish(sums, width, signed, rq, out[p, r])
+
+
+@njit(parallel=True, cache=True)
 def im2col32(x, kh, kw, sh, sw, top, left, out_h, out_w, cols):
     """The convolution windows of x (n, H, W, c) as rows of cols (n * out_h * out_w, kh * kw * c),
     int32, in (row, column, channel) order, zero outside x: numpy's pad, window view and copy in
@@ -85,7 +217,7 @@ def im2col32(x, kh, kw, sh, sw, top, left, out_h, out_w, cols):
                     k += c
 
 
-@njit(parallel=True, cache=False)
+@njit(parallel=True, cache=True)
 def mac32(a, w, bias, shift, offset, out):
     """int32 data and sums, 64-bit products: the sums wrap mod 2**32, which the caller's wrap absorbs."""
     n = a.shape[0]
@@ -100,7 +232,7 @@ def mac32(a, w, bias, shift, offset, out):
             out[p, j] = acc[j]
 
 
-@njit(parallel=True, cache=False)
+@njit(parallel=True, cache=True)
 def mac64(a, w, bias, shift, offset, out):
     n, n_in = a.shape
     n_out = w.shape[1]
@@ -165,28 +297,30 @@ def _requant(v, shift, rounding, width, signed, ovf):
     return q
 
 
-@njit(parallel=True, cache=False)
-def affine_cast(x, scale, bias, k_scale, k_bias, shift, rounding, width, signed, ovf, out):
+@njit(parallel=True, cache=True)
+def affine_cast(x, scale, bias, k_scale, k_bias, shift, rounding, width, signed, ovf, out, relu=False):
     """BatchNormalization: ((x * scale) << k_scale) + (bias << k_bias) per channel (the last axis
-    of the 2-D x), exact in int64, then cast: one pass instead of numpy's eight."""
+    of the 2-D x), exact in int64, then cast: one pass instead of numpy's eight; with relu, a
+    ReLU of the same type after it in the same pass."""
     m, c = x.shape
     for p in prange(m):
         for j in range(c):
             v = ((x[p, j] * scale[j]) << k_scale) + (bias[j] << k_bias)
-            out[p, j] = _requant(v, shift, rounding, width, signed, ovf)
+            r = _requant(v, shift, rounding, width, signed, ovf)
+            out[p, j] = max(r, 0) if relu else r
 
 
-@njit(parallel=True, cache=False)
+@njit(parallel=True, cache=True)
 def relu(x, out):
     """max(x, 0) over a 1-D array on every core (numpy's maximum runs on one)."""
     for p in prange(x.shape[0]):
         out[p] = max(x[p], 0)
 
 
-@njit(parallel=True, cache=False)
-def merge_cast(a, b, k_a, k_b, op, shift, rounding, width, signed, ovf, out):
+@njit(parallel=True, cache=True)
+def merge_cast(a, b, k_a, k_b, op, shift, rounding, width, signed, ovf, out, relu=False):
     """Merge of two equally shaped 1-D arrays aligned to one fraction: op 0 add, 1 subtract, 2 maximum,
-    3 minimum; then cast."""
+    3 minimum; then cast (and with relu a ReLU of the same type, in the same pass)."""
     for p in prange(a.shape[0]):
         u, v = a[p] << k_a, b[p] << k_b
         if op == 0:
@@ -197,10 +331,11 @@ def merge_cast(a, b, k_a, k_b, op, shift, rounding, width, signed, ovf, out):
             r = max(u, v)
         else:
             r = min(u, v)
-        out[p] = _requant(r, shift, rounding, width, signed, ovf)
+        r = _requant(r, shift, rounding, width, signed, ovf)
+        out[p] = max(r, 0) if relu else r
 
 
-@njit(parallel=True, cache=False)
+@njit(parallel=True, cache=True)
 def depthwise(x, w, bias, kh, kw, sh, sw, top, left, lshift, rshift, offset, out):
     """DepthwiseConv (spatial.py): out[p, r, o, ch] = bias[ch] + sum over the window of
     ((x * w) << lshift + offset) >> rshift, zero outside x (n, H, W, c); w is (kh * kw, c). The

@@ -28,6 +28,9 @@ def layerwise(cfg_path: Path, n: int, out_name="traced"):
             compared.append(name)
     y_cpp = hls_model.predict(np.ascontiguousarray(x)).reshape(len(x), -1).astype(np.float32)
     assert np.array_equal(y_cpp.view(np.uint32), y.view(np.uint32))
+    # Without a trace the engine runs fused steps (a padding folded into its convolution, a ReLU
+    # into the pass before it): the same bits.
+    assert np.array_equal(engine.run(x).view(np.uint32), y.view(np.uint32)), "fused steps differ from the traced run"
     return compared, engine
 
 

@@ -1,0 +1,125 @@
+"""The fast engine's 32-bit kernels against the same arithmetic in int64 (numpy and the mac64
+kernel), on random data at the edge of the bound that lets them run in 32-bit lanes: products,
+rounding offset, shift and sums. The engine's layer-by-layer tests (test_fastemu.py) compare
+whole models with hls4ml's C++; these reach the corners (shift 31, odd rows, output counts
+that are no multiple of four, both loop shapes) that a model rarely does."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+
+def _reference(a, w, bias, shift, offset, acc):
+    """bias + sum_i ((a_i * w_i + offset) >> shift), wrapped to acc: numpy's int64, no kernel."""
+    from hlsflow.emulator import fixedpoint as fp
+
+    products = a[:, :, None] * w[None, :, :]  # exact: |a * w| < 2**31 here
+    sums = ((products + offset) >> shift).sum(axis=1) + bias
+    return fp.overflow(sums, acc)
+
+
+@st.composite
+def near_bound(draw):
+    """Types, weights and data whose largest product plus offset is just below 2**31."""
+    from hlsflow.fixedtype import FixedType
+
+    acc_width = draw(st.integers(8, 32))
+    acc = FixedType(acc_width, draw(st.integers(-4, acc_width)), draw(st.booleans()),
+                    draw(st.sampled_from(["TRN", "RND", "RND_MIN_INF"])), "WRAP")
+    a_width = draw(st.integers(4, 20))
+    a_t = FixedType(a_width, draw(st.integers(0, a_width)), draw(st.booleans()))
+    a_max = max(-a_t.min_raw, a_t.max_raw)
+    shift = draw(st.integers(1, 31))  # at 0 the exact float64 product runs instead
+    w_frac = acc.frac + shift - a_t.frac
+    offset = 0 if shift == 0 or acc.rounding == "TRN" else (1 << (shift - 1)) - (acc.rounding == "RND_MIN_INF")
+    w_max = min((2 ** 31 - 1 - offset) // a_max, 2 ** 30)  # at least 1023: a_max <= 2**20
+    n_in = draw(st.sampled_from([1, 5, 47, 48, 77]))  # both sides of kernels.SMALL_IN
+    n_out = draw(st.integers(1, 11))
+    rows = draw(st.integers(1, 9))
+    return acc, a_t, w_frac, w_max, n_in, n_out, rows, shift, offset, draw(st.integers(0, 2 ** 32 - 1))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=near_bound())
+def test_int32_lanes_equal_int64(case):
+    """fp.mac's int32 path (dot32) gives the bits of the int64 kernel and of plain numpy, with the
+    largest weights at the bound and the extreme inputs of the input type."""
+    from hlsflow.emulator import fixedpoint as fp, kernels
+
+    acc, a_t, w_frac, w_max, n_in, n_out, rows, shift, offset, seed = case
+    rng = np.random.default_rng(seed)
+    a = rng.integers(a_t.min_raw, a_t.max_raw + 1, (rows, n_in), dtype=np.int64)
+    a[0, :] = a_t.min_raw if a_t.signed else a_t.max_raw  # the largest magnitude the type holds
+    w = rng.integers(-w_max, w_max + 1, (n_in, n_out), dtype=np.int64)
+    w[:, 0] = -w_max if a_t.signed else w_max  # the product at the bound, every input
+    bias = fp.overflow(rng.integers(-2 ** 31, 2 ** 31, n_out, dtype=np.int64), acc)
+    plan = fp._mac_plan(a_t, w, w_frac, n_in, acc)
+    assert plan["dot32"] and not plan["float"] and plan["shift"] == shift
+
+    got = fp.mac(a, a_t, w, w_frac, bias, acc)
+    wide = np.empty_like(got)
+    kernels.mac64(a, np.ascontiguousarray(w), bias, shift, offset, wide)
+    assert np.array_equal(got, fp.overflow(wide, acc))
+    assert np.array_equal(got, _reference(a, w, bias, shift, offset, acc))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=near_bound(), out=st.tuples(st.integers(2, 20), st.integers(-3, 12), st.booleans(),
+                                         st.sampled_from(["TRN", "RND", "RND_CONV", "RND_ZERO"]),
+                                         st.sampled_from(["WRAP", "SAT", "SAT_SYM"])))
+def test_cast_in_the_same_pass_equals_convert(case, out):
+    """With an output type, dot32 casts its sums in its own pass: the same bits as convert()."""
+    from hlsflow.emulator import fixedpoint as fp
+    from hlsflow.fixedtype import FixedType
+
+    acc, a_t, w_frac, w_max, n_in, n_out, rows, shift, offset, seed = case
+    out_t = FixedType(out[0], out[1], out[2], out[3], out[4])
+    rng = np.random.default_rng(seed)
+    a = rng.integers(a_t.min_raw, a_t.max_raw + 1, (rows, n_in), dtype=np.int64)
+    w = rng.integers(-w_max, w_max + 1, (n_in, n_out), dtype=np.int64)
+    bias = fp.overflow(rng.integers(-2 ** 31, 2 ** 31, n_out, dtype=np.int64), acc)
+    assert fp._requant(acc, out_t)[0] or out_t == acc
+    expected = fp.convert(_reference(a, w, bias, shift, offset, acc), acc, out_t)
+    assert np.array_equal(fp.mac(a, a_t, w, w_frac, bias, acc, out_t), expected)
+
+
+@pytest.mark.parametrize("kernel, strides, top_left, c, n_out", [
+    ((3, 3), (1, 1), (1, 1), 16, 16), ((3, 3), (2, 2), (0, 1), 8, 6), ((1, 1), (1, 1), (0, 0), 3, 5),
+    ((5, 2), (2, 1), (3, 0), 4, 9)])
+def test_conv_windows_in_tiles_equal_the_written_windows(kernel, strides, top_left, c, n_out):
+    """conv32 (windows built a row at a time, zero outside the input, padding folded in) against
+    the windows written out whole (im2col32) and fp.mac on them."""
+    from hlsflow.emulator import fixedpoint as fp, kernels
+    from hlsflow.fixedtype import FixedType
+
+    rng = np.random.default_rng(sum(kernel) + c)
+    a_t, acc, out_t = FixedType(16, 6), FixedType(32, 12), FixedType(16, 6)
+    x = rng.integers(a_t.min_raw, a_t.max_raw + 1, (3, 7, 9, c), dtype=np.int64)
+    w = rng.integers(-2 ** 14, 2 ** 14, (kernel[0] * kernel[1] * c, n_out), dtype=np.int64)
+    bias = rng.integers(-2 ** 20, 2 ** 20, n_out, dtype=np.int64)
+    out_hw = tuple((size + 2 * pad - k) // s + 1 for size, pad, k, s in zip((7, 9), top_left, kernel, strides))
+    got = fp.conv(x, a_t, w, 14, bias, acc, out_t, kernel, strides, top_left, out_hw)
+    cols = np.empty((3 * out_hw[0] * out_hw[1], w.shape[0]), np.int32)
+    kernels.im2col32(x, *kernel, *strides, *top_left, *out_hw, cols)
+    expected = fp.mac(cols, a_t, w, 14, bias, acc, out_t).reshape(got.shape)
+    assert np.array_equal(got, expected)
+    assert np.array_equal(expected.reshape(-1, n_out)[:2], fp.convert(
+        _reference(cols[:2].astype(np.int64), w, bias, a_t.frac + 14 - acc.frac, 0, acc), acc, out_t))
+
+
+def test_numba_cache_folder_is_per_cpu_and_image(tmp_path, monkeypatch):
+    """The host folder the launcher mounts for numba's compiled kernels: under XDG_CACHE_HOME,
+    one per image (another image may hold another numba), none where it cannot be written."""
+    from hlsflow.cli.launcher import numba_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first, second = numba_cache("sha256:" + "a" * 64), numba_cache("sha256:" + "b" * 64)
+    assert first != second and all(Path(f).is_dir() for f in (first, second))
+    assert Path(first).parent == tmp_path / "cache" / "hlsflow" / "numba"
+    assert numba_cache("sha256:" + "a" * 64) == first  # the same machine and image: the same folder
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))  # a file where the folder should go
+    assert numba_cache("sha256:" + "a" * 64) is None
