@@ -175,19 +175,7 @@ def conv32(x, kh, kw, sh, sw, top, left, wt, w_io, bias, shift, offset, width, s
         p, r = q // out_h, q % out_h
         cols = np.empty((out_w, n_in), np.int32)
         for o in range(out_w):
-            row = cols[o]
-            k = 0
-            for dh in range(kh):
-                h = r * sh + dh - top
-                for dw in range(kw):
-                    w = o * sw + dw - left
-                    if 0 <= h < h_in and 0 <= w < w_in:
-                        for ch in range(c):
-                            row[k + ch] = x[p, h, w, ch]
-                    else:
-                        for ch in range(c):
-                            row[k + ch] = 0
-                    k += c
+            _window(x, p, r, o, kh, kw, sh, sw, top, left, cols[o])
         sums = np.empty((out_w, wt.shape[0]), np.int32)
         _dot_rows(cols, wt, w_io, bias, shv, off, sums)
         _finish(sums, width, signed, rq, out[p, r])
@@ -198,23 +186,30 @@ def im2col32(x, kh, kw, sh, sw, top, left, out_h, out_w, cols):
     """The convolution windows of x (n, H, W, c) as rows of cols (n * out_h * out_w, kh * kw * c),
     int32, in (row, column, channel) order, zero outside x: numpy's pad, window view and copy in
     one parallel pass."""
-    n, h_in, w_in, c = x.shape
+    n = x.shape[0]
     for q in prange(n * out_h):
         p, r = q // out_h, q % out_h
         for o in range(out_w):
-            row = cols[q * out_w + o]
-            k = 0
-            for dh in range(kh):
-                h = r * sh + dh - top
-                for dw in range(kw):
-                    w = o * sw + dw - left
-                    if 0 <= h < h_in and 0 <= w < w_in:
-                        for ch in range(c):
-                            row[k + ch] = x[p, h, w, ch]
-                    else:
-                        for ch in range(c):
-                            row[k + ch] = 0
-                    k += c
+            _window(x, p, r, o, kh, kw, sh, sw, top, left, cols[q * out_w + o])
+
+
+@njit(cache=True, inline="always")
+def _window(x, p, r, o, kh, kw, sh, sw, top, left, row):
+    """Image p's window for output (r, o) into row, in (row, column, channel) order, zero outside x
+    (the padding folded in)."""
+    h_in, w_in, c = x.shape[1], x.shape[2], x.shape[3]
+    k = 0
+    for dh in range(kh):
+        h = r * sh + dh - top
+        for dw in range(kw):
+            w = o * sw + dw - left
+            if 0 <= h < h_in and 0 <= w < w_in:
+                for ch in range(c):
+                    row[k + ch] = x[p, h, w, ch]
+            else:
+                for ch in range(c):
+                    row[k + ch] = 0
+            k += c
 
 
 @njit(parallel=True, cache=True)
