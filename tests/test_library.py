@@ -54,7 +54,7 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert not errors
 
     # It ran where it was started: the project and csim.json of `hlsflow csim` are there.
-    out = tmp_path / "build" / "reference"
+    out = tmp_path / "build" / "notebook"
     assert (out / "manifest.json").is_file()
     csim = json.loads((out / "csim.json").read_text())
     agreement = re.search(r"top-1 agreement HLS vs Keras: ([\d.]+)% on (\d+) samples", _text(_tagged(nb, "agreement")))

@@ -96,8 +96,9 @@ def render_markdown(report: dict) -> str:
     lines = [
         f"# Synthesis report: {report['project']}",
         "",
-        *(["**These reports were laid down by the vivado_hls stand-in (a test double), not by Vivado "
-           "for this design.**", ""] if report.get("produced_by_test_double") else []),
+        *([f"**These reports were laid down by the {report['tool']} stand-in (a test double), not by a "
+           "Xilinx tool for this design.**", ""]
+          if report.get("produced_by_test_double") else []),
         f"The figures below are {report['tool']} estimates from the C synthesis report "
         f"(`{report['csynth_xml']}`), not post-implementation results.",
         "",
