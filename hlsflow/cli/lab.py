@@ -25,6 +25,7 @@ import webbrowser
 from pathlib import Path
 
 from ..console import say
+from ..toolchain.xilinx import LICENCE_VARS
 from ..errors import FlowError
 
 DEFAULT_PORT = 8888
@@ -90,7 +91,7 @@ def start(port=None, no_browser=False, image=None, example=False) -> int:
     mounts = launcher.Mounts()
     mounts.read_write(cwd)
     mounts.env.update({TOKEN_VAR: token, URL_VAR: f"http://127.0.0.1:{port}"})
-    if any(os.environ.get(var) for var in launcher.LICENSE_VARS):
+    if any(os.environ.get(var) for var in LICENCE_VARS):
         # A licence needs the host's network (launcher.container_settings): there nothing is
         # published, so JupyterLab itself listens on the host's loopback address only.
         mounts.network = "host"

@@ -23,8 +23,8 @@ from ..console import warn
 from ..errors import FlowError
 from ..image.containers import docker_client, runtime_name, get_image, image_name
 from ..state import outdir
+from ..toolchain.xilinx import LICENCE_VARS
 
-LICENSE_VARS = ("XILINXD_LICENSE_FILE", "LM_LICENSE_FILE")
 # Flow settings and the Vivado stand-in's test hooks.
 FORWARDED_PREFIXES = ("HLSFLOW_", "STANDIN_")
 FORWARDED_VARS = ("TF_CPP_MIN_LOG_LEVEL",)
@@ -89,7 +89,7 @@ def licence_files() -> list:
     """The files and folders the licence variables name; `port@server` entries are servers. A
     missing one is FlowError naming it: FlexLM would only say much later that no licence was found."""
     found = []
-    for var in LICENSE_VARS:
+    for var in LICENCE_VARS:
         for item in filter(None, os.environ.get(var, "").split(":")):
             if "@" in item:
                 continue
@@ -233,7 +233,7 @@ def container_settings(mounts: Mounts) -> dict:
     for item in licence_files():
         mounts.read_only(item)
     network = "none"  # the flow needs no network: keep it reproducible
-    for var in LICENSE_VARS:
+    for var in LICENCE_VARS:
         if not os.environ.get(var):
             continue
         env[var] = os.environ[var]

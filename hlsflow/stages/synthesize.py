@@ -22,7 +22,6 @@ from ..state import outdir
 from ..toolchain import doctor, xilinx
 from ..vivado_reports import is_stand_in_log, parse_finished_line
 
-EXPECTED_VERSION = xilinx.REFERENCE
 RUN_LOG = "vivado_hls_run.log"  # the name kept for every tool: reports and older records look for it
 BUILD_OPT = "build_opt.tcl"
 no_vivado_hls_at = xilinx.no_install_at  # the launcher names a missing --vivado path with it
@@ -44,11 +43,6 @@ def require_install(cfg, explicit=None) -> xilinx.Install:
         raise FlowError("No Vivado HLS found: mount Vivado 2018.2 (XILINX_ROOT, default /opt/Xilinx), source its "
                         "settings64.sh, or pass --vivado /opt/Xilinx/Vivado/2018.2.")
     return found
-
-
-def synth_args(flags: dict) -> str:
-    """The argument string hls4ml's Vivado build_prj.tcl reads; cosim is always 0."""
-    return xilinx.vivado_args(flags)
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
@@ -145,7 +139,7 @@ def _flags(cfg, csim=None, export=None, vsynth=None) -> tuple:
     for key, value in (("csim", csim), ("export", export), ("vsynth", vsynth)):
         if value is not None:
             flags[key] = bool(value)
-    return flags, synth_args(flags)
+    return flags, xilinx.vivado_args(flags)
 
 
 def made_from(cfg, project: dict, csim=None, export=None, vsynth=None, **flags) -> dict:

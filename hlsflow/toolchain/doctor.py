@@ -22,7 +22,6 @@ from ..files import read_json
 from . import xilinx
 
 OK, WARN, FAIL, NA = "ok", "warn", "FAIL", "n/a"
-LICENCE_VARS = ("XILINXD_LICENSE_FILE", "LM_LICENSE_FILE")
 LICENCE_TIMEOUT_S = 3.0
 FLEXLM_DEFAULT_PORT = 27000
 LDD_TIMEOUT_S = 20
@@ -165,9 +164,9 @@ def server_answers(entry: str, timeout=LICENCE_TIMEOUT_S) -> bool:
 
 def check_licence() -> Check:
     """Each licence variable set: its files exist, its port@host servers take a TCP connection."""
-    given = [(var, os.environ[var]) for var in LICENCE_VARS if os.environ.get(var)]
+    given = [(var, os.environ[var]) for var in xilinx.LICENCE_VARS if os.environ.get(var)]
     if not given:
-        return Check("licence", WARN, f"neither {' nor '.join(LICENCE_VARS)} is set: fine for parts the tool "
+        return Check("licence", WARN, f"neither {' nor '.join(xilinx.LICENCE_VARS)} is set: fine for parts the tool "
                      "needs no licence for; licensed parts fail in synthesis")
     good, bad = [], []
     for var, value in given:
@@ -261,19 +260,21 @@ def checks_for(install, backend, cfg=None, export=False, full=True) -> list:
         return checks
     part = find_part(cfg.part) if cfg is not None else None
     checks.append(check_support(install, version, backend, part.family if part else None))
+    return checks + _run_checks(install, version, cfg, export)
+
+
+def _run_checks(install, version, cfg, export) -> list:
+    """What decides whether a run of this install can start: libraries, locale, the Y2K22 patch,
+    licence, memory and disk (for the design of cfg, when given)."""
     multipliers = design_multipliers(cfg)
-    checks += [check_libraries(install), check_locale(), check_y2k22(install, version, export), check_licence(),
-               check_memory(multipliers), check_disk(cfg.output_dir if cfg is not None else Path.cwd(), multipliers)]
-    return checks
+    return [check_libraries(install), check_locale(), check_y2k22(install, version, export), check_licence(),
+            check_memory(multipliers), check_disk(cfg.output_dir if cfg is not None else Path.cwd(), multipliers)]
 
 
 def blocking(install, version, cfg, export=False) -> list:
     """The failed checks that stop synthesis, for `synth` and `flow` (no -version or support
     check: they have made those)."""
-    multipliers = design_multipliers(cfg)
-    checks = [check_libraries(install), check_locale(), check_y2k22(install, version, export), check_licence(),
-              check_memory(multipliers), check_disk(cfg.output_dir, multipliers)]
-    return [c for c in checks if c.status == FAIL]
+    return [c for c in _run_checks(install, version, cfg, export) if c.status == FAIL]
 
 
 def verdict(checks: list, install) -> str:

@@ -24,6 +24,8 @@ from pathlib import Path
 from ..errors import FlowError
 
 REFERENCE = "2018.2"
+# FlexLM's variables naming Xilinx licence files or port@host servers.
+LICENCE_VARS = ("XILINXD_LICENSE_FILE", "LM_LICENSE_FILE")
 VIVADO_HLS, VITIS_HLS = "Vivado HLS", "Vitis HLS"
 BINARIES = {"vivado_hls": VIVADO_HLS, "vitis_hls": VITIS_HLS}
 BINARY_OF = {"Vivado": "vivado_hls", "Vitis": "vitis_hls"}  # hls4ml backend -> the binary it needs
