@@ -112,3 +112,16 @@ def saved_image(built_image, tmp_path_factory):
     from hlsflow.image import handover
 
     return handover.save_image(tmp_path_factory.mktemp("handover"), tag=built_image)
+
+
+# Under pytest-xdist's loadgroup, each file runs in one worker (its module fixtures built once),
+# and the files that share Podman's service or the image tarball run in the same one.
+SHARED_GROUPS = {"test_podman.py": "podman", "test_lab.py": "podman", "test_ci_files.py": "podman"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            name = item.path.name
+            item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(name, name)))
