@@ -15,6 +15,30 @@ path-exclude /usr/share/locale/*
 path-include /usr/share/locale/locale.alias
 CFG
 
+# Parts of g++ and binutils that hls4ml's `g++ -O3 -fPIC -shared` build (and Vivado HLS csim) never
+# runs, kept out of later installs too and deleted below: the link-time optimiser (-flto only), the
+# sanitizer runtimes (-fsanitize only), the static C, math and C++ libraries (-static only; a shared
+# link takes libc.so, libm.so, libstdc++.so and the small libc_nonshared.a/libgcc.a, which stay)
+# and the gprofng profiler.
+NEVER_RUN="/usr/lib/gcc/x86_64-linux-gnu/*/lto1
+/usr/lib/gcc/x86_64-linux-gnu/*/lib*san*
+/usr/lib/x86_64-linux-gnu/libasan.so*
+/usr/lib/x86_64-linux-gnu/libhwasan.so*
+/usr/lib/x86_64-linux-gnu/liblsan.so*
+/usr/lib/x86_64-linux-gnu/libtsan.so*
+/usr/lib/x86_64-linux-gnu/libubsan.so*
+/usr/lib/x86_64-linux-gnu/libc.a
+/usr/lib/x86_64-linux-gnu/libm.a
+/usr/lib/x86_64-linux-gnu/libm-*.a
+/usr/lib/x86_64-linux-gnu/libmvec.a
+/usr/lib/gcc/x86_64-linux-gnu/*/libstdc++.a
+/usr/lib/x86_64-linux-gnu/libgprofng.so*
+/usr/lib/x86_64-linux-gnu/gprofng
+/usr/bin/*gprofng*
+/usr/bin/*gp-*
+/etc/gprofng.rc"
+for path in $NEVER_RUN; do echo "path-exclude $path"; done >/etc/dpkg/dpkg.cfg.d/hlsflow-never-run
+
 missing=""
 for pkg in $(sed 's/#.*//' "$1"); do
     # dpkg-query, not `dpkg -s`: a removed package with leftover config files is not installed.
@@ -47,3 +71,7 @@ find /usr/share/locale -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf
 rm -rf /usr/share/man/* /usr/share/info/*
 # GCC's link-time-optimisation object dumper: 31 MB that no flow step runs.
 rm -f /usr/bin/*lto-dump*
+# The unquoted list expands its globs here.
+rm -rf $NEVER_RUN
+# The locale sources: en_US.UTF-8 is generated above, and the image has no other locale.
+rm -rf /usr/share/i18n
