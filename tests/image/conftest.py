@@ -6,13 +6,17 @@ user=..., volumes=..., workdir=...)` -> Result(exit_code, stdout, stderr), and `
 (a directory with a small tasks.py for hlsflow.cli.launcher.run_checkout_task).
 """
 
+import os
+import shutil
+import subprocess
 import textwrap
+import time
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
 
-from hlsflow.image import containers, build as image
+from hlsflow.image import containers, build as image, handover
 from hlsflow.errors import FlowError
 
 Result = namedtuple("Result", "exit_code stdout stderr")
@@ -109,9 +113,63 @@ def throwaway_repo(tmp_path, monkeypatch) -> Path:
 def saved_image(built_image, tmp_path_factory):
     """The built image as a colleague receives it: a tarball from `hlsflow save-image` with its
     .sha256 beside it (written once per session; Podman and the CI templates load it)."""
-    from hlsflow.image import handover
-
     return handover.save_image(tmp_path_factory.mktemp("handover"), tag=built_image)
+
+
+# This sandbox cannot raise the open-files limit, which Podman does for every container by
+# default; an empty default_ulimits keeps the engine's own limits (harmless anywhere). Podman's
+# default runtime, crun, refuses hosts with hybrid cgroups ("cgroups in hybrid mode not supported"),
+# as some CI machines have; runc (installed with Docker) runs on both.
+CONTAINERS_CONF = "[containers]\ndefault_ulimits = []\n" + ('[engine]\nruntime = "runc"\n' if shutil.which("runc") else "")
+
+
+@pytest.fixture(scope="session")
+def podman_socket(tmp_path_factory):
+    """A `podman system service` of its own (session-wide: loading the image into Podman takes
+    minutes, and test_podman.py and test_lab.py share it in one xdist worker)."""
+    if not shutil.which("podman"):
+        if os.environ.get("HLSFLOW_REQUIRE_PODMAN") == "1" or os.environ.get("CI"):
+            pytest.fail("podman is not installed: `apt-get install podman` (CI requires it)", pytrace=False)
+        pytest.skip("podman is not installed (`apt-get install podman` to run these tests)")
+    root = tmp_path_factory.mktemp("podman")
+    conf = root / "containers.conf"
+    conf.write_text(CONTAINERS_CONF)
+    sock = root / "podman.sock"
+    service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"],
+                               env={**os.environ, "CONTAINERS_CONF": str(conf)}, stdout=subprocess.DEVNULL,
+                               stderr=open(root / "service.log", "w"))
+    deadline = time.monotonic() + 30
+    while not sock.exists() and time.monotonic() < deadline and service.poll() is None:
+        time.sleep(0.2)
+    if not sock.exists():
+        service.kill()
+        pytest.fail(f"podman system service did not start: {(root / 'service.log').read_text()[-1000:]}")
+    yield f"unix://{sock}"
+    service.terminate()
+    try:
+        service.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        service.kill()
+
+
+@pytest.fixture(scope="session")
+def podman_image(podman_socket, built_image, saved_image, docker_client):
+    """The built image, saved from Docker with save-image and loaded into Podman with load-image."""
+    saved_env = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = podman_socket
+    try:
+        client = containers.docker_client()
+        assert containers.runtime_name(client) == "Podman"
+        handover.load_image(saved_image)
+        image = containers.get_image(client, "hlsflow:latest")
+    finally:
+        if saved_env is None:
+            os.environ.pop("DOCKER_HOST")
+        else:
+            os.environ["DOCKER_HOST"] = saved_env
+    # The same image, whichever engine holds it.
+    assert image.id.split(":")[-1] == docker_client.images.get(built_image).id.split(":")[-1]
+    return "hlsflow:latest"
 
 
 # Under pytest-xdist's loadgroup, each file runs in one worker (its module fixtures built once),

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-import test_podman
 from test_cancel import containers_of
 from test_user_project import DATA, hlsflow_command, user_env
 
@@ -33,8 +32,6 @@ pytestmark = pytest.mark.skipif("1" in (os.environ.get("HLSFLOW_IN_IMAGE"), os.e
 MODEL = "tiny_cnn.keras"
 URL_LINE = re.compile(r"JupyterLab is ready; open (http://127\.0\.0\.1:(\d+)/lab\?token=([0-9a-f]+))")
 REQUIRED = "HLSFLOW_REQUIRE_BROWSER"
-# Podman's service and the image loaded into it, shared with test_podman.py.
-podman_socket, podman_image = test_podman.podman_socket, test_podman.podman_image
 
 
 def chromium() -> str:

@@ -5,70 +5,12 @@ image handed over as a colleague receives it (save-image from Docker, load-image
 Podman needs to be installed (Debian: `apt-get install podman`); CI (HLSFLOW_REQUIRE_PODMAN=1)
 fails without it, elsewhere these tests are skipped with that reason."""
 
-import os
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from hlsflow.image import containers, handover
 from test_user_project import csim_figures, run_hlsflow
-
-# This sandbox cannot raise the open-files limit, which Podman does for every container by
-# default; an empty default_ulimits keeps the engine's own limits (harmless anywhere). Podman's
-# default runtime, crun, refuses hosts with hybrid cgroups ("cgroups in hybrid mode not supported"),
-# as some CI machines have; runc (installed with Docker) runs on both.
-CONTAINERS_CONF = "[containers]\ndefault_ulimits = []\n" + ('[engine]\nruntime = "runc"\n' if shutil.which("runc") else "")
-
-
-@pytest.fixture(scope="module")
-def podman_socket(tmp_path_factory):
-    if not shutil.which("podman"):
-        if os.environ.get("HLSFLOW_REQUIRE_PODMAN") == "1" or os.environ.get("CI"):
-            pytest.fail("podman is not installed: `apt-get install podman` (CI requires it)", pytrace=False)
-        pytest.skip("podman is not installed (`apt-get install podman` to run these tests)")
-    root = tmp_path_factory.mktemp("podman")
-    conf = root / "containers.conf"
-    conf.write_text(CONTAINERS_CONF)
-    sock = root / "podman.sock"
-    service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"],
-                               env={**os.environ, "CONTAINERS_CONF": str(conf)}, stdout=subprocess.DEVNULL,
-                               stderr=open(root / "service.log", "w"))
-    deadline = time.monotonic() + 30
-    while not sock.exists() and time.monotonic() < deadline and service.poll() is None:
-        time.sleep(0.2)
-    if not sock.exists():
-        service.kill()
-        pytest.fail(f"podman system service did not start: {(root / 'service.log').read_text()[-1000:]}")
-    yield f"unix://{sock}"
-    service.terminate()
-    try:
-        service.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        service.kill()
-
-
-@pytest.fixture(scope="module")
-def podman_image(podman_socket, built_image, saved_image, docker_client):
-    """The built image, saved from Docker with save-image and loaded into Podman with load-image."""
-    saved_env = os.environ.get("DOCKER_HOST")
-    os.environ["DOCKER_HOST"] = podman_socket
-    try:
-        client = containers.docker_client()
-        assert containers.runtime_name(client) == "Podman"
-        handover.load_image(saved_image)
-        image = containers.get_image(client, "hlsflow:latest")
-    finally:
-        if saved_env is None:
-            os.environ.pop("DOCKER_HOST")
-        else:
-            os.environ["DOCKER_HOST"] = saved_env
-    # The same image, whichever engine holds it.
-    assert image.id.split(":")[-1] == docker_client.images.get(built_image).id.split(":")[-1]
-    return "hlsflow:latest"
-
 
 @pytest.fixture
 def user_dir(tmp_path):
