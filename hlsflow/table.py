@@ -36,7 +36,8 @@ STAGES = (
     Row("report", "report", requires=("synth",)),
 )
 # Runs that record their results in the output folder without being stages of the flow.
-OTHER_RECORDS = ("build-emulation", "check-cpp", "profile", "tune-precision")
+OTHER_RECORDS = ("build-emulation", "check-cpp", "profile", "tune-precision", "fast-engine", "keras-reference",
+                 "fault-analysis")
 
 
 def row(name: str) -> Row:

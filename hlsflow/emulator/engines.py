@@ -3,7 +3,10 @@ arithmetic on a whole batch) run in batches, or hls4ml's C++ emulation (cpp.py) 
 has no fast implementation; and the two compared bit for bit on the same samples."""
 
 import contextlib
+import hashlib
 import io
+import pickle
+import platform
 import tempfile
 from pathlib import Path
 
@@ -12,26 +15,99 @@ import numpy as np
 from .. import console
 from ..design import convert_model, in_memory
 from ..errors import FlowError
+from ..files import write_atomically
+from ..state import outdir
 from . import fastemu
 from .cpp import build_library, cpp_trace, run_emulation
 from .fixedpoint import Unsupported
 
 FAST_CHUNK = 100  # images per fast-engine batch: whole-array work, memory in the hundreds of MB at most
+ENGINE_RECORD = "fast-engine"  # the manifest's record of the cached engine
+ENGINE_FILE = f"{outdir.CACHE_DIR}/fast_engine.pkl"
+# What the engine's state is computed by: a change to any of these builds it again.
+ENGINE_CODE = ("emulator/*.py", "fixedtype.py", "design.py")
 
 
-def fast_engine(cfg, keras_model, required: bool):
+def code_version() -> str:
+    """sha256 of the engine's own source, so a cached engine never outlives the code that built it."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for pattern in ENGINE_CODE:
+        for path in sorted(package.glob(pattern)):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def fast_engine(cfg, project: dict, keras, required: bool):
     """The fast engine for the project in the output directory, or None (with one line saying
-    which layer) when a layer has no fast implementation and the C++ path is acceptable."""
-    with in_memory(keras_model, cfg) as hls_model:  # the engine reads the written project, not this folder
-        try:
-            return fastemu.build(hls_model, cfg.output_dir)
-        except Unsupported as exc:
-            if required:
-                raise FlowError(f"The fast engine cannot emulate this design: {exc}. Run with --engine cpp "
-                                "(or auto, which falls back by itself).") from None
-            console.say(f"Fast engine: {exc}, so csim uses the C++ emulation for the "
-                        "whole model.")
-            return None
+    which layer) when a layer has no fast implementation and the C++ path is acceptable. Built
+    once per project tree and engine code, and kept in the output folder (ENGINE_FILE, recorded in
+    the manifest): a current project's csim then needs neither hls4ml's conversion nor the Keras
+    model, which `keras()` loads only when the engine is built."""
+    stage = outdir.Stage(cfg.output_dir, ENGINE_RECORD,
+                         {"project": project["tree_hash"], "design": project.get("key"), "engine": code_version(),
+                          "Python": platform.python_version(), "numpy": np.__version__})
+    cached = _cached_engine(stage)
+    if cached is None:
+        with in_memory(keras(), cfg) as hls_model:  # the engine reads the written project, not this folder
+            try:
+                cached = fastemu.build(hls_model, cfg.output_dir)
+            except Unsupported as exc:
+                cached = str(exc)
+
+        _keep(stage, cached)
+    if isinstance(cached, str):
+        if required:
+            raise FlowError(f"The fast engine cannot emulate this design: {cached}. Run with --engine cpp "
+                            "(or auto, which falls back by itself).")
+        console.say(f"Fast engine: {cached}, so csim uses the C++ emulation for the "
+                    "whole model.")
+        return None
+    return cached
+
+
+def _keep(stage, built) -> None:
+    """Record the engine just built (or why there is none) for the next csim on this project. An
+    engine that cannot be stored is simply not kept: csim goes on, the next one builds it again."""
+    if isinstance(built, str):
+        stage.run(lambda into: outdir.Outcome([], result={"unsupported": built}), force=True)
+        return
+    try:
+        # The engine's layers are closures over their weights, types and tables: cloudpickle stores
+        # them by value (code and data), where pickle only names module-level functions.
+        import cloudpickle
+
+        data = cloudpickle.dumps(built, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # noqa: BLE001 -- whatever a layer holds that cannot be stored
+        console.say(f"Fast engine: not kept for the next csim ({type(exc).__name__}); it is built again then.")
+        return
+
+    def work(into):
+        (into / outdir.CACHE_DIR).mkdir(exist_ok=True)
+        write_atomically(into / ENGINE_FILE, data)
+        return outdir.Outcome([ENGINE_FILE], result={"unsupported": None})
+
+    stage.run(work, force=True)
+
+
+def _cached_engine(stage):
+    """The recorded engine (or the recorded reason it cannot be built) when its record is current
+    and its file loads; None otherwise, and the engine is built again: a damaged or foreign file
+    is never trusted."""
+    if stage.state()[0] != outdir.CURRENT:
+        return None
+    record = outdir.stage_record(stage.out_dir, stage.name)
+    result = record.get("result") or {}
+    if result.get("unsupported"):
+        return str(result["unsupported"])
+    try:
+        engine = pickle.loads((stage.out_dir / ENGINE_FILE).read_bytes())
+    except Exception:  # noqa: BLE001 -- anything unpickling fails with means "build it again"
+        return None
+    if not isinstance(engine, fastemu.Engine):
+        return None
+    console.say(f"Fast engine: reused from {stage.out_dir / ENGINE_FILE} (project and engine code unchanged).")
+    return engine
 
 
 def run_fast(engine, x: np.ndarray, workers: int) -> np.ndarray:

@@ -12,6 +12,7 @@ labels), and the absolute and relative error against Keras for anything else (a 
 gates: min_agreement for the agreement figures, max_error (max |HLS - Keras|) for any output.
 """
 
+import io
 import os
 import time
 
@@ -20,7 +21,7 @@ import numpy as np
 from .. import console
 from ..emulator import cpp, engines, ranges
 from ..errors import FlowError, whole_number
-from ..files import sha256, write_json
+from ..files import sha256, write_atomically, write_json
 from ..loading import load_keras_model, load_samples, resolve_samples
 from ..state import outdir
 
@@ -35,6 +36,9 @@ PASS_THROUGH = ("Dropout", "Flatten", "Reshape", "GaussianNoise", "GaussianDropo
 ACCURACY_DROP = 0.005  # or when emulation loses more than half a point of Keras's accuracy
 CURRENT = "csim up to date: {out}/csim.json (project, samples and sample count unchanged)"
 AGAIN = "csim runs again"
+REFERENCE_RECORD = "keras-reference"  # the manifest's record of Keras's outputs on the samples, kept
+REFERENCE = f"{outdir.CACHE_DIR}/keras_reference.npy"
+FAULTS_RECORD = "fault-analysis"  # which types are at fault, when the figure is low
 
 
 def accuracy_drop(r: dict) -> float:
@@ -227,26 +231,86 @@ def _output_text(r: dict) -> str:
     return f"{r.get('output_activation', 'unknown')} output" + (f", {n} value{'s' if n != 1 else ''}" if n else "")
 
 
+class _Keras:
+    """The Keras model, loaded (TensorFlow and all: seconds) the first time something needs it; a
+    current project with its Keras reference cached needs it only for the fault analysis."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.model = None
+
+    def __call__(self):
+        if self.model is None:
+            model = load_keras_model(self.cfg.keras_model)
+            if len(model.inputs) != 1 or len(model.outputs) != 1:
+                raise FlowError("csim compares single-input, single-output models only: this model has "
+                                f"{len(model.inputs)} inputs and {len(model.outputs)} outputs.")
+            self.model = model
+        return self.model
+
+
+def keras_reference(cfg, samples, limit, keras) -> tuple:
+    """(x, y, Keras's outputs (samples x values), facts: the model's input shape, output count and
+    output activation). Kept in the output folder (REFERENCE, recorded in the manifest) by the
+    model's and the samples' hashes and the sample count, so that a csim with both unchanged
+    imports no TensorFlow; a missing, damaged or mismatched file is computed again."""
+    stage = outdir.Stage(cfg.output_dir, REFERENCE_RECORD,
+                         {"model": list(outdir.model_hashes(cfg).values()), "samples": sha256(samples, cache=True),
+                          "max_samples": limit, "TensorFlow": outdir.environment()["versions"]["TensorFlow"]})
+    cached = _cached_reference(stage)
+    if cached is not None:
+        facts, y_keras = cached
+        x, y = load_samples(samples, tuple(facts["input_shape"]), limit, labels_as_stored=True)
+        if y_keras.shape == (len(x), facts["outputs"]):
+            console.step(f"Keras reference on {len(x)} samples from {samples}: reused from "
+                         f"{cfg.output_dir / REFERENCE} (model and samples unchanged)")
+            return x, y, y_keras, facts
+    model = keras()
+    x, y = load_samples(samples, tuple(model.inputs[0].shape), limit, labels_as_stored=True)
+    facts = {"input_shape": list(model.inputs[0].shape), "outputs": int(np.prod(model.outputs[0].shape[1:])),
+             "output_activation": output_activation(model)}
+    console.step(f"Keras reference on {len(x)} samples from {samples}")
+    y_keras = model.predict(x, batch_size=64, verbose=0).reshape(len(x), -1)
+
+    def work(into):
+        (into / outdir.CACHE_DIR).mkdir(exist_ok=True)
+        buffer = io.BytesIO()
+        np.save(buffer, y_keras, allow_pickle=False)
+        write_atomically(into / REFERENCE, buffer.getvalue())
+        return outdir.Outcome([REFERENCE], result=facts)
+
+    stage.run(work, force=True)
+    return x, y, y_keras, facts
+
+
+def _cached_reference(stage):
+    """(facts, Keras's outputs) when the record is current and its file reads as it should; else None."""
+    if stage.state()[0] != outdir.CURRENT:
+        return None
+    facts = outdir.stage_record(stage.out_dir, stage.name).get("result") or {}
+    try:
+        y_keras = np.load(stage.out_dir / REFERENCE, allow_pickle=False)
+        ok = (isinstance(facts.get("input_shape"), list) and isinstance(facts.get("outputs"), int)
+              and isinstance(facts.get("output_activation"), str) and y_keras.ndim == 2)
+    except Exception:  # noqa: BLE001 -- whatever a damaged file fails with means "compute it again"
+        return None
+    return (facts, y_keras) if ok else None
+
+
 def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto", check=None) -> dict:
-    keras_model = load_keras_model(cfg.keras_model)
-    if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
-        raise FlowError("csim compares single-input, single-output models only: this model has "
-                        f"{len(keras_model.inputs)} inputs and {len(keras_model.outputs)} outputs.")
-    x, y = load_samples(samples, tuple(keras_model.inputs[0].shape), limit, labels_as_stored=True)
-    n_out = int(np.prod(keras_model.outputs[0].shape[1:]))
-    activation = output_activation(keras_model)
-    metric = choose_metric(cfg.flow["emulation"].get("metric") or "auto", activation, n_out, labels_kind(y, n_out))
+    keras = _Keras(cfg)
     cores = workers or os.cpu_count() or 1
-    fast = engines.fast_engine(cfg, keras_model, required=engine == "fast") if engine != "cpp" else None
+    fast = engines.fast_engine(cfg, project, keras, required=engine == "fast") if engine != "cpp" else None
     if check and fast is None:
         raise FlowError("--cross-check compares the fast engine with the C++ one, and this design runs on the "
                         "C++ engine only (see the line above).")
-    workers = max(1, min(cores, (len(x) + cpp.CHUNK - 1) // cpp.CHUNK)) if fast is None else cores
     if fast is not None:
         cpp.check_compiles(cfg, project)  # the C++ engine's own build checks this
 
-    console.step(f"Keras reference on {len(x)} samples from {samples}")
-    y_keras = keras_model.predict(x, batch_size=64, verbose=0).reshape(len(x), -1)
+    x, y, y_keras, facts = keras_reference(cfg, samples, limit, keras)
+    n_out, activation = facts["outputs"], facts["output_activation"]
+    metric = choose_metric(cfg.flow["emulation"].get("metric") or "auto", activation, n_out, labels_kind(y, n_out))
+    workers = max(1, min(cores, (len(x) + cpp.CHUNK - 1) // cpp.CHUNK)) if fast is None else cores
     console.step("Bit-accurate emulation of the HLS design")
     if fast is not None and len(x):
         fast.run(x[:1])  # numba compiles its kernels on first use: a few seconds that are not emulation
@@ -259,7 +323,7 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
         start = time.monotonic()  # images/s is the emulation's speed; g++'s seconds are in emulation_build
         y_hls = cpp.run_emulation(build["library"], f"{cfg.project_name}_float", x, n_out, workers)
     seconds = time.monotonic() - start
-    checked = engines.cross_check(cfg, project, fast, keras_model, x[:check], y_hls, cores) if check else None
+    checked = engines.cross_check(cfg, project, fast, keras(), x[:check], y_hls, cores) if check else None
 
     result = {
         "samples": len(x),
@@ -278,18 +342,37 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     print_result(result)
     low = result["mean_rel_error"] > HIGH_ERROR if metric == "error" else result["agreement"] < LOW_AGREEMENT
     if (low or accuracy_drop(result) > ACCURACY_DROP) and not quiet_advice:
-        try:
-            faults = ranges.quick_check(cfg, keras_model, x[:50])
-        except Exception as exc:  # noqa: BLE001 -- hls4ml's analysis fails on some layers; the figures above stand
-            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
-            console.warn(f"The analysis of which types are at fault failed on this model ({type(exc).__name__}: "
-                         f"{reason}); the emulation figures above stand. `hlsflow profile` shows the layers one by one.")
-            result["layers_at_fault"] = None
-            result["fault_analysis_error"] = f"{type(exc).__name__}: {reason}"
+        result.update(_fault_analysis(cfg, project, samples, limit, keras, x))
+        if result.get("fault_analysis_error"):
+            console.warn(f"The analysis of which types are at fault failed on this model "
+                         f"({result['fault_analysis_error']}); the emulation figures above stand. `hlsflow profile` "
+                         "shows the layers one by one.")
         else:
-            result["layers_at_fault"] = [ranges.describe(f) for f in faults]
             print_faults(result)
     return result
+
+
+def _fault_analysis(cfg, project, samples, limit, keras, x) -> dict:
+    """{"layers_at_fault": [lines]}, or None there and why in "fault_analysis_error". Kept in the
+    manifest by the project, the samples and the code, like the rest of csim's set-up: it needs the
+    Keras model and hls4ml."""
+    stage = outdir.Stage(cfg.output_dir, FAULTS_RECORD,
+                         {"project": project["tree_hash"], "design": project.get("key"),
+                          "samples": sha256(samples, cache=True), "max_samples": limit, "code": engines.code_version(),
+                          "TensorFlow": outdir.environment()["versions"]["TensorFlow"]})
+    if stage.state()[0] == outdir.CURRENT:
+        found = outdir.stage_record(cfg.output_dir, FAULTS_RECORD).get("result") or {}
+        if isinstance(found.get("layers_at_fault"), list) or isinstance(found.get("fault_analysis_error"), str):
+            return found
+    try:
+        faults = ranges.quick_check(cfg, keras(), x[:50])
+    except Exception as exc:  # noqa: BLE001 -- hls4ml's analysis fails on some layers; the figures above stand
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        found = {"layers_at_fault": None, "fault_analysis_error": f"{type(exc).__name__}: {reason}"}
+    else:
+        found = {"layers_at_fault": [ranges.describe(f) for f in faults]}
+    stage.run(lambda into: outdir.Outcome([], result=found), force=True)
+    return found
 
 
 def print_faults(result: dict) -> None:

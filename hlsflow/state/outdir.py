@@ -292,7 +292,11 @@ RUN_LEFTOVERS = (
     "hs_err_pid*.log", "usage_statistics_webtalk.*",
     ".*.tmp",
     "vivado_hls_standin.args",  # the Vivado stand-in (tests/standin_xilinx, a test double) records its arguments
+    "csim_cache/*",
 )
+# csim's set-up, kept between runs (the fast engine, Keras's predictions): each file is the output
+# of a record of its own in the manifest, keyed by what it is made from, and goes with the project.
+CACHE_DIR = "csim_cache"
 # Written first into convert's staging folder (and into a replaced project before it is deleted),
 # so that a run killed half-way leaves folders the next run can prove are hlsflow's to remove.
 STAGING_MARK = ".hlsflow-staging"
