@@ -54,17 +54,35 @@ def _require(row: table.Row, cfg, upstream: dict):
         why = f"no {noun} results" if outdir.stage_record(cfg.output_dir, name) is None else \
             f"the {noun} results are not current"
         console.step(f"{row.name}: {why} in {cfg.output_dir}; {doing} first")
-        run_stage(name, cfg, **upstream.get(name, {}))  # leaves the project as it is
+        run_stage(name, cfg, prechecked=True, **upstream.get(name, {}))  # leaves the project as it is
     return project
 
 
 _WORDS = {"synth": ("synthesis", "synthesising"), "csim": ("emulation", "emulating")}  # in the lines above
 
 
-def run_stage(name: str, cfg, force=False, upstream=None, require=True, **flags) -> dict:
-    """One stage on cfg's output directory (locked by the caller): what it requires first, then its
-    work unless its results are current. `upstream` holds flags for the stages it requires;
+def _prechecks(name: str, cfg, flags: dict, upstream: dict) -> None:
+    """Each stage's `precheck` (what can be judged before anything runs, such as a backend and an
+    HLS tool that cannot work together), for the stage and what it requires, so the mistake is
+    named in one sentence before minutes of converting and emulating."""
+    row = table.row(name)
+    for required in row.requires:
+        _prechecks(required, cfg, upstream.get(required, {}), upstream)
+    _precheck(row, cfg, flags)
+
+
+def _precheck(row: table.Row, cfg, flags: dict) -> None:
+    check = getattr(_module(row), "precheck", None)
+    if check:
+        check(cfg, **flags)
+
+
+def run_stage(name: str, cfg, force=False, upstream=None, require=True, prechecked=False, **flags) -> dict:
+    """One stage on cfg's output directory (locked by the caller): the prechecks, what it requires,
+    then its work unless its results are current. `upstream` holds flags for the stages it requires;
     `require=False` takes the results it would require as they are (the project must be current)."""
+    if not prechecked:
+        _prechecks(name, cfg, flags, upstream or {})
     project = _require(table.row(name), cfg, upstream or {}) if require else outdir.require_project(cfg)
     _, module, stage = _stage(name, cfg, project, flags)
     ready = getattr(module, "ready", None)
@@ -156,14 +174,16 @@ def report(cfg, vivado=None, out=None, part=None, force=False) -> dict:
                                            part=cfg.part if cfg else part)
     if cfg is None:
         report_stage.no_report_without_config(out_dir)
+    upstream = {"synth": {"vivado": vivado}}
     with _locked(cfg):
+        _prechecks("report", cfg, {}, upstream)
         _project(cfg, "report")
         xml = outdir.csynth_xml_path(cfg.output_dir, cfg.project_name)
         if outdir.stage_record(cfg.output_dir, "synth") is None and xml.exists():
             # Synthesised outside hlsflow (by hand, or by an older version): report what is there.
             console.step(f"report: {xml.name} has no record of the synthesis that wrote it; reporting it as it is")
-            return run_stage("report", cfg, force=force, require=False)
-        return run_stage("report", cfg, force=force, upstream={"synth": {"vivado": vivado}})
+            return run_stage("report", cfg, force=force, require=False, prechecked=True)
+        return run_stage("report", cfg, force=force, upstream=upstream, prechecked=True)
 
 
 def run(cfg, samples=None, min_agreement=None, vivado=None, force=False, max_error=None) -> dict:
@@ -176,12 +196,14 @@ def run(cfg, samples=None, min_agreement=None, vivado=None, force=False, max_err
     results = {}
     with _locked(cfg, samples):
         for row in table.STAGES:
+            _precheck(row, cfg, flags.get(row.name, {}))
+        for row in table.STAGES:
             if row.name == "synth" and synthesize.find_vivado_hls(vivado) is None and \
                     not outdir.made_from(cfg.output_dir, "synth", outdir.require_project(cfg)):
                 console.step("Synthesis skipped: no Vivado HLS found (mount Vivado 2018.2 or pass --vivado); "
                              "convert and emulation are complete.")
                 return results
-            results[row.name] = run_stage(row.name, cfg, force=force, **flags.get(row.name, {}))
+            results[row.name] = run_stage(row.name, cfg, force=force, prechecked=True, **flags.get(row.name, {}))
             if row.name == "csim":
                 emulate.gate(cfg, results["csim"], min_agreement, max_error)
     return results

@@ -75,9 +75,7 @@ def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=Non
 def synth(c, cfg, vivado=None, vitis=None, csim=False, export=False, vsynth=False, timeout=None, force=False):
     """Vivado/Vitis HLS C synthesis (cosimulation off); converts first when the project is missing or stale."""
     from .. import flow
-    from ..stages import synthesize
 
-    synthesize.precheck(cfg, vitis or vivado)  # an unsupported tool is named before converting
     flow.synth(cfg, vivado=vitis or vivado, csim=csim or None, export=export or None, vsynth=vsynth or None,
                timeout=timeout, force=force)
 
@@ -99,9 +97,7 @@ def report(c, cfg, vivado=None, vitis=None, options=None):
 def flow(c, cfg, samples=None, min_agreement=None, vivado=None, vitis=None, force=False, max_error=None):
     """convert, csim, synth (skipped with one line when no Vivado is found), report."""
     from .. import flow as stages
-    from ..stages import synthesize
 
-    synthesize.precheck(cfg, vitis or vivado)  # an unsupported tool is named before converting
     stages.run(cfg, samples=samples, min_agreement=min_agreement, vivado=vitis or vivado, force=force,
                max_error=_max_error(max_error))
 

@@ -165,9 +165,10 @@ def _install(cfg, vivado) -> tuple:
     return install, version, level, sentence
 
 
-def precheck(cfg, vivado=None) -> None:
-    """Before anything runs (convert, emulation): a backend/tool pair that cannot work is named in
-    one sentence. Nothing in sight is left to `flow`, which then skips synthesis."""
+def precheck(cfg, vivado=None, **_ready_flags) -> None:
+    """Before anything runs (convert, emulation; flow.py calls it): a backend/tool pair that cannot
+    work is named in one sentence. Nothing in sight is left to `flow`, which then skips synthesis;
+    the other flags are `ready`'s to check."""
     if find_vivado_hls(vivado) is not None:
         _install(cfg, vivado)
 
