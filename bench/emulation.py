@@ -130,7 +130,7 @@ def main() -> None:
     rows.append((f"hls4ml C++ emulation ({cores} processes)", len(x_cpp), cpp_s))
 
     start = time.monotonic()
-    engine = engines.fast_engine(cfg, keras_model, required=True)
+    engine = engines.fast_engine(cfg, project, lambda: keras_model, required=True)
     engine.run(x[:8])  # numba compiles its kernels on first use, or loads them from its cache
     setup_s = time.monotonic() - start
     fast_s, y_fast = best_of(args.repeats, lambda: engines.run_fast(engine, x, cores))
