@@ -22,16 +22,13 @@ def _workers(default: int, dist: str) -> list:
     return [] if n in ("0", "1") else ["-n", n, "--dist", dist]
 
 
-def _command(args, junit: Path) -> list:
+def _pytest(args, junit: Path) -> int:
     junit.parent.mkdir(parents=True, exist_ok=True)
     junit.unlink(missing_ok=True)
     # The 25 slowest tests close each run: where the suite's minutes go, for whoever speeds it up.
-    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=25",
-            f"--junitxml={junit}", *args]
-
-
-def _pytest(args, junit: Path) -> int:
-    return subprocess.call(_command(args, junit), cwd=REPO_ROOT)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=25",
+           f"--junitxml={junit}", *args]
+    return subprocess.call(cmd, cwd=REPO_ROOT)
 
 
 def _counts(junit: Path) -> dict:
@@ -53,47 +50,23 @@ def run_flow_tests() -> int:
                    RESULTS / "flow.xml")
 
 
-def _host_tests(log=None) -> subprocess.Popen:
-    # Mostly waiting (on containers, Slurm, a browser): three workers, one per group of files
-    # (tests/image/conftest.py groups the files that share Podman or the image tarball).
-    cmd = _command(["tests/image", *_workers(3, "loadgroup")], RESULTS / "image.xml")
-    return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT if log else None)
-
-
 def run_all(host: bool = True, flow: bool = True) -> None:
     if launcher.in_image():
         host = False
-    codes, counts, beside = [], [], None
-    if host and flow:
-        # The image tests wait more than they compute, so they run beside the flow tests; their
-        # output goes to a file and is shown once the flow tests end, so the two do not interleave.
-        log_path = RESULTS / "image.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "w")
-        console.step(f"Image tests (host, real Docker engine) started beside the flow tests: {log_path}")
-        beside = _host_tests(log)
-        log.close()  # the child holds its own descriptor
-    try:
-        if flow:
-            console.step("Flow tests" + ("" if launcher.in_image() else " (inside the toolchain image)"))
-            codes.append(run_flow_tests() if launcher.in_image()
-                         else launcher.run_checkout_task(["test", "--flow-only"], REPO_ROOT))
-            counts.append(_counts(RESULTS / "flow.xml"))
-        if host:
-            if beside is None:
-                console.step("Image tests (host, real Docker engine)")
-                codes.append(_host_tests().wait())
-            else:
-                console.step("Image tests (host, real Docker engine), ran beside the flow tests")
-                codes.append(beside.wait())
-                beside = None
-                sys.stdout.write((RESULTS / "image.log").read_text())
-                sys.stdout.flush()
-            counts.append(_counts(RESULTS / "image.xml"))
-    finally:
-        if beside is not None:  # the flow tests were interrupted: stop the image tests too
-            beside.terminate()
-            beside.wait()
+    codes, counts = [], []
+    if flow:
+        console.step("Flow tests" + ("" if launcher.in_image() else " (inside the toolchain image)"))
+        codes.append(run_flow_tests() if launcher.in_image()
+                     else launcher.run_checkout_task(["test", "--flow-only"], REPO_ROOT))
+        counts.append(_counts(RESULTS / "flow.xml"))
+    if host:
+        console.step("Image tests (host, real Docker engine)")
+        # Three workers, one per group of files (tests/image/conftest.py groups the files that
+        # share Podman or the image tarball): Slurm's waits and the tarball's overlap the rest. Not
+        # beside the flow tests: the image tests run flows in containers too, and on 2 cores the two
+        # together took as long as one after the other (21 minutes).
+        codes.append(_pytest(["tests/image", *_workers(3, "loadgroup")], RESULTS / "image.xml"))
+        counts.append(_counts(RESULTS / "image.xml"))
     summary = {k: sum(c[k] for c in counts) for k in ("passed", "failed", "skipped")}
     if any(codes) and summary["failed"] == 0:
         summary["failed"] = 1  # a run that crashed before writing its results still failed
