@@ -279,9 +279,9 @@ def test_a_worker_killed_mid_point_has_its_point_retried_and_the_sweep_completes
                                  cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         worker_pids = {w.pid for w in workers}
 
-        def synthesising():  # the worker whose point is in Vivado now
+        def synthesising():  # the worker whose point is in Vivado now (not in a `vivado_hls -version` probe)
             for proc in psutil.process_iter(["cmdline"]):
-                if any("vivado_hls" in part for part in proc.info["cmdline"] or []):
+                if any("build_prj.tcl" in part for part in proc.info["cmdline"] or []):
                     with contextlib.suppress(psutil.Error):
                         for parent in proc.parents():
                             if parent.pid in worker_pids:
