@@ -112,16 +112,9 @@ def use_as_a_user(port, token, folder, uid) -> None:
         "made.ipynb": uid, ".ipynb_checkpoints": uid}
     code, kernel = api(port, token, "POST", "/api/kernels", {"name": "python3"})
     assert code == 201, kernel
-    # Up when idle: a kernel that cannot run dies (and is restarted, or dead). Shut down only once
-    # up: ipykernel prints a traceback when stopped half-way through its start (a busy machine).
-    deadline = time.monotonic() + 120
-    while True:
-        code, kernel = api(port, token, "GET", f"/api/kernels/{kernel['id']}")
-        assert code == 200 and kernel["execution_state"] not in ("dead", "restarting"), kernel
-        if kernel["execution_state"] == "idle":
-            break
-        assert time.monotonic() < deadline, f"the kernel did not come up within 120 s: {kernel}"
-        time.sleep(0.5)
+    time.sleep(5)  # a kernel that cannot run dies within this (and is then restarted, or dead)
+    code, kernel = api(port, token, "GET", f"/api/kernels/{kernel['id']}")
+    assert code == 200 and kernel["execution_state"] not in ("dead", "restarting"), kernel
     assert api(port, token, "DELETE", f"/api/kernels/{kernel['id']}")[0] == 204
 
 
