@@ -61,11 +61,11 @@ def run_all(host: bool = True, flow: bool = True) -> None:
         counts.append(_counts(RESULTS / "flow.xml"))
     if host:
         console.step("Image tests (host, real Docker engine)")
-        # Three workers, one per group of files (tests/image/conftest.py groups the files that
-        # share Podman or the image tarball): Slurm's waits and the tarball's overlap the rest. Not
-        # beside the flow tests: the image tests run flows in containers too, and on 2 cores the two
-        # together took as long as one after the other (21 minutes).
-        codes.append(_pytest(["tests/image", *_workers(3, "loadgroup")], RESULTS / "image.xml"))
+        # Three workers, a test file per worker (its module fixtures, such as the local Slurm, made
+        # once): Slurm's waits and the tarball's overlap the rest. Not beside the flow tests: the
+        # image tests run flows in containers too, and on 2 cores the two together took as long as
+        # one after the other (21 minutes).
+        codes.append(_pytest(["tests/image", *_workers(3, "loadfile")], RESULTS / "image.xml"))
         counts.append(_counts(RESULTS / "image.xml"))
     summary = {k: sum(c[k] for c in counts) for k in ("passed", "failed", "skipped")}
     if any(codes) and summary["failed"] == 0:

@@ -126,7 +126,7 @@ CONTAINERS_CONF = "[containers]\ndefault_ulimits = []\n" + ('[engine]\nruntime =
 @pytest.fixture(scope="session")
 def podman_socket(tmp_path_factory):
     """A `podman system service` of its own (session-wide: loading the image into Podman takes
-    minutes, and test_podman.py and test_lab.py share it in one xdist worker)."""
+    minutes, and test_podman.py and test_lab.py share it when they run in one process)."""
     if not shutil.which("podman"):
         if os.environ.get("HLSFLOW_REQUIRE_PODMAN") == "1" or os.environ.get("CI"):
             pytest.fail("podman is not installed: `apt-get install podman` (CI requires it)", pytrace=False)
@@ -171,15 +171,3 @@ def podman_image(podman_socket, built_image, saved_image, docker_client):
     assert image.id.split(":")[-1] == docker_client.images.get(built_image).id.split(":")[-1]
     return "hlsflow:latest"
 
-
-# Under pytest-xdist's loadgroup, each file runs in one worker (its module fixtures built once),
-# and the files that share Podman's service or the image tarball run in the same one.
-SHARED_GROUPS = {"test_podman.py": "podman", "test_lab.py": "podman", "test_ci_files.py": "podman"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            name = item.path.name
-            item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(name, name)))
