@@ -325,9 +325,9 @@ def _sentence(error, path: Path) -> str:
 
 def validate(raw: dict, path: Path) -> None:
     """Check the file against config.schema.json; FlowError with one sentence for the first problem."""
-    import jsonschema
+    from .schema import jsonschema
 
-    validator = jsonschema.Draft202012Validator(_schema())
+    validator = jsonschema().Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(raw), key=lambda e: (len(list(e.absolute_path)), list(
         map(str, e.absolute_path))))
     if errors:

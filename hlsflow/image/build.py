@@ -28,12 +28,13 @@ from ..files import REPO_ROOT as ROOT
 from .containers import REPO, docker_client, image_ref
 from .debian_base import base_image, check_debian_packages
 from .sbom import packages_of
-from .wheels import LOCK, NODEPS_LOCK, SBOM_LOCK, download_wheels, lock_versions
+from .wheels import BUILD_LOCK, LOCK, NODEPS_LOCK, SBOM_LOCK, download_wheels, lock_versions
 
 DOCKER_DIR = ROOT / "docker"
 BUILD_DIR = ROOT / "build"
-# What of the repository goes into /opt/hlsflow (minus what .dockerignore leaves out).
-CODE = ("tasks.py", "invoke.yaml", "pyproject.toml", "hlsflow", "project", "models", "examples", "tests")
+# What of the repository goes into /opt/hlsflow (minus what .dockerignore leaves out). Not tests/
+# (8 MB): they run from a checkout (`invoke test` is a checkout task), which they mount.
+CODE = ("tasks.py", "invoke.yaml", "pyproject.toml", "hlsflow", "project", "models", "examples")
 # Where docker/Dockerfile puts the SBOM (its HLSFLOW_SBOM).
 SBOM_IN_IMAGE = "/usr/share/hlsflow/sbom.cdx.json"
 
@@ -64,7 +65,7 @@ def build_image(tag: str | None = None, no_cache: bool = False, allow_drift: boo
     }
     step(f"Building {ref} on {base}")
     started = time.monotonic()
-    with _build_context(wheels[LOCK] + wheels[NODEPS_LOCK], wheels[SBOM_LOCK]) as context:
+    with _build_context(wheels[LOCK] + wheels[NODEPS_LOCK], wheels[SBOM_LOCK], wheels[BUILD_LOCK]) as context:
         # Our own base already has every system package: prove the build needs no network.
         network = "none" if base.startswith("hlsflow-base:") else None
         image_id = _run_build(client, context, buildargs, no_cache, network)
@@ -101,15 +102,16 @@ def image_sbom_packages(client, image) -> dict[str, str]:
 # --- build ---------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _build_context(wheels: list[Path], sbom_wheels: list[Path]):
+def _build_context(wheels: list[Path], sbom_wheels: list[Path], tool_wheels: list[Path]):
     """The build context as a tar file under build/: docker/, wheelhouse/ (the lock's wheels),
-    sbom-wheelhouse/ (the SBOM generator's) and src/ (the project code). Owners are normalised:
-    the layer cache keys on them."""
+    sbom-wheelhouse/ (the SBOM generator's), tools-wheelhouse/ (uv's) and src/ (the project code).
+    Owners are normalised: the layer cache keys on them."""
     with tempfile.TemporaryFile(dir=BUILD_DIR) as file:
         with tarfile.open(fileobj=file, mode="w") as tar:
             for path in sorted(p for p in DOCKER_DIR.iterdir() if p.is_file()):
                 tar.add(path, f"docker/{path.name}", filter=_root_owned)
-            for folder, whls in (("wheelhouse", wheels), ("sbom-wheelhouse", sbom_wheels)):
+            for folder, whls in (("wheelhouse", wheels), ("sbom-wheelhouse", sbom_wheels),
+                                 ("tools-wheelhouse", tool_wheels)):
                 for whl in whls:
                     tar.add(whl, f"{folder}/{whl.name}", filter=_root_owned)
             for path in _code_files():

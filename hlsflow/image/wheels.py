@@ -22,6 +22,9 @@ LOCK = DOCKER_DIR / "requirements.lock"
 # The SBOM generator's own lock: its wheels go to a separate folder of the build context, so the
 # image's venv layer never depends on them.
 SBOM_LOCK = DOCKER_DIR / "sbom-requirements.lock"
+# Tools the image build runs but never ships (uv, which installs the venv): their wheels go to a
+# folder of their own too.
+BUILD_LOCK = DOCKER_DIR / "build-requirements.lock"
 # Packages installed with --no-deps after LOCK (docker/requirements-nodeps.in says why): each pin's
 # wheel hash only, no resolution. Their wheels go into the image's wheelhouse with LOCK's.
 NODEPS_LOCK = DOCKER_DIR / "requirements-nodeps.lock"
@@ -33,8 +36,8 @@ PLATFORMS = [f"manylinux_2_{v}_x86_64" for v in range(36, 16, -1)] + [
 
 
 def lock() -> None:
-    """Regenerate docker/requirements.lock, sbom-requirements.lock and host-requirements.lock
-    from their .in files with pip-compile, installed into build/lock-venv when missing, and
+    """Regenerate docker/requirements.lock, sbom-requirements.lock, build-requirements.lock and
+    host-requirements.lock from their .in files with pip-compile, installed into build/lock-venv when missing, and
     requirements-nodeps.lock from its .in (hashes only, see _lock_nodeps)."""
     if sys.version_info[:2] != (3, 11):
         raise FlowError("`invoke lock` must run under Python 3.11, the image's Python, or the "
@@ -46,7 +49,7 @@ def lock() -> None:
         _check_call([sys.executable, "-m", "venv", str(venv)], "creating build/lock-venv")
         _check_call([str(venv / "bin" / "pip"), "install", "--quiet", PIP_TOOLS],
                     f"installing {PIP_TOOLS}")
-    for name in ("requirements", "sbom-requirements", "host-requirements"):
+    for name in ("requirements", "sbom-requirements", "build-requirements", "host-requirements"):
         step(f"Locking docker/{name}.in")
         # No index or find-links lines: the locks must not carry this machine's pip settings.
         _check_call([str(pip_compile), "--quiet", "--generate-hashes", "--strip-extras",
@@ -76,7 +79,7 @@ def _lock_nodeps() -> None:
                            "--no-deps.\n" + "\n".join(lines) + "\n")
 
 
-def download_wheels(locks=(LOCK, NODEPS_LOCK, SBOM_LOCK)) -> dict[Path, list[Path]]:
+def download_wheels(locks=(LOCK, NODEPS_LOCK, SBOM_LOCK, BUILD_LOCK)) -> dict[Path, list[Path]]:
     """Each lock's wheels, in build/wheelhouse: those already there are kept, the missing ones
     downloaded by the host's pip with every hash checked, stale ones (in no lock) removed."""
     per_lock = {lock: _lock_entries(lock) for lock in locks}

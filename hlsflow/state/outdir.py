@@ -195,12 +195,13 @@ def manifest_problem(data):
     """Why parsed manifest.json content is not a manifest this hlsflow reads, or None. Checked
     against manifest.schema.json (jsonschema), so that a field of the wrong type is named here
     instead of failing deep inside a stage."""
-    import jsonschema
+    from ..schema import jsonschema
 
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return f"it is not an hlsflow manifest (no \"format\": \"{FORMAT}\")"
     schema = json.loads(Path(__file__).with_name("manifest.schema.json").read_text())
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(data))
+    module = jsonschema()
+    error = module.exceptions.best_match(module.Draft202012Validator(schema).iter_errors(data))
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or "the top level"
