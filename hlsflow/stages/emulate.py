@@ -285,9 +285,9 @@ def keras_reference(cfg, samples, limit, keras) -> tuple:
 
 def _cached_reference(stage):
     """(facts, Keras's outputs) when the record is current and its file reads as it should; else None."""
-    if stage.state()[0] != outdir.CURRENT:
+    facts = stage.current_result()
+    if facts is None:
         return None
-    facts = outdir.stage_record(stage.out_dir, stage.name).get("result") or {}
     try:
         y_keras = np.load(stage.out_dir / REFERENCE, allow_pickle=False)
         ok = (isinstance(facts.get("input_shape"), list) and isinstance(facts.get("outputs"), int)
@@ -360,10 +360,9 @@ def _fault_analysis(cfg, project, samples, limit, keras, x) -> dict:
                          {"project": project["tree_hash"], "design": project.get("key"),
                           "samples": sha256(samples, cache=True), "max_samples": limit, "code": engines.code_version(),
                           "TensorFlow": outdir.environment()["versions"]["TensorFlow"]})
-    if stage.state()[0] == outdir.CURRENT:
-        found = outdir.stage_record(cfg.output_dir, FAULTS_RECORD).get("result") or {}
-        if isinstance(found.get("layers_at_fault"), list) or isinstance(found.get("fault_analysis_error"), str):
-            return found
+    found = stage.current_result() or {}
+    if isinstance(found.get("layers_at_fault"), list) or isinstance(found.get("fault_analysis_error"), str):
+        return found
     try:
         faults = ranges.quick_check(cfg, keras(), x[:50])
     except Exception as exc:  # noqa: BLE001 -- hls4ml's analysis fails on some layers; the figures above stand

@@ -455,6 +455,13 @@ class Stage:
             return CHANGED, f"{rel}{more} {what} since it ran"
         return CURRENT, "nothing it depends on changed"
 
+    def current_result(self):
+        """The result the record holds when the record is current (inputs and outputs as
+        recorded), else None: a set-up kept in the output folder is reused only then."""
+        if self.state()[0] != CURRENT:
+            return None
+        return stage_record(self.out_dir, self.name).get("result") or {}
+
     def run(self, work, force=False, current=None, again=None, ready=None) -> tuple:
         """(record, reused): the recorded results when they are current (saying `current`), else
         `ready()`, then `work(into)` -> Outcome recorded as done. A stage that is not `in_place`
