@@ -94,10 +94,9 @@ def _cached_engine(stage):
     """The recorded engine (or the recorded reason it cannot be built) when its record is current
     and its file loads; None otherwise, and the engine is built again: a damaged or foreign file
     is never trusted."""
-    if stage.state()[0] != outdir.CURRENT:
+    result = stage.current_result()
+    if result is None:
         return None
-    record = outdir.stage_record(stage.out_dir, stage.name)
-    result = record.get("result") or {}
     if result.get("unsupported"):
         return str(result["unsupported"])
     try:

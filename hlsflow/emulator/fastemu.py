@@ -47,6 +47,7 @@ class Step:
     fused: object = None
     fused_inputs: list = None
     skip: bool = False
+    absorbed: list = None  # the (name, class) of each step `fused` runs before this one, in order
 
 
 @dataclass
@@ -63,7 +64,8 @@ class Engine:
         """Float outputs (N, n_out) as the C++ bridge returns them (float32), and with trace
         every layer's output as floats (the values hls4ml's trace shows). A `spent` dict gathers
         the seconds each layer class takes, or with by_layer each layer (for bench/emulation.py;
-        a fused step's seconds include the step it absorbed)."""
+        a fused step's seconds include the steps it absorbed, and its key names them all in order:
+        "zp+conv+bn+relu", or by class "ZeroPadding2D+Conv2D+BatchNormalization+Activation")."""
         x = np.asarray(x, dtype=np.float32).reshape((len(x),) + self.input_shape)
         values = {}
         traced = {}
@@ -79,6 +81,8 @@ class Engine:
                 raw = step.run([values[name] for name in step.inputs])
             if spent is not None:
                 key = step.name if by_layer else step.cls
+                if step.fused is not None and not trace:
+                    key = "+".join([name if by_layer else cls for name, cls in step.absorbed] + [key])
                 spent[key] = spent.get(key, 0.0) + time.monotonic() - start
             for out in step.outputs:
                 values[out] = (raw, step.out_type)
@@ -117,8 +121,9 @@ def build(hls_model, project_dir: Path) -> Engine:
 
 def _fuse(steps: list, layers: dict, output_name: str, project_dir: Path) -> None:
     """Pairs run as one pass when no trace is asked: a zero padding folded into the convolution
-    after it (the windows are zero outside the input anyway), and a ReLU of the same type after a
-    BatchNormalization or a merge done in that step's own pass. Only where the first step's
+    after it (the windows are zero outside the input anyway), a ReLU of the same type after a
+    BatchNormalization or a merge done in that step's own pass, and a BatchNormalization (with
+    its ReLU) in the output pass of the convolution before it. Only where the first step's
     output goes to the second alone."""
     readers = {}
     for step in steps:
@@ -139,6 +144,25 @@ def _fuse(steps: list, layers: dict, output_name: str, project_dir: Path) -> Non
                      if first.cls == "BatchNormalization" else _merge(layers[first.name], first.out_type, relu=True))
         if fused is not None:
             first.skip, second.fused, second.fused_inputs = True, fused, first.inputs
+            second.absorbed = [(first.name, first.cls)]
+    # Then a BatchNormalization into the convolution before it (with the ReLU after it, when the
+    # loop above fused that one into it): the three in the convolution's output pass.
+    for conv in steps:
+        runner = conv.run if conv.fused is None else conv.fused  # a zero padding folded in, or not
+        if (conv.skip or not getattr(runner, "with_batchnorm", None)
+                or len(conv.outputs) != 1 or conv.outputs[0] == output_name or len(readers.get(conv.outputs[0], [])) != 1):
+            continue
+        bn = readers[conv.outputs[0]][0]
+        if bn.cls != "BatchNormalization" or bn.inputs != conv.outputs or bn.fused is not None:
+            continue
+        target = readers[bn.outputs[0]][0] if bn.skip else bn  # the ReLU that runs the BatchNormalization
+        then = _batchnorm_epilogue(layers[bn.name], conv.out_type, bn.out_type, project_dir, relu=bn.skip)
+        if then is None or target.fused_inputs not in (None, bn.inputs):
+            continue
+        target.fused = runner.with_batchnorm(then, target.fused if bn.skip else bn.run)
+        target.fused_inputs = conv.inputs if conv.fused is None else conv.fused_inputs
+        target.absorbed = (conv.absorbed or []) + [(conv.name, conv.cls)] + ([(bn.name, bn.cls)] if bn.skip else [])
+        conv.skip = True
 
 
 def _pads(layer, cls) -> tuple:
@@ -252,21 +276,58 @@ def _dense_like(layer, cls, out_t: FixedType, project_dir: Path):
         res = fp.mac(cols, t, w2, w_t.frac, bias_acc, acc_t, out_t)
         return res.reshape((n, out_h, out_w, n_out) if two_d else (n, out_w, n_out))
 
+    def one_pass(ins, pad=None, then=None):
+        """fp.conv's single pass over the input (with pad = (pads, pad_t), a zero padding's
+        (top, bottom, left, right) and output type folded into the windows; with then, a
+        BatchNormalization after it), or None where it does not apply."""
+        raw, t = ins[0]
+        top_left = (top, left)
+        if pad is not None:
+            pads, t_pad = pad
+            raw, t = fp.convert(raw, t, t_pad), t_pad  # the padding layer's cast (zeros stay zeros)
+            top_left = (top + pads[0], left + pads[2])
+        if then is not None and then[1].shape != (n_out,):
+            return None
+        x = raw if two_d else raw[:, None]
+        res = fp.conv(x, t, w2, w_t.frac, bias_acc, acc_t, out_t, (kh, kw), (sh, sw), top_left, (out_h, out_w),
+                      then=then)
+        return res if res is None or two_d else res.reshape((len(x), out_w, n_out))
+
+    def with_batchnorm(conv_run, pad=None):
+        def attach(then, after):
+            """This convolution and a BatchNormalization after it (then: _batchnorm_epilogue's) in
+            one pass; conv_run then `after`, the BatchNormalization's own run, where they cannot be."""
+            def fused(ins):
+                res = one_pass(ins, pad, then)
+                return after([(conv_run(ins), out_t)]) if res is None else res
+            return fused
+        return attach
+
     def padded(pads, pad_t: FixedType, pad_run):
         """This convolution of a zero padding's input (pads: top, bottom, left, right; pad_t
         its output type), the padding folded into the windows; pad_run where that cannot be."""
         def fused(ins):
-            raw, t = ins[0]
-            x = fp.convert(raw, t, pad_t)  # the padding layer's cast (zeros stay zeros)
-            x = x if two_d else x[:, None]
-            res = fp.conv(x, pad_t, w2, w_t.frac, bias_acc, acc_t, out_t, (kh, kw), (sh, sw),
-                          (top + pads[0], left + pads[2]), (out_h, out_w))
-            if res is None:
-                return run([(pad_run(ins), pad_t)])
-            return res if two_d else res.reshape((len(x), out_w, n_out))
+            res = one_pass(ins, (pads, pad_t))
+            return run([(pad_run(ins), pad_t)]) if res is None else res
+        fused.with_batchnorm = with_batchnorm(fused, (pads, pad_t))
         return fused
     run.padded = padded
+    run.with_batchnorm = with_batchnorm(run)
     return run
+
+
+def _batchnorm_epilogue(layer, in_t: FixedType, out_t: FixedType, project_dir: Path, relu: bool):
+    """A BatchNormalization of in_t-typed data as kernels.conv16 runs it in a convolution's output
+    pass: (ep, scale, bias), its arithmetic that of _batchnorm's kernel; None where _batchnorm
+    would not run that kernel."""
+    s, s_t = _weights(layer, "scale", project_dir)
+    b, b_t = _weights(layer, "bias", project_dir)
+    frac = max(in_t.frac + s_t.frac, b_t.frac)
+    codes = fp.elementwise_codes(frac - out_t.frac, out_t)
+    if codes is None or frac >= 62 or s.ndim != 1 or b.shape != s.shape:
+        return None
+    ep = (True, frac - in_t.frac - s_t.frac, frac - b_t.frac, *codes, relu)
+    return ep, np.ascontiguousarray(s, dtype=np.int64), np.ascontiguousarray(b, dtype=np.int64)
 
 
 def _batchnorm(layer, out_t: FixedType, project_dir: Path, relu: bool = False):

@@ -114,7 +114,22 @@ def convert(raw: np.ndarray, src: FixedType, t: FixedType) -> np.ndarray:
 
 
 def from_float(x, t: FixedType) -> np.ndarray:
-    """Floats (float32 or float64) assigned to type t: the exact value, rounded and overflowed by t's modes."""
+    """Floats (float32 or float64) assigned to type t: the exact value, rounded and overflowed by t's modes.
+    A large array (the engine's input) in the usual modes runs in one compiled pass instead of numpy's six."""
+    if (isinstance(x, np.ndarray) and x.size >= 4096 and x.dtype in (np.float32, np.float64)
+            and t.rounding in ("TRN", "RND", "RND_CONV")):
+        from . import kernels
+
+        out, bad = np.empty(x.size, np.int64), np.zeros(1, np.int64)
+        kernels.from_float(np.ascontiguousarray(x).reshape(-1), 2.0 ** t.frac, ROUNDING.index(t.rounding), t.width,
+                           t.signed, OVERFLOW.index(t.overflow), out, bad)
+        if not bad[0]:
+            return out.reshape(x.shape)
+    return from_float_numpy(x, t)
+
+
+def from_float_numpy(x, t: FixedType) -> np.ndarray:
+    """from_float in numpy, for any size and mode."""
     v = np.asarray(x, dtype=np.float64) * (2.0 ** t.frac)  # a power of two: exact
     if t.rounding == "TRN":
         q = np.floor(v)
@@ -215,18 +230,31 @@ def _assign(raw: np.ndarray, acc: FixedType, out_t: FixedType) -> np.ndarray:
 
 
 def conv(x: np.ndarray, x_t: FixedType, w: np.ndarray, w_frac: int, bias: np.ndarray, acc: FixedType,
-         out_t: FixedType, kernel: tuple, strides: tuple, top_left: tuple, out_hw: tuple):
+         out_t: FixedType, kernel: tuple, strides: tuple, top_left: tuple, out_hw: tuple, then: tuple = None):
     """A 2-D convolution, channels last: mac() on the windows of x (n, H, W, c), zero outside x,
     in (row, column, channel) order, w (kh * kw * c, n_out); the outputs (n, out_h, out_w, n_out)
     assigned to out_t. One compiled pass that never writes the windows out; None where dot32 does
-    not apply (the caller then builds the windows and calls mac())."""
+    not apply (the caller then builds the windows and calls mac()). `then`: a BatchNormalization
+    of the outputs in the same pass, (ep, scale, bias) as kernels.conv16 takes them; None where
+    that cannot be (the caller then runs the two apart)."""
     plan = _mac_plan(x_t, w, w_frac, w.shape[0], acc)
     if not plan["dot32"] or plan["float"] or plan["shift"] < 0:
         return None
     from . import kernels
 
-    out = np.empty((len(x), *out_hw, w.shape[1]), np.int64)
     rq = _requant(acc, out_t)
+    whole = w.shape[1] % kernels.LANES == 0  # whole vectors of outputs: conv16
+    # conv16 runs a BatchNormalization in hls4ml's default modes only (TRN, WRAP, signed), on
+    # outputs that need no cast of their own: a general one there made its compilation take 30 s
+    if then is not None and not (whole and out_t == acc and then[0][3] > 0 and then[0][4] == ROUNDING.index("TRN")
+                                 and then[0][7] == OVERFLOW.index("WRAP") and then[0][6]):
+        return None
+    out = np.empty((len(x), *out_hw, w.shape[1]), np.int64)
+    if whole:
+        ep, ep_scale, ep_bias = then or (kernels.NO_EPILOGUE, np.zeros(0, np.int64), np.zeros(0, np.int64))
+        kernels.conv16(np.ascontiguousarray(x), *kernel, *strides, *top_left, _weights32(w)[1], bias.astype(np.int32),
+                       min(plan["shift"], 31), plan["offset"], acc.width, acc.signed, rq, ep, ep_scale, ep_bias, out)
+        return out if rq[0] or then is not None else _assign(out, acc, out_t)
     kernels.conv32(np.ascontiguousarray(x), *kernel, *strides, *top_left, *_weights32(w), bias.astype(np.int32),
                    min(plan["shift"], 31), plan["offset"], acc.width, acc.signed, rq, out)
     return out if rq[0] else _assign(out, acc, out_t)

@@ -123,3 +123,134 @@ def test_numba_cache_folder_is_per_cpu_and_image(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))  # a file where the folder should go
     assert numba_cache("sha256:" + "a" * 64) is None
+
+
+@st.composite
+def conv_cases(draw):
+    """A convolution whose products sit near the int32 bound, with 16, 32 or 48 outputs (conv16's
+    whole vectors), windows inside the input or reaching over its border, and an output type that
+    needs a cast or not."""
+    from hlsflow.fixedtype import FixedType
+
+    acc, a_t, w_frac, w_max, _, _, _, shift, offset, seed = draw(near_bound())
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    strides = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    top_left = (draw(st.integers(0, kernel[0] - 1)), draw(st.integers(0, kernel[1] - 1)))
+    hw = (draw(st.integers(kernel[0], 7)), draw(st.integers(kernel[1], 9)))
+    out_hw = tuple((size + 2 * pad - k) // s + 1 for size, pad, k, s in zip(hw, top_left, kernel, strides))
+    c, n_out = draw(st.integers(1, 9)), draw(st.sampled_from([16, 32, 48]))
+    out_t = draw(st.sampled_from([acc, FixedType(16, 6), FixedType(12, 3, False, "RND", "SAT")]))
+    return acc, a_t, w_frac, w_max, shift, offset, kernel, strides, top_left, hw, out_hw, c, n_out, out_t, seed
+
+
+def _conv_data(case):
+    acc, a_t, w_frac, w_max, shift, offset, kernel, strides, top_left, hw, out_hw, c, n_out, out_t, seed = case
+    from hlsflow.emulator import fixedpoint as fp
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(a_t.min_raw, a_t.max_raw + 1, (2, *hw, c), dtype=np.int64)
+    x[0, 0, :] = a_t.min_raw if a_t.signed else a_t.max_raw  # the largest magnitude the type holds
+    w = rng.integers(-w_max, w_max + 1, (kernel[0] * kernel[1] * c, n_out), dtype=np.int64)
+    w[:, 0] = -w_max if a_t.signed else w_max  # the product at the bound, every input
+    bias = fp.overflow(rng.integers(-2 ** 31, 2 ** 31, n_out, dtype=np.int64), acc)
+    return x, w, bias
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=conv_cases())
+def test_conv16_equals_the_written_windows(case):
+    """conv16 (16 outputs per vector, no windows written, the border as an int32 copy or the input
+    read in place) against the windows written out whole (im2col32) through dot32's kernel, and
+    numpy's int64 on two of them."""
+    from hlsflow.emulator import fixedpoint as fp, kernels
+
+    acc, a_t, w_frac, w_max, shift, offset, kernel, strides, top_left, hw, out_hw, c, n_out, out_t, seed = case
+    x, w, bias = _conv_data(case)
+    got = fp.conv(x, a_t, w, w_frac, bias, acc, out_t, kernel, strides, top_left, out_hw)
+    cols = np.empty((2 * out_hw[0] * out_hw[1], w.shape[0]), np.int32)
+    kernels.im2col32(x, *kernel, *strides, *top_left, *out_hw, cols)
+    expected = fp.mac(cols, a_t, w, w_frac, bias, acc, out_t).reshape(got.shape)
+    assert np.array_equal(got, expected)
+    assert np.array_equal(expected.reshape(-1, n_out)[:2], fp.convert(
+        _reference(cols[:2].astype(np.int64), w, bias, shift, offset, acc), acc, out_t))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=conv_cases(), bn=st.tuples(st.integers(0, 6), st.integers(0, 12), st.integers(-2, 20),
+                                       st.sampled_from(["TRN", "RND", "RND_CONV"]), st.sampled_from(["WRAP", "SAT"]),
+                                       st.booleans(), st.booleans(), st.integers(2, 20)), default=st.booleans())
+def test_batchnorm_in_the_conv_pass_equals_affine_cast(case, bn, default):
+    """A BatchNormalization (and ReLU) in conv16's output pass (fp.conv's `then`) against the
+    conv's outputs through affine_cast; fused in hls4ml's default modes (TRN, WRAP, signed, the
+    conv's outputs in its accumulator type), refused (None: the caller runs the two apart) otherwise."""
+    from hlsflow.emulator import fixedpoint as fp, kernels
+
+    acc, a_t, w_frac, w_max, shift, offset, kernel, strides, top_left, hw, out_hw, c, n_out, out_t, seed = case
+    k_scale, k_bias, bn_shift, rounding, overflow, signed, relu, width = bn
+    if default:
+        out_t, bn_shift, rounding, overflow, signed = acc, max(bn_shift, 1), "TRN", "WRAP", True
+    x, w, bias = _conv_data(case)
+    rng = np.random.default_rng(seed + 1)
+    scale = rng.integers(-2 ** 15, 2 ** 15, n_out, dtype=np.int64)
+    shift_bias = rng.integers(-2 ** 20, 2 ** 20, n_out, dtype=np.int64)
+    codes = (bn_shift, fp.ROUNDING.index(rounding), width, signed, fp.OVERFLOW.index(overflow))
+    then = ((True, k_scale, k_bias, *codes, relu), scale, shift_bias)
+    got = fp.conv(x, a_t, w, w_frac, bias, acc, out_t, kernel, strides, top_left, out_hw, then=then)
+    if got is None:
+        assert not (out_t == acc and bn_shift > 0 and rounding == "TRN" and overflow == "WRAP" and signed)
+        return
+    plain = fp.conv(x, a_t, w, w_frac, bias, acc, out_t, kernel, strides, top_left, out_hw)
+    expected = np.empty(plain.size, np.int64)
+    kernels.affine_cast(plain.reshape(-1, n_out), scale, shift_bias, k_scale, k_bias, *codes,
+                        expected.reshape(-1, n_out), relu)
+    assert np.array_equal(got.reshape(-1), expected)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(a_t=st.tuples(st.integers(2, 30), st.integers(-4, 12)), b_t=st.tuples(st.integers(2, 30), st.integers(-4, 12)),
+       out=st.tuples(st.integers(2, 30), st.integers(-4, 12), st.sampled_from(["TRN", "TRN", "RND"]),
+                     st.sampled_from(["WRAP", "WRAP", "SAT"]), st.booleans()),
+       relu=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_merge_cast_equals_numpy(a_t, b_t, out, relu, seed):
+    """merge_cast's Add (its branch-free path in hls4ml's default modes, and the general one)
+    against fixedpoint's numpy cast of the aligned sum."""
+    from hlsflow.emulator import fixedpoint as fp, kernels
+    from hlsflow.fixedtype import FixedType
+
+    ta, tb = FixedType(a_t[0], a_t[0] - a_t[1]), FixedType(b_t[0], b_t[0] - b_t[1])
+    out_t = FixedType(out[0], out[0] - out[1], out[4], out[2], out[3])
+    rng = np.random.default_rng(seed)
+    a = rng.integers(ta.min_raw, ta.max_raw + 1, 257, dtype=np.int64)
+    b = rng.integers(tb.min_raw, tb.max_raw + 1, 257, dtype=np.int64)
+    frac = max(ta.frac, tb.frac)
+    codes = fp.elementwise_codes(frac - out_t.frac, out_t)
+    got = np.empty_like(a)
+    kernels.merge_cast(a, b, frac - ta.frac, frac - tb.frac, 0, *codes, got, relu)
+    expected = fp.cast((a << (frac - ta.frac)) + (b << (frac - tb.frac)), frac, out_t)
+    assert np.array_equal(got, np.maximum(expected, 0) if relu else expected)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(t=st.tuples(st.integers(2, 40), st.integers(-4, 20), st.booleans(), st.sampled_from(["TRN", "RND", "RND_CONV"]),
+                   st.sampled_from(["WRAP", "SAT", "SAT_ZERO", "SAT_SYM"])),
+       spread=st.integers(-8, 40), special=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_from_float_kernel_equals_numpy(t, spread, special, seed):
+    """from_float's compiled pass (large arrays) against its numpy version: halves and values past
+    the type's range included; NaN, infinities and values past 2**62 sent back to numpy."""
+    from hlsflow.emulator import fixedpoint as fp
+    from hlsflow.fixedtype import FixedType
+
+    ft = FixedType(t[0], t[1], t[2], t[3], t[4])
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(0, 2.0 ** spread, 5000)).astype(np.float32)
+    x[:100] = np.round(x[:100] * 2.0 ** ft.frac * 2) / 2 * 2.0 ** -ft.frac  # exact halves of the last bit
+    if special:
+        x[7] = rng.choice([np.nan, np.inf, -np.inf, 2.0 ** 70])
+    try:
+        expected = fp.from_float_numpy(x, ft)
+    except fp.Unsupported:
+        with pytest.raises(fp.Unsupported):
+            fp.from_float(x, ft)
+        return
+    assert np.array_equal(fp.from_float(x, ft), expected)
+    assert np.array_equal(fp.from_float(x.astype(np.float64), ft), expected)
