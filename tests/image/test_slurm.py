@@ -294,14 +294,16 @@ def test_a_job_out_of_walltime_has_its_point_rerun_in_a_new_job(slurm, user_dir)
     assert not set(jobs) & before and len(jobs) == 2, (jobs, before)
     assert [records[job]["JobState"] for job in jobs] == ["TIMEOUT", "CANCELLED"], records
     assert {records[job]["Partition"] for job in jobs} == {"short"} and records[jobs[0]]["TimeLimit"] == "1"
-    # Killed mid-synthesis, run again in full in the second job (the stages before it were current).
+    # Killed mid-point, run again in full in the second job. Where the minute ends depends on the
+    # machine: in the synthesis, or before it (a container without numba's disk cache compiles the
+    # kernels first); a synthesis the first job began is recorded as not finished.
     log = (out / "rf8.log").read_text()
     assert log.count("==== point rf8") == 2, log[-3000:]
     (row,) = summary["points"]
     assert row["job"] == jobs[1] and row["synthesis"] == "ran" and row["stand_in"] is True, row
     synth_runs = [r["status"] for r in json.loads((out / "rf8" / "manifest.json").read_text())["runs"]
                   if r["stage"] == "synth"]
-    assert len(synth_runs) == 2 and synth_runs[-1] == "ok", synth_runs
+    assert synth_runs[-1] == "ok" and "ok" not in synth_runs[:-1] and len(synth_runs) <= 2, synth_runs
     assert any(", 1 lost" in line for line in stdout.splitlines() if line.startswith("sweep: ")), stdout[-3000:]
 
 
