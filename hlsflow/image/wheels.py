@@ -37,8 +37,8 @@ PLATFORMS = [f"manylinux_2_{v}_x86_64" for v in range(36, 16, -1)] + [
 
 def lock() -> None:
     """Regenerate docker/requirements.lock, sbom-requirements.lock, build-requirements.lock and
-    host-requirements.lock from their .in files with pip-compile, installed into build/lock-venv when missing, and
-    requirements-nodeps.lock from its .in (hashes only, see _lock_nodeps)."""
+    host-requirements.lock from their .in files with pip-compile, installed into build/lock-venv
+    when missing, and requirements-nodeps.lock from its .in (hashes only, see _lock_nodeps)."""
     if sys.version_info[:2] != (3, 11):
         raise FlowError("`invoke lock` must run under Python 3.11, the image's Python, or the "
                         "lock would pin for another version: run it with a 3.11 interpreter.")
