@@ -54,6 +54,26 @@ def train_model(c, epochs=6, cifar=None):
                       cifar=cifar)
 
 
+@host_task()
+def kernel_signatures(c):
+    """Write hlsflow/emulator/kernel_signatures.txt, the kernels the image compiles ahead of time (in the image)."""
+    import tempfile
+
+    from ..cli import launcher
+    from ..errors import FlowError
+    from . import kernel_signatures
+
+    if not launcher.in_image():
+        code = launcher.run_checkout_task(["kernel-signatures"], ROOT)
+        if code:
+            raise FlowError(f"kernel-signatures failed in the image (exit {code}): see its output above.",
+                            exit_code=code)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        count = kernel_signatures.record(scratch)
+    print(f"{count} kernel signatures written to hlsflow/emulator/kernel_signatures.txt")
+
+
 @host_task(help={"cold": "also time a no-cache image build", "skip-image": "skip the image and dispatch figures"})
 def bench(c, cold=False, skip_image=False):
     """Benchmarks side by side with the baselines; writes bench/results/<date>.md."""
@@ -65,6 +85,6 @@ def bench(c, cold=False, skip_image=False):
     run.main(cold=cold, skip_image=skip_image)
 
 
-DEV_TASKS = (build_image, lock, test, train_model, bench)
+DEV_TASKS = (build_image, lock, test, train_model, kernel_signatures, bench)
 
 namespace = Collection(*USER_TASKS, *DEV_TASKS)

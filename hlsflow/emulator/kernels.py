@@ -15,19 +15,16 @@ its output pass. The wider kernels (mac32, mac64) first gather a row's nonzero i
 outputs. Every array a kernel reads must be C-contiguous: a Fortran-ordered weight matrix made
 dot32's forerunner 2.6x slower.
 
-Compiled on first use (seconds) and cached on disk (cache=True) in NUMBA_CACHE_DIR: the launcher
-mounts a per-machine host folder there; without one, a folder in the temporary directory keeps
-them for the container's life. numba's cache index also records the CPU name and features and
-this file's time stamp, so a cache from another CPU or an older kernels.py is never loaded.
+Compiled on first use (seconds) and cached on disk (cache=True), for the CPU's x86-64 level; the
+image ships them compiled (kernelcache.py). numba's cache index also records the target CPU and
+this file's time stamp, so a cache for another CPU or an older kernels.py is never loaded.
 """
-
-import os
-import tempfile
 
 import numpy as np
 
-if not os.environ.get("NUMBA_CACHE_DIR"):  # read by numba at import: set before it
-    os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"hlsflow-numba-{os.getuid()}")
+from . import kernelcache
+
+_CACHE = kernelcache.prepare()  # numba reads its settings when imported: they come first
 
 import numba  # noqa: E402
 from llvmlite import ir  # noqa: E402
@@ -35,7 +32,7 @@ from numba import njit, prange, types  # noqa: E402
 from numba.extending import intrinsic, models, register_model  # noqa: E402
 
 if not numba.config.CACHE_DIR:  # numba imported before this module, with no cache folder set
-    numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+    numba.config.CACHE_DIR = _CACHE
 
 SMALL_IN = 48  # below this many inputs per output, vectorise over the outputs instead
 

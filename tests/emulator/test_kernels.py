@@ -254,3 +254,52 @@ def test_from_float_kernel_equals_numpy(t, spread, special, seed):
         return
     assert np.array_equal(fp.from_float(x, ft), expected)
     assert np.array_equal(fp.from_float(x.astype(np.float64), ft), expected)
+
+
+# ---- The kernels the image ships compiled (kernelcache.py) ----
+
+def test_the_signature_list_reads_back_as_numba_types():
+    """Every line of kernel_signatures.txt names a cached kernel and decodes to numba types that
+    encode to the same line: what the image compiles is what the engine calls."""
+    from numba.core import types
+
+    from hlsflow.emulator import kernelcache
+
+    lines = [line for line in kernelcache.SIGNATURES.read_text().splitlines() if not line.startswith("#")]
+    assert lines and lines == sorted(lines)
+    kernels = kernelcache._dispatchers()
+    assert {"conv16", "dot32", "from_float"} <= {line.split(":")[0] for line in lines}
+    for line in lines:
+        name, signature = kernelcache.decode(line)
+        assert name in kernels and all(isinstance(t, types.Type) for t in signature), line
+        assert kernelcache.encode(name, signature) == line
+
+
+@pytest.mark.parametrize("flags, level", [
+    ("fpu sse4_1 sse4_2 ssse3 popcnt cx16 avx avx2 bmi1 bmi2 f16c fma abm movbe xsave "
+     "avx512f avx512bw avx512cd avx512dq avx512vl", "x86-64-v4"),
+    ("fpu sse4_1 sse4_2 ssse3 popcnt cx16 avx avx2 bmi1 bmi2 f16c fma abm movbe xsave avx512f", "x86-64-v3"),
+    ("fpu sse4_1 sse4_2 ssse3 popcnt cx16 avx f16c xsave", None),  # Sandy Bridge: no AVX2, compiles for itself
+])
+def test_the_cpu_level_picks_the_highest_one_the_flags_allow(flags, level):
+    from hlsflow.emulator import kernelcache
+
+    assert kernelcache.cpu_level(flags.split()) == level
+
+
+def test_seeding_copies_what_is_missing_and_keeps_what_numba_rewrote(tmp_path):
+    from hlsflow.emulator import kernelcache
+
+    shipped, cache = tmp_path / "shipped", tmp_path / "cache"
+    (shipped / "emulator_x").mkdir(parents=True)
+    (shipped / "emulator_x" / "kernels.conv16-1.py311.nbi").write_bytes(b"shipped index")
+    (shipped / "emulator_x" / "kernels.conv16-1.py311.1.nbc").write_bytes(b"shipped code")
+    (cache / "emulator_x").mkdir(parents=True)
+    (cache / "emulator_x" / "kernels.conv16-1.py311.nbi").write_bytes(b"index with one more signature")
+    assert kernelcache.seed(str(cache), str(shipped)) == 1
+    assert (cache / "emulator_x" / "kernels.conv16-1.py311.nbi").read_bytes() == b"index with one more signature"
+    assert (cache / "emulator_x" / "kernels.conv16-1.py311.1.nbc").read_bytes() == b"shipped code"
+    assert sorted(p.name for p in (cache / "emulator_x").iterdir()) == sorted(
+        p.name for p in (shipped / "emulator_x").iterdir())  # no partial file left behind
+    assert kernelcache.seed(str(cache), str(shipped)) == 0
+    assert kernelcache.seed(str(cache), str(tmp_path / "absent")) == 0

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from hlsflow.emulator import kernelcache
+
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
 
@@ -123,25 +125,38 @@ def test_typo_in_the_config_is_one_sentence(built_image, user_dir):
     assert not (user_dir / "build").exists() or not any((user_dir / "build").iterdir())
 
 
-def docker_run(image, *args, cwd):
-    return subprocess.run(["docker", "run", "--rm", "-v", f"{cwd}:{cwd}", "-w", str(cwd), image, *args],
+def docker_run(image, *args, cwd, env=()):
+    options = [f"--env={name}={value}" for name, value in dict(env).items()]
+    return subprocess.run(["docker", "run", "--rm", "-v", f"{cwd}:{cwd}", "-w", str(cwd), *options, image, *args],
                           capture_output=True, text=True, timeout=900)
+
+
+def compiled_kernels(proc) -> list:
+    """What numba compiled and saved, by its own account (NUMBA_DEBUG_CACHE=1)."""
+    return [line for line in proc.stdout.splitlines() if line.startswith("[cache] data saved")]
 
 
 def test_the_image_alone_with_docker_run(built_image, user_dir):
     """A collaborator with only the image: nothing of this checkout is mounted."""
     work = user_dir / "models"
+    numba_says = {"NUMBA_DEBUG_CACHE": "1"}
     proc = docker_run(built_image, "hlsflow", "flow", "--model", "tiny_cnn.keras", "--samples", "tiny_samples.npz",
-                      cwd=work)
+                      cwd=work, env=numba_says)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert str(REPO) not in proc.stdout
     assert csim_figures(work / "build" / "tiny_cnn")["top1_agreement"] == 1.0
+    # The fast engine's kernels came compiled with the image (for this CPU's x86-64 level): a fresh
+    # container compiles none (else: `invoke kernel-signatures`, and rebuild the image).
+    shipped = kernelcache.cpu_level() is not None
+    if shipped:
+        assert "[cache] data loaded" in proc.stdout and compiled_kernels(proc) == [], compiled_kernels(proc)
     # The task name alone works too, and files belong to the owner of the folder.
     os.chown(work, 4321, 4321)
     csim = docker_run(built_image, "csim", "--model", "tiny_cnn.keras", "--samples", "tiny_samples.npz",
-                      "--out", "again", cwd=work)
+                      "--out", "again", cwd=work, env=numba_says)
     assert csim.returncode == 0, csim.stderr[-3000:]
     assert (work / "again" / "csim.json").stat().st_uid == 4321
+    assert not shipped or compiled_kernels(csim) == []  # another user reads them as well
     # A mistake is one sentence there as well.
     bad = docker_run(built_image, "convert", "--model", "nope.keras", cwd=work)
     assert bad.returncode == 2

@@ -1,0 +1,132 @@
+"""Where the fast engine's compiled kernels are kept, and the ones the image ships.
+
+numba compiles kernels.py's loops on first use (about 25 s for a CNN) and keeps them in a cache
+folder (NUMBA_CACHE_DIR: the launcher mounts a per-machine one; else a folder in the temporary
+directory, which lives as long as the container). numba keys that cache by the CPU it compiled
+for, by name and features, so code compiled for this exact CPU loads on no other. The kernels are
+therefore compiled for the x86-64 level the CPU has (x86-64-v4: AVX-512; x86-64-v3: AVX2 and
+FMA), which any CPU of that level runs; on the reference model the engine ran as fast as when
+compiled for this machine's own CPU (build/bench-*.md runs, 2026-12-02). The image ships them
+compiled for both levels from the signatures in kernel_signatures.txt (`python -m
+hlsflow.emulator.kernelcache`, run when the image is built, a folder per level under
+$HLSFLOW_KERNELS) and every process copies the shipped files of its level that its cache folder
+lacks before numba looks: a container started from the image alone
+(`docker run`, a Slurm job, a CI job) emulates at once. Another architecture, or an x86-64 CPU
+below v3, compiles for itself, as before.
+"""
+
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+SIGNATURES = Path(__file__).with_name("kernel_signatures.txt")
+SHIPPED = "HLSFLOW_KERNELS"  # the image's folder of compiled kernels (set in the Dockerfile)
+_V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave", "cx16", "popcnt", "sse4_1",
+       "sse4_2", "ssse3"}
+# The flags /proc/cpuinfo must show for each level, highest first.
+LEVELS = {"x86-64-v4": _V3 | {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}, "x86-64-v3": _V3}
+
+
+def cpu_level(flags=None):
+    """The highest level of LEVELS this CPU has, or None (another architecture, an older CPU, no
+    /proc/cpuinfo to read)."""
+    if flags is None:
+        if platform.machine() not in ("x86_64", "AMD64"):
+            return None
+        try:
+            line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        except (OSError, StopIteration):
+            return None
+        flags = set(line.split(":", 1)[1].split())
+    return next((name for name, needed in LEVELS.items() if needed <= set(flags)), None)
+
+
+def prepare() -> str:
+    """Called before numba is imported: the cache folder and the target level in numba's
+    environment variables (a user's own settings win), and the shipped kernels copied in.
+    Returns the cache folder."""
+    cache = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(tempfile.gettempdir(), f"hlsflow-numba-{os.getuid()}")
+    os.environ["NUMBA_CACHE_DIR"] = cache
+    if "NUMBA_CPU_NAME" not in os.environ:
+        level = cpu_level()
+        if level:
+            os.environ.update(NUMBA_CPU_NAME=level, NUMBA_CPU_FEATURES="")
+            if os.environ.get(SHIPPED):
+                seed(cache, os.path.join(os.environ[SHIPPED], level))
+    return cache
+
+
+def seed(cache: str, shipped) -> int:
+    """Copies into `cache` each file of `shipped` it does not have (one that numba rewrote there,
+    with more signatures, stays), each by a rename so that a process reading the folder meanwhile
+    never sees half a file. Returns how many; an unwritable cache folder copies nothing (numba then
+    compiles, as without a shipped folder)."""
+    if not shipped or not os.path.isdir(shipped) or os.path.realpath(shipped) == os.path.realpath(cache):
+        return 0
+    copied = 0
+    for root, _, names in os.walk(shipped):
+        folder = os.path.join(cache, os.path.relpath(root, shipped))
+        for name in names:
+            target = os.path.join(folder, name)
+            if os.path.exists(target):
+                continue
+            try:
+                os.makedirs(folder, exist_ok=True)
+                partial = f"{target}.{os.getpid()}.partial"
+                shutil.copyfile(os.path.join(root, name), partial)
+                os.replace(partial, target)
+            except OSError:
+                return copied
+            copied += 1
+    return copied
+
+
+def _dispatchers() -> dict:
+    """{name: numba dispatcher} of kernels.py's functions that numba caches on disk."""
+    from numba.core.caching import NullCache
+    from numba.core.registry import CPUDispatcher
+
+    from . import kernels
+
+    return {name: f for name, f in vars(kernels).items()
+            if isinstance(f, CPUDispatcher) and not isinstance(f._cache, NullCache)}
+
+
+def encode(name: str, signature: tuple) -> str:
+    """One line of kernel_signatures.txt: the kernel and its argument types as numba writes them."""
+    return f"{name}: {', '.join(repr(t) for t in signature)}"
+
+
+def decode(line: str) -> tuple:
+    """(name, argument types) from a line of encode()."""
+    from numba.core import types
+
+    name, _, args = line.partition(": ")
+    names = {k: v for k, v in vars(types).items() if not k.startswith("_")}
+    names["bool"] = types.boolean
+    signature = eval(f"({args},)", {"__builtins__": {}}, names)  # our own file, numba's type names only
+    return name, tuple(signature)
+
+
+def in_use() -> list:
+    """The lines of every signature this process has compiled or loaded, sorted."""
+    return sorted(encode(name, sig) for name, f in _dispatchers().items() for sig in f.signatures)
+
+
+def compile_listed(path=SIGNATURES) -> int:
+    """Compiles (and so caches) every signature listed in `path`; returns how many."""
+    dispatchers = _dispatchers()
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip() and not line.startswith("#")]
+    for i, line in enumerate(lines, 1):
+        name, signature = decode(line)
+        dispatchers[name].compile(signature)
+        print(f"compiled {i}/{len(lines)}: {name}", flush=True)
+    return len(lines)
+
+
+if __name__ == "__main__":
+    # The image's build: NUMBA_CACHE_DIR and NUMBA_CPU_NAME say where to and for which level.
+    sys.exit(0 if compile_listed() else 1)
