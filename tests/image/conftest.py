@@ -18,6 +18,7 @@ import pytest
 
 from hlsflow.image import containers, build as image, handover
 from hlsflow.errors import FlowError
+from slurm import GRID, LABEL, REPO, LocalSlurm, engine_reason, missing_reason, skip_or_fail
 
 Result = namedtuple("Result", "exit_code stdout stderr")
 
@@ -171,3 +172,38 @@ def podman_image(podman_socket, built_image, saved_image, docker_client):
     assert image.id.split(":")[-1] == docker_client.images.get(built_image).id.split(":")[-1]
     return "hlsflow:latest"
 
+
+# ---- A real Slurm on this machine (slurm.py), one per test module that asks for it ----
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory, request):
+    """A Slurm of the test module's own (modules in different workers run side by side), and the
+    tag of hlsflow:latest its jobs run (`cluster.image`)."""
+    image = f"hlsflow:test-{request.module.__name__.replace('_', '-')}-{os.getpid()}"
+    reason = missing_reason() or engine_reason(image)
+    if reason:
+        skip_or_fail(reason)
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    cluster.image = image
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        # A worker whose job was killed outright could outlive it: remove this module's containers.
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={LABEL}={cluster.root}"],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        subprocess.run(["docker", "rmi", image], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def shared_dir(tmp_path_factory, slurm):
+    """A user's folder (the shared file system: the same path on every node) with the digits CNN."""
+    root = tmp_path_factory.mktemp("user")
+    (root / "models").mkdir()
+    for name in ("digits_cnn.keras", "digits_samples.npz"):
+        shutil.copy(REPO / "models" / name, root / "models" / name)
+    (root / "grid.yml").write_text(GRID)
+    return root

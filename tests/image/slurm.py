@@ -5,8 +5,13 @@ Debian's packages (slurm-wlm, munge), started on a generated slurm.conf in a fol
 Two partitions: `main` (no time limit, the default) and `short` (MaxTime 1 minute, for walltime
 kills). No slurmdbd: accounting_storage/none, and jobcomp/filetxt writes one line per finished job,
 which `sacct --completion` reads (the tests ask sacct, as a user would).
+
+Below the cluster: what test_slurm.py and test_slurm_lost.py share, a user's folder and
+`hlsflow sweep --jobqueue` as a user runs it (each module has its own cluster, so the two run in
+different workers at once).
 """
 
+import json
 import os
 import re
 import shutil
@@ -18,6 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from test_user_project import hlsflow_command
+
+REPO = Path(__file__).resolve().parents[2]
 DAEMONS = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch")
 REQUIRED = "HLSFLOW_REQUIRE_SLURM"
 
@@ -208,3 +216,70 @@ PartitionName=short Nodes={self.node} MaxTime=1 State=UP
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=30)
+
+
+# ---- A user of the cluster: the image's tag, a folder, slurm.yml and the `hlsflow` command ----
+
+LABEL = "io.hlsflow.test-slurm"
+GRID = 'ReuseFactor: [2, 4]\nPrecision: ["ap_fixed<16,6>", "ap_fixed<12,5>"]\n'
+
+
+def run_hlsflow(*args, cwd, env, timeout=900, stderr=None):
+    """The CompletedProcess; with `stderr` (a file), the running Popen, its stdout a pipe to read."""
+    cmd = [hlsflow_command(), *map(str, args)]
+    if stderr is not None:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def error_lines(proc_stderr: str) -> list:
+    return [line for line in proc_stderr.splitlines() if line.startswith("ERROR:")]
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def engine_reason(image: str):
+    if not shutil.which("docker"):
+        return "the docker command is not installed: the jobs' workers run the image through it"
+    proc = subprocess.run(["docker", "tag", "hlsflow:latest", image], capture_output=True, text=True, timeout=60)
+    if proc.returncode:
+        return f"no hlsflow:latest on the engine ({proc.stderr.strip()[-200:]}): build it with `make image`"
+    return None
+
+
+def write_jobqueue(shared_dir: Path, slurm: LocalSlurm, name="slurm.yml", jobs=2, **cluster) -> Path:
+    """slurm.yml as a user without Apptainer writes it: each job's python is the image's, run through the engine
+    with the shared folder at the same path and the host's network (its worker connects back to the sweep)."""
+    settings = {"cores": 1, "walltime": "00:30:00", **cluster}
+    settings.setdefault("python", f"docker run --rm --network host --label {LABEL}={slurm.root} "
+                                  f"-e HOST_UID=$(id -u) -e HOST_GID=$(id -g) -v {shared_dir}:{shared_dir} "
+                                  f"{slurm.image} python")
+    lines = ["system: slurm", f"jobs: {jobs}", "cluster:"]
+    lines += [f"  {key}: {json.dumps(value)}" for key, value in settings.items()]
+    path = shared_dir / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def sweep_args(out, *extra):
+    return ("sweep", "--model", "models/digits_cnn.keras", "--samples", "models/digits_samples.npz", "--grid",
+            "grid.yml", "--out", out, "--max-samples", "20", "--memory-per-point", "2GB", *extra)
+
+
+def user_env(slurm, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HLSFLOW_NATIVE", "HLSFLOW_IN_IMAGE", "HLSFLOW_CONFIG", "XILINX_ROOT", "VIVADO_DIR")}
+    env.update(slurm.env, HLSFLOW_IMAGE=slurm.image, **extra)
+    return env
+
+
+def point_logs_started(out: Path) -> list:
+    return sorted(p for p in out.glob("*.log") if p.read_text(errors="replace").count("==== point "))
