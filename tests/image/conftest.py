@@ -6,6 +6,7 @@ user=..., volumes=..., workdir=...)` -> Result(exit_code, stdout, stderr), and `
 (a directory with a small tasks.py for hlsflow.cli.launcher.run_checkout_task).
 """
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -110,11 +111,29 @@ def throwaway_repo(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+def once_per_session(tmp_path_factory, name: str, make) -> str:
+    """make() -> str in the first pytest-xdist worker that asks; the others wait for it and get its
+    result. For what every worker would otherwise repeat (a saved image of 1.6 GB, its load into
+    Podman): "session-wide" fixtures are per worker process."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common folder
+    done = shared / f"{name}.done"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when make() fails
+        if not done.exists():
+            done.write_text(str(make()))
+        return done.read_text()
+
+
 @pytest.fixture(scope="session")
 def saved_image(built_image, tmp_path_factory):
     """The built image as a colleague receives it: a tarball from `hlsflow save-image` with its
-    .sha256 beside it (written once per session; Podman and the CI templates load it)."""
-    return handover.save_image(tmp_path_factory.mktemp("handover"), tag=built_image)
+    .sha256 beside it (written once per test session; Podman and the CI templates load it)."""
+    def save():
+        folder = tmp_path_factory.mktemp("handover")
+        return handover.save_image(folder, tag=built_image)
+
+    return Path(once_per_session(tmp_path_factory, "saved-image", save))
 
 
 # This sandbox cannot raise the open-files limit, which Podman does for every container by
@@ -154,14 +173,15 @@ def podman_socket(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def podman_image(podman_socket, built_image, saved_image, docker_client):
+def podman_image(podman_socket, built_image, saved_image, docker_client, tmp_path_factory):
     """The built image, saved from Docker with save-image and loaded into Podman with load-image."""
     saved_env = os.environ.get("DOCKER_HOST")
     os.environ["DOCKER_HOST"] = podman_socket
     try:
         client = containers.docker_client()
         assert containers.runtime_name(client) == "Podman"
-        handover.load_image(saved_image)
+        # Into Podman's storage, which every worker's service reads: loaded once per test session.
+        once_per_session(tmp_path_factory, "podman-load", lambda: handover.load_image(saved_image) or "loaded")
         image = containers.get_image(client, "hlsflow:latest")
     finally:
         if saved_env is None:
