@@ -31,6 +31,25 @@ from ..fixedtype import FixedType
 from .fixedpoint import Unsupported
 
 DENSE_LIKE = ("Dense", "Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_HEAP_KEPT = []
+
+
+def _keep_freed_memory() -> None:
+    """glibc returns a freed block above its mmap threshold to the system at once, so each batch's
+    activations (megabytes each) came back as fresh pages that fault on first touch: the engine ran
+    the reference at 2,100-3,400 images/s instead of 5,900-6,100 (bench/results/malloc-2026-12-02.md).
+    Here blocks up to glibc's largest threshold (32 MB) come from the heap, and up to 512 MB that a
+    batch freed stays for the next; once per process, and only in a process that runs the engine."""
+    if _HEAP_KEPT:
+        return
+    _HEAP_KEPT.append(True)
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 512 * 2**20)
+    except (OSError, AttributeError):  # not glibc: its allocator is left as it is
+        pass
 
 
 @dataclass
@@ -66,6 +85,7 @@ class Engine:
         the seconds each layer class takes, or with by_layer each layer (for bench/emulation.py;
         a fused step's seconds include the steps it absorbed, and its key names them all in order:
         "zp+conv+bn+relu", or by class "ZeroPadding2D+Conv2D+BatchNormalization+Activation")."""
+        _keep_freed_memory()
         x = np.asarray(x, dtype=np.float32).reshape((len(x),) + self.input_shape)
         values = {}
         traced = {}
