@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+import waiting
 from test_user_project import hlsflow_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -237,13 +238,7 @@ def error_lines(proc_stderr: str) -> list:
 
 
 def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return waiting.wait_for(condition, timeout, what, every=1)
 
 
 def engine_reason(image: str):

@@ -7,12 +7,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from hlsflow.cli import launcher
+import waiting
 from test_user_project import hlsflow_command, run_hlsflow, user_dir, user_env  # noqa: F401
 
 MODEL = ("--model", "models/tiny_cnn.keras")
@@ -40,16 +40,19 @@ def containers_of(client, image, folder, running=False):
 
 
 def wait_for(what, check, proc, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """check()'s first true value; a failure at once if hlsflow ends before it (and hlsflow killed
+    if it never comes)."""
+    def ready():
         value = check()
-        if value:
-            return value
-        if proc.poll() is not None:
+        if not value and proc.poll() is not None:
             pytest.fail(f"hlsflow ended (status {proc.returncode}) before {what}: {proc.logs[1].read_text()[-2000:]}")
-        time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"no {what} within {timeout} s")
+        return value
+
+    try:
+        return waiting.wait_for(ready, timeout, what, every=0.2)
+    except AssertionError:
+        proc.kill()
+        raise
 
 
 def flow_process_status(container) -> dict:

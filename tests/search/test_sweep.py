@@ -10,11 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, error_lines, flow_env, run_invoke
+from waiting import wait_for
 
 DATA = REPO_ROOT / "tests" / "data"
 STANDIN_VIVADO = REPO_ROOT / "tests" / "standin_xilinx" / "Vivado" / "2018.2"
@@ -236,16 +236,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def test_a_worker_killed_mid_point_has_its_point_retried_and_the_sweep_completes(tmp_path):
     import psutil
     from distributed import Client
@@ -288,7 +278,7 @@ def test_a_worker_killed_mid_point_has_its_point_retried_and_the_sweep_completes
                                 return parent.pid, proc
             return None
 
-        victim, vivado = _wait_for(synthesising, 300, "a stand-in synthesis on a worker")
+        victim, vivado = wait_for(synthesising, 300, "a stand-in synthesis on a worker")
         point = Path(vivado.cwd()).name
         # The node dies: its worker and the synthesis it started.
         with contextlib.suppress(ProcessLookupError):
