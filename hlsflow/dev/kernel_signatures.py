@@ -18,7 +18,7 @@ def record(scratch) -> int:
     import numpy as np
 
     from .. import library
-    from ..emulator import kernelcache
+    from ..emulator import precompile
 
     for i, (config, model, overrides) in enumerate(MODELS):
         cfg = library.load_config(REPO_ROOT / config if config else None, model=REPO_ROOT / model,
@@ -26,8 +26,8 @@ def record(scratch) -> int:
         hls_model = library.convert(cfg).hls_model
         shape = tuple(hls_model.get_input_variables()[0].shape)
         library.emulate(hls_model, np.random.default_rng(0).uniform(-1, 1, (4, *shape)).astype(np.float32))
-    lines = kernelcache.in_use()
-    kernelcache.SIGNATURES.write_text(
+    lines = precompile.in_use()
+    precompile.SIGNATURES.write_text(
         "# Written by `invoke kernel-signatures` (hlsflow/dev/kernel_signatures.py): the kernels the image\n"
         "# compiles ahead of time, one signature a line, as numba names the argument types.\n"
         + "".join(f"{line}\n" for line in lines))

@@ -7,8 +7,7 @@ for, by name and features, so code compiled for this exact CPU loads on no other
 therefore compiled for the x86-64 level the CPU has (x86-64-v4: AVX-512; x86-64-v3: AVX2 and
 FMA), which any CPU of that level runs; on the reference model the engine ran as fast as when
 compiled for this machine's own CPU (build/bench-*.md runs, 2026-12-02). The image ships them
-compiled for both levels from the signatures in kernel_signatures.txt (`python -m
-hlsflow.emulator.kernelcache`, run when the image is built, a folder per level under
+compiled for both levels (precompile.py, run when the image is built, a folder per level under
 $HLSFLOW_KERNELS) and every process copies the shipped files of its level that its cache folder
 lacks before numba looks: a container started from the image alone
 (`docker run`, a Slurm job, a CI job) emulates at once. Another architecture, or an x86-64 CPU
@@ -18,11 +17,9 @@ below v3, compiles for itself, as before.
 import os
 import platform
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-SIGNATURES = Path(__file__).with_name("kernel_signatures.txt")
 SHIPPED = "HLSFLOW_KERNELS"  # the image's folder of compiled kernels (set in the Dockerfile)
 _V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave", "cx16", "popcnt", "sse4_1",
        "sse4_2", "ssse3"}
@@ -82,51 +79,3 @@ def seed(cache: str, shipped) -> int:
                 return copied
             copied += 1
     return copied
-
-
-def _dispatchers() -> dict:
-    """{name: numba dispatcher} of kernels.py's functions that numba caches on disk."""
-    from numba.core.caching import NullCache
-    from numba.core.registry import CPUDispatcher
-
-    from . import kernels
-
-    return {name: f for name, f in vars(kernels).items()
-            if isinstance(f, CPUDispatcher) and not isinstance(f._cache, NullCache)}
-
-
-def encode(name: str, signature: tuple) -> str:
-    """One line of kernel_signatures.txt: the kernel and its argument types as numba writes them."""
-    return f"{name}: {', '.join(repr(t) for t in signature)}"
-
-
-def decode(line: str) -> tuple:
-    """(name, argument types) from a line of encode()."""
-    from numba.core import types
-
-    name, _, args = line.partition(": ")
-    names = {k: v for k, v in vars(types).items() if not k.startswith("_")}
-    names["bool"] = types.boolean
-    signature = eval(f"({args},)", {"__builtins__": {}}, names)  # our own file, numba's type names only
-    return name, tuple(signature)
-
-
-def in_use() -> list:
-    """The lines of every signature this process has compiled or loaded, sorted."""
-    return sorted(encode(name, sig) for name, f in _dispatchers().items() for sig in f.signatures)
-
-
-def compile_listed(path=SIGNATURES) -> int:
-    """Compiles (and so caches) every signature listed in `path`; returns how many."""
-    dispatchers = _dispatchers()
-    lines = [line for line in Path(path).read_text().splitlines() if line.strip() and not line.startswith("#")]
-    for i, line in enumerate(lines, 1):
-        name, signature = decode(line)
-        dispatchers[name].compile(signature)
-        print(f"compiled {i}/{len(lines)}: {name}", flush=True)
-    return len(lines)
-
-
-if __name__ == "__main__":
-    # The image's build: NUMBA_CACHE_DIR and NUMBA_CPU_NAME say where to and for which level.
-    sys.exit(0 if compile_listed() else 1)

@@ -256,23 +256,23 @@ def test_from_float_kernel_equals_numpy(t, spread, special, seed):
     assert np.array_equal(fp.from_float(x.astype(np.float64), ft), expected)
 
 
-# ---- The kernels the image ships compiled (kernelcache.py) ----
+# ---- The kernels the image ships compiled (precompile.py, kernelcache.py) ----
 
 def test_the_signature_list_reads_back_as_numba_types():
     """Every line of kernel_signatures.txt names a cached kernel and decodes to numba types that
     encode to the same line: what the image compiles is what the engine calls."""
     from numba.core import types
 
-    from hlsflow.emulator import kernelcache
+    from hlsflow.emulator import precompile
 
-    lines = [line for line in kernelcache.SIGNATURES.read_text().splitlines() if not line.startswith("#")]
+    lines = [line for line in precompile.SIGNATURES.read_text().splitlines() if not line.startswith("#")]
     assert lines and lines == sorted(lines)
-    kernels = kernelcache._dispatchers()
+    kernels = precompile._dispatchers()
     assert {"conv16", "dot32", "from_float"} <= {line.split(":")[0] for line in lines}
     for line in lines:
-        name, signature = kernelcache.decode(line)
+        name, signature = precompile.decode(line)
         assert name in kernels and all(isinstance(t, types.Type) for t in signature), line
-        assert kernelcache.encode(name, signature) == line
+        assert precompile.encode(name, signature) == line
 
 
 @pytest.mark.parametrize("flags, level", [
