@@ -10,14 +10,16 @@ SIGNATURES = Path(__file__).with_name("kernel_signatures.txt")
 
 
 def _dispatchers() -> dict:
-    """{name: numba dispatcher} of kernels.py's functions that numba caches on disk."""
+    """{name: numba dispatcher} of kernels.py's public functions that numba caches on disk. Its
+    private ones run only inside those, compiled with them; they show signatures only in a process
+    that compiled rather than loaded their callers, so listing them would depend on the cache."""
     from numba.core.caching import NullCache
     from numba.core.registry import CPUDispatcher
 
     from . import kernels
 
     return {name: f for name, f in vars(kernels).items()
-            if isinstance(f, CPUDispatcher) and not isinstance(f._cache, NullCache)}
+            if isinstance(f, CPUDispatcher) and not isinstance(f._cache, NullCache) and not name.startswith("_")}
 
 
 def encode(name: str, signature: tuple) -> str:
