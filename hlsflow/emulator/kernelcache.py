@@ -6,12 +6,12 @@ directory, which lives as long as the container). numba keys that cache by the C
 for, by name and features, so code compiled for this exact CPU loads on no other. The kernels are
 therefore compiled for the x86-64 level the CPU has (x86-64-v4: AVX-512; x86-64-v3: AVX2 and
 FMA), which any CPU of that level runs; on the reference model the engine ran as fast as when
-compiled for this machine's own CPU (build/bench-*.md runs, 2026-12-02). The image ships them
-compiled for both levels (precompile.py, run when the image is built, a folder per level under
-$HLSFLOW_KERNELS) and every process copies the shipped files of its level that its cache folder
-lacks before numba looks: a container started from the image alone
-(`docker run`, a Slurm job, a CI job) emulates at once. Another architecture, or an x86-64 CPU
-below v3, compiles for itself, as before.
+compiled for this machine's own CPU (bench/results/kernel-target-2026-12-02.md). The image ships
+them compiled for both levels (precompile.py, run when the image is built, a folder per level
+under $HLSFLOW_KERNELS) and every process copies the shipped files of its level that its cache
+folder lacks before numba looks: a container started from the image alone (`docker run`, a Slurm
+job, a CI job) emulates at once. Another architecture, or an x86-64 CPU below v3, compiles for
+itself, as before.
 """
 
 import os
