@@ -25,7 +25,7 @@ from hlsflow.loading import load_keras_model
 from hlsflow.state import outdir
 from hlsflow import flow
 if {default!r}:
-    fastemu._HEAP_KEPT.append(True)  # as before: glibc's own thresholds
+    fastemu._keep_freed_memory = lambda: None  # as before: glibc's own thresholds
 cfg = load_config(path={config!r}, out={out!r}, announce=False)
 flow.convert(cfg)
 keras_model = load_keras_model(cfg.keras_model)

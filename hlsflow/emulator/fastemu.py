@@ -18,6 +18,7 @@ A layer this engine does not reproduce raises Unsupported naming it; csim then r
 
 import ctypes
 import ctypes.util
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -32,18 +33,16 @@ from .fixedpoint import Unsupported
 
 DENSE_LIKE = ("Dense", "Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-_HEAP_KEPT = []
 
 
+@functools.cache
 def _keep_freed_memory() -> None:
     """glibc returns a freed block above its mmap threshold to the system at once, so each batch's
     activations (megabytes each) came back as fresh pages that fault on first touch: the engine ran
-    the reference at 2,100-3,400 images/s instead of 5,900-6,100 (bench/results/malloc-2026-12-02.md).
-    Here blocks up to glibc's largest threshold (32 MB) come from the heap, and up to 512 MB that a
-    batch freed stays for the next; once per process, and only in a process that runs the engine."""
-    if _HEAP_KEPT:
-        return
-    _HEAP_KEPT.append(True)
+    the reference at 1,759-3,010 images/s instead of 5,736-6,288
+    (bench/results/allocator-2026-12-02.md). Here blocks up to glibc's largest threshold (32 MB)
+    come from the heap, and up to 512 MB that a batch freed stays for the next; once per process,
+    and only in a process that runs the engine."""
     try:
         libc = ctypes.CDLL(None)
         libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
