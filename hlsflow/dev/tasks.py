@@ -28,6 +28,20 @@ def lock(c):
     wheels.lock()
 
 
+def _ran_in_image(argv: list) -> bool:
+    """On the host: runs the checkout's task `argv` in the image and returns True (FlowError if it
+    failed there); inside the image: False, and the caller does the work."""
+    from ..cli import launcher
+    from ..errors import FlowError
+
+    if launcher.in_image():
+        return False
+    code = launcher.run_checkout_task(argv, ROOT)
+    if code:
+        raise FlowError(f"{argv[0]} failed in the image (exit {code}): see its output above.", exit_code=code)
+    return True
+
+
 @host_task(help={"host-only": "only the tests against the engine, on the host",
                  "flow-only": "only the flow tests (inside the image)"})
 def test(c, host_only=False, flow_only=False):
@@ -40,16 +54,10 @@ def test(c, host_only=False, flow_only=False):
 @host_task(help={"epochs": "training epochs", "cifar": "CIFAR-10 tarball or folder (else synthetic data)"})
 def train_model(c, epochs=6, cifar=None):
     """Train the reference Mini-ResNet and write models/model_2_15.keras with its samples (in the image)."""
-    from ..cli import launcher
-    from ..errors import FlowError
-    from . import train
-
-    if not launcher.in_image():
-        argv = ["train-model", "--epochs", str(epochs)] + (["--cifar", str(cifar)] if cifar else [])
-        code = launcher.run_checkout_task(argv, ROOT)
-        if code:
-            raise FlowError(f"train-model failed in the image (exit {code}): see its output above.", exit_code=code)
+    if _ran_in_image(["train-model", "--epochs", str(epochs)] + (["--cifar", str(cifar)] if cifar else [])):
         return
+    from . import train  # numpy and TensorFlow: only in the image
+
     train.train_model(ROOT / "models/model_2_15.keras", ROOT / "models/samples_2_15.npz", epochs=int(epochs),
                       cifar=cifar)
 
@@ -59,15 +67,9 @@ def kernel_signatures(c):
     """Write hlsflow/emulator/kernel_signatures.txt, the kernels the image compiles ahead of time (in the image)."""
     import tempfile
 
-    from ..cli import launcher
-    from ..errors import FlowError
     from . import kernel_signatures
 
-    if not launcher.in_image():
-        code = launcher.run_checkout_task(["kernel-signatures"], ROOT)
-        if code:
-            raise FlowError(f"kernel-signatures failed in the image (exit {code}): see its output above.",
-                            exit_code=code)
+    if _ran_in_image(["kernel-signatures"]):
         return
     with tempfile.TemporaryDirectory() as scratch:
         count = kernel_signatures.record(scratch)
