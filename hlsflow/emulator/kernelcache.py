@@ -18,7 +18,6 @@ import os
 import platform
 import shutil
 import tempfile
-from pathlib import Path
 
 SHIPPED = "HLSFLOW_KERNELS"  # the image's folder of compiled kernels (set in the Dockerfile)
 _V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave", "cx16", "popcnt", "sse4_1",
@@ -33,8 +32,9 @@ def cpu_level(flags=None):
     if flags is None:
         if platform.machine() not in ("x86_64", "AMD64"):
             return None
-        try:
-            line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        try:  # the first CPU's line is enough (a node's /proc/cpuinfo lists every core)
+            with open("/proc/cpuinfo") as cpuinfo:
+                line = next(line for line in cpuinfo if line.startswith("flags"))
         except (OSError, StopIteration):
             return None
         flags = set(line.split(":", 1)[1].split())
