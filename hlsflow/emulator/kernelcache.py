@@ -70,12 +70,15 @@ def seed(cache: str, shipped) -> int:
             target = os.path.join(folder, name)
             if os.path.exists(target):
                 continue
+            partial = f"{target}.{os.getpid()}.partial"
             try:
                 os.makedirs(folder, exist_ok=True)
-                partial = f"{target}.{os.getpid()}.partial"
                 shutil.copyfile(os.path.join(root, name), partial)
                 os.replace(partial, target)
             except OSError:
                 return copied
+            finally:
+                if os.path.exists(partial):  # a copy cut short: by an error, Ctrl-C or SIGTERM
+                    os.remove(partial)
             copied += 1
     return copied
