@@ -149,8 +149,7 @@ def test_save_then_load_gives_same_image(docker_client, built_image, saved_image
     Podman tests too)."""
     assert saved_image.name == f"hlsflow-{built_image.split(':', 1)[1]}.tar.gz"
     assert saved_image.with_name(saved_image.name + ".sha256").read_text().split()[1] == saved_image.name
-    saved = saved_image
-    assert handover.load_image(saved) == docker_client.images.get(built_image).id
+    assert handover.load_image(saved_image) == docker_client.images.get(built_image).id
 
 
 def test_load_rejects_damaged_tarball(tmp_path):
