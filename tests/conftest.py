@@ -73,10 +73,91 @@ def flow_env(**extra) -> dict:
     return env
 
 
-def run_invoke(*args, env=None, timeout=600):
+def _forget_what_a_new_process_would_not_know() -> None:
+    """Empty the functools caches of hlsflow's modules (a tool's version, the environment a
+    manifest records): a command run earlier in this process, under another environment, must
+    not answer for this one."""
+    for name, module in list(sys.modules.items()):
+        if name == "hlsflow" or name.startswith("hlsflow."):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == name:
+                    value.cache_clear()
+
+
+def _run_in_this_process(program: str, args, cwd, env) -> subprocess.CompletedProcess:
+    """`program ARGS` (hlsflow or invoke) run by this test process, from `cwd` with exactly `env`,
+    as a CompletedProcess: the exit code and what it wrote to stdout and stderr (file descriptors
+    included, so g++'s or TensorFlow's own lines land there too). The command's parsing, executor,
+    one-sentence errors and exit codes are all the real ones; only the process is shared, which
+    spares each call the ~2-3 CPU-s of importing TensorFlow and hls4ml again. An exception that
+    escapes the command is a traceback a user would see: it fails the test with the output so far."""
+    import contextlib
+    import signal
+    import tempfile
+
+    import invoke
+
+    argv = [program, *map(str, args)]
+    saved = os.getcwd(), dict(os.environ), sys.argv, os.umask(0o022)
+    os.umask(saved[3])
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    code, escaped = 0, None
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fds = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        try:
+            with open(1, "w", closefd=False) as stdout, open(2, "w", closefd=False) as stderr, \
+                    contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                _forget_what_a_new_process_would_not_know()
+                os.chdir(cwd)
+                os.environ.clear()
+                os.environ.update(env)
+                sys.argv = argv
+                try:
+                    if program == "invoke":  # `python -m invoke`: tasks.py and invoke.yaml of cwd
+                        invoke.Program(name="Invoke", binary="inv[oke]", version=invoke.__version__).run(argv)
+                    else:
+                        from hlsflow.cli.program import main
+
+                        main()
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                except BaseException as exc:  # noqa: BLE001 - handed on below, with the output
+                    escaped = exc
+        finally:
+            os.dup2(fds[0], 1)
+            os.dup2(fds[1], 2)
+            os.close(fds[0])
+            os.close(fds[1])
+            os.chdir(saved[0])
+            os.environ.clear()
+            os.environ.update(saved[1])
+            sys.argv = saved[2]
+            os.umask(saved[3])
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        out.seek(0)
+        err.seek(0)
+        proc = subprocess.CompletedProcess(argv, code, out.read().decode(errors="replace"),
+                                           err.read().decode(errors="replace"))
+    if escaped is not None:
+        raise AssertionError(f"`{' '.join(argv)}` ended in an exception\n--- stdout\n{proc.stdout[-3000:]}\n"
+                             f"--- stderr\n{proc.stderr[-3000:]}") from escaped
+    return proc
+
+
+def run_invoke(*args, env=None):
     """`invoke ARGS` from the repository root; returns the CompletedProcess (text)."""
-    return subprocess.run([sys.executable, "-m", "invoke", *map(str, args)], cwd=REPO_ROOT, env=env or flow_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return _run_in_this_process("invoke", args, REPO_ROOT, env or flow_env())
+
+
+def run_hlsflow(*args, cwd, env=None):
+    """`hlsflow ARGS` (this checkout's code) run natively from `cwd`; the CompletedProcess (text).
+    Tests about the installed command itself (its entry point, signals) start it in a process."""
+    return _run_in_this_process("hlsflow", args, cwd, env or flow_env())
 
 
 def error_lines(proc) -> list:

@@ -154,7 +154,7 @@ def test_synthesis_failures_are_one_sentence_and_keep_the_last_report(converted,
 def test_synthesis_timeout_stops_the_process_group(converted):
     project, _ = converted
     proc = run_invoke("synth", "--config", project["config"], "--force", "--timeout", "2",
-                      env=standin_env(STANDIN_MODE="hang"), timeout=60)
+                      env=standin_env(STANDIN_MODE="hang"))
     assert proc.returncode == 4
     assert "timeout" in error_lines(proc)[0]
     leftovers = __import__("subprocess").run(["pgrep", "-f", "sleep 100000"], capture_output=True, text=True)

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, flow_env, run_invoke
+from conftest import REPO_ROOT, run_hlsflow, run_invoke
 
 sys.path.insert(0, str(REPO_ROOT / "models"))
 import mini_resnet  # noqa: E402
@@ -144,14 +144,10 @@ def input_overflow_mlp(tmp_path_factory):
 
 def test_tune_fixes_input_overflow_of_a_model_given_alone(input_overflow_mlp):
     """--model with no config of its own: the tuned config goes to the output directory, not project/."""
-    import subprocess
-
     root = input_overflow_mlp
     project_before = sorted(p.name for p in (REPO_ROOT / "project").iterdir())
     # From the model's own folder, where no config is found: hlsflow's defaults for the model.
-    proc = subprocess.run([sys.executable, "-m", "hlsflow", "tune-precision", "--model", "mlp.keras",
-                           "--samples", "s.npz", "--out", "prj"], cwd=root, env=flow_env(),
-                          capture_output=True, text=True, timeout=600)
+    proc = run_hlsflow("tune-precision", "--model", "mlp.keras", "--samples", "s.npz", "--out", "prj", cwd=root)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert sorted(p.name for p in (REPO_ROOT / "project").iterdir()) == project_before
     result = _tune_result(root / "prj")
@@ -162,8 +158,7 @@ def test_tune_fixes_input_overflow_of_a_model_given_alone(input_overflow_mlp):
     assert "features result: ap_fixed<" in tuned and "fc1_relu result: ap_fixed<" in tuned
     assert f"for {after['added_bits']} added bits" in proc.stdout.splitlines()[-1]
     assert result["auto"] is not None and "'auto' types" in proc.stdout
-    verify = subprocess.run([sys.executable, "-m", "hlsflow", "verify", "prj"], cwd=root, env=flow_env(),
-                            capture_output=True, text=True, timeout=120)
+    verify = run_hlsflow("verify", "prj", cwd=root)
     assert verify.returncode == 0, verify.stdout + verify.stderr  # tune.json and the config are recorded
     print("\n".join(line for line in proc.stdout.splitlines() if "step " in line or "'auto'" in line)
           + "\n" + proc.stdout.splitlines()[-1])

@@ -14,17 +14,15 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, error_lines, flow_env
+from conftest import REPO_ROOT, error_lines, flow_env, run_hlsflow
 from emulator.layerwise import config, layerwise
 
 MODELS = REPO_ROOT / "models"
 
 
-def hlsflow(*args, cwd, timeout=900):
+def hlsflow(*args, cwd):
     """The `hlsflow` program (this checkout's code) run natively from `cwd`."""
-    env = flow_env(PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "hlsflow", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_hlsflow(*args, cwd=cwd)
 
 
 def samples(name, n=None):

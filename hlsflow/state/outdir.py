@@ -15,6 +15,7 @@ import datetime
 import errno
 import fcntl
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -143,36 +144,29 @@ def changed_since(root: Path, before: dict) -> list:
 
 # ------------------------------------------------------------------ the environment
 
-_environment = None
-
-
+@functools.cache
 def environment() -> dict:
     """The image and the versions a stage runs with (computed once per process). The image's own
     id is known only to whoever started the container: the launcher passes it in."""
-    global _environment
-    if _environment is None:
-        labels = os.environ.get("HLSFLOW_IMAGE_LABELS")
-        try:
-            labels = json.loads(labels) if labels else None
-        except ValueError:
-            labels = None
-        _environment = {
-            "image": {
-                "id": os.environ.get("HLSFLOW_IMAGE_ID"),
-                "revision": os.environ.get("HLSFLOW_REVISION"),
-                "labels": labels,
-            },
-            "versions": {
-                "Python": platform.python_version(),
-                "TensorFlow": package_version("tensorflow-cpu", "tensorflow"),
-                "numpy": package_version("numpy"),
-                "hls4ml": package_version("hls4ml"),
-                "g++": first_line(["g++", "--version"]),
-            },
-        }
-    return _environment
-
-
+    labels = os.environ.get("HLSFLOW_IMAGE_LABELS")
+    try:
+        labels = json.loads(labels) if labels else None
+    except ValueError:
+        labels = None
+    return {
+        "image": {
+            "id": os.environ.get("HLSFLOW_IMAGE_ID"),
+            "revision": os.environ.get("HLSFLOW_REVISION"),
+            "labels": labels,
+        },
+        "versions": {
+            "Python": platform.python_version(),
+            "TensorFlow": package_version("tensorflow-cpu", "tensorflow"),
+            "numpy": package_version("numpy"),
+            "hls4ml": package_version("hls4ml"),
+            "g++": first_line(["g++", "--version"]),
+        },
+    }
 
 
 _command = None

@@ -6,7 +6,6 @@ per-layer trace of hls4ml's emulation library, or a small program of ap_fixed ca
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO_ROOT, flow_env, run_invoke
+from conftest import REPO_ROOT, flow_env, run_hlsflow, run_invoke
 from layerwise import config as _config, layerwise as _layerwise
 
 ROUNDING = ["TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV"]
@@ -222,8 +221,7 @@ def test_random_small_models_layer_by_layer(tmp_path_factory, spec):
 
 
 def _csim(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "hlsflow", "csim", *map(str, args)], cwd=cwd, env=flow_env(),
-                          capture_output=True, text=True, timeout=900)
+    return run_hlsflow("csim", *args, cwd=cwd or os.getcwd())
 
 
 def test_csim_uses_the_fast_engine_and_cross_checks(tmp_path):
@@ -297,8 +295,8 @@ def test_csim_fails_on_cpp_that_g_plus_plus_rejects(tmp_path):
         for tool in Path(folder).glob("*") if Path(folder).is_dir() else ():
             if tool.name != "g++" and not (bare / tool.name).exists():
                 (bare / tool.name).symlink_to(tool)
-    proc = subprocess.run([sys.executable, "-m", "hlsflow", "csim", "--config", tmp_path / "flow.yml", "--out",
-                           tmp_path / "no-gpp"], env=flow_env(PATH=str(bare)), capture_output=True, text=True, timeout=900)
+    proc = run_hlsflow("csim", "--config", tmp_path / "flow.yml", "--out", tmp_path / "no-gpp", cwd=os.getcwd(),
+                       env=flow_env(PATH=str(bare)))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "g++, which is not on PATH" in proc.stderr and not (tmp_path / "no-gpp" / "csim.json").exists()
 

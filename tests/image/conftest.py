@@ -60,11 +60,12 @@ def vivado(c):
 '''
 
 
-# The files that wait longest start first: each goes to one pytest-xdist worker whole (--dist
-# loadfile, in this order), so the Slurm walltime's minute and the image's save and loads overlap
-# the other files' work instead of ending the run alone.
-FIRST = ("test_slurm_lost.py", "test_slurm.py", "test_ci_files.py", "test_podman.py", "test_lab.py",
-         "test_docker_image.py")
+# The longest files start first, so the short ones fill the workers' ends instead of one long file
+# ending the run alone: each goes to one pytest-xdist worker whole (--dist loadfile), in this order
+# when xdist keeps it (--no-loadscope-reorder; by default it sorts files by their number of tests).
+# The order is the files' time alone, longest first (--durations of a whole run, 2026-12-02).
+FIRST = ("test_slurm_lost.py", "test_user_project.py", "test_slurm.py", "test_docker_image.py",
+         "test_ci_files.py", "test_lab.py", "test_sbom.py", "test_flow_in_image.py", "test_podman.py")
 
 
 def pytest_collection_modifyitems(items):

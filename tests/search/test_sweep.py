@@ -95,8 +95,7 @@ def test_a_bad_grid_value_is_one_sentence_before_anything_runs(tmp_path):
     config = write_config(tmp_path)
     grid = tmp_path / "grid.yml"
     grid.write_text("ReuseFactor: [4, 0]\n")
-    proc = run_invoke("sweep", "--config", config, "--grid", grid, "--out", tmp_path / "sw", env=sweep_env(),
-                      timeout=300)
+    proc = run_invoke("sweep", "--config", config, "--grid", grid, "--out", tmp_path / "sw", env=sweep_env())
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert error_lines(proc) == [(f"ERROR: Point rf0 of {grid}: ReuseFactor '0' (--reuse-factor) is not a positive "
                                   "integer: give a whole number such as 1, 8 or 32.")]
@@ -107,7 +106,7 @@ def test_a_bad_grid_value_is_one_sentence_before_anything_runs(tmp_path):
                             (("--max-samples", "ten"), "--max-samples 'ten' is not a positive whole number"),
                             (("--min-agreement", "2"), "--min-agreement '2' is not a fraction between 0 and 1")):
         proc = run_invoke("sweep", "--config", config, "--grid", grid, "--out", tmp_path / "sw", *flags,
-                          env=sweep_env(), timeout=300)
+                          env=sweep_env())
         assert proc.returncode == 2 and len(error_lines(proc)) == 1, proc.stderr[-2000:]
         assert error_lines(proc)[0].startswith(f"ERROR: {sentence}"), error_lines(proc)
         assert not (tmp_path / "sw").exists()
@@ -157,7 +156,7 @@ def six_point_sweep(tmp_path_factory):
     args = ("sweep", "--config", config, "--grid", grid, "--out", root / "sw", "--max-samples", "16",
             "--workers", "2", "--memory-per-point", "2GB", "--min-agreement", "0.9")
     env = sweep_env(STANDIN_FIXTURES=small_design_fixtures(root))
-    first = run_invoke(*args, env=env, timeout=900)
+    first = run_invoke(*args, env=env)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     return {"root": root, "out": root / "sw", "args": args, "first": first, "env": env}
 
@@ -200,7 +199,7 @@ def test_a_second_run_reuses_every_finished_point(six_point_sweep):
     out = six_point_sweep["out"]
     manifests = {p: p.stat().st_mtime_ns for p in out.glob("*/manifest.json")}
     assert len(manifests) == 6
-    again = run_invoke(*six_point_sweep["args"], env=six_point_sweep["env"], timeout=600)
+    again = run_invoke(*six_point_sweep["args"], env=six_point_sweep["env"])
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "6 current (reused), 0 to run" in again.stdout
     assert "Dask" not in again.stdout  # no cluster was even started
@@ -215,7 +214,7 @@ def test_a_failing_point_is_recorded_and_the_others_finish(tmp_path):
     grid.write_text("ReuseFactor: [1, 4]\n")
     # The stand-in fails every synthesis: rf4 fails in Vivado, rf1 (ruled out) never gets there.
     proc = run_invoke("sweep", "--config", config, "--grid", grid, "--out", tmp_path / "sw", "--max-samples", "8",
-                      "--workers", "2", "--memory-per-point", "2GB", env=sweep_env(STANDIN_MODE="fail"), timeout=600)
+                      "--workers", "2", "--memory-per-point", "2GB", env=sweep_env(STANDIN_MODE="fail"))
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = read_rows(tmp_path / "sw")
     assert rows["rf1"]["status"] == "ruled out" and float(rows["rf1"]["agreement"]) > 0.9

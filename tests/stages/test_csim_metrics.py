@@ -5,14 +5,11 @@ Run as a user would: the `hlsflow` program from a folder outside the checkout, t
 output folder in-process (the recorded csim is reused, so a gate costs no emulation)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, error_lines, flow_env
+from conftest import error_lines, run_hlsflow
 
 # ap_fixed<8,3> holds +-4: the classifiers' weights fit it, their logits reach +-7 and more and wrap,
 # so some labels flip and an agreement gate has something to trip on. The regression keeps 16 bits:
@@ -21,11 +18,9 @@ MODELS = {"classifier": "ap_fixed<8,3>", "binary": "ap_fixed<8,3>", "regression"
 METRIC = {"classifier": "top1", "binary": "threshold_0.5", "regression": "error"}
 
 
-def hlsflow(*args, cwd, timeout=600):
+def hlsflow(*args, cwd):
     """The `hlsflow` program (this checkout's code) run natively from `cwd`."""
-    env = flow_env(PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "hlsflow", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_hlsflow(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import re
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, error_lines, run_invoke
+from conftest import REPO_ROOT, error_lines, run_hlsflow, run_invoke
 
 REFERENCE = REPO_ROOT / "project" / "hls4ml_config.yml"
 
@@ -73,11 +73,7 @@ def test_planned_config_converts_and_preflight_says_it_fits(reference_plan, tmp_
 
 
 def test_a_model_without_its_own_config_gets_its_plan_beside_the_output(tmp_path):
-    import subprocess
-    import sys
-
     import tensorflow as tf
-    from conftest import flow_env
 
     inp = tf.keras.Input((16,), name="x")
     model = tf.keras.Model(inp, tf.keras.layers.Dense(8, name="fc")(inp))
@@ -100,9 +96,7 @@ def test_a_model_without_its_own_config_gets_its_plan_beside_the_output(tmp_path
     # In a folder with no config at all: hlsflow's defaults, the plan again beside the output.
     work = tmp_path / "work"
     work.mkdir()
-    bare = subprocess.run([sys.executable, "-m", "hlsflow", "plan", "--model", "../tiny.keras", "--out", "out/tiny",
-                           "--part", "xc7z010clg400-1"], cwd=work, env=flow_env(PYTHONPATH=REPO_ROOT),
-                          capture_output=True, text=True, timeout=600, check=False)
+    bare = run_hlsflow("plan", "--model", "../tiny.keras", "--out", "out/tiny", "--part", "xc7z010clg400-1", cwd=work)
     assert bare.returncode == 0, bare.stdout[-3000:] + bare.stderr[-3000:]
     raw = yaml.safe_load((work / "out" / "tiny.plan.yml").read_text())
     assert raw["HLSConfig"]["LayerName"]["fc"]["ReuseFactor"] == 2 and raw["IOType"] == "io_stream"

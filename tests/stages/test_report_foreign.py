@@ -6,14 +6,12 @@ Run as a user would: the `hlsflow` program from a folder outside the checkout.""
 
 import os
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, TESTS_DIR, error_lines, flow_env
+from conftest import TESTS_DIR, error_lines, run_hlsflow
 
 WILD = TESTS_DIR / "report_fixtures" / "wild"
 REPORT_FILES = {"report.json", "report.md", "utilisation.png"}
@@ -42,9 +40,7 @@ WriterConfig:
 
 def hlsflow(*args, cwd):
     """The `hlsflow` program (this checkout's code) run natively from `cwd`."""
-    env = flow_env(PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "hlsflow", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_hlsflow(*args, cwd=cwd)
 
 
 def contents(root: Path) -> dict:

@@ -6,12 +6,10 @@ the report names the tool and version of the real reports the stand-in lays down
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_hlsflow
 
 STANDIN_ROOT = REPO_ROOT / "tests" / "standin_xilinx"
 
@@ -66,8 +64,7 @@ def test_flow_and_report_from_a_user_folder(tiny_model, tmp_path, backend, flag,
     env.update(XILINX_ROOT=str(STANDIN_ROOT), STANDIN_DELAY="0")
 
     def hlsflow(*args):
-        return subprocess.run([sys.executable, "-m", "hlsflow", *args], cwd=user, env=env, capture_output=True,
-                              text=True, timeout=900)
+        return run_hlsflow(*args, cwd=user, env=env)
 
     flow = hlsflow("flow", "--config", "flow.yml", flag, version)
     assert flow.returncode == 0, flow.stdout[-3000:] + flow.stderr[-3000:]
@@ -101,8 +98,7 @@ def test_backend_vivado_on_the_vitis_install_is_refused_before_anything_runs(tin
     (user / "flow.yml").write_text(tiny_model)
     env = _env()
     env.update(XILINX_ROOT=str(STANDIN_ROOT), STANDIN_DELAY="0")
-    proc = subprocess.run([sys.executable, "-m", "hlsflow", "synth", "--config", "flow.yml", "--vitis", "2024.1"],
-                          cwd=user, env=env, capture_output=True, text=True, timeout=900)
+    proc = run_hlsflow("synth", "--config", "flow.yml", "--vitis", "2024.1", cwd=user, env=env)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
     assert errors == [errors[0]] and "Backend Vivado runs vivado_hls, which Vitis HLS 2024.1" in errors[0]
@@ -120,8 +116,7 @@ def test_synth_runs_doctors_blocking_checks_first(tiny_model, tmp_path):
     (user / "flow.yml").write_text(tiny_model)
     env = _env()
     env.update(XILINX_ROOT=str(STANDIN_ROOT), STANDIN_DELAY="0", XILINXD_LICENSE_FILE=f"{port}@127.0.0.1")
-    proc = subprocess.run([sys.executable, "-m", "hlsflow", "synth", "--config", "flow.yml", "--vivado", "2020.1"],
-                          cwd=user, env=env, capture_output=True, text=True, timeout=900)
+    proc = run_hlsflow("synth", "--config", "flow.yml", "--vivado", "2020.1", cwd=user, env=env)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and f"server {port}@127.0.0.1 does not answer within 3 s" in errors[0]
