@@ -5,6 +5,7 @@ container may do: no capabilities but the entrypoint's user switch, no new privi
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -13,17 +14,16 @@ import pytest
 
 from hlsflow.cli import launcher
 import waiting
-from test_user_project import hlsflow_command, run_hlsflow, user_dir, user_env  # noqa: F401
+from test_user_project import REPO, hlsflow_command, run_hlsflow, user_dir, user_env  # noqa: F401
 
-MODEL = ("--model", "models/tiny_cnn.keras")
 # Bits of CHOWN, DAC_OVERRIDE, FOWNER, SETGID and SETUID: all a root host user's container holds.
 ROOT_CAPS = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 6) | (1 << 7)
 
 
-def start_hlsflow(*args, cwd):
+def start_hlsflow(*args, cwd, **env):
     """`hlsflow ARGS` in the background, its output in files (a pipe nobody reads could block it)."""
     out, err = open(cwd / "hlsflow.out", "w+"), open(cwd / "hlsflow.err", "w+")
-    proc = subprocess.Popen([hlsflow_command(), *args], cwd=cwd, env=user_env(), stdout=out, stderr=err)
+    proc = subprocess.Popen([hlsflow_command(), *args], cwd=cwd, env=user_env(**env), stdout=out, stderr=err)
     proc.logs = (cwd / "hlsflow.out", cwd / "hlsflow.err")
     return proc
 
@@ -39,7 +39,7 @@ def containers_of(client, image, folder, running=False):
     return [c for c in found if any(m["Source"].startswith(str(folder)) for m in c.attrs.get("Mounts", []))]
 
 
-def wait_for(what, check, proc, timeout=120):
+def wait_for(what, check, proc, timeout=120, every=0.2):
     """check()'s first true value; a failure at once if hlsflow ends before it (and hlsflow killed
     if it never comes)."""
     def ready():
@@ -49,7 +49,7 @@ def wait_for(what, check, proc, timeout=120):
         return value
 
     try:
-        return waiting.wait_for(ready, timeout, what, every=0.2)
+        return waiting.wait_for(ready, timeout, what, every=every)
     except AssertionError:
         proc.kill()
         raise
@@ -65,21 +65,30 @@ def flow_process_status(container) -> dict:
     return {}
 
 
+def reference_model(folder: Path) -> tuple:
+    """The reference model in the user's folder, as --model's flag: its convert runs about 6 s and
+    hls4ml writes for a second or more of it, a window a signal can land in (the tiny CNN's is a
+    fraction of that, which a busy machine's scheduling can miss)."""
+    shutil.copy(REPO / "models" / "model_2_15.keras", folder / "models" / "resnet.keras")
+    return ("--model", "models/resnet.keras")
+
+
 def file_hashes(folder: Path) -> dict:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_sigterm_stops_and_removes_the_container(docker_client, built_image, user_dir):
-    first = run_hlsflow("convert", *MODEL, "--out", "build/out", cwd=user_dir)
+    model = reference_model(user_dir)
+    first = run_hlsflow("convert", *model, "--out", "build/out", cwd=user_dir)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     out = user_dir / "build" / "out"
     before = file_hashes(out)
 
-    proc = start_hlsflow("convert", *MODEL, "--out", "build/out", "--force", cwd=user_dir)
-    wait_for("the flow container", lambda: containers_of(docker_client, built_image, user_dir, running=True), proc)
-    # Cancel mid-conversion, once the staged copy exists: it is what must not be left behind.
-    wait_for("the staging folder", lambda: list(out.parent.glob(".out.partial-*")), proc)
+    proc = start_hlsflow("convert", *model, "--out", "build/out", "--force", cwd=user_dir)
+    # Cancel mid-conversion, once the staged copy exists: it is what must not be left behind. The
+    # folder is watched, not the engine's container list, whose answer can take seconds under load.
+    wait_for("the staging folder", lambda: list(out.parent.glob(".out.partial-*")), proc, every=0.05)
     proc.send_signal(signal.SIGTERM)
     code, stdout, stderr = finish(proc)
 
@@ -97,13 +106,18 @@ def test_sigterm_stops_and_removes_the_container(docker_client, built_image, use
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["runs"][-1]["status"] == "interrupted" and manifest["stages"]["convert"]["status"] == "ok"
 
-    again = run_hlsflow("convert", *MODEL, "--out", "build/out", cwd=user_dir)  # the lock is free
+    again = run_hlsflow("convert", *model, "--out", "build/out", cwd=user_dir)  # the lock is free
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "Up to date" in again.stdout
 
 
 def test_a_killed_container_is_named_and_the_container_confined(docker_client, built_image, user_dir):
-    proc = start_hlsflow("convert", *MODEL, "--out", "build/out", cwd=user_dir)
+    # Synthesis with the Vivado stand-in (a test double) told to hang: the container stays until it
+    # is killed, however long the engine takes to list it on a busy machine.
+    standin = REPO / "tests" / "standin_xilinx"
+    proc = start_hlsflow("synth", "--model", "models/tiny_cnn.keras", "--part", "xc7vx690tffg1927-2", cwd=user_dir,
+                         XILINX_ROOT=standin, STANDIN_MODE="hang")
+    wait_for("the stand-in's synthesis", lambda: list(user_dir.glob("build/*/vivado_hls_standin.args")), proc)
     [container] = wait_for("the flow container",
                            lambda: containers_of(docker_client, built_image, user_dir, running=True), proc)
     host = container.attrs["HostConfig"]
