@@ -14,12 +14,14 @@ job, a CI job) emulates at once. Another architecture, or an x86-64 CPU below v3
 itself, as before.
 """
 
+import hashlib
 import os
 import platform
 import shutil
 import tempfile
 
 SHIPPED = "HLSFLOW_KERNELS"  # the image's folder of compiled kernels (set in the Dockerfile)
+KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.py")
 _V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave", "cx16", "popcnt", "sse4_1",
        "sse4_2", "ssse3"}
 # The flags /proc/cpuinfo must show for each level, highest first.
@@ -52,27 +54,38 @@ def prepare() -> str:
         if level:
             os.environ.update(NUMBA_CPU_NAME=level, NUMBA_CPU_FEATURES="")
             if os.environ.get(SHIPPED):
-                seed(cache, os.path.join(os.environ[SHIPPED], level))
+                seed(cache, os.path.join(os.environ[SHIPPED], level), numba_folder(KERNELS))
     return cache
 
 
-def seed(cache: str, shipped) -> int:
-    """Copies into `cache` each file of `shipped` it does not have (one that numba rewrote there,
-    with more signatures, stays), each by a rename so that a process reading the folder meanwhile
-    never sees half a file. Returns how many; an unwritable cache folder copies nothing (numba then
+def numba_folder(source: str) -> str:
+    """The folder under the cache folder where numba keeps the kernels of the file `source`: named
+    for the file's folder and a hash of its path (numba's rule, numba/core/caching.py). The image
+    compiled kernels.py under /opt/hlsflow; a checkout mounted elsewhere has other folders."""
+    folder = os.path.dirname(os.path.abspath(source))
+    return f"{os.path.basename(folder)}_{hashlib.sha1(folder.encode()).hexdigest()}"
+
+
+def seed(cache: str, shipped, folder: str) -> int:
+    """Copies into cache/folder each file that the shipped folder's own numba folder holds and
+    cache/folder lacks (one that numba rewrote there, with more signatures, stays), each by a
+    rename so that a process reading the folder meanwhile never sees half a file. The shipped
+    kernels serve a kernels.py at another path too (a checkout mounted into the image, as the
+    tests run): numba loads them only where the file's content is the one they were compiled from,
+    and compiles otherwise. Returns how many; an unwritable cache folder copies nothing (numba then
     compiles, as without a shipped folder)."""
     if not shipped or not os.path.isdir(shipped) or os.path.realpath(shipped) == os.path.realpath(cache):
         return 0
     copied = 0
+    target_folder = os.path.join(cache, folder)
     for root, _, names in os.walk(shipped):
-        folder = os.path.join(cache, os.path.relpath(root, shipped))
-        for name in names:
-            target = os.path.join(folder, name)
+        for name in names if root != shipped else ():
+            target = os.path.join(target_folder, name)
             if os.path.exists(target):
                 continue
             partial = f"{target}.{os.getpid()}.partial"
             try:
-                os.makedirs(folder, exist_ok=True)
+                os.makedirs(target_folder, exist_ok=True)
                 shutil.copyfile(os.path.join(root, name), partial)
                 os.replace(partial, target)
             except OSError:

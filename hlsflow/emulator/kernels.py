@@ -17,7 +17,7 @@ dot32's forerunner 2.6x slower.
 
 Compiled on first use (seconds) and cached on disk (cache=True), for the CPU's x86-64 level; the
 image ships them compiled (kernelcache.py). numba's cache index also records the target CPU and
-this file's time stamp, so a cache for another CPU or an older kernels.py is never loaded.
+a hash of this file's content, so a cache for another CPU or another kernels.py is never loaded.
 """
 
 import numpy as np

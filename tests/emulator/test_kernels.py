@@ -288,18 +288,31 @@ def test_the_cpu_level_picks_the_highest_one_the_flags_allow(flags, level):
 
 
 def test_seeding_copies_what_is_missing_and_keeps_what_numba_rewrote(tmp_path):
+    """The shipped folder's numba folder (named for where the image compiled kernels.py) lands in
+    the numba folder of this kernels.py, wherever it is."""
     from hlsflow.emulator import kernelcache
 
     shipped, cache = tmp_path / "shipped", tmp_path / "cache"
     (shipped / "emulator_x").mkdir(parents=True)
     (shipped / "emulator_x" / "kernels.conv16-1.py311.nbi").write_bytes(b"shipped index")
     (shipped / "emulator_x" / "kernels.conv16-1.py311.1.nbc").write_bytes(b"shipped code")
-    (cache / "emulator_x").mkdir(parents=True)
-    (cache / "emulator_x" / "kernels.conv16-1.py311.nbi").write_bytes(b"index with one more signature")
-    assert kernelcache.seed(str(cache), str(shipped)) == 1
-    assert (cache / "emulator_x" / "kernels.conv16-1.py311.nbi").read_bytes() == b"index with one more signature"
-    assert (cache / "emulator_x" / "kernels.conv16-1.py311.1.nbc").read_bytes() == b"shipped code"
-    assert sorted(p.name for p in (cache / "emulator_x").iterdir()) == sorted(
+    (cache / "emulator_y").mkdir(parents=True)
+    (cache / "emulator_y" / "kernels.conv16-1.py311.nbi").write_bytes(b"index with one more signature")
+    assert kernelcache.seed(str(cache), str(shipped), "emulator_y") == 1
+    assert (cache / "emulator_y" / "kernels.conv16-1.py311.nbi").read_bytes() == b"index with one more signature"
+    assert (cache / "emulator_y" / "kernels.conv16-1.py311.1.nbc").read_bytes() == b"shipped code"
+    assert sorted(p.name for p in (cache / "emulator_y").iterdir()) == sorted(
         p.name for p in (shipped / "emulator_x").iterdir())  # no partial file left behind
-    assert kernelcache.seed(str(cache), str(shipped)) == 0
-    assert kernelcache.seed(str(cache), str(tmp_path / "absent")) == 0
+    assert sorted(p.name for p in cache.iterdir()) == ["emulator_y"]
+    assert kernelcache.seed(str(cache), str(shipped), "emulator_y") == 0
+    assert kernelcache.seed(str(cache), str(tmp_path / "absent"), "emulator_y") == 0
+
+
+def test_the_numba_folder_is_the_one_numba_uses(tmp_path):
+    """kernelcache names the folder numba caches kernels.py's kernels in by numba's own rule."""
+    from numba.core.caching import _CacheLocator
+
+    from hlsflow.emulator import kernelcache
+
+    for source in (kernelcache.KERNELS, str(tmp_path / "elsewhere" / "kernels.py")):
+        assert kernelcache.numba_folder(source) == _CacheLocator.get_suitable_cache_subpath(source)
