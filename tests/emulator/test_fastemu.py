@@ -39,9 +39,22 @@ def _cpp_type(t) -> str:
     return f"ap_{'' if t.signed else 'u'}fixed<{t.width},{t.integer},AP_{t.rounding},AP_{t.overflow}>"
 
 
+CAST_FLAGS = ("-O1", "-std=c++14")
+
+
+@pytest.fixture(scope="module")
+def ap_fixed_pch(tmp_path_factory) -> Path:
+    """A folder with ap_fixed.h precompiled (g++ finds the .gch before the header): parsing the
+    header is half of each cast program's compile (0.9 s against 0.4 s)."""
+    folder = tmp_path_factory.mktemp("pch")
+    subprocess.run(["g++", *CAST_FLAGS, f"-I{_ap_types()}", "-x", "c++-header", _ap_types() / "ap_fixed.h", "-o",
+                    folder / "ap_fixed.h.gch"], check=True)
+    return folder
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(src=fixed_types(), dst=fixed_types(), seed=st.integers(0, 2 ** 32 - 1))
-def test_casts_match_ap_fixed(tmp_path_factory, src, dst, seed):
+def test_casts_match_ap_fixed(tmp_path_factory, ap_fixed_pch, src, dst, seed):
     """Random source and target types (every rounding and overflow mode, wrap-around and saturation
     included): fixedpoint.cast gives the raw bits Xilinx's ap_fixed assignment gives, and
     fixedpoint.from_float the bits of ap_fixed's constructor from a float."""
@@ -53,9 +66,9 @@ def test_casts_match_ap_fixed(tmp_path_factory, src, dst, seed):
     floats = (rng.normal(0, 2.0 ** max(dst.integer, 0) * 1.5, 32)).astype(np.float32)
     work = tmp_path_factory.mktemp("cast")
     (work / "cast.cpp").write_text(f"""
+#include "ap_fixed.h"
 #include <cstdio>
 #include <cstdlib>
-#include "ap_fixed.h"
 typedef {_cpp_type(src)} src_t;
 typedef {_cpp_type(dst)} dst_t;
 int main(int argc, char **argv) {{
@@ -67,7 +80,8 @@ int main(int argc, char **argv) {{
     while (std::scanf("%f", &f) == 1) {{ dst_t d = f; std::printf("%lld\\n", (long long)d.V.to_int64()); }}
 }}
 """)
-    subprocess.run(["g++", "-O1", "-std=c++14", f"-I{_ap_types()}", "cast.cpp", "-o", "cast"], cwd=work, check=True)
+    subprocess.run(["g++", *CAST_FLAGS, f"-I{ap_fixed_pch}", f"-I{_ap_types()}", "-Winvalid-pch", "-Werror=invalid-pch",
+                    "cast.cpp", "-o", "cast"], cwd=work, check=True)
     stdin = "\n".join(str(int(v)) for v in raw) + "\n123456789012\n" + "\n".join(repr(float(f)) for f in floats)
     run = subprocess.run(["./cast"], cwd=work, input=stdin, capture_output=True, text=True)
     # Xilinx's header asserts when rounding would read a bit beyond the source's MSB (all its bits dropped):

@@ -63,9 +63,11 @@ def vivado(c):
 # The longest files start first, so the short ones fill the workers' ends instead of one long file
 # ending the run alone: each goes to one pytest-xdist worker whole (--dist loadfile), in this order
 # when xdist keeps it (--no-loadscope-reorder; by default it sorts files by their number of tests).
-# The order is the files' time alone, longest first (--durations of a whole run, 2026-12-02).
-FIRST = ("test_slurm_lost.py", "test_user_project.py", "test_slurm.py", "test_docker_image.py",
-         "test_ci_files.py", "test_lab.py", "test_sbom.py", "test_flow_in_image.py", "test_podman.py")
+# test_docker_image.py starts at once too: its first test makes the session's tarball, which the
+# CI and Podman files wait for. test_slurm_lost.py has two tests, so xdist gives its worker the
+# fifth file at once, to run after them: a short one. Then the others, longest first.
+FIRST = ("test_slurm_lost.py", "test_docker_image.py", "test_user_project.py", "test_slurm.py",
+         "test_sbom.py", "test_ci_files.py", "test_lab.py", "test_flow_in_image.py", "test_podman.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -82,11 +84,11 @@ def docker_client():
 
 
 @pytest.fixture(scope="session")
-def built_image(docker_client) -> str:
+def built_image(docker_client, tmp_path_factory) -> str:
     """The image built from this checkout (seconds when the layer cache has it, as after
-    `make image`); its versioned tag."""
+    `make image`); its versioned tag. Built by the first worker, the others wait for its tag."""
     try:
-        return image.build_image()
+        return once_per_session(tmp_path_factory, "built-image", image.build_image)
     except FlowError as exc:
         pytest.fail(f"building the image failed: {exc}", pytrace=False)
 

@@ -33,9 +33,11 @@ def finish(proc, timeout=120):
     return proc.returncode, proc.logs[0].read_text(), proc.logs[1].read_text()
 
 
-def containers_of(client, image, folder, running=False):
-    """The containers of the image with something under `folder` mounted: this test's alone."""
-    found = client.containers.list(all=not running, filters={"ancestor": image})
+def containers_of(client, folder, running=False):
+    """The containers with something under `folder` mounted: this test's alone. Whatever their
+    image: the GitLab job test (test_ci_files.py) tags its own build hlsflow:latest for a while, so
+    a container started meanwhile runs that image, not built_image."""
+    found = client.containers.list(all=not running)
     return [c for c in found if any(m["Source"].startswith(str(folder)) for m in c.attrs.get("Mounts", []))]
 
 
@@ -80,12 +82,12 @@ def file_hashes(folder: Path) -> dict:
 
 def test_sigterm_stops_and_removes_the_container(docker_client, built_image, user_dir):
     model = reference_model(user_dir)
-    first = run_hlsflow("convert", *model, "--out", "build/out", cwd=user_dir)
+    first = run_hlsflow("convert", *model, "--out", "build/out", cwd=user_dir, HLSFLOW_IMAGE=built_image)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     out = user_dir / "build" / "out"
     before = file_hashes(out)
 
-    proc = start_hlsflow("convert", *model, "--out", "build/out", "--force", cwd=user_dir)
+    proc = start_hlsflow("convert", *model, "--out", "build/out", "--force", cwd=user_dir, HLSFLOW_IMAGE=built_image)
     # Cancel mid-conversion, once the staged copy exists: it is what must not be left behind. The
     # folder is watched, not the engine's container list, whose answer can take seconds under load.
     wait_for("the staging folder", lambda: list(out.parent.glob(".out.partial-*")), proc, every=0.05)
@@ -97,7 +99,7 @@ def test_sigterm_stops_and_removes_the_container(docker_client, built_image, use
     assert stderr.splitlines()[-1] == (f"ERROR: Cancelled (SIGTERM): the container was stopped and removed; what had "
                                        f"finished in {out} is kept, and the stopped stage runs again next time.")
     assert [line for line in stderr.splitlines() if line.startswith("ERROR:")] == [stderr.splitlines()[-1]]
-    assert containers_of(docker_client, built_image, user_dir) == []
+    assert containers_of(docker_client, user_dir) == []
     assert list(out.parent.glob(".out.partial-*")) == []
     # The earlier project is as it was; its manifest also records the run that was interrupted.
     after = file_hashes(out)
@@ -106,7 +108,8 @@ def test_sigterm_stops_and_removes_the_container(docker_client, built_image, use
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["runs"][-1]["status"] == "interrupted" and manifest["stages"]["convert"]["status"] == "ok"
 
-    again = run_hlsflow("convert", *model, "--out", "build/out", cwd=user_dir)  # the lock is free
+    again = run_hlsflow("convert", *model, "--out", "build/out", cwd=user_dir,  # the lock is free
+                        HLSFLOW_IMAGE=built_image)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "Up to date" in again.stdout
 
@@ -116,10 +119,10 @@ def test_a_killed_container_is_named_and_the_container_confined(docker_client, b
     # is killed, however long the engine takes to list it on a busy machine.
     standin = REPO / "tests" / "standin_xilinx"
     proc = start_hlsflow("synth", "--model", "models/tiny_cnn.keras", "--part", "xc7vx690tffg1927-2", cwd=user_dir,
-                         XILINX_ROOT=standin, STANDIN_MODE="hang")
+                         XILINX_ROOT=standin, STANDIN_MODE="hang", HLSFLOW_IMAGE=built_image)
     wait_for("the stand-in's synthesis", lambda: list(user_dir.glob("build/*/vivado_hls_standin.args")), proc)
     [container] = wait_for("the flow container",
-                           lambda: containers_of(docker_client, built_image, user_dir, running=True), proc)
+                           lambda: containers_of(docker_client, user_dir, running=True), proc)
     host = container.attrs["HostConfig"]
     assert host["CapDrop"] == ["ALL"] or host["CapDrop"] == ["CAP_ALL"], host["CapDrop"]
     assert "no-new-privileges" in host["SecurityOpt"] and host["PidsLimit"] == launcher.PIDS_LIMIT
@@ -133,7 +136,7 @@ def test_a_killed_container_is_named_and_the_container_confined(docker_client, b
     assert code == 137, stdout[-2000:] + stderr[-2000:]
     assert "Traceback" not in stderr
     assert stderr.splitlines()[-1].startswith("ERROR: The flow container was killed (exit status 137, SIGKILL)")
-    assert containers_of(docker_client, built_image, user_dir) == []
+    assert containers_of(docker_client, user_dir) == []
 
 
 def test_host_user_switch_under_confinement(docker_client, built_image, tmp_path):

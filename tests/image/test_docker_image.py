@@ -13,6 +13,16 @@ from hlsflow.cli import launcher
 from hlsflow.errors import FlowError
 
 
+# First in this file: the session's tarball (saved_image) is made here, early, for the CI and
+# Podman tests in other workers that wait for it.
+def test_save_then_load_gives_same_image(docker_client, built_image, saved_image):
+    """saved_image is handover.save_image's tarball (written once per session, for the CI and
+    Podman tests too)."""
+    assert saved_image.name == f"hlsflow-{built_image.split(':', 1)[1]}.tar.gz"
+    assert saved_image.with_name(saved_image.name + ".sha256").read_text().split()[1] == saved_image.name
+    assert handover.load_image(saved_image) == docker_client.images.get(built_image).id
+
+
 def test_build_tags_and_labels(docker_client, built_image):
     built = docker_client.images.get(built_image)
     assert built.id == docker_client.images.get("hlsflow:latest").id
@@ -142,14 +152,6 @@ def test_no_licence_or_xilinx_in_image(docker_client, built_image, run_in_contai
     found = run_in_container(["find", "/", "-xdev", "(", "-iname", "*.lic", "-o", "-name",
                               "Xilinx", ")", "-print"])
     assert found.exit_code == 0 and found.stdout == "", found.stdout
-
-
-def test_save_then_load_gives_same_image(docker_client, built_image, saved_image):
-    """saved_image is handover.save_image's tarball (written once per session, for the CI and
-    Podman tests too)."""
-    assert saved_image.name == f"hlsflow-{built_image.split(':', 1)[1]}.tar.gz"
-    assert saved_image.with_name(saved_image.name + ".sha256").read_text().split()[1] == saved_image.name
-    assert handover.load_image(saved_image) == docker_client.images.get(built_image).id
 
 
 def test_load_rejects_damaged_tarball(tmp_path):

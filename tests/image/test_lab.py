@@ -181,7 +181,7 @@ def test_lab_from_the_host_in_a_browser(docker_client, built_image, lab_dir, tmp
     try:
         url, shown_port, token = wait_for_url(lambda: output(proc), proc)
         assert shown_port == port and len(token) >= 32
-        [container] = containers_of(docker_client, built_image, lab_dir, running=True)
+        [container] = containers_of(docker_client, lab_dir, running=True)
         # Published on the loopback address alone, to JupyterLab's port in the container.
         assert container.attrs["NetworkSettings"]["Ports"]["8888/tcp"] == [{"HostIp": "127.0.0.1",
                                                                            "HostPort": str(port)}]
@@ -216,7 +216,7 @@ def test_lab_from_the_host_in_a_browser(docker_client, built_image, lab_dir, tmp
     assert proc.returncode == 128 + signal.SIGINT, output(proc)[-3000:]
     assert "ERROR: Cancelled (SIGINT): the container was stopped and removed." in err
     assert "Traceback" not in err
-    assert containers_of(docker_client, built_image, lab_dir) == []
+    assert containers_of(docker_client, lab_dir) == []
     # Nothing left in the user's folder but what was there and what the user made.
     assert sorted(p.name for p in lab_dir.iterdir()) == [".ipynb_checkpoints", "made.ipynb", MODEL]
 
@@ -239,7 +239,7 @@ def test_lab_opens_the_browser_and_stops_on_sigterm(docker_client, built_image, 
         proc.wait(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, output(proc)[-3000:]
     assert "ERROR: Cancelled (SIGTERM): the container was stopped and removed." in proc.logs[1].read_text()
-    assert containers_of(docker_client, built_image, lab_dir) == []
+    assert containers_of(docker_client, lab_dir) == []
     # --example put the bundled example notebook in the folder, as the user's
     example = lab_dir / "hlsflow_example.ipynb"
     bundled = Path(__file__).resolve().parents[2] / "examples" / "notebooks" / "reference.ipynb"
