@@ -42,7 +42,7 @@ def containers_of(client, folder, running=False):
 
 
 def wait_for(what, check, proc, timeout=120, every=0.2):
-    """check()'s first true value; a failure at once if hlsflow ends before it (and hlsflow killed
+    """check()'s first true value; a failure at once if hlsflow ends before it (and hlsflow stopped
     if it never comes)."""
     def ready():
         value = check()
@@ -53,8 +53,19 @@ def wait_for(what, check, proc, timeout=120, every=0.2):
     try:
         return waiting.wait_for(ready, timeout, what, every=every)
     except AssertionError:
-        proc.kill()
+        stop(proc)
         raise
+
+
+def stop(proc) -> None:
+    """SIGTERM first, which stops and removes hlsflow's container (SIGKILL would leave it running);
+    SIGKILL if hlsflow has not ended within a minute."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def flow_process_status(container) -> dict:
@@ -120,16 +131,21 @@ def test_a_killed_container_is_named_and_the_container_confined(docker_client, b
     standin = REPO / "tests" / "standin_xilinx"
     proc = start_hlsflow("synth", "--model", "models/tiny_cnn.keras", "--part", "xc7vx690tffg1927-2", cwd=user_dir,
                          XILINX_ROOT=standin, STANDIN_MODE="hang", HLSFLOW_IMAGE=built_image)
-    wait_for("the stand-in's synthesis", lambda: list(user_dir.glob("build/*/vivado_hls_standin.args")), proc)
-    [container] = wait_for("the flow container",
-                           lambda: containers_of(docker_client, user_dir, running=True), proc)
-    host = container.attrs["HostConfig"]
-    assert host["CapDrop"] == ["ALL"] or host["CapDrop"] == ["CAP_ALL"], host["CapDrop"]
-    assert "no-new-privileges" in host["SecurityOpt"] and host["PidsLimit"] == launcher.PIDS_LIMIT
-    # What the flow's processes hold, as the kernel sees it (the tests run as root, who stays root).
-    fields = wait_for("the flow's python process", lambda: flow_process_status(container), proc)
-    assert int(fields["CapBnd"], 16) == ROOT_CAPS and int(fields["CapEff"], 16) == ROOT_CAPS
-    assert fields["NoNewPrivs"] == "1"
+    try:  # the stand-in hangs for ever: a failure below must not leave hlsflow or its container
+        wait_for("the stand-in's synthesis", lambda: list(user_dir.glob("build/*/vivado_hls_standin.args")), proc)
+        [container] = wait_for("the flow container",
+                               lambda: containers_of(docker_client, user_dir, running=True), proc)
+        host = container.attrs["HostConfig"]
+        assert host["CapDrop"] == ["ALL"] or host["CapDrop"] == ["CAP_ALL"], host["CapDrop"]
+        assert "no-new-privileges" in host["SecurityOpt"] and host["PidsLimit"] == launcher.PIDS_LIMIT
+        # What the flow's processes hold, as the kernel sees it (the tests run as root, who stays root).
+        fields = wait_for("the flow's python process", lambda: flow_process_status(container), proc)
+        assert int(fields["CapBnd"], 16) == ROOT_CAPS and int(fields["CapEff"], 16) == ROOT_CAPS
+        assert fields["NoNewPrivs"] == "1"
+    except BaseException:
+        if proc.poll() is None:
+            stop(proc)
+        raise
 
     container.kill()  # SIGKILL from outside, as the kernel's OOM killer would
     code, stdout, stderr = finish(proc)
