@@ -12,6 +12,22 @@ if str(TESTS_DIR.parent) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR.parent))
 
 
+# The flow tests' longest files first (their time in a whole run, 2026-12-02): pytest-xdist hands
+# each file whole to one of two workers in this order (--no-loadscope-reorder, dev/testing.py;
+# by default it sorts files by their number of tests, which put these last), so the short files
+# fill both workers' ends instead of one long file ending the run alone. The image tests have
+# their own order (tests/image/conftest.py).
+LONGEST_FIRST = ("test_fastemu.py", "test_quantized_models.py", "test_sweep.py", "test_library.py",
+                 "test_tune_widening.py", "test_spatial.py", "test_precision.py", "test_activations.py",
+                 "test_safety.py", "test_kernels.py", "test_manifest.py", "test_init_types.py",
+                 "test_csim_metrics.py", "test_flow.py", "test_csim_cache.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable: the rest keep their order
+
+
 @pytest.fixture
 def vivado_fixtures_dir() -> Path:
     """Real Vivado HLS output (read-only data, see its README), kept inside the stand-in's tree so

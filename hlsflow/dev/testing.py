@@ -46,8 +46,8 @@ def run_flow_tests() -> int:
     """pytest on everything but tests/image, in this environment. The tests mostly keep one core
     busy each (TensorFlow, g++, numba), so two workers fill this 2-core machine; a test file stays
     in one worker, so its module fixtures (models converted once) are not built twice."""
-    return _pytest(["tests", "--ignore=tests/image", *_workers(os.cpu_count() or 1, "loadfile")],
-                   RESULTS / "flow.xml")
+    return _pytest(["tests", "--ignore=tests/image", *_workers(os.cpu_count() or 1, "loadfile"),
+                    "--no-loadscope-reorder"], RESULTS / "flow.xml")  # the order tests/conftest.py sets
 
 
 def run_all(host: bool = True, flow: bool = True) -> None:
@@ -61,10 +61,10 @@ def run_all(host: bool = True, flow: bool = True) -> None:
         counts.append(_counts(RESULTS / "flow.xml"))
     if host:
         console.step("Image tests (host, real Docker engine)")
-        # Three workers, a test file per worker (its module fixtures, such as the local Slurm, made
-        # once): Slurm's waits and the tarball's overlap the rest. Not beside the flow tests: the
-        # image tests run flows in containers too, and on 2 cores the two together took as long as
-        # one after the other (21 minutes).
+        # Four workers, a test file per worker (its module fixtures, such as the local Slurm, made
+        # once): Slurm's waits and the tarball's overlap the rest (3:47-4:00 against 4:26-4:35 on
+        # three). Not beside the flow tests: the image tests run flows in containers too, and on 2
+        # cores the two together took as long as one after the other (21 minutes).
         workers = [*_workers(4, "loadfile"), "--no-loadscope-reorder"]  # the order tests/image/conftest.py sets
         codes.append(_pytest(["tests/image", *workers], RESULTS / "image.xml"))
         counts.append(_counts(RESULTS / "image.xml"))

@@ -184,7 +184,10 @@ def test_host_and_image_alone_write_the_same_project(built_image, docker_client,
     """Byte-identical projects whoever converts, wherever: the installed command on the host (one
     container per invocation) and the image alone, into two unrelated folders; `verify` on the
     host, with no engine involved, accepts both."""
-    host = run_hlsflow("convert", "--model", "models/tiny_cnn.keras", "--out", "out/host", cwd=user_dir)
+    # The image pinned: the GitLab job test (test_ci_files.py) tags its own build hlsflow:latest for
+    # a while, and this test compares the manifest's image id with built_image's.
+    host = run_hlsflow("convert", "--model", "models/tiny_cnn.keras", "--out", "out/host", cwd=user_dir,
+                       HLSFLOW_IMAGE=built_image)
     assert host.returncode == 0, host.stdout[-3000:] + host.stderr[-3000:]
     other = tmp_path_factory.mktemp("elsewhere")
     shutil.copy(DATA / "tiny_cnn.keras", other / "model.keras")
