@@ -28,7 +28,7 @@ def save_image(path=None, tag: str = "latest") -> Path:
     progress = Progress(max(1, image.attrs["Size"] >> 20), "docker save (MB)")
     written = 0
     # Streamed chunk by chunk: the image is larger than memory may allow. gzip level 3: the 1.6 GB
-    # image in 23 CPU-s and 519 MB, against 49 CPU-s and 484 MB at level 6 (measured 2026-12-02).
+    # image in 23 CPU-s and 519 MiB, against 49 CPU-s and 484 MiB at level 6 (measured 2026-12-02).
     with open(partial, "wb") as raw, gzip.GzipFile(
             filename="", mode="wb", fileobj=raw, compresslevel=3, mtime=0) as gz:
         for chunk in client.api.get_image(ref, chunk_size=1 << 20):
