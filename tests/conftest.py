@@ -12,15 +12,21 @@ if str(TESTS_DIR.parent) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR.parent))
 
 
-# The flow tests' longest files first (their time in a whole run, 2026-12-02): pytest-xdist hands
-# each file whole to one of two workers in this order (--no-loadscope-reorder, dev/testing.py;
-# by default it sorts files by their number of tests, which put these last), so the short files
-# fill both workers' ends instead of one long file ending the run alone. The image tests have
-# their own order (tests/image/conftest.py).
+# The longest test files first, so the short ones fill the workers' ends instead of one long file
+# ending a run alone: pytest-xdist hands each file whole to a worker (--dist loadfile) in this
+# order when it keeps it (--no-loadscope-reorder, dev/testing.py; by default it sorts files by
+# their number of tests, which put the long ones last). Times from whole runs, 2026-12-02. The
+# flow tests and the image tests run as two sessions; each sees only its own files here.
+# Image tests: test_docker_image.py starts at once, as its first test makes the session's tarball
+# the CI and Podman files wait for; test_slurm_lost.py has two tests, so xdist gives its worker
+# the fifth file at once, to run after them: a short one.
 LONGEST_FIRST = ("test_fastemu.py", "test_quantized_models.py", "test_sweep.py", "test_library.py",
                  "test_tune_widening.py", "test_spatial.py", "test_precision.py", "test_activations.py",
                  "test_safety.py", "test_kernels.py", "test_manifest.py", "test_init_types.py",
-                 "test_csim_metrics.py", "test_flow.py", "test_csim_cache.py")
+                 "test_csim_metrics.py", "test_flow.py", "test_csim_cache.py",
+                 # tests/image
+                 "test_slurm_lost.py", "test_docker_image.py", "test_user_project.py", "test_slurm.py",
+                 "test_sbom.py", "test_ci_files.py", "test_lab.py", "test_flow_in_image.py", "test_podman.py")
 
 
 def pytest_collection_modifyitems(items):

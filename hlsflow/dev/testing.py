@@ -65,7 +65,7 @@ def run_all(host: bool = True, flow: bool = True) -> None:
         # once): Slurm's waits and the tarball's overlap the rest (3:47-4:00 against 4:26-4:35 on
         # three). Not beside the flow tests: the image tests run flows in containers too, and on 2
         # cores the two together took as long as one after the other (21 minutes).
-        workers = [*_workers(4, "loadfile"), "--no-loadscope-reorder"]  # the order tests/image/conftest.py sets
+        workers = [*_workers(4, "loadfile"), "--no-loadscope-reorder"]  # the order tests/conftest.py sets
         codes.append(_pytest(["tests/image", *workers], RESULTS / "image.xml"))
         counts.append(_counts(RESULTS / "image.xml"))
     summary = {k: sum(c[k] for c in counts) for k in ("passed", "failed", "skipped")}

@@ -60,21 +60,6 @@ def vivado(c):
 '''
 
 
-# The longest files start first, so the short ones fill the workers' ends instead of one long file
-# ending the run alone: each goes to one pytest-xdist worker whole (--dist loadfile), in this order
-# when xdist keeps it (--no-loadscope-reorder; by default it sorts files by their number of tests).
-# test_docker_image.py starts at once too: its first test makes the session's tarball, which the
-# CI and Podman files wait for. test_slurm_lost.py has two tests, so xdist gives its worker the
-# fifth file at once, to run after them: a short one. Then the others, longest first.
-FIRST = ("test_slurm_lost.py", "test_docker_image.py", "test_user_project.py", "test_slurm.py",
-         "test_sbom.py", "test_ci_files.py", "test_lab.py", "test_flow_in_image.py", "test_podman.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # stable: a file's own order stays
-
-
 @pytest.fixture(scope="session")
 def docker_client():
     try:
