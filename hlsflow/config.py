@@ -9,6 +9,7 @@ Everything is validated here, before any model is loaded, so that a typo costs s
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -125,7 +126,7 @@ def parse_clock(value) -> float:
         clock_period = float(value)
     except (TypeError, ValueError):
         clock_period = -1.0
-    if not clock_period > 0:
+    if not (clock_period > 0 and math.isfinite(clock_period)):  # it is written into the project's Tcl
         raise FlowError(f"Clock period '{value}' is not a positive number of nanoseconds: give e.g. --clock 5.")
     return clock_period
 
@@ -153,9 +154,10 @@ def _check_precisions(hls_config: dict) -> None:
             parse_precision(value, where)
 
     check(hls_config["Model"].get("Precision", {}), "HLSConfig Model Precision")
-    for name, layer in hls_config.get("LayerName", {}).items():
-        if "Precision" in layer:
-            check(layer["Precision"], f"layer {name}")
+    for section, word in (("LayerName", "layer"), ("LayerType", "layer type")):
+        for name, layer in (hls_config.get(section) or {}).items():
+            if "Precision" in layer:
+                check(layer["Precision"], f"{word} {name}")
 
 
 CONFIG_NAME = "hls4ml_config.yml"

@@ -8,6 +8,7 @@ and what hls4ml would silently ignore (a LayerName that names no layer) is refus
 
 import contextlib
 import io
+import re
 import tempfile
 from pathlib import Path
 
@@ -25,6 +26,18 @@ def check_layers_supported(keras_model) -> None:
         if cls not in supported:
             raise FlowError(f"Layer '{layer.name}' ({cls}) cannot be converted by hls4ml: replace it with a "
                             "supported layer or remove it from the model.")
+
+
+# hls4ml writes layer names into the C++ it generates (an input's variable, comments): a name with
+# quotes, brackets, slashes or a newline there would be code that g++ compiles and csim loads.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+
+
+def check_layer_names_are_safe(keras_model) -> None:
+    for layer in keras_model.layers:
+        if not SAFE_NAME.fullmatch(str(layer.name)):
+            raise FlowError(f"Layer name {str(layer.name)[:80]!r} has characters hls4ml would write into C++ code "
+                            "as they are: rename the layer in Keras (letters, digits, _ . -) and save the model again.")
 
 
 def check_layer_names(keras_model, hls_model, cfg) -> None:
@@ -60,6 +73,7 @@ def convert_model(keras_model, cfg, output_dir):
     import hls4ml
 
     check_layers_supported(keras_model)
+    check_layer_names_are_safe(keras_model)
     kwargs = cfg.hls4ml_kwargs()
     kwargs["output_dir"] = str(output_dir)
     captured = io.StringIO()

@@ -27,7 +27,9 @@ def _stage(name: str, cfg, project, flags: dict) -> tuple:
     made_from = getattr(module, "made_from", None)
     # Without its own, a stage is made from the project alone.
     inputs = made_from(cfg, project, **flags) if made_from else {"project": project["tree_hash"]}
-    return row, module, outdir.Stage(cfg.output_dir, name, inputs, in_place=not row.staged)
+    leaves = getattr(module, "leaves", None)
+    return row, module, outdir.Stage(cfg.output_dir, name, inputs, in_place=not row.staged,
+                                     leaves=leaves(cfg) if leaves else ())
 
 
 def _project(cfg, why: str):

@@ -68,6 +68,21 @@ def _key(name: str) -> str:
 _DEVICE_RE = re.compile(r"^(x[a-z0-9]+?)-?(?:clg|ffg|fbg|csg|sfv[a-z]|ffv[a-z]|fl[a-z]{2}|fig[a-z]|fsv[a-z]|vsv[a-z])\d")
 
 
+# A whole Xilinx/AMD part name: letters and digits in hyphen-joined groups (xc7z020clg400-1,
+# xcu280-fsvh2892-2L-e, xcvc1902-vsva2197-2MP-e-S). Matched whole: hls4ml writes the part into
+# `set part "..."` in the project's Tcl, where brackets, quotes, $ or a newline would run as code.
+PART_NAME_RE = re.compile(r"x[a-z0-9]+(?:-[a-z0-9]+)*", re.IGNORECASE)
+
+
+def check_part_name(name) -> str:
+    text = str(name)
+    if len(text) > 64 or not PART_NAME_RE.fullmatch(text):
+        shown = text if len(text) <= 80 and text.isprintable() else repr(text[:80])
+        raise FlowError(f"Part '{shown}' is not a part name (letters and digits in groups joined by hyphens, "
+                        "like xc7z020clg400-1): give the part as Vivado lists it.")
+    return text
+
+
 def device_of(name: str):
     """The device of a part name ("xc7z020" of "xc7z020-clg484-1"), or None."""
     m = _DEVICE_RE.match(name.lower())
@@ -89,7 +104,7 @@ def find_part(name: str):
 
 
 def get_part(name: str) -> Part:
-    part = find_part(name)
+    part = find_part(check_part_name(name))
     if part is None:
         known = ", ".join(PARTS)
         raise FlowError(

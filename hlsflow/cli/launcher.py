@@ -22,7 +22,8 @@ from pathlib import Path
 from ..console import warn
 from ..errors import FlowError
 from ..image.containers import docker_client, runtime_name, get_image, image_name
-from ..state import outdir
+from ..emulator.kernelcache import USER_KERNELS as KERNELS_ENV
+from ..state import outdir, signing
 from ..toolchain.xilinx import LICENCE_VARS
 
 # Flow settings and the Vivado stand-in's test hooks.
@@ -232,6 +233,14 @@ def container_settings(mounts: Mounts) -> dict:
             mounts.read_only(env["VIVADO_DIR"])
     for item in licence_files():
         mounts.read_only(item)
+    # The user's signing key (state/signing.py), read-only: records this run makes are theirs.
+    try:
+        key = signing.ensure_key()
+    except OSError as exc:
+        raise FlowError(f"hlsflow cannot make its signing key {signing.key_path()} ({exc.strerror}): set "
+                        f"{signing.ENV} to the path of a file it may create, readable by you alone.") from exc
+    mounts.read_only(key)
+    env[signing.ENV] = str(key.absolute())
     network = "none"  # the flow needs no network: keep it reproducible
     for var in LICENCE_VARS:
         if not os.environ.get(var):
@@ -335,10 +344,10 @@ def _remove(container) -> None:
 
 
 def numba_cache(image_id: str):
-    """The host folder that keeps the fast engine's compiled kernels between containers (about 8 s
-    of compiling per csim otherwise), created; None where it cannot be. Keyed by this CPU (model
-    and flags) and the image (its numba), so another machine's or image's code is never loaded;
-    numba's own cache index checks the CPU's name and features again."""
+    """The host folder for the fast engine's kernels compiled for this CPU, where the image ships
+    none for it, created; None where it cannot be. Keyed by this CPU (model and flags) and the
+    image (its numba), so another machine's or image's code is never loaded; numba's own cache
+    index checks the CPU's name and features again."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
         cpu = [line for line in lines if line.startswith(("model name", "flags"))][:2]
@@ -354,6 +363,41 @@ def numba_cache(image_id: str):
     return str(folder) if os.access(folder, os.W_OK) else None
 
 
+KERNELS_DONE = ".compiled"  # in a numba_cache folder: the kernels-only container finished
+
+
+def user_kernels(client, image_id: str):
+    """The folder of kernels compiled for this CPU, to mount read-only; None where the image ships
+    kernels for its x86-64 level (kernelcache.py) or no folder can be had. The first time, a
+    container that holds no user's file compiles them there (numba's cache index is a pickle: a
+    folder any flow container could write would let a model loaded there run code in later ones)."""
+    from ..console import step
+    from ..emulator.kernelcache import cpu_level
+
+    if cpu_level() is not None:
+        return None
+    folder = numba_cache(image_id)
+    if folder is None or (Path(folder) / KERNELS_DONE).is_file():
+        return folder
+    step("Compiling the fast engine's kernels for this CPU, once (the image ships them only for x86-64-v3 and v4)")
+    mounts = Mounts()
+    mounts.read_write(folder)
+    container = client.containers.run(
+        image_id, ["python", "-m", "hlsflow.emulator.precompile"], detach=True, network_mode="none",
+        environment={"NUMBA_CACHE_DIR": folder, "HOST_UID": str(os.getuid()), "HOST_GID": str(os.getgid())},
+        volumes=mounts.volumes(), **confinement())
+    try:
+        code = container.wait()["StatusCode"]
+    finally:
+        _remove(container)
+    if code == 0:
+        (Path(folder) / KERNELS_DONE).touch()
+    else:
+        warn(f"The fast engine's kernels could not be compiled ahead (exit status {code}): each csim compiles "
+             "them for itself, which takes longer.")
+    return folder
+
+
 def run_in_image(cmd, mounts: Mounts, workdir: str, image=None, ports=None) -> int:
     """`cmd` in one container of the image; output streams live. SIGINT, SIGTERM or SIGHUP stop
     and remove the container and end in FlowError with status 128 + the signal; a container ended
@@ -367,10 +411,10 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None, ports=None) -> i
     settings = container_settings(mounts)
     settings["network"] = mounts.network or settings["network"]
     settings["env"].update(mounts.env)
-    cache = numba_cache(image_id)
-    if cache:
-        mounts.read_write(cache)
-        settings["env"]["NUMBA_CACHE_DIR"] = cache
+    kernels = user_kernels(client, image_id)
+    if kernels:
+        mounts.read_only(kernels)
+        settings["env"][KERNELS_ENV] = kernels
     # The container cannot see which image it is: the manifests it writes record what we pass.
     settings["env"].update(HLSFLOW_IMAGE_ID=image_id, HLSFLOW_IMAGE_LABELS=json.dumps(found.labels or {}),
                            HLSFLOW_COMMAND=outdir.command_line())

@@ -34,8 +34,10 @@ def build_library(cfg, project: dict) -> dict:
     """g++ the emulation library of the current project unless the manifest says it is built."""
     out = cfg.output_dir
     lib = outdir.emulation_library(out, cfg.project_name, project["stamp"])
+    # build_lib.sh's objects (it removes them when it gets that far), its library and our log.
+    leaves = [f"{cfg.project_name}.o", f"{cfg.project_name}_bridge.o", lib.relative_to(out).as_posix(), BUILD_LOG]
     stage = outdir.Stage(out, "build-emulation", {"project": project["tree_hash"],
-                                                  "g++": outdir.environment()["versions"]["g++"]})
+                                                  "g++": outdir.environment()["versions"]["g++"]}, leaves=leaves)
 
     def work(into):
         console.step("Building the bit-accurate emulation with g++ (this is C emulation, not Vivado)")

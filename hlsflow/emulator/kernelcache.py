@@ -21,6 +21,10 @@ import shutil
 import tempfile
 
 SHIPPED = "HLSFLOW_KERNELS"  # the image's folder of compiled kernels (set in the Dockerfile)
+# Kernels compiled for this CPU where the image ships none for it: a per-user folder the launcher
+# mounts read-only, filled only by a container that holds no user's file (cli/launcher.py). numba's
+# cache index is a pickle: nothing a model or project could write is ever read as one.
+USER_KERNELS = "HLSFLOW_USER_KERNELS"
 KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.py")
 _V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave", "cx16", "popcnt", "sse4_1",
        "sse4_2", "ssse3"}
@@ -55,6 +59,8 @@ def prepare() -> str:
             os.environ.update(NUMBA_CPU_NAME=level, NUMBA_CPU_FEATURES="")
             if os.environ.get(SHIPPED):
                 seed(cache, os.path.join(os.environ[SHIPPED], level), numba_folder(KERNELS))
+    if os.environ.get(USER_KERNELS):
+        seed(cache, os.environ[USER_KERNELS], numba_folder(KERNELS))
     return cache
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from .. import console
 from ..errors import FlowError, whole_number
 from ..files import read_json, write_atomically, write_json
-from ..state import outdir
+from ..state import outdir, signing
 
 # Grid keys, as in the config file, with the load_config flag each one sets.
 KEYS = {"ReuseFactor": "reuse_factor", "Precision": "precision", "IOType": "io_type", "Strategy": "strategy",
@@ -232,10 +232,13 @@ def _run_flow(spec: dict):
     return cfg
 
 
-def run_point(spec: dict) -> dict:
+def run_point(spec: dict, signer=None) -> dict:
     """Run one point on a Dask worker; returns its row. Never raises: a failure is a row with
-    its error. Its output goes to <name>.log beside the point."""
+    its error. Its output goes to <name>.log beside the point. `signer`: the sweep's user's
+    signing key (signing.Secret), which signs the point's records as theirs."""
     start = time.monotonic()
+    if signer is not None:
+        signing.use(signer.value)
     # The point's manifest records the sweep's command, not the worker's.
     outdir.remember_command(spec["command"])
     log = Path(spec["log"])
@@ -469,7 +472,9 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
                 tally = Tally(len(specs), len(dask_client.scheduler_info()["workers"]) or 1)
                 for row in rows.values():
                     tally.finished(row)
-                futures = {dask_client.submit(run_point, spec, key=f"hlsflow-point-{spec['name']}-"
+                # The user's signing key goes with each point: a batch job's container has no file of it.
+                signer = signing.Secret(signing.current_key())
+                futures = {dask_client.submit(run_point, spec, signer, key=f"hlsflow-point-{spec['name']}-"
                                               f"{outdir.digest(spec)[:8]}", pure=False): spec for spec in todo}
                 keys = {f.key for f in futures}
                 pending = set(futures)

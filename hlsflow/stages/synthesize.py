@@ -188,6 +188,16 @@ def ready(cfg, vivado=None, csim=None, export=None, vsynth=None, timeout=None) -
         raise FlowError(f"{blocking[0].detail.rstrip('.')}; `hlsflow doctor` checks the whole install.")
 
 
+def leaves(cfg) -> list:
+    """What the HLS tools write in the project before synthesis records it (exact names: a user's
+    own `notes_prj/` or `vivado_notes.log` beside them stays theirs). hls4ml's build_prj.tcl works
+    in the project folder; Vivado's JVM adds its journal, logs, .Xil/ and webtalk files."""
+    return [f"{cfg.project_name}_prj/", RUN_LOG, "vivado_hls.log", "vitis_hls.log", "vivado.log", "vivado.jou",
+            "vivado_synth.rpt", ".Xil/", "usage_statistics_webtalk.html", "usage_statistics_webtalk.xml",
+            # The Vivado stand-in's (a test double's) records of its arguments and Tcl calls.
+            "vivado_hls_standin.args", "vivado_hls_standin_calls.log"]
+
+
 def work(cfg, into: Path, project: dict, vivado=None, csim=None, export=None, vsynth=None,
          timeout=None) -> outdir.Outcome:
     """The HLS tool in the project; its outputs are the files it wrote or rewrote."""

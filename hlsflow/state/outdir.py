@@ -14,12 +14,12 @@ import dataclasses
 import datetime
 import errno
 import fcntl
-import fnmatch
 import functools
 import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import stat
@@ -35,6 +35,7 @@ from ..image import sbom
 from ..loading import model_files
 from ..table import downstream
 from ..versions import first_line, package_version
+from . import signing
 
 MANIFEST = "manifest.json"
 FORMAT = "hlsflow-manifest/1"
@@ -276,19 +277,10 @@ class Manifest:
 
 # ------------------------------------------------------------------ whose folder it is
 
-# Besides the files its stages record, what hlsflow and the tools it runs leave in an output
-# directory when a run fails or is killed before it records them: its own logs and results, g++'s
-# objects and library, Vivado's project folder and logs, temporary copies (files.write_atomically).
-RUN_LEFTOVERS = (
-    "hlsflow_convert.log", "emulation_build.log", "cpp_check.log", "csim.json", "profile.json",
-    "precision_profile.png", "tune.json", "hls4ml_config.tuned.yml", "report.json", "report.md",
-    "utilisation.png", "*.o", "firmware/*.so",
-    "*_prj/*", "vivado_hls*.log", "vitis_hls*.log", "vivado*.jou", "vivado*.log", "vivado_synth.rpt", ".Xil/*",
-    "hs_err_pid*.log", "usage_statistics_webtalk.*",
-    ".*.tmp",
-    "vivado_hls_standin.args",  # the Vivado stand-in (tests/standin_xilinx, a test double) records its arguments
-    "csim_cache/*",
-)
+# Unfinished runs of these statuses may have left files they never recorded as outputs: a run that
+# failed or was stopped records them exactly ("left"); one killed outright leaves only what it said
+# at its start it may write ("may_leave": exact paths, a folder ending in "/").
+UNFINISHED_STATUSES = ("running", "failed", "interrupted")
 # csim's set-up, kept between runs (the fast engine, Keras's predictions): each file is the output
 # of a record of its own in the manifest, keyed by what it is made from, and goes with the project.
 CACHE_DIR = "csim_cache"
@@ -305,10 +297,36 @@ def _entries(root: Path):
             yield (base / name).relative_to(root).as_posix()
 
 
+def _atomic_temp_of(rel: str):
+    """The file a temporary copy of files.write_atomically (".NAME.PID.tmp") stands for, or None."""
+    folder, _, name = rel.rpartition("/")
+    match = re.fullmatch(r"\.(.+)\.\d+\.tmp", name)
+    return None if match is None else (f"{folder}/" if folder else "") + match.group(1)
+
+
+def accounted_files(records) -> tuple:
+    """(files, folders): what these manifest records name as hlsflow's: outputs and files runs
+    left, exactly, and the folders an unfinished run said it may write into."""
+    files, folders = {MANIFEST}, set()
+    for record in records:
+        files.update(record.get("outputs") or {})
+        files.update(record.get("left") or [])
+        if record.get("status") in UNFINISHED_STATUSES:
+            for entry in record.get("may_leave") or []:
+                (folders if entry.endswith("/") else files).add(entry)
+    return files, folders
+
+
+def is_accounted(rel: str, files: set, folders: set) -> bool:
+    original = _atomic_temp_of(rel)
+    return any(name in files or any(name.startswith(folder) for folder in folders)
+               for name in filter(None, (rel, original)))
+
+
 def foreign_files(out_dir) -> list:
     """Files in out_dir hlsflow cannot prove it wrote: all of them when it holds no hlsflow
-    manifest; else those listed by no stage of the manifest and matching no RUN_LEFTOVERS pattern.
-    FlowError when the manifest is damaged."""
+    manifest; else those its records do not name (never judged by a file's name alone: a user's
+    `notes_prj/thesis.tex` or `results.o` is theirs). FlowError when the manifest is damaged."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return []
@@ -318,11 +336,8 @@ def foreign_files(out_dir) -> list:
     manifest = Manifest(out_dir)
     if not manifest.exists:  # a manifest.json of something else (a web app's) is named first
         return sorted(entries, key=lambda rel: rel != MANIFEST)
-    listed = {MANIFEST}
-    for record in manifest.stages.values():
-        listed.update(record.get("outputs") or {})
-    return [rel for rel in entries
-            if rel not in listed and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in RUN_LEFTOVERS)]
+    files, folders = accounted_files(manifest.stages.values())
+    return [rel for rel in entries if not is_accounted(rel, files, folders)]
 
 
 def check_output_path(out_dir, inputs=(), cwd=None, what="output directory") -> Path:
@@ -332,6 +347,12 @@ def check_output_path(out_dir, inputs=(), cwd=None, what="output directory") -> 
     out = Path(os.path.abspath(out_dir))
     cwd = Path(os.path.abspath(cwd or os.getcwd()))
     flag = "--out (or OutputDir in the config)"
+    # hls4ml's build_lib.sh puts the project's path into a C string (WEIGHTS_DIR) that g++ compiles
+    # into the library csim loads: a quote, a backslash or a control character there would be code.
+    bad = next((c for c in str(out) if c in '"\\' or not c.isprintable()), None)
+    if bad is not None:
+        raise FlowError(f"The {what} {str(out)!r} has the character {bad!r}, which hls4ml's build scripts cannot "
+                        f"carry: give {flag} a path without quotes, backslashes or control characters.")
     special = {cwd: "the folder you are in", Path(os.path.expanduser("~")).absolute(): "your home folder",
                Path(out.anchor): "the root folder"}
     for place, name in special.items():
@@ -415,9 +436,13 @@ class Stage:
         record, reused = stage.run(lambda into: Outcome([...], result={...}))
     """
 
-    def __init__(self, out_dir, name: str, inputs: dict, in_place: bool = True):
+    def __init__(self, out_dir, name: str, inputs: dict, in_place: bool = True, leaves=()):
         self.out_dir = Path(out_dir)
         self.in_place = in_place
+        # Exact paths (a folder ends in "/") the stage's tools may write before it records them.
+        self.leaves = list(leaves)
+        self._before = None  # the folder's files at the start of an in-place run
+        self._left = []  # files earlier unfinished runs of this stage left, still there
         self.name = name
         self.inputs = inputs
         self.key = digest(inputs)
@@ -438,6 +463,10 @@ class Stage:
             return UNFINISHED, f"its last run {status}"
         if status == "stale":
             return STALE, record.get("stale_because", "what it was made from changed")
+        if not signing.holds(record):
+            # Its files may be loaded or run (the fast engine, the library, the project's C++ and
+            # Tcl): only what this user's hlsflow recorded is reused.
+            return STALE, "it was not recorded by you (its signature does not hold for your key)"
         if record.get("key") != self.key:
             before = record.get("inputs", {})
             which = [k for k in sorted(set(before) | set(self.inputs)) if before.get(k) != self.inputs.get(k)]
@@ -499,7 +528,7 @@ class Stage:
             manifest = Manifest(self.out_dir)
             manifest.add_run(self.name, self._started, 0.0, "running", None, reused=False, run_id=self._run_id)
             if self.in_place:
-                manifest.stages.setdefault(self.name, {}).update(status="running", started=self._started)
+                self._start_in_place(manifest)
             manifest.save()
         try:
             yield self
@@ -517,6 +546,26 @@ class Stage:
             self._record_end(status, code)
             raise
 
+    def _start_in_place(self, manifest: "Manifest") -> None:
+        """Mark the record running, carry over the files its earlier runs made (a later run that
+        does not write them again must not disown them), and say what this run may leave if it is
+        killed."""
+        self._before = snapshot(self.out_dir)
+        record = manifest.stages.setdefault(self.name, {})
+        # Its earlier runs' files stay its own, if this run does not write them again (a log of
+        # an earlier run with other flags).
+        files, folders = accounted_files([record])
+        self._left = [rel for rel in self._before if is_accounted(rel, files, folders) and rel != MANIFEST]
+        record.update(status="running", started=self._started, may_leave=self.leaves, left=self._left)
+
+    def _left_now(self, outputs=()) -> list:
+        """The files this stage's runs left in the folder and do not record as outputs."""
+        if not self.in_place or self._before is None:
+            return []
+        made = changed_since(self.out_dir, self._before)
+        return sorted(rel for rel in {*self._left, *made}
+                      if rel not in outputs and (self.out_dir / rel).is_file() and _atomic_temp_of(rel) is None)
+
     def _end_run(self, manifest: "Manifest", status: str, code) -> None:
         for run in reversed(manifest.data["runs"]):
             if run.get("id") == self._run_id:
@@ -530,7 +579,8 @@ class Stage:
             return
         manifest = Manifest(self.out_dir)
         if self.in_place:
-            manifest.stages.setdefault(self.name, {}).update(status=status, exit_status=code)
+            record = manifest.stages.setdefault(self.name, {})
+            record.update(status=status, exit_status=code, left=self._left_now(record.get("outputs") or {}))
         self._end_run(manifest, status, code)
         manifest.save()
 
@@ -547,12 +597,15 @@ class Stage:
                   "result": result, "environment": source.note_environment(), "started": self._started,
                   "finished": _now(), "seconds": round(time.monotonic() - self._t0, 3), "exit_status": 0,
                   **(extra or {})}
+        left = self._left_now(files) if root == self.out_dir else []
+        if left:
+            record["left"] = left
         if self.name == "convert":
             record["tree_hash"] = tree_hash(files)
             source.mark_stale(downstream("convert"), "the project was written again")
         elif previous.get("outputs") != files:
             source.mark_stale(downstream(self.name), f"{self.name} ran again")
-        source.stages[self.name] = record
+        source.stages[self.name] = signing.sign(json.loads(json.dumps(record)))  # signed as it is stored
         source.data.setdefault("inputs", {}).update(sources or {})
         self._end_run(source, "ok", 0)
         source.save(to=root)

@@ -6,7 +6,7 @@ from pathlib import Path
 from .. import __version__, console
 from ..errors import FlowError
 from ..files import sha256
-from . import outdir
+from . import outdir, signing
 
 
 def _manifest(out: Path) -> outdir.Manifest:
@@ -77,4 +77,14 @@ def verify(out_dir) -> dict:
     ok_stages = [n for n, r in manifest.stages.items() if r.get("status") == "ok"]
     console.say(f"{out} matches its manifest: {checked} files of {len(ok_stages)} stage(s) ({', '.join(ok_stages)}) "
                 f"intact; project tree sha256 {tree}.")
-    return {"files": checked, "stages": ok_stages, "tree_hash": tree}
+    # The hashes prove integrity only: whoever rewrites a file can rewrite its hash too.
+    foreign = [n for n in ok_stages if not signing.holds(manifest.stages[n])]
+    if not foreign:
+        console.say(f"  written by you: every record is signed with your key ({signing.key_path()}).")
+    else:
+        console.say(f"  NOT signed with your key: {', '.join(foreign)}. The files match the manifest, but that does "
+                    "not say who wrote them (anyone can rewrite a file and its hash): another user or machine recorded "
+                    "them, or an older hlsflow that did not sign its records, or someone changed them. hlsflow makes those again before it "
+                    "uses them.")
+    return {"files": checked, "stages": ok_stages, "tree_hash": tree, "signed_by_you": not foreign,
+            "not_signed": foreign}
