@@ -235,7 +235,8 @@ def _load_checked(path: Path, found: dict, recorded: dict | None) -> str:
     import requests
 
     client = docker_client()
-    temporary = f"{REPO}:loading-{uuid.uuid4().hex[:16]}"
+    # Unique, and says which process made it should one ever be left.
+    temporary = f"{REPO}:loading-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     step(f"Loading {path.name}")
     try:
         try:
