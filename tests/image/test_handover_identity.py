@@ -238,6 +238,7 @@ def test_load_image_refuses_an_image_other_than_the_recorded_one(labelled_tarbal
     tags = engine_tags()
     assert not image_present(image_id)  # the SBOM case: loaded under the temporary tag, and gone again
     assert tags["hlsflow:latest"] != image_id
+    assert identity_of(tarball)["tag"] not in tags  # the name in the tarball's manifest.json was never applied
     assert not [t for t in tags if t.startswith(f"hlsflow:loading-{pid}-")]
     assert folder_state(copy.parent) == before
 
