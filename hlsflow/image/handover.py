@@ -140,9 +140,14 @@ def load_image(path) -> str:
     if not sums.is_file():
         raise FlowError(f"{sums.name} is missing next to {path.name}: copy it along with the "
                         "tarball, it holds the checksum to verify.")
-    expected, recorded = read_checksum_file(sums, path.name)
-    step(f"Checking {path.name} against {sums.name}")
-    if sha256(path) != expected:
+    try:
+        expected, recorded = read_checksum_file(sums, path.name)
+        step(f"Checking {path.name} against {sums.name}")
+        actual = sha256(path)
+    except OSError as exc:
+        raise FlowError(f"Cannot read {exc.filename or path} ({exc.strerror or exc}): check that you may read "
+                        "it, or copy it again.") from exc
+    if actual != expected:
         raise FlowError(f"{path.name} does not match the checksum in {sums.name}: the copy is "
                         "damaged or incomplete, copy it again.")
     found = tarball_identity(path)
@@ -196,6 +201,7 @@ def tarball_identity(path: Path) -> dict:
         repo_tags = entries[0].get("RepoTags") or []
         if not (isinstance(labels, dict) and isinstance(repo_tags, list)):
             raise ValueError("its manifest or config is malformed")
+        labels = {k: v for k, v in labels.items() if isinstance(v, str)}  # what engines take as labels
     except KeyError as exc:
         raise _not_an_image(path, f"it has no {exc.args[0]}") from None
     except (OSError, EOFError, zlib.error, tarfile.TarError, ValueError, TypeError, AttributeError) as exc:
@@ -290,8 +296,8 @@ def _retagged_tar(path: Path, temporary: str):
         for member in tar:
             source = tar.extractfile(member) if member.isreg() else None
             if member.name == "manifest.json":
-                entries = json.loads(source.read())
-                entries[0]["RepoTags"] = [temporary]
+                # The one image checked, named only `temporary` (the file could have changed since).
+                entries = [dict(json.loads(source.read())[0], RepoTags=[temporary])]
                 data = json.dumps(entries).encode()
                 member = copy.copy(member)  # the reader's own copy keeps the size it read
                 member.size = len(data)
