@@ -21,8 +21,8 @@ from pathlib import Path
 
 from ..console import warn
 from ..errors import FlowError
-from ..image.containers import docker_client, runtime_name, get_image, image_name
 from ..emulator.kernelcache import USER_KERNELS as KERNELS_ENV
+from ..image.containers import docker_client, flow_image, runtime_name
 from ..state import outdir, signing
 from ..toolchain.xilinx import LICENCE_VARS
 
@@ -406,7 +406,7 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None, ports=None) -> i
     import docker
 
     client = docker_client()
-    found = get_image(client, image_name(image))
+    found = flow_image(client, image)
     image_id = found.id
     settings = container_settings(mounts)
     settings["network"] = mounts.network or settings["network"]
@@ -474,7 +474,7 @@ def open_shell(image=None) -> int:
     """An interactive bash in the image with the working directory mounted read-write. Run through
     the engine's own client: a real terminal (raw mode, resizing, Ctrl-C) is what it does well."""
     client = docker_client()
-    image_id = get_image(client, image_name(image)).id
+    image_id = flow_image(client, image).id
     cli = "podman" if runtime_name(client) == "Podman" and shutil.which("podman") else "docker"
     if not shutil.which(cli):
         raise FlowError(f"`hlsflow shell` needs the {cli} command-line client: install it.")

@@ -232,17 +232,18 @@ def verify(c, out):
     stage.verify(out)
 
 
-@host_task(help={"path": "tarball to write (default build/hlsflow-<tag>.tar.gz)"})
-def save_image(c, path=None):
+@host_task(help={"path": "tarball to write (default build/hlsflow-<tag>.tar.gz)",
+                 "force": "replace an existing tarball and its .sha256"})
+def save_image(c, path=None, force=False):
     """Write the image as a compressed tarball with a .sha256 beside it, to hand on."""
     from ..image import handover
 
-    handover.save_image(path)
+    handover.save_image(path, force=force)
 
 
 @host_task(help={"path": "tarball written by save-image"})
 def load_image(c, path):
-    """Load an image tarball after checking its sha256 (Docker or Podman)."""
+    """Load an image tarball after checking its sha256 and that it holds the hlsflow image it records."""
     from ..image import handover
 
     handover.load_image(path)

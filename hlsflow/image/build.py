@@ -83,15 +83,19 @@ def build_image(tag: str | None = None, no_cache: bool = False, allow_drift: boo
 
 
 def image_sbom_packages(client, image) -> dict[str, str]:
-    """The package set of an image's SBOM, copied out of a container that is never started."""
+    """The package set of an image's SBOM."""
+    return packages_of(json.loads(image_sbom_bytes(client, image)), f"the SBOM of image {image}")
+
+
+def image_sbom_bytes(client, image) -> bytes:
+    """An image's SBOM file as the build wrote it, copied out of a container that is never started."""
     import docker
 
     container = client.containers.create(image, ["true"], network_mode="none")
     try:
         stream, _ = container.get_archive(SBOM_IN_IMAGE)
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            member = tar.extractfile(tar.getmembers()[0])
-            return packages_of(json.loads(member.read()), f"the SBOM of image {image}")
+            return tar.extractfile(tar.getmembers()[0]).read()
     except docker.errors.NotFound:
         raise FlowError(f"Image {image} has no SBOM at {SBOM_IN_IMAGE}: it was built before "
                         "SBOMs; rebuild it with `invoke build-image`.") from None

@@ -14,6 +14,11 @@ from ..errors import FlowError
 
 REPO = "hlsflow"
 DEFAULT_IMAGE = "hlsflow:latest"
+# Labels docker/Dockerfile gives every hlsflow image. The title says it is one, the revision which
+# commit it was built from (save-image records it, load-image compares it).
+TITLE_LABEL = "org.opencontainers.image.title"
+VERSION_LABEL = "org.opencontainers.image.version"
+REVISION_LABEL = "org.opencontainers.image.revision"
 NO_DAEMON = ("Cannot reach the Docker daemon: start it (e.g. `sudo systemctl start docker`) "
              "or set DOCKER_HOST.")
 NO_PODMAN_SERVICE = ("Podman is installed but its Docker-compatible service is not running: start it "
@@ -103,6 +108,30 @@ def get_image(client, tag: str):
         return client.images.get(ref)
     except docker.errors.ImageNotFound:
         raise FlowError(missing_image_message(ref)) from None
+
+
+def missing_label(labels) -> str | None:
+    """The first of hlsflow's labels that `labels` (an image's) lacks, as it should read; None for an
+    hlsflow image. Labels are a guard against the wrong image, not a proof of origin."""
+    labels = labels or {}
+    if labels.get(TITLE_LABEL) != REPO:
+        return f"{TITLE_LABEL}={REPO}"
+    return next((name for name in (VERSION_LABEL, REVISION_LABEL) if not labels.get(name)), None)
+
+
+def flow_image(client, image=None):
+    """The image the flow runs in (image_name), refused unless it carries hlsflow's labels: another
+    image would end in the engine's "executable file not found" instead of a sentence."""
+    ref = image_name(image)
+    found = get_image(client, ref)
+    missing = missing_label(found.labels)
+    if missing:
+        if not image and os.environ.get("HLSFLOW_IMAGE"):
+            raise FlowError(f"HLSFLOW_IMAGE names {ref}, which is not an hlsflow image (it has no {missing} "
+                            "label): set HLSFLOW_IMAGE to an hlsflow image such as hlsflow:latest, or unset it.")
+        raise FlowError(f"Image {ref} is not an hlsflow image (it has no {missing} label): load one with "
+                        "`hlsflow load-image FILE`, or build it in a checkout with `invoke build-image`.")
+    return found
 
 
 def image_exists(tag: str = "latest") -> bool:
