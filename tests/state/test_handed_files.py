@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import TESTS_DIR
@@ -241,3 +242,19 @@ def test_what_failed_and_killed_syntheses_left_is_removed_by_the_next_run(conver
     proc = hlsflow("convert", *CONFIG, *OUT, "--force", cwd=root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (out / "vivado_hls.log").exists() and not (out / "myproject_prj").exists()
+
+
+def test_a_cifar_file_that_would_run_code_is_refused(tmp_path):
+    """`invoke train-model --cifar FILE` reads CIFAR-10's python batches, which are pickles: a
+    real batch's layout loads; one that names any other global is refused before it is called."""
+    from hlsflow.dev.train import _read_cifar_batches
+    from hlsflow.errors import FlowError
+
+    batch = {b"batch_label": b"training batch 1 of 5", b"labels": [3, 7],
+             b"data": np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072), b"filenames": [b"a.png", b"b.png"]}
+    x, y = _read_cifar_batches([pickle.dumps(batch, protocol=2)])
+    assert x.shape == (2, 32, 32, 3) and y.tolist() == [3, 7]
+    marker = tmp_path / "PWNED"
+    with pytest.raises(FlowError, match="which a CIFAR-10 batch does not hold"):
+        _read_cifar_batches([pickle.dumps({**batch, b"data": _Planted(marker)}, protocol=2)])
+    assert not marker.exists()
