@@ -472,8 +472,9 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
                 tally = Tally(len(specs), len(dask_client.scheduler_info()["workers"]) or 1)
                 for row in rows.values():
                     tally.finished(row)
-                # The user's signing key goes with each point: a batch job's container has no file of it.
-                signer = signing.Secret(signing.current_key())
+                # The user's signing key goes with each point to workers this sweep started (a batch
+                # job's container has no file of it), never to a scheduler someone else may run.
+                signer = None if scheduler else signing.Secret(signing.current_key())
                 futures = {dask_client.submit(run_point, spec, signer, key=f"hlsflow-point-{spec['name']}-"
                                               f"{outdir.digest(spec)[:8]}", pure=False): spec for spec in todo}
                 keys = {f.key for f in futures}
