@@ -157,7 +157,7 @@ def refuse_code(path, config) -> None:
             raise FlowError(_unknown_layers_sentence(path, [str(node.get("class_name"))], {}))
         name = inner if node.get("class_name") == "function" else node.get("class_name")
         raise FlowError(f"{path} names {name} from the Python module {module} in layer '{where}', which hlsflow "
-                        "does not import: use Keras's own objects there and save the model again.")
+                        "does not import or call: use Keras's own objects there and save the model again.")
     from .design import unconvertible
 
     sentence = unconvertible((where.rsplit("/", 1)[-1], _class(node)) for node, where in found
