@@ -16,16 +16,33 @@ from . import console
 from .errors import FlowError
 
 
-def check_layers_supported(keras_model) -> None:
+def unconvertible(layers) -> str:
+    """The sentence that refuses the first of `layers` ((name, Keras class name) pairs) hls4ml
+    cannot convert, or "" when it converts them all. The one check: flow and init refuse a loaded
+    model's layers with it, and the loader a saved TensorFlow-op layer before it is ever built."""
     from hls4ml.converters.keras_v2_to_hls import get_supported_keras_layers
 
     # hls4ml 1.3.0 removes Dropout itself (its Keras converter's skip_layers): no reason to refuse it.
     supported = set(get_supported_keras_layers()) | {"InputLayer", "Dropout"}
-    for layer in keras_model.layers:
-        cls = layer.__class__.__name__
+    for name, cls in layers:
         if cls not in supported:
-            raise FlowError(f"Layer '{layer.name}' ({cls}) cannot be converted by hls4ml: replace it with a "
-                            "supported layer or remove it from the model.")
+            return (f"Layer '{name}' ({cls}) cannot be converted by hls4ml: replace it with a supported layer or "
+                    "remove it from the model.")
+    return ""
+
+
+def check_layers_supported(keras_model) -> None:
+    sentence = unconvertible((layer.name, layer.__class__.__name__) for layer in _all_layers(keras_model))
+    if sentence:
+        raise FlowError(sentence)
+
+
+def _all_layers(keras_model):
+    """The model's layers, and those of the models nested in it (hls4ml converts them in line)."""
+    for layer in keras_model.layers:
+        yield layer
+        if isinstance(getattr(layer, "layers", None), list):
+            yield from _all_layers(layer)
 
 
 # hls4ml writes layer names into the C++ it generates (an input's variable, comments): a name with

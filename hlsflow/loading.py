@@ -2,6 +2,8 @@
 and reading sample arrays. The file-level helpers import nothing heavy, so the host side uses
 them to check and mount paths before any container starts."""
 
+import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -35,32 +37,178 @@ def model_files(path) -> list:
 
 
 def load_keras_model(path):
+    """The user's model, read by Keras only after hlsflow has read its architecture and found
+    nothing in it that would run or import code: a model someone hands a user is data."""
     files = model_files(path)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    unknown = unknown_layers(files[0], tf)  # read once: the loader and the error sentence both need it
-    objects, missing = _quantized_objects(unknown)
-    try:
-        with tf.keras.utils.custom_object_scope(objects):
-            if files[0].suffix == ".json":
-                model = tf.keras.models.model_from_json(files[0].read_text())
-                model.load_weights(str(files[1]))
-            else:
-                model = tf.keras.models.load_model(str(files[0]), compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file; all mean the same to the user.
-        text = " ".join(str(exc).split())
-        if "Lambda" in text and "safe_mode" in text:
-            raise FlowError(f"{path} has a Lambda layer (Python code inside the model), which Keras loads only from "
-                            "trusted files and hls4ml cannot convert: replace the Lambda layer with built-in Keras "
-                            "layers and save the model again.") from exc
-        sentence = _unknown_layers_sentence(path, unknown, missing)
-        if sentence:
-            raise FlowError(sentence) from exc
-        reason = _first_sentence(text) or type(exc).__name__
-        raise FlowError(f"{path} is not a Keras model TensorFlow {tf.__version__} can load ({reason}): "
-                        "give a .keras, .h5 or .json file saved by Keras.") from exc
+    with _saved_model(path, files[0], tf) as (config, saved):
+        refuse_code(path, config)  # before Keras deserialises anything
+        unknown = unknown_layers(config, tf)
+        objects, missing = _quantized_objects(unknown)
+        try:
+            with tf.keras.utils.custom_object_scope(objects), _safe_mode():
+                if files[0].suffix == ".json":
+                    model = tf.keras.models.model_from_json(saved)
+                    model.load_weights(str(files[1]))
+                else:  # the .keras archive's path, or the .h5 file hlsflow has open and has read
+                    model = tf.keras.models.load_model(saved, compile=False, safe_mode=True)
+        except Exception as exc:  # Keras raises many types for a bad file; all mean the same to the user.
+            text = " ".join(str(exc).split())
+            sentence = _unknown_layers_sentence(path, unknown, missing)
+            if sentence:
+                raise FlowError(sentence) from exc
+            reason = _first_sentence(text) or type(exc).__name__
+            raise FlowError(_not_a_model(path, tf, reason)) from exc
     return model
+
+
+def _not_a_model(path, tf, reason: str) -> str:
+    return (f"{path} is not a Keras model TensorFlow {tf.__version__} can load ({reason}): "
+            "give a .keras, .h5 or .json file saved by Keras.")
+
+
+@contextlib.contextmanager
+def _saved_model(path, file: Path, tf):
+    """(the architecture as Keras saved it, what Keras is then given to read): a .json's text, a
+    .keras archive's path (its config.json), an .h5's open file (its model_config attribute). The
+    format is told as Keras tells it (a .keras file that is HDF5 is read as HDF5, as Keras reads it)."""
+    import zipfile
+
+    import h5py
+
+    handle = None
+    try:
+        if file.suffix == ".json":
+            saved = file.read_text()
+            config = json.loads(saved)
+        elif file.suffix == ".keras" and zipfile.is_zipfile(file):
+            with zipfile.ZipFile(file) as archive:
+                names = archive.namelist()
+                config = json.loads(archive.read("config.json"))
+            extra = sorted(set(names) - KERAS_ARCHIVE)
+            if extra or "model.weights.h5" not in names:
+                # Keras 2.15 unpickles a model.weights.npz and unpacks any further files to a folder.
+                what = f"holds {extra[0]}" if extra else "has no model.weights.h5"
+                raise FlowError(f"{path} {what}, which a model Keras saves as .keras does not: save the model "
+                                "again with model.save('name.keras').")
+            saved = str(file)
+        elif h5py.is_hdf5(file):
+            saved = handle = h5py.File(file, "r")
+            text = handle.attrs.get("model_config")
+            if text is None:
+                raise FlowError(_not_a_model(path, tf, "it holds no architecture, e.g. weights only"))
+            config = json.loads(text.decode("utf-8") if hasattr(text, "decode") else text)
+        else:
+            raise FlowError(_not_a_model(path, tf, "it is neither a .keras archive nor an HDF5 file"))
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+        if handle is not None:
+            handle.close()
+        raise FlowError(_not_a_model(path, tf, _first_sentence(" ".join(str(exc).split())) or
+                                     type(exc).__name__)) from exc
+    except FlowError:
+        if handle is not None:
+            handle.close()
+        raise
+    try:
+        yield config, saved
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+# The files of a .keras archive Keras 2.15 writes for a model without assets.
+KERAS_ARCHIVE = {"config.json", "metadata.json", "model.weights.h5"}
+
+# Python packages whose classes and functions a saved config may name by `module` (Keras imports the
+# module to find them): Keras's own, and the quantization-aware libraries hlsflow's image has.
+KNOWN_PACKAGES = ("keras", "qkeras", "HGQ")
+
+# Keras layers that call a TensorFlow function the config names, with arguments it gives, while the
+# model is built. hls4ml converts none of them: they are refused before anything is built.
+TF_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda", "ClassMethod", "InstanceMethod", "InstanceProperty")
+
+
+def refuse_code(path, config) -> None:
+    """FlowError when the saved architecture holds Python code Keras would run or a module it would
+    import: a Lambda layer, a lambda saved as bytecode anywhere (an activation, a wrapper's function),
+    an object from a Python module outside Keras, QKeras and HGQ, or a TensorFlow-op layer. Every
+    layer is looked at, those of nested models and wrappers too."""
+    found = list(_saved_objects(config))
+    for node, where in found:
+        inner = node.get("config")
+        if _class(node) == "Lambda":
+            raise FlowError(f"{path} has a Lambda layer '{where}' (Python code inside the model), which hlsflow "
+                            "does not run and hls4ml cannot convert: replace it with built-in Keras layers and save "
+                            "the model again.")
+        if node.get("class_name") == "__lambda__" or any(
+                str(key).endswith("_type") and value == "lambda"
+                for part in (node, inner) if isinstance(part, dict) for key, value in part.items()):
+            raise FlowError(f"{path} holds a Python lambda (code saved as bytecode) in layer '{where}', which "
+                            "hlsflow does not run: use a built-in Keras function or layer there and save the model "
+                            "again.")
+    for node, where in found:
+        module = node.get("module")
+        if module is None or module == "" or _known_module(node, module):
+            continue
+        inner = node.get("config")
+        if isinstance(inner, dict) and "name" in inner:  # a layer (or a model)
+            raise FlowError(_unknown_layers_sentence(path, [str(node.get("class_name"))], {}))
+        name = inner if node.get("class_name") == "function" else node.get("class_name")
+        raise FlowError(f"{path} names {name} from the Python module {module} in layer '{where}', which hlsflow "
+                        "does not import or call: use Keras's own objects there and save the model again.")
+    from .design import unconvertible
+
+    sentence = unconvertible((where.rsplit("/", 1)[-1], _class(node)) for node, where in found
+                             if _class(node) in TF_OP_LAYERS)
+    if sentence:
+        raise FlowError(sentence)
+
+
+def _known_module(node: dict, module) -> bool:
+    """Whether Keras, finding `node` by its module, imports only Keras, QKeras or HGQ (a Keras
+    built-in function is saved as of `builtins`, whose own functions, exec and open among them,
+    Keras would hand out too)."""
+    if not isinstance(module, str):
+        return False
+    if module == "builtins":
+        import builtins
+
+        names = (node.get("class_name"), node.get("registered_name"), node.get("config"))
+        return not any(isinstance(n, str) and n in vars(builtins) for n in names)
+    return module.split(".")[0] in KNOWN_PACKAGES
+
+
+def _class(node: dict) -> str:
+    """A saved object's class name, without the module path Keras also accepts there ('core.Lambda')."""
+    return str(node.get("class_name")).rsplit(".", 1)[-1]
+
+
+def _saved_objects(node, where=()):
+    """(object, the layer it is in, as 'outer/inner') for every Keras object (a dict with a
+    class_name) anywhere in a saved config, depth first."""
+    if isinstance(node, dict):
+        if "class_name" in node:
+            inner = node.get("config")
+            name = inner.get("name") if isinstance(inner, dict) else None
+            where = (*where, name) if isinstance(name, str) else where
+            yield node, "/".join(where[1:] or where)  # the outermost is the model itself
+        for value in node.values():
+            yield from _saved_objects(value, where)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _saved_objects(value, where)
+
+
+def _safe_mode():
+    """Keras's own refusal of lambdas, for the .h5 loader too (it does not take safe_mode): a second
+    guard behind refuse_code."""
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # another Keras: refuse_code alone
+        return contextlib.nullcontext()
+    return SafeModeScope(True)
 
 
 # Layers of the quantization-aware libraries hls4ml users train with, to name the package a model
@@ -79,31 +227,9 @@ HGQ_LAYERS = {"FixedPointQuantizer", "HQuantize", "HDense", "HConv1D", "HConv2D"
 KERAS_INTERNAL = {"TFOpLambda", "SlicingOpLambda", "Functional", "Sequential", "Model"}
 
 
-def _model_config(path: Path):
-    """The model's architecture as Keras saved it (a .keras zip's config.json, an .h5's
-    model_config, a .json file), or None when it cannot be read."""
-    import json
-    import zipfile
-
-    try:
-        if path.suffix == ".json":
-            return json.loads(path.read_text())
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-        import h5py
-
-        with h5py.File(path, "r") as handle:
-            text = handle.attrs.get("model_config")
-        return json.loads(text) if text is not None else None
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def unknown_layers(path: Path, tf) -> list:
-    """Class names of the model's layers that are not Keras's own, in order, once each."""
-    config = _model_config(Path(path))
-    layers = ((config or {}).get("config") or {}).get("layers") if isinstance(config, dict) else None
+def unknown_layers(config, tf) -> list:
+    """Class names of the saved model's top-level layers that are not Keras's own, in order, once each."""
+    layers = (config.get("config") or {}).get("layers") if isinstance(config, dict) else None
     names = []
     for layer in layers if isinstance(layers, list) else []:
         name = layer.get("class_name") if isinstance(layer, dict) else None

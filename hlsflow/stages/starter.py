@@ -18,6 +18,7 @@ from ..config import (
     parse_reuse_factor,
     set_precisions,
 )
+from ..design import check_layers_supported
 from ..errors import FlowError
 from ..files import write_atomically
 from ..loading import load_keras_model, model_files, require_samples_file
@@ -171,6 +172,7 @@ def write_starter(model, config=None, samples=None, part=None, io_type=None, reu
 
     console.step(f"Reading {model}")
     keras_model = load_keras_model(model)
+    check_layers_supported(keras_model)  # what convert and flow refuse, refused here in the same words
     hls = starter_hls_config(keras_model, precision=precision, reuse_factor=rf, strategy=strategy)
     if not io_given and is_proxy_model(keras_model):  # hls4ml streams no per-element quantizer
         io_type = "io_parallel"
