@@ -128,7 +128,7 @@ class Mounts:
                 mounts.append(Mount(path, path, type="bind", read_only=mode == "ro"))
             elif ":" in path:
                 raise FlowError(f"Podman cannot mount {path}: its name holds ':' and ',' (or '\"') together, which "
-                                "Podman's API cannot pass on; rename that folder, or run with Docker.")
+                                "Podman's API cannot pass on: rename it, or run with Docker.")
             else:
                 volumes[path] = {"bind": path, "mode": mode}
         return mounts, volumes

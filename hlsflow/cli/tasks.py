@@ -129,14 +129,15 @@ def sweep(c, cfg, grid=None, samples=None, max_samples=None, min_agreement=None,
                 workers=workers, vivado=vivado, max_points=max_points)
 
 
-@flow_task(help={"samples": SAMPLES_HELP, "max-samples": "profile on at most this many",
+@flow_task(help={"samples": SAMPLES_HELP, "max-samples": "profile on at most this many (default 50)",
                  "png": "where to draw the profile (default <out>/precision_profile.png)"},
            inputs=("samples",), outputs=("png",), checks={"max_samples": "count"})
-def profile(c, cfg, samples=None, max_samples=50, png=None):
+def profile(c, cfg, samples=None, max_samples=None, png=None):
     """Per-layer Keras ranges against the fixed-point types, with hls4ml's trace error: table and PNG."""
     from ..stages import profile as stage
 
-    stage.profile(cfg, samples=samples, max_samples=max_samples, png=png)
+    # Default None, not 50: invoke would convert the flag with int() itself, and fail with a traceback on "²".
+    stage.profile(cfg, samples=samples, max_samples=50 if max_samples is None else max_samples, png=png)
 
 
 @flow_task(help={"samples": SAMPLES_HELP, "max-samples": "emulate at most this many",
