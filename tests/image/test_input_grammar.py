@@ -14,6 +14,8 @@ against an image built before, instead of building this checkout's."""
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ import waiting
 from hlsflow.cli import launcher
 from state.test_safety import assert_one_sentence, folder_state
 from test_cancel import containers_of, finish, start_hlsflow, wait_for
-from test_user_project import REPO, run_hlsflow, user_dir  # noqa: F401
+from test_user_project import REPO, run_hlsflow, user_dir, user_env  # noqa: F401
 
 STANDIN = REPO / "tests" / "standin_xilinx"
 
@@ -149,3 +151,14 @@ def test_a_non_root_users_flow_gets_sigterm_from_docker_stop(docker_client, imag
         assert "clean-up ran" in container.logs().decode()
     finally:
         container.remove(force=True)
+
+
+def test_shell_in_a_folder_named_with_colon_comma_and_quote(image, tmp_path):
+    """`hlsflow shell` runs the engine's own command line: its --mount fields are CSV, quoted."""
+    folder = tmp_path / 'my:work,"v2"'
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    proc = subprocess.run([str(Path(sys.executable).parent / "hlsflow"), "shell"], input="cat notes.txt; pwd\n",
+                          cwd=folder, env=user_env(HLSFLOW_IMAGE=image), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[-2:] == ["mine", str(folder)]
