@@ -253,9 +253,13 @@ def load_image(c, path):
 @host_task()
 def shell(c):
     """An interactive shell in the toolchain image, with the working directory and Xilinx tree mounted."""
+    from invoke import Exit
+
     from . import launcher
 
-    launcher.open_shell()
+    code = launcher.open_shell()  # the shell's, or the engine's when it could not start one
+    if code:
+        raise Exit(code=code)
 
 
 @host_task(help={"port": "port on 127.0.0.1 to serve JupyterLab at (default 8888)",
