@@ -9,7 +9,6 @@ Everything is validated here, before any model is loaded, so that a typo costs s
 from __future__ import annotations
 
 import copy
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from . import parts
-from .errors import FlowError
+from .errors import FlowError, as_number, check_text
 from .files import REPO_ROOT
 from .fixedtype import FixedType, NotFixedPoint
 from .fixedtype import parse as parse_fixed
@@ -52,13 +51,11 @@ MAX_REUSE_FACTOR = 2**31 - 1
 
 
 def parse_reuse_factor(value, where: str = "HLSConfig") -> int:
-    if isinstance(value, bool):
-        value = None
-    try:
-        rf = int(str(value).strip())
-    except (TypeError, ValueError):
-        rf = 0
-    if rf < 1 or str(value).strip() not in (str(rf), f"{rf}.0"):
+    rf = as_number(value, whole=True)
+    if rf is None:  # 8.0 too, as YAML or a grid may write it
+        number = as_number(value)
+        rf = int(number) if number is not None and number.is_integer() else None
+    if rf is None or rf < 1:
         raise FlowError(f"ReuseFactor '{value}' ({where}) is not a positive integer: give a whole number such as "
                         "1, 8 or 32.")
     if rf > MAX_REUSE_FACTOR:
@@ -122,11 +119,8 @@ def check_io_type(value) -> str:
 
 
 def parse_clock(value) -> float:
-    try:
-        clock_period = float(value)
-    except (TypeError, ValueError):
-        clock_period = -1.0
-    if not (clock_period > 0 and math.isfinite(clock_period)):  # it is written into the project's Tcl
+    clock_period = as_number(value)  # finite: it is written into the project's Tcl
+    if clock_period is None or not clock_period > 0:
         raise FlowError(f"Clock period '{value}' is not a positive number of nanoseconds: give e.g. --clock 5.")
     return clock_period
 
@@ -274,6 +268,10 @@ def resolve_paths(config=None, model=None, out=None, samples=None, cwd=None) -> 
     sample_entry = emulation.get("samples") if isinstance(emulation, dict) else None
     sample_path = _resolve(cwd, samples) if samples else (
         _resolve(base, sample_entry) if isinstance(sample_entry, str) else None)
+    # The flags were checked by name (cli/program.py); what the config or the folder adds, here.
+    for what, resolved in (("The config file", path), ("The model", keras_model), ("The output directory", output_dir),
+                           ("The sample file", sample_path)):
+        check_text(resolved, what)
     return ConfigPaths(path, keras_model, output_dir, sample_path)
 
 

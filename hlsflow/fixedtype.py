@@ -78,7 +78,7 @@ class FixedType:
 
 
 _TEXT = re.compile(r"(ap_)?(u?)(fixed|int)<([^<>]*)>")
-_WHOLE = re.compile(r"-?\d+")
+_WHOLE = re.compile(r"-?[0-9]+")  # ASCII digits: C++ reads no others
 
 
 def _mode(name, known: tuple, default: str) -> str:

@@ -40,6 +40,7 @@ class TaskSpec:
     outputs: tuple = ()  # arguments naming files it writes
     writes_beside_config: bool = False
     out_alone: bool = False  # --out alone will do: no config or model (report on a folder synthesised elsewhere)
+    checks: tuple = ()  # (flag, kind) of its numeric flags (errors.FLAG_KINDS): checked on the host too
 
 
 def spec_of(task) -> TaskSpec:
@@ -78,7 +79,7 @@ def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writ
         body.hlsflow_spec = TaskSpec(where="image", uses_config=True, writes_output=writes_output,
                                      inputs=tuple(inputs), outputs=tuple(outputs),
                                      writes_beside_config=writes_beside_config, network_flags=tuple(network_flags),
-                                     out_alone=out_alone)
+                                     out_alone=out_alone, checks=tuple((checks or {}).items()))
         return invoke.task(help={**SHARED_HELP, **(help or {})}, **task_options)(body)
 
     return decorate

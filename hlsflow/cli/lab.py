@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..console import say
 from ..toolchain.xilinx import LICENCE_VARS
-from ..errors import FlowError
+from ..errors import FlowError, check_flag
 
 DEFAULT_PORT = 8888
 CONTAINER_PORT = 8888
@@ -39,11 +39,7 @@ TOKEN_VAR, URL_VAR, IP_VAR = "HLSFLOW_LAB_TOKEN", "HLSFLOW_LAB_URL", "HLSFLOW_LA
 
 def check_port(value) -> int:
     """--port as an int in 1..65535, else the one sentence."""
-    if value is None:
-        return DEFAULT_PORT
-    if not (str(value).isdigit() and 1 <= int(value) <= 65535):
-        raise FlowError(f"--port '{value}' is not a port number: give one from 1 to 65535, e.g. --port 8888.")
-    return int(value)
+    return DEFAULT_PORT if value is None else check_flag(value, "port", "port")
 
 
 def port_free(port: int) -> bool:

@@ -8,12 +8,15 @@ output and moved into place. Paths stay the host's, so logs and reports name wha
 and files written belong to the host user (the entrypoint drops to HOST_UID/HOST_GID).
 """
 
+import csv
 import hashlib
+import io
 import json
 import os
 import platform
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +35,19 @@ FORWARDED_VARS = ("TF_CPP_MIN_LOG_LEVEL",)
 # Signals that cancel a run while its container lives; the exit status is 128 + the signal's
 # number, as a shell gives for a process a signal ended.
 CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Every flow container carries these labels: which hlsflow process on which host it belongs to, so that
+# a later run can tell one whose process was killed outright (remove_orphans).
+RUN_LABEL = "org.hlsflow.run"
+HOST_LABEL, PID_LABEL, START_LABEL, PIDNS_LABEL = (f"org.hlsflow.{key}" for key in
+                                                   ("host", "host-pid", "host-start", "host-pidns"))
+# Runs beside the flow in its container, as the host user, with the host process's connection as its
+# stdin: when that process is gone (kill -9, its machine's link lost), the engine closes that stdin and
+# the flow gets what `docker stop` gives it: SIGTERM (its clean-up: staging folders, the manifest, the
+# lock), SIGKILL after STOP_TIMEOUT. An exec of its own rather than a wrapper of the command: an exec's
+# stdin stays a pipe while the flow has a terminal, and a terminal's stdin is never closed.
+# `kill -1` reaches every process of the user in the container but PID 1 (tini) and the watcher.
 STOP_TIMEOUT = 10  # seconds between the container's SIGTERM and its SIGKILL
+WATCHER = ["sh", "-c", f"cat >/dev/null; kill -s TERM -- -1; sleep {STOP_TIMEOUT}; kill -s KILL -- -1"]
 # The emulation starts a worker per core, TensorFlow and numba a thread pool each, Vivado many
 # threads of its own, g++ a few processes: generous for all that, yet a runaway fork ends.
 PIDS_LIMIT = 4096
@@ -51,6 +66,7 @@ class Mounts:
         self.outputs = []  # output directories, for the sentence a cancelled run ends with
         self.network = None  # "host" when a task talks to a server outside (a Dask scheduler)
         self.env = {}  # what the task needs of the host's environment (SLURM_CONF)
+        self.created = []  # folders create_folders made, outermost first (remove_created)
 
     def read_only(self, path) -> None:
         path = os.path.abspath(path)
@@ -77,13 +93,46 @@ class Mounts:
     def create_folders(self) -> None:
         for path, mode in self.modes.items():
             if mode == "rw":
+                missing = [p for p in (Path(path), *Path(path).parents) if not p.exists()]
                 try:
                     Path(path).mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     raise FlowError(f"Cannot create {path} ({exc.strerror}): choose a writable location.") from exc
+                finally:
+                    self.created += [str(p) for p in reversed(missing) if p.is_dir()]
+
+    def remove_created(self) -> None:
+        """Remove the folders create_folders made that are still empty, innermost first: a run that
+        was refused, or wrote nothing there, leaves no folder behind. A folder the run wrote into
+        stays, and so do its parents."""
+        for path in reversed(self.created):
+            try:
+                os.rmdir(path)
+            except OSError:  # not empty, or gone
+                pass
+        self.created = []
 
     def volumes(self) -> dict:
         return {path: {"bind": path, "mode": mode} for path, mode in sorted(self.modes.items())}
+
+    def engine_mounts(self, podman: bool) -> tuple:
+        """(mounts, volumes) for the Docker SDK's create: bind mounts through the engine's mount API,
+        where a path is a field of its own, ':' and ',' in it included (a volume string,
+        "src:dst:mode", breaks on ':'). Podman 4 writes each mount back into a comma-separated option
+        string, which breaks on ',' and '"': there such a path goes as a volume string, and one with
+        ':' as well is FlowError."""
+        from docker.types import Mount
+
+        mounts, volumes = [], {}
+        for path, mode in sorted(self.modes.items()):
+            if not (podman and any(char in path for char in ',"')):
+                mounts.append(Mount(path, path, type="bind", read_only=mode == "ro"))
+            elif ":" in path:
+                raise FlowError(f"Podman cannot mount {path}: its name holds ':' and ',' (or '\"') together, which "
+                                "Podman's API cannot pass on: rename it, or run with Docker.")
+            else:
+                volumes[path] = {"bind": path, "mode": mode}
+        return mounts, volumes
 
 
 def licence_files() -> list:
@@ -109,7 +158,8 @@ def mount_plan(collection, contexts, cwd=None) -> tuple:
     """(argv for `hlsflow` in the container, Mounts) for these task contexts; FlowError for any
     path that is missing on the host. Paths in argv are made absolute: the container's working
     directory is the same path, but nothing of it is mounted unless something in it is used."""
-    from ..config import CONFIG_NAME, no_config, only_out, resolve_paths
+    from ..config import CONFIG_NAME, no_config, only_out, parse_clock, parse_reuse_factor, resolve_paths
+    from ..errors import check_flag
     from ..loading import model_files, require_samples_file
     from ..stages.report import foreign_folder, no_report_without_config
     from ..stages.synthesize import no_vivado_hls_at
@@ -126,6 +176,13 @@ def mount_plan(collection, contexts, cwd=None) -> tuple:
         if spec.where != "image":
             raise FlowError(f"`{ctx.name}` runs on the host, not in the image: run it in an invocation of its own.")
         values = {name: arg.value for name, arg in args.items()}
+        # Numbers are checked here as in the container (the same checks): a mistake costs no container.
+        for name, kind in spec.checks:
+            check_flag(values.get(name), name, kind)
+        if spec.uses_config and values.get("reuse_factor") is not None:
+            parse_reuse_factor(values["reuse_factor"], "--reuse-factor")
+        if spec.uses_config and values.get("clock") is not None:
+            parse_clock(values["clock"])
         absolute = {}
         if spec.out_alone and only_out(values.get("out"), values.get("config"), values.get("model"), cwd):
             # --out alone: a folder synthesised elsewhere, read in place; only it is mounted.
@@ -255,7 +312,10 @@ def container_settings(mounts: Mounts) -> dict:
 def launch(collection, contexts) -> int:
     """Run these image tasks as one `hlsflow` invocation in one container; its exit code."""
     argv, mounts = mount_plan(collection, contexts)
-    return run_in_image(["hlsflow", *argv], mounts, workdir=str(Path.cwd()))
+    try:
+        return run_in_image(["hlsflow", *argv], mounts, workdir=str(Path.cwd()))
+    finally:
+        mounts.remove_created()
 
 
 def confinement(uid=None) -> dict:
@@ -264,9 +324,11 @@ def confinement(uid=None) -> dict:
     setuid, setgid and setgroups); that switch then leaves the flow with none, and
     no-new-privileges keeps it so (setpriv is no setuid binary: nothing needs them). A host root
     stays root and keeps root's file access (DAC_OVERRIDE, FOWNER): on the host it may write into
-    any folder, and the files it writes are its own."""
+    any folder, and the files it writes are its own. For another host user, tini (root, PID 1) keeps
+    KILL: without it, forwarding `docker stop`'s SIGTERM to the flow (another user's processes) is
+    refused, tini dies of it, and the flow is killed without its clean-up."""
     uid = os.getuid() if uid is None else uid
-    caps = ["CHOWN", "SETUID", "SETGID"] + (["DAC_OVERRIDE", "FOWNER"] if uid == 0 else [])
+    caps = ["CHOWN", "SETUID", "SETGID"] + (["DAC_OVERRIDE", "FOWNER"] if uid == 0 else ["KILL"])
     return {"cap_drop": ["ALL"], "cap_add": caps, "security_opt": ["no-new-privileges"], "pids_limit": PIDS_LIMIT}
 
 
@@ -341,6 +403,84 @@ def _remove(container) -> None:
         if exc.status_code != 409:  # 409: "removal of container ... is already in progress"
             warn(f"Could not remove the flow container {container.short_id} ({exc.explanation or exc}): "
                  f"remove it with `docker rm -f {container.short_id}`.")
+
+
+def _process_start(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot, /proc/PID/stat's 22nd field), which tells a
+    process from a later one given the same pid; "" where that cannot be read."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def run_labels() -> dict:
+    """The labels of a flow container started by this process (RUN_LABEL...)."""
+    return {RUN_LABEL: "1", HOST_LABEL: socket.gethostname(), PID_LABEL: str(os.getpid()),
+            START_LABEL: _process_start(os.getpid()), PIDNS_LABEL: _pid_namespace()}
+
+
+def _process_gone(labels: dict) -> bool:
+    """True when the hlsflow process these labels name has ended: no process has its pid, or a later
+    one does. Only for a process of this host and pid namespace; any doubt counts as alive."""
+    if labels.get(PIDNS_LABEL, "") != _pid_namespace() or not (labels.get(PID_LABEL) or "").isdecimal():
+        return False
+    pid = int(labels[PID_LABEL])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):  # another user's: alive
+        pass
+    start = _process_start(pid)
+    return bool(start and labels.get(START_LABEL) and start != labels[START_LABEL])
+
+
+def remove_orphans(client) -> None:
+    """Remove the flow containers of this host whose hlsflow process has ended without removing them
+    (it was killed outright, or the machine lost power), one line for each."""
+    import docker
+
+    try:
+        found = client.api.containers(all=True, filters={"label": [f"{RUN_LABEL}=1",
+                                                                    f"{HOST_LABEL}={socket.gethostname()}"]})
+    except docker.errors.APIError:  # an engine that cannot filter so: nothing is removed
+        return
+    for info in found:
+        labels = info.get("Labels") or {}
+        if not _process_gone(labels):
+            continue
+        short = info["Id"][:12]
+        try:
+            client.api.remove_container(info["Id"], force=True)
+        except docker.errors.NotFound:
+            continue
+        except docker.errors.APIError as exc:
+            warn(f"Could not remove the flow container {short} of the ended hlsflow process {labels[PID_LABEL]} "
+                 f"({exc.explanation or exc}): remove it with `docker rm -f {short}`.")
+            continue
+        warn(f"Removed the flow container {short} ({info.get('State', 'state unknown')}), left by hlsflow process "
+             f"{labels[PID_LABEL]}, which ended without removing it.")
+
+
+def _watch_host(client, container):
+    """Start WATCHER in the running container; its connection (keep it open while the container runs),
+    or None when the container has already ended or the engine refuses."""
+    import docker
+
+    user = f"{os.getuid()}:{os.getgid()}"  # the flow's user, whose processes it may signal
+    try:
+        exec_id = client.api.exec_create(container.id, WATCHER, stdin=True, stdout=False, stderr=False, user=user)
+        return client.api.exec_start(exec_id["Id"], socket=True)
+    except docker.errors.APIError:
+        return None
 
 
 def numba_cache(image_id: str):
@@ -419,16 +559,19 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None, ports=None) -> i
     settings["env"].update(HLSFLOW_IMAGE_ID=image_id, HLSFLOW_IMAGE_LABELS=json.dumps(found.labels or {}),
                            HLSFLOW_COMMAND=outdir.command_line())
     tty = sys.stdin.isatty() and sys.stdout.isatty()
+    binds, volumes = mounts.engine_mounts(podman=runtime_name(client) == "Podman")
+    remove_orphans(client)
     cancel = _Cancel()
     # Only around the container's life: before it there is nothing to stop, after it nothing to remove.
     previous = {signum: signal.signal(signum, cancel) for signum in CANCEL_SIGNALS}
-    container = None
+    container = watcher = None
     try:
         try:
             # No --init: the image's own tini is PID 1 under Docker and Podman alike.
             container = client.containers.create(
                 image_id, cmd, tty=tty, network_mode=settings["network"], environment=settings["env"],
-                volumes=mounts.volumes(), working_dir=workdir, ports=ports, **confinement())
+                mounts=binds, volumes=volumes, working_dir=workdir, ports=ports, labels=run_labels(),
+                **confinement())
         except docker.errors.APIError as exc:
             raise FlowError(f"{runtime_name(client)} could not create the flow container "
                             f"({exc.explanation or exc}): fix what it names and run again.") from exc
@@ -442,6 +585,7 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None, ports=None) -> i
             raise FlowError(f"{runtime_name(client)} could not start the flow container "
                             f"({exc.explanation or exc}): fix what it names and run again.") from exc
         cancel.started(container)
+        watcher = _watch_host(client, container)
         for chunk in stream:
             out, err = (chunk, None) if tty else chunk
             _write(sys.stdout, out)
@@ -458,6 +602,8 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None, ports=None) -> i
     finally:
         if container is not None:
             _remove(container)
+        if watcher is not None:
+            watcher.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
@@ -490,8 +636,17 @@ def open_shell(image=None) -> int:
     for key, value in settings["env"].items():
         cmd += ["-e", f"{key}={value}"]
     for source, mount in mounts.volumes().items():
-        cmd += ["-v", f"{source}:{mount['bind']}:{mount['mode']}"]
+        cmd += ["--mount", _mount_option(source, mount["bind"], mount["mode"] == "ro")]
     return subprocess.call([*cmd, image_id, "bash"])
+
+
+def _mount_option(source: str, target: str, read_only: bool) -> str:
+    """A bind mount as `--mount` takes it: comma-separated fields, which both docker's and podman's
+    command lines read as CSV, so a field holding ',' or '"' is quoted (a `-v` string breaks on ':')."""
+    fields = ["type=bind", f"source={source}", f"target={target}", *(["readonly"] if read_only else [])]
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(fields)
+    return line.getvalue()
 
 
 def _write(sink, data) -> None:

@@ -14,7 +14,7 @@ import sys
 import invoke
 
 from .. import __version__, console
-from ..errors import FlowError, from_os_error
+from ..errors import FlowError, check_text, from_os_error
 from .kinds import SHARED_FLAGS, spec_of
 from ..state import outdir
 
@@ -38,6 +38,15 @@ def _interrupt(signum, frame):
 def _fail(exc: FlowError):
     console.error(str(exc))
     raise invoke.Exit(code=exc.exit_code)
+
+
+def _check_text(contexts) -> None:
+    """A control character in any flag (a newline pasted into --out) is named here, before anything
+    runs or any container starts: it would only fail much later, in the HLS project's C++ or Tcl."""
+    for ctx in contexts:
+        for arg in ctx.args.values():
+            if isinstance(arg.value, str):
+                check_text(arg.value, f"The argument {arg.name}" if arg.positional else "--" + arg.names[0])
 
 
 def _share_flags(contexts) -> None:
@@ -64,6 +73,7 @@ class Executor(invoke.Executor):
         program = os.path.basename(os.path.dirname(argv0) if argv0.endswith("__main__.py") else argv0)
         outdir.remember_command(os.environ.pop("HLSFLOW_COMMAND", None) or shlex.join([program, *sys.argv[1:]]))
         try:
+            _check_text(contexts)
             _share_flags(contexts)
             if contexts and not launcher.in_image():
                 specs = [spec_of(self.collection[ctx.name]) for ctx in contexts]

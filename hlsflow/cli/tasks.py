@@ -15,9 +15,9 @@ VITIS_HELP = "Vitis HLS install dir, its vitis_hls, or a version under XILINX_RO
 
 
 def _max_error(value):
-    from ..errors import positive_number
+    from ..errors import check_flag
 
-    return positive_number(value, "--max-error", "--max-error 0.05")
+    return check_flag(value, "max_error", "positive")
 
 
 @flow_task(help={"force": "convert even if the project is up to date"})
@@ -39,13 +39,13 @@ def check(c, cfg, strict=False):
 @flow_task(help={"dsp-margin": "fraction of the part's DSPs the multipliers may use (default 0.8)",
                  "bram-margin": "fraction of the part's BRAM_18K the weights may use (default 0.8)",
                  "write": "where to write the planned config (default <config>.plan.yml, or <out>.plan.yml)"},
-           outputs=("write",), writes_beside_config=True)
+           outputs=("write",), writes_beside_config=True, checks={"dsp_margin": "share", "bram_margin": "share"})
 def plan(c, cfg, dsp_margin=None, bram_margin=None, write=None):
     """A ReuseFactor per layer that fits the part's DSPs and BRAM (estimates) with the shortest interval;
     prints the plan and writes it as a config."""
     from ..stages import plan as stage
 
-    # Strings, checked by the stage: a float default would make invoke fail with a traceback on "abc".
+    # Default None, not a float: invoke would convert the flag itself, and fail with a traceback on "abc".
     stage.plan(cfg, dsp_margin=dsp_margin, bram_margin=bram_margin, write=write)
 
 
@@ -56,7 +56,7 @@ def plan(c, cfg, dsp_margin=None, bram_margin=None, write=None):
                  "cross-check": "run this many samples through both engines; fail on the first differing bit",
                  "force": "emulate again even if the results are up to date"},
            inputs=("samples",), checks={"min_agreement": "fraction", "max_samples": "count", "workers": "count",
-                                        "cross_check": "count"},
+                                        "cross_check": "count", "max_error": "positive"},
            auto_shortflags=False)  # out of letters: invoke offered "--" for --cross-check
 def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=None, engine=None, cross_check=None,
          force=False, max_error=None):
@@ -65,7 +65,7 @@ def csim(c, cfg, samples=None, min_agreement=None, max_samples=None, workers=Non
     from .. import flow
 
     flow.csim(cfg, samples=samples, min_agreement=min_agreement, max_samples=max_samples, workers=workers,
-              engine=engine, cross_check=cross_check, force=force, max_error=_max_error(max_error))
+              engine=engine, cross_check=cross_check, force=force, max_error=max_error)
 
 
 @flow_task(help={"vivado": VIVADO_HELP, "vitis": VITIS_HELP, "csim": "also run the HLS tool's C "
@@ -93,13 +93,13 @@ def report(c, cfg, vivado=None, vitis=None, options=None):
 
 @flow_task(help={"samples": SAMPLES_HELP, "min-agreement": "fail below this agreement", "max-error": MAX_ERROR_HELP,
                  "vivado": VIVADO_HELP, "vitis": VITIS_HELP, "force": "redo every stage even if up to date"},
-           inputs=("samples", "vivado", "vitis"), checks={"min_agreement": "fraction"})
+           inputs=("samples", "vivado", "vitis"), checks={"min_agreement": "fraction", "max_error": "positive"})
 def flow(c, cfg, samples=None, min_agreement=None, vivado=None, vitis=None, force=False, max_error=None):
     """convert, csim, synth (skipped with one line when no Vivado is found), report."""
     from .. import flow as stages
 
     stages.run(cfg, samples=samples, min_agreement=min_agreement, vivado=vitis or vivado, force=force,
-               max_error=_max_error(max_error))
+               max_error=max_error)
 
 
 @flow_task(help={"grid": "YAML of config keys to lists of values (ReuseFactor may be `plan`)",
@@ -111,12 +111,13 @@ def flow(c, cfg, samples=None, min_agreement=None, vivado=None, vitis=None, forc
                  "jobqueue": "a dask-jobqueue file (Slurm, HTCondor, PBS): see README",
                  "memory-per-point": "memory budget of one point (worker), e.g. 4GB",
                  "workers": "local workers (default: by cores and memory)",
-                 "vivado": "Vivado 2018.2 install dir, as the workers see it"},
+                 "vivado": "Vivado 2018.2 install dir, as the workers see it",
+                 "max-points": "refuse a grid of more points than this (default 500)"},
            inputs=("grid", "samples", "jobqueue"), with_options=True, network_flags=("scheduler", "jobqueue"),
-           checks={"max_samples": "count", "min_agreement": "fraction", "workers": "count"},
+           checks={"max_samples": "count", "min_agreement": "fraction", "workers": "count", "max_points": "count"},
            auto_shortflags=False)  # so many flags that invoke would run out of letters (and offer "--")
 def sweep(c, cfg, grid=None, samples=None, max_samples=None, min_agreement=None, synth_all=False, scheduler=None,
-          jobqueue=None, memory_per_point="4GB", workers=None, vivado=None, options=None):
+          jobqueue=None, memory_per_point="4GB", workers=None, vivado=None, max_points=None, options=None):
     """The flow at every point of a grid (convert, csim, synth, report), on Dask: a table, a Pareto chart,
     and the fastest point that fits; finished points are reused."""
     from ..search import sweep as stage
@@ -125,17 +126,18 @@ def sweep(c, cfg, grid=None, samples=None, max_samples=None, min_agreement=None,
         raise FlowError("No grid given: pass --grid FILE, a YAML mapping of config keys to lists of values.")
     stage.sweep(cfg, options, grid, samples=samples, max_samples=max_samples, min_agreement=min_agreement,
                 synth_all=synth_all, scheduler=scheduler, jobqueue=jobqueue, memory_per_point=memory_per_point,
-                workers=workers, vivado=vivado)
+                workers=workers, vivado=vivado, max_points=max_points)
 
 
-@flow_task(help={"samples": SAMPLES_HELP, "max-samples": "profile on at most this many",
+@flow_task(help={"samples": SAMPLES_HELP, "max-samples": "profile on at most this many (default 50)",
                  "png": "where to draw the profile (default <out>/precision_profile.png)"},
            inputs=("samples",), outputs=("png",), checks={"max_samples": "count"})
-def profile(c, cfg, samples=None, max_samples=50, png=None):
+def profile(c, cfg, samples=None, max_samples=None, png=None):
     """Per-layer Keras ranges against the fixed-point types, with hls4ml's trace error: table and PNG."""
     from ..stages import profile as stage
 
-    stage.profile(cfg, samples=samples, max_samples=max_samples, png=png)
+    # Default None, not 50: invoke would convert the flag with int() itself, and fail with a traceback on "²".
+    stage.profile(cfg, samples=samples, max_samples=50 if max_samples is None else max_samples, png=png)
 
 
 @flow_task(help={"samples": SAMPLES_HELP, "max-samples": "emulate at most this many",
@@ -144,7 +146,7 @@ def profile(c, cfg, samples=None, max_samples=50, png=None):
                  "target": "top-1 agreement the gate asks for (default 0.99)",
                  "compare-auto": "also measure hls4ml's own type inference ('auto') as a baseline"},
            inputs=("samples",), outputs=("write",), writes_beside_config=True,
-           checks={"max_samples": "count", "target": "fraction"})
+           checks={"max_samples": "count", "target": "share"})
 def tune_precision(c, cfg, samples=None, max_samples=None, write=None, target=None, compare_auto=True):
     """Fewest added bits (integer where values overflow, fractional where resolution is lost) that meet
     the gate, each step measured by emulation; writes the tuned config."""
@@ -252,9 +254,13 @@ def load_image(c, path):
 @host_task()
 def shell(c):
     """An interactive shell in the toolchain image, with the working directory and Xilinx tree mounted."""
+    from invoke import Exit
+
     from . import launcher
 
-    launcher.open_shell()
+    code = launcher.open_shell()  # the shell's, or the engine's when it could not start one
+    if code:
+        raise Exit(code=code)
 
 
 @host_task(help={"port": "port on 127.0.0.1 to serve JupyterLab at (default 8888)",

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from .. import console
-from ..errors import FlowError
+from ..errors import DECIMAL, FlowError
 
 JOBQUEUE_SYSTEMS = {"slurm": "SLURMCluster", "htcondor": "HTCondorCluster", "pbs": "PBSCluster"}
 
@@ -23,8 +23,9 @@ def parse_memory(text) -> int:
     """Bytes in "4GB", "512MiB"...; FlowError for anything else."""
     from dask.utils import parse_bytes
 
+    # The number in errors.DECIMAL's grammar (parse_bytes's float() takes "٣GB" and "1_0GB"), then a unit.
     try:
-        value = parse_bytes(str(text))
+        value = parse_bytes(str(text)) if re.fullmatch(f"(?:{DECIMAL.pattern}) ?[A-Za-z]*", str(text)) else 0
     except (ValueError, TypeError):
         value = 0
     if value <= 0:

@@ -38,6 +38,10 @@ ALIASES = {**{k.lower(): k for k in KEYS}, "reuse_factor": "ReuseFactor", "reuse
 PREFIX = {"ReuseFactor": "rf", "ClockPeriod": "clk"}  # in point names: rf4, clk5
 PLAN = "plan"
 DEFAULT_GATE = 0.99
+# Points a grid may have unless --max-points says more: each is a whole flow (minutes with synthesis),
+# and a grid's product grows faster than one notices (1000 x 1000 values are a million flows).
+MAX_POINTS = 500
+PROGRESS_FROM = 50  # points from which checking them shows progress
 COLUMNS = ("point", *KEYS, "status", "synthesis", "reused", "agreement", "keras_accuracy", "hls_accuracy",
            "max_abs_diff", "est_multipliers", "est_bram_18k", "fits_estimate", "latency_cycles", "latency_ns", "interval",
            "DSP", "BRAM_18K", "LUT", "FF", "fits", "timing_met", "stand_in", "seconds", "error")
@@ -45,11 +49,15 @@ COLUMNS = ("point", *KEYS, "status", "synthesis", "reused", "agreement", "keras_
 
 # ------------------------------------------------------------------ the grid
 
-def read_grid(path) -> list:
-    """The points of a grid file: a list of {config key: value}, in the file's order."""
+def read_grid(path, max_points: int = MAX_POINTS) -> list:
+    """The points of a grid file: a list of {config key: value}, in the file's order. A grid of no
+    key, or of more than max_points points (counted before any is made), is FlowError."""
     from ..config import read_raw
 
     path = Path(path)
+    if not path.is_file():
+        raise FlowError(f"The grid file {path} does not exist: give --grid a YAML file of config keys to lists of "
+                        "values.")
     raw = read_raw(path)
     if set(raw) == {"grid"} and isinstance(raw["grid"], dict):
         raw = raw["grid"]
@@ -66,6 +74,13 @@ def read_grid(path) -> list:
         if name != "ReuseFactor" and PLAN in values:
             raise FlowError(f"{key} in the grid {path} is 'plan', which only ReuseFactor can be.")
         axes[name] = values
+    if not axes:  # itertools.product of nothing is one point, the config itself
+        raise FlowError(f"The grid {path} names no config key: give each key to sweep with a list of values, e.g. "
+                        "ReuseFactor: [4, 16].")
+    count = math.prod(len(values) for values in axes.values())
+    if count > max_points:
+        raise FlowError(f"The grid {path} has {count:,} points, more than --max-points {max_points}: give fewer "
+                        f"values, or pass --max-points {count} if you mean to run every one.")
     return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
 
 
@@ -397,6 +412,21 @@ class Tally:
                 f"{time.monotonic() - self.start:.0f} s so far, {eta}")
 
 
+def _one_by_one(specs: list, label: str):
+    """The specs one by one, with a progress line (console.Progress) when there are enough of them to
+    take a while (a few ms each): a big grid says what it is doing before its first point runs."""
+    if len(specs) < PROGRESS_FROM:
+        yield from specs
+        return
+    progress = console.Progress(len(specs), label)
+    try:
+        for spec in specs:
+            yield spec
+            progress.advance()
+    finally:
+        progress.close()
+
+
 def _running(dask_client, keys: set) -> int:
     """Points executing now. The scheduler's processing() also counts tasks queued on a worker;
     the workers' call stacks hold only those they execute."""
@@ -407,13 +437,15 @@ def _running(dask_client, keys: set) -> int:
 
 
 def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreement=None, synth_all=False,
-          scheduler=None, jobqueue=None, memory_per_point="4GB", workers=None, vivado=None) -> dict:
+          scheduler=None, jobqueue=None, memory_per_point="4GB", workers=None, vivado=None, max_points=None) -> dict:
+    # The grid first, before Dask is even imported: a grid too big is refused at once.
+    grid = Path(grid).resolve()
+    grid_points = read_grid(grid, whole_number(max_points, "--max-points", "--max-points 500") or MAX_POINTS)
+
     from distributed import wait
 
     from . import cluster
 
-    grid = Path(grid).resolve()
-    grid_points = read_grid(grid)
     # --out names the sweep's folder; by default it sits beside the config's output directory.
     sweep_dir = cfg.output_dir if options.get("out") else cfg.output_dir.with_name(cfg.output_dir.name + "-sweep")
     max_samples = whole_number(max_samples, "--max-samples", "50")
@@ -438,7 +470,7 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
     # Every point's settings are checked before anything runs: a typo in the grid costs seconds.
     from ..config import load_config
 
-    for spec in specs:
+    for spec in _one_by_one(specs, "checking the grid's points"):
         try:
             load_config(**spec["options"], announce=False)
         except FlowError as exc:
@@ -456,7 +488,7 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
             # resumed when started again, not refused as a stranger's folder. No point is listed yet.
             write_json(sweep_dir / "sweep.json", {"grid": str(grid), "gate": gate, "status": "running", "points": []})
         rows, todo, job_ids = {}, [], None
-        for spec in specs:
+        for spec in _one_by_one(specs, "finding the points already done"):
             current = current_config(spec)
             if current is not None:
                 rows[spec["name"]] = {**collect_row(spec, current), "reused": True, "seconds": 0.0}

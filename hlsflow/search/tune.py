@@ -26,7 +26,7 @@ from ..fixedtype import FixedType
 from ..design import in_memory
 from ..emulator import propose, ranges
 from ..emulator.ranges import Finding, fixed_type, type_text
-from ..errors import FlowError
+from ..errors import FlowError, check_flag
 from ..files import sha256, write_atomically, write_json
 from ..loading import load_keras_model, load_samples, resolve_samples
 from ..state import outdir
@@ -262,12 +262,8 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     # Checked before the search, which takes minutes: its results go into the output directory.
     outdir.check_output_path(cfg.output_dir, outdir.run_inputs(cfg, samples))
     outdir.check_owned(cfg.output_dir)
-    try:
-        target = float(target if target is not None else cfg.flow["emulation"].get("min_agreement") or 0.99)
-    except ValueError:
-        target = -1.0
-    if not 0 < target <= 1:
-        raise FlowError(f"--target {target} is not a share of samples: give a number in (0, 1], like 0.99.")
+    target = check_flag(target if target is not None else cfg.flow["emulation"].get("min_agreement") or 0.99,
+                        "target", "share")
     keras_model = load_keras_model(cfg.keras_model)
     cfg = _labels_measured(cfg, keras_model)
     x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), 100)

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from .. import console, parts
-from ..errors import FlowError
+from ..errors import FlowError, check_flag
 from ..files import write_atomically
 from .. import preflight
 
@@ -92,13 +92,7 @@ class Plan:
 def _margin(value, name: str) -> float:
     if value is None:
         return DEFAULT_MARGIN
-    try:
-        margin = float(value)
-    except (TypeError, ValueError):
-        margin = -1.0
-    if not 0 < margin <= 1:
-        raise FlowError(f"--{name} '{value}' is not a fraction in (0, 1]: give e.g. --{name} 0.8 for 80% of the part.")
-    return margin
+    return check_flag(value, name, "share")
 
 
 def _layers(report: preflight.Preflight, backend, cfg) -> list:
@@ -285,7 +279,7 @@ def plan(cfg, dsp_margin=None, bram_margin=None, write=None) -> dict:
     from ..design import in_memory
     from ..loading import load_keras_model
 
-    dsp_margin, bram_margin = _margin(dsp_margin, "dsp-margin"), _margin(bram_margin, "bram-margin")
+    dsp_margin, bram_margin = _margin(dsp_margin, "dsp_margin"), _margin(bram_margin, "bram_margin")
     target = plan_target(cfg, write)
     console.step(f"Loading {cfg.keras_model}")
     keras_model = load_keras_model(cfg.keras_model)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .. import console
-from ..errors import FlowError
+from ..errors import FlowError, check_flag
 from ..parts import find_part
 from ..state import outdir
 from ..toolchain import doctor, xilinx
@@ -147,10 +147,8 @@ def made_from(cfg, project: dict, csim=None, export=None, vsynth=None, **flags) 
 
 
 def _timeout(cfg, timeout) -> float:
-    timeout_s = float(timeout if timeout is not None else cfg.flow["synthesis"].get("timeout_s", 43200))
-    if not timeout_s > 0:
-        raise FlowError(f"Timeout '{timeout}' is not a positive number of seconds: give e.g. --timeout 3600.")
-    return timeout_s
+    return check_flag(timeout if timeout is not None else cfg.flow["synthesis"].get("timeout_s", 43200), "timeout",
+                      "seconds")
 
 
 def _install(cfg, vivado) -> tuple:

@@ -185,8 +185,8 @@ def test_lab_from_the_host_in_a_browser(docker_client, built_image, lab_dir, tmp
         # Published on the loopback address alone, to JupyterLab's port in the container.
         assert container.attrs["NetworkSettings"]["Ports"]["8888/tcp"] == [{"HostIp": "127.0.0.1",
                                                                            "HostPort": str(port)}]
-        assert container.attrs["HostConfig"]["Binds"] and any(
-            b.startswith(f"{lab_dir}:{lab_dir}:") for b in container.attrs["HostConfig"]["Binds"])
+        assert any(m["Type"] == "bind" and m["Source"] == m["Destination"] == str(lab_dir) and m["RW"]
+                   for m in container.attrs["Mounts"])
 
         assert status(port, "/api/status", token)[0] == 200
         assert status(port, f"/lab?token={token}")[0] == 200

@@ -11,12 +11,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import TESTS_DIR  # noqa: E402
-
-DATA = TESTS_DIR / "data"
+# From this file, not conftest's TESTS_DIR: the host's tests (tests/image) import its helpers, and
+# there `conftest` is tests/image's.
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def hlsflow(*args, cwd, env=None):
@@ -67,11 +66,15 @@ def converted_user(starter, tmp_path_factory):
 
 
 def _samples(path: Path, **arrays) -> str:
+    import numpy as np  # here, not at the top: the host's tests import this file's helpers without numpy
+
     np.savez(path, **arrays)
     return str(path)
 
 
 def _x(n=4):
+    import numpy as np
+
     return np.random.default_rng(0).uniform(0, 1, (n, 8, 8, 1)).astype(np.float32)
 
 
@@ -126,6 +129,8 @@ CASES = [
 
 
 def setup_case(kind, root: Path) -> None:
+    import numpy as np
+
     models = root / "models"
     if kind == "dot_config":
         (root / "dot.yml").write_text((models / "hls4ml_config.yml").read_text()
