@@ -522,10 +522,11 @@ def user_kernels(client, image_id: str):
     step("Compiling the fast engine's kernels for this CPU, once (the image ships them only for x86-64-v3 and v4)")
     mounts = Mounts()
     mounts.read_write(folder)
+    binds, volumes = mounts.engine_mounts(podman=runtime_name(client) == "Podman")
     container = client.containers.run(
         image_id, ["python", "-m", "hlsflow.emulator.precompile"], detach=True, network_mode="none",
         environment={"NUMBA_CACHE_DIR": folder, "HOST_UID": str(os.getuid()), "HOST_GID": str(os.getgid())},
-        volumes=mounts.volumes(), **confinement())
+        mounts=binds, volumes=volumes, labels=run_labels(), **confinement())
     try:
         code = container.wait()["StatusCode"]
     finally:
