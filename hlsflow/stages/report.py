@@ -33,21 +33,20 @@ def build_report(out_dir, project_name, part=None, xml=None, rerun=None) -> dict
     report = parse_csynth_xml(xml, log_path=out_dir / "vivado_hls.log", rerun=rerun)
     report = {"project": project_name, "csynth_xml": str(xml.relative_to(out_dir)), **report}
 
+    # A report is judged against the part it was synthesised for, with Vivado's own figures for it;
+    # the configured part (kept as target_part) only earns a warning when it is another one.
     report["target_part"] = part
     if part and report["part"] and not _same_part(part, report["part"]):
-        console.warn(f"The synthesis report is for {report['part']} but the configured part "
-                     f"is {part}; fit is judged against {part}.")
-
-    known = find_part(part) if part else None
-    if part and known is None:
-        console.warn(f"Part {part} is not in hlsflow/parts.py; fit is judged against the "
-                     "resources the synthesis report lists.")
-    report["available_source"] = "parts_table" if known else "csynth_xml"
-    if known:
-        for name, available in known.resources().items():
-            entry = report["resources"][name]
-            entry["available"] = available
-            entry["percent"] = percent(entry["used"], available)
+        console.warn(f"The synthesis report is for {report['part']}, not the configured part {part}: fit is "
+                     f"judged against {report['part']}, the part it was synthesised for.")
+    known = find_part(report["part"]) if report["part"] else None
+    filled = []
+    for name, entry in report["resources"].items():
+        figure = known.resources().get(name) if known else None
+        if entry["available"] is None and figure is not None:  # a figure the report lacks
+            entry["available"], entry["percent"] = figure, percent(entry["used"], figure)
+            filled.append(name)
+    report["available_source"] = "parts_table" if filled else "csynth_xml"
 
     figures = [(r["used"], r["available"]) for r in report["resources"].values()]
     # None when a figure is unreadable: neither "fits" nor "does not fit" would be honest.
@@ -87,11 +86,11 @@ def render_markdown(report: dict) -> str:
     verdict = {True: "met", False: "NOT met", None: "unknown"}[report["timing_met"]]
     budget = (None if clock["target_ns"] is None
               else round(clock["target_ns"] - (clock["uncertainty_ns"] or 0.0), 3))
-    judged_on = report["target_part"] if report["available_source"] == "parts_table" \
-        else report["part"]
+    judged_on = report["part"] or "the part of the report"
     part_line = report["part"] or "n/a"
     if report["target_part"] and not _same_part(report["target_part"], part_line):
-        part_line += f" (configured target: {report['target_part']})"
+        part_line += (f" (the configured part is {report['target_part']}; this report was synthesised for "
+                      f"{part_line}, and is judged against it)")
 
     lines = [
         f"# Synthesis report: {report['project']}",
@@ -115,8 +114,8 @@ def render_markdown(report: dict) -> str:
         _resource_table(report["resources"]),
         "",
     ]
-    source = ("hlsflow/parts.py" if report["available_source"] == "parts_table"
-              else "the synthesis report")
+    source = ("the synthesis report, and hlsflow/parts.py where it lists none"
+              if report["available_source"] == "parts_table" else "the synthesis report")
     if report["fits"] is None:
         lines.append(f"Fit on {judged_on}: unknown (a resource figure is unreadable).")
     else:
@@ -166,7 +165,7 @@ def utilisation_figure(report: dict):
     ax.set_xlabel(f"% of available ({report['tool']} estimate)")
     for y, (p, k) in enumerate(zip(percents, known)):
         ax.text(p, y, " n/a" if k is None else f" {k:.2f}%", va="center")
-    ax.set_title(f"{report['project']} on {report['target_part'] or report['part']}")
+    ax.set_title(f"{report['project']} on {report['part']}")
     fig.tight_layout()
     return fig
 

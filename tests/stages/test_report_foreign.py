@@ -134,7 +134,7 @@ def test_hand_laid_reports_with_a_solution_named_sln1(tmp_path):
     assert report["csynth_xml"] == "HLS_accel_prj/sln1/syn/report/HLS_accel_csynth.xml"
     assert report["latency"]["worst_cycles"] == expected["worst"]
     assert report["resources"]["DSP"]["used"] == expected["dsp"]
-    assert report["target_part"] == "xc7z020clg400-1" and report["available_source"] == "parts_table"
+    assert report["target_part"] == "xc7z020clg400-1" and report["available_source"] == "csynth_xml"
 
 
 def test_refusals_are_one_sentence_and_change_nothing(user, vivado_fixtures_dir):
