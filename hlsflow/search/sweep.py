@@ -150,7 +150,8 @@ def _preflight(cfg) -> dict:
 def ruled_out(cfg) -> bool:
     """Whether the preflight says the point cannot work: it does not fit, or has errors."""
     pre = _preflight(cfg)
-    return not pre.get("fits_estimate", False) or any(f["level"] == "error" for f in pre.get("findings", []))
+    # fits_estimate None: a device not in hlsflow's table, so only synthesis can judge it.
+    return pre.get("fits_estimate", False) is False or any(f["level"] == "error" for f in pre.get("findings", []))
 
 
 def skips_synthesis(spec: dict, cfg) -> bool:

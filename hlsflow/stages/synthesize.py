@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import console
 from ..errors import FlowError
-from ..parts import find_part
+from ..parts import family_of
 from ..state import outdir
 from ..toolchain import doctor, xilinx
 from ..vivado_reports import is_stand_in_log, parse_finished_line
@@ -158,8 +158,7 @@ def _install(cfg, vivado) -> tuple:
     cannot work."""
     install = require_install(cfg, vivado)
     version = xilinx.tool_version(install)
-    part = find_part(cfg.part)
-    level, sentence = xilinx.support(cfg.backend, install, version, part.family if part else None)
+    level, sentence = xilinx.support(cfg.backend, install, version, family_of(cfg.part))
     if level == "unsupported":
         raise FlowError(sentence)
     return install, version, level, sentence

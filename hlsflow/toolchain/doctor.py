@@ -251,15 +251,14 @@ def check_disk(out_dir, multipliers) -> Check:
 
 def checks_for(install, backend, cfg=None, export=False, full=True) -> list:
     """Every check of one install for a backend (and the design of cfg, when given)."""
-    from ..parts import find_part
+    from ..parts import family_of
 
     checks = [check_settings(install)] if full else []
     version_check, version = check_version(install)
     checks.append(version_check)
     if version is None:
         return checks
-    part = find_part(cfg.part) if cfg is not None else None
-    checks.append(check_support(install, version, backend, part.family if part else None))
+    checks.append(check_support(install, version, backend, family_of(cfg.part) if cfg is not None else None))
     return checks + _run_checks(install, version, cfg, export)
 
 
