@@ -11,8 +11,10 @@ import shutil
 import subprocess
 
 import pytest
+from PIL import Image
 
 from conftest import TESTS_DIR
+from hlsflow import standin
 
 DATA = TESTS_DIR / "data"
 STANDIN = TESTS_DIR / "standin_xilinx"
@@ -79,3 +81,12 @@ def test_a_part_runs_init_convert_csim_synth_and_report(user, given, part, prefl
     assert report["produced_by_test_double"] is True and report["target_part"] == part
     assert report["part"] == "xc7vx690tffg1927-2" and report["resources"]["LUT"]["available"] == 433200
     assert f"the configured part is {part};" in (out / "report.md").read_text()
+
+    # The test double is named on each progress line and stamped on the picture of its figures.
+    progress = [line for line in proc.stdout.splitlines() if "] finished " in line]
+    assert progress and all(line.endswith("[test double: tests/standin_xilinx, not a Xilinx tool]")
+                            for line in progress), progress
+    image = Image.open(out / "utilisation.png")
+    assert image.text.get(standin.PNG_KEY) == standin.STAMP
+    top = image.convert("RGB").getpixel((5, 5))
+    assert top == standin.STAMP_RGB, top

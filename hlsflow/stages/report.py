@@ -6,11 +6,10 @@ matplotlib is imported only when the plot is drawn, so the host side stays light
 """
 
 import hashlib
-import io
 import re
 from pathlib import Path
 
-from .. import console
+from .. import console, standin
 from ..errors import FlowError
 from ..files import read_json, sha256, write_atomically, write_json
 from ..parts import find_part
@@ -139,9 +138,7 @@ def render_markdown(report: dict) -> str:
 
 
 def render_utilisation_png(report: dict) -> bytes:
-    buffer = io.BytesIO()
-    utilisation_figure(report).savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return standin.png(utilisation_figure(report), report.get("produced_by_test_double", False))
 
 
 def utilisation_figure(report: dict):
@@ -162,11 +159,12 @@ def utilisation_figure(report: dict):
     ax.axvline(100, color="black", linestyle="--", linewidth=1, zorder=3)
     ax.invert_yaxis()
     ax.set_xlim(0, max(110.0, max(percents, default=0) * 1.1))
-    ax.set_xlabel(f"% of available ({report['tool']} estimate)")
+    ax.set_xlabel(f"% of available ({report['tool']} estimate"
+                  + (", laid down by a test double)" if report.get("produced_by_test_double") else ")"))
     for y, (p, k) in enumerate(zip(percents, known)):
         ax.text(p, y, " n/a" if k is None else f" {k:.2f}%", va="center")
     ax.set_title(f"{report['project']} on {report['part']}")
-    fig.tight_layout()
+    standin.lay_out(fig, report.get("produced_by_test_double", False))  # the test double's: stamped
     return fig
 
 
