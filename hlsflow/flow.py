@@ -162,7 +162,16 @@ def csim(cfg, min_agreement=None, max_error=None, force=False, **options) -> dic
     return result
 
 
+def _named_install_is_there(vivado) -> None:
+    """An install named (--vivado, XILINX_ROOT, ...) that is not there: one sentence before the
+    output folder is even claimed."""
+    from .toolchain import xilinx
+
+    xilinx.candidates(vivado)
+
+
 def synth(cfg, force=False, **options) -> dict:
+    _named_install_is_there(options.get("vivado"))
     with _locked(cfg):
         return run_stage("synth", cfg, force=force, **options)
 
@@ -197,6 +206,7 @@ def run(cfg, samples=None, min_agreement=None, vivado=None, force=False, max_err
     from .stages import emulate, synthesize
 
     read_samples(resolve_samples(cfg, samples))  # bad samples are named before minutes of conversion
+    _named_install_is_there(vivado)
     flags = {"csim": {"samples": samples}, "synth": {"vivado": vivado}}
     results = {}
     with _locked(cfg, samples):
