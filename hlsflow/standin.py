@@ -25,14 +25,18 @@ def is_test_double(binary) -> bool:
     return head.startswith(b"#!") and b"TEST DOUBLE" in head
 
 
-def lay_out(fig, double: bool) -> None:
-    """Lay the figure out; a test double's gets the stamp, a red band across its top naming it."""
+def lay_out(fig, double: bool, margins=None) -> None:
+    """Lay the figure out (tight, or `margins`: subplots_adjust's, cheaper for many labels); a test
+    double's gets the stamp, a red band across its top naming it."""
     from matplotlib.patches import Rectangle
 
+    top = 1 - STAMP_HEIGHT if double else 1.0
+    if margins:
+        fig.subplots_adjust(**{**margins, "top": margins.get("top", 0.9) * top})
+    else:
+        fig.tight_layout(rect=(0, 0, 1, top))
     if not double:
-        fig.tight_layout()
         return
-    fig.tight_layout(rect=(0, 0, 1, 1 - STAMP_HEIGHT))
     fig.add_artist(Rectangle((0, 1 - STAMP_HEIGHT), 1, STAMP_HEIGHT, transform=fig.transFigure,
                              facecolor=[c / 255 for c in STAMP_RGB], edgecolor="none", zorder=10))
     fig.text(0.5, 1 - STAMP_HEIGHT / 2, STAMP, ha="center", va="center", color="white", weight="bold",

@@ -86,7 +86,10 @@ def test_a_part_runs_init_convert_csim_synth_and_report(user, given, part, prefl
     progress = [line for line in proc.stdout.splitlines() if "] finished " in line]
     assert progress and all(line.endswith("[test double: tests/standin_xilinx, not a Xilinx tool]")
                             for line in progress), progress
-    image = Image.open(out / "utilisation.png")
-    assert image.text.get(standin.PNG_KEY) == standin.STAMP
-    top = image.convert("RGB").getpixel((5, 5))
-    assert top == standin.STAMP_RGB, top
+    for picture in ("utilisation.png", "layers.png"):
+        image = Image.open(out / picture)
+        assert image.text.get(standin.PNG_KEY) == standin.STAMP, picture
+        top = image.convert("RGB").getpixel((5, 5))
+        assert top == standin.STAMP_RGB, (picture, top)
+    # The per-layer table of the stand-in's report (the 2018.2 fixture's instances), named as the double's.
+    assert report["layers"] and "## Per layer" in (out / "report.md").read_text()

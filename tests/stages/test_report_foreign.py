@@ -14,7 +14,7 @@ import pytest
 from conftest import TESTS_DIR, error_lines, run_hlsflow
 
 WILD = TESTS_DIR / "report_fixtures" / "wild"
-REPORT_FILES = {"report.json", "report.md", "utilisation.png"}
+REPORT_FILES = {"report.json", "report.md", "utilisation.png", "layers.png"}
 
 # hls4ml writes its config with yaml.dump: the model is tagged, which yaml.safe_load refuses.
 HLS4ML_CONFIG = """Backend: Vivado
