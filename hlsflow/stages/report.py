@@ -177,9 +177,9 @@ def layers_figure(report: dict):
     from matplotlib.ticker import MaxNLocator
 
     layers = report.get("layers") or []
-    names = [(layer["instance"][:38] + "...") if len(layer["instance"]) > 41 else layer["instance"]
-             for layer in layers]
-    fig = Figure(figsize=(11, min(0.32 * len(layers) + 1.8, 40)))
+    # Long instance names (hls4ml's grp_dense_latency_0_0_..._1_fu_97) cut in the middle: their ends differ.
+    names = [(n[:20] + "..." + n[-18:]) if len(n) > 41 else n for n in (layer["instance"] for layer in layers)]
+    fig = Figure(figsize=(11, min(max(0.32 * len(layers) + 1.8, 3.0), 40)))
     FigureCanvasAgg(fig)
     panels = (("latency, worst (cycles)", [layer["latency_max"] for layer in layers]),
               ("DSP", [layer["resources"]["DSP"] for layer in layers]),
@@ -196,7 +196,8 @@ def layers_figure(report: dict):
             for y, v in enumerate(values):
                 ax.text(v or 0, y, " n/a" if v is None else f" {v:,}", va="center", fontsize=7)
             ax.set_xlabel(label)
-            ax.xaxis.set_major_locator(MaxNLocator(3))  # few ticks: each costs a text layout
+            ax.set_xlim(0, max([v or 0 for v in values] + [1]) * 1.3)  # room for the figures' labels
+            ax.xaxis.set_major_locator(MaxNLocator(3, integer=True))  # few ticks: each costs a text layout
         axes[0].set_yticks(range(len(layers)), names, fontsize=7)
         axes[0].invert_yaxis()
     height = fig.get_figheight()
