@@ -131,7 +131,9 @@ class VersionFailed(FlowError):
     LINES = 3
 
     def __init__(self, install: Install, status: int, said: str):
-        lines = [line.strip() for line in said.splitlines() if line.strip()][-self.LINES:]
+        # Printable characters only, and not too many: a tool's output must not drive the terminal.
+        lines = ["".join(c if c.isprintable() else "?" for c in line.strip())[:200]
+                 for line in said.splitlines() if line.strip()][-self.LINES:]
         quoted = f', saying "{" / ".join(lines)}"' if lines else ", saying nothing"
         self.detail = f"{install.binary} -version failed with status {status}{quoted}"
         super().__init__(f"{self.detail}: check the install and its system libraries (`hlsflow doctor` checks them).")
