@@ -387,8 +387,8 @@ def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_
     check_strategy(model_cfg["Strategy"])
     _check_precisions(hls_config)
 
-    part_name = part or raw.get("Part", "xcvu13p-flga2577-2-e")
-    parts.get_part(part_name)
+    # A board name stands for its part; any part runs (the grammar checked: it is written into Tcl).
+    part_name = parts.resolve_part(part or raw.get("Part", "xcvu13p-flga2577-2-e"))
     io = check_io_type(io_type or raw.get("IOType", "io_parallel"))
     backend = raw.get("Backend", "Vivado")
     if backend not in BACKENDS:

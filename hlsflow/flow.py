@@ -13,6 +13,7 @@ from pathlib import Path
 from . import console, table
 from .errors import FlowError
 from .loading import read_samples, resolve_samples
+from .parts import resolve_part
 from .state import outdir
 
 
@@ -132,10 +133,12 @@ def check(cfg, strict=False):
     with in_memory(keras_model, cfg) as hls_model:
         result = preflight.run(hls_model, cfg)
     preflight.print_report(result)
-    if result.errors or (strict and not result.fits):
-        raise FlowError(f"Preflight found {len(result.errors)} error(s) and the design "
-                        f"{'fits' if result.fits else 'does not fit'} (estimate): fix what it lists above.",
-                        exit_code=1)
+    # With --strict, a design that does not fit fails; one whose fit cannot be judged (a device not
+    # in the table) does not: its verdict says so, and synthesis judges it.
+    if result.errors or (strict and result.fits is False):
+        fit = {True: "fits", False: "does not fit", None: "cannot be judged for fit"}[result.fits]
+        raise FlowError(f"Preflight found {len(result.errors)} error(s) and the design {fit} (estimate): fix what "
+                        "it lists above.", exit_code=1)
     return result
 
 
@@ -159,7 +162,16 @@ def csim(cfg, min_agreement=None, max_error=None, force=False, **options) -> dic
     return result
 
 
+def _named_install_is_there(vivado) -> None:
+    """An install named (--vivado, XILINX_ROOT, ...) that is not there: one sentence before the
+    output folder is even claimed."""
+    from .toolchain import xilinx
+
+    xilinx.candidates(vivado)
+
+
 def synth(cfg, force=False, **options) -> dict:
+    _named_install_is_there(options.get("vivado"))
     with _locked(cfg):
         return run_stage("synth", cfg, force=force, **options)
 
@@ -173,7 +185,7 @@ def report(cfg, vivado=None, out=None, part=None, force=False) -> dict:
         # Synthesised outside hlsflow (by hand or by plain hls4ml): read where it is, never
         # converted or synthesised into; not locked, as only the report's own files are written.
         return report_stage.report_foreign(out_dir, project=cfg.project_name if cfg else None,
-                                           part=cfg.part if cfg else part)
+                                           part=cfg.part if cfg else (resolve_part(part) if part else None))
     if cfg is None:
         report_stage.no_report_without_config(out_dir)
     upstream = {"synth": {"vivado": vivado}}
@@ -194,6 +206,7 @@ def run(cfg, samples=None, min_agreement=None, vivado=None, force=False, max_err
     from .stages import emulate, synthesize
 
     read_samples(resolve_samples(cfg, samples))  # bad samples are named before minutes of conversion
+    _named_install_is_there(vivado)
     flags = {"csim": {"samples": samples}, "synth": {"vivado": vivado}}
     results = {}
     with _locked(cfg, samples):

@@ -42,7 +42,8 @@ class LayerEstimate:
 
 @dataclass
 class Preflight:
-    part: parts.Part
+    part_name: str
+    part: "parts.Part | None"  # None: the device is not in the table, so no figures to judge against
     layers: list = field(default_factory=list)
     findings: list = field(default_factory=list)  # (level, text); level is "error" or "warning"
 
@@ -63,12 +64,18 @@ class Preflight:
         return [text for level, text in self.findings if level == "error"]
 
     @property
-    def fits(self) -> bool:
+    def fits(self):
+        """Whether the estimates fit the part; None when its device is not in the table."""
+        if self.part is None:
+            return None
         return self.total_multipliers <= self.part.DSP and self.total_bram_18k <= self.part.BRAM_18K
 
     def verdict(self) -> str:
         if self.errors:
             return f"VERDICT: will not work as configured: {len(self.errors)} error(s) above; fix them before emulation or synthesis."
+        if self.part is None:
+            return (f"VERDICT: fit on {self.part_name} cannot be judged before synthesis: its device is not in "
+                    "hlsflow's table (`hlsflow parts`), so the report judges it against Vivado's own figures.")
         dsp = f"~{self.total_multipliers:,} multipliers for {self.part.DSP:,} DSPs"
         bram = f"~{self.total_bram_18k:,} of {self.part.BRAM_18K:,} BRAM_18K for weights"
         if self.fits:
@@ -78,11 +85,11 @@ class Preflight:
 
     def as_dict(self) -> dict:
         return {
-            "part": self.part.name,
+            "part": self.part_name,
             "estimated_multipliers": self.total_multipliers,
             "estimated_macs": self.total_macs,
             "estimated_weight_bram_18k": self.total_bram_18k,
-            "available": self.part.resources(),
+            "available": self.part.resources() if self.part else None,
             "fits_estimate": self.fits,
             "findings": [{"level": level, "text": text} for level, text in self.findings],
             "verdict": self.verdict(),
@@ -104,8 +111,8 @@ def _layer_geometry(layer):
 
 
 def run(hls_model, cfg) -> Preflight:
-    part = parts.get_part(cfg.part)
-    report = Preflight(part=part)
+    part = parts.find_part(cfg.part)
+    report = Preflight(part_name=cfg.part, part=part)
     large_parallel = []
     for layer in hls_model.get_layers():
         geometry = _layer_geometry(layer)
@@ -140,14 +147,14 @@ def run(hls_model, cfg) -> Preflight:
         report.findings.append(("warning", "io_parallel unrolls whole convolutions on large inputs: "
                                 f"{', '.join(large_parallel)}; for the reference CNN g++ took 810 s and 7.1 GB "
                                 "to build the emulation, io_stream 12.5 s and 0.5 GB."))
-    if report.total_multipliers > part.DSP:
+    if part is not None and report.total_multipliers > part.DSP:
         report.findings.append(("warning", f"~{report.total_multipliers:,} multipliers (estimate) against "
                                 f"{part.DSP} DSPs on {part.name}: at these ReuseFactors the design cannot fit."))
     return report
 
 
 def print_report(report: Preflight) -> None:
-    console.step(f"Preflight against {report.part.name} (estimates, not Vivado results)")
+    console.step(f"Preflight against {report.part_name} (estimates, not Vivado results)")
     rows = [
         (e.name, e.kind, e.n_in, e.n_out, e.reuse_requested, e.reuse_used, f"{e.macs:,}", f"{e.multipliers:,}",
          e.bram_18k)
@@ -158,8 +165,8 @@ def print_report(report: Preflight) -> None:
     console.say(console.table(
         ["layer", "type", "n_in", "n_out", "RF asked", "RF used", "MACs/image", "est. multipliers",
          "est. BRAM_18K"], rows))
-    console.say(f"Part {report.part.name}: {report.part.DSP} DSP, {report.part.BRAM_18K} BRAM_18K, "
-                f"{report.part.LUT:,} LUT, {report.part.FF:,} FF")
+    if report.part is not None:
+        console.say(f"Part {report.part.name}: {report.part.describe()} ({report.part.sheet})")
     for level, text in report.findings:
         console.say(f"  {level.upper()}: {text}")
     console.say(report.verdict())

@@ -10,6 +10,7 @@ import subprocess
 from importlib import metadata
 
 from .console import say, table
+from .standin import NOTE, is_test_double
 
 
 def collect() -> dict[str, str]:
@@ -22,7 +23,8 @@ def collect() -> dict[str, str]:
         "g++": first_line(["g++", "--version"]),
         "graphviz": first_line(["dot", "-V"]),
         "image revision": os.environ.get("HLSFLOW_REVISION", "not an image"),
-        "Vivado": f"{first_line([vivado, '-version'])} ({vivado})" if vivado else "none",
+        "Vivado": f"{first_line([vivado, '-version'])} ({vivado})" + (f" ({NOTE})" if is_test_double(vivado) else "")
+        if vivado else "none",
     }
 
 

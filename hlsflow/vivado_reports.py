@@ -123,6 +123,127 @@ def parse_csynth_xml(path, log_path=None, rerun=None) -> dict:
     }
 
 
+# ------------------------------------------------- per instance (layer) of the top
+
+LAYER_RESOURCES = ("BRAM_18K", "DSP", "FF", "LUT", "URAM")
+_RANGE_RE = re.compile(r"^\s*(\d+)\s*(?:~\s*(\d+))?\s*$")
+
+
+def _span(text):
+    """(min, max) of "4", "4 ~ 7"; (None, None) for "undef", "?", "-"."""
+    m = _RANGE_RE.match(text or "")
+    if not m:
+        return None, None
+    low = int(m.group(1))
+    return low, int(m.group(2)) if m.group(2) else low
+
+
+def _layer(instance, module, latency, interval, pipeline, resources) -> dict:
+    return {"instance": instance, "module": module, "latency_min": latency[0], "latency_max": latency[1],
+            "interval_min": interval[0], "interval_max": interval[1], "pipeline": pipeline or None,
+            "resources": {name: resources.get(name) for name in LAYER_RESOURCES}}
+
+
+def _instances_from_xml(path: Path):
+    """The top's instances from the combined csynth.xml of Vitis HLS 2020.2 on (RTLDesignHierarchy
+    names each instance's module, ModuleInformation holds each module's figures); None when the
+    file holds no hierarchy (Vivado HLS writes it as a copy of the top's report)."""
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError):
+        return None
+    top = root.find("RTLDesignHierarchy/TopModule")
+    if top is None:
+        return None
+    modules = {m.findtext("Name"): m for m in root.findall("ModuleInformation/Module")}
+    layers = []
+    for inst in top.findall("InstancesList/Instance"):
+        name, module = inst.findtext("InstName"), inst.findtext("ModuleName")
+        info = modules.get(module)
+        summary = info.find("PerformanceEstimates/SummaryOfOverallLatency") if info is not None else None
+        area = info.find("AreaEstimates/Resources") if info is not None else None
+        text = (lambda tag: summary.findtext(tag)) if summary is not None else (lambda tag: None)
+        best, worst = _number(text("Best-caseLatency"), int), _number(text("Worst-caseLatency"), int)
+        resources = {_XML_RESOURCE_NAMES[n.tag]: _number(n.text, int) for n in ([] if area is None else area)
+                     if n.tag in _XML_RESOURCE_NAMES}
+        layers.append(_layer(name, module, (best, worst), _span(text("PipelineInitiationInterval")),
+                             text("PipelineType"), resources))
+    return layers
+
+
+def _rpt_tables(lines) -> dict:
+    """{"latency": rows, "utilisation": rows} of the top's "* Instance:" tables in a csynth.rpt, each
+    row a {column name: cell} of the header Vivado printed (the latency table's min/max columns
+    named latency_min/max and interval_min/max: older releases print no absolute-time pair)."""
+    tables, section, current = {}, None, None
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith("== Performance Estimates"):
+            section = "latency"
+        elif line.startswith("== Utilization Estimates"):
+            section = "utilisation"
+        elif line.startswith("== "):
+            section = None
+        if line.startswith("* Instance:") and section and section not in tables:
+            current = tables.setdefault(section, {"header": None, "rows": []})
+            continue
+        if current is None:
+            continue
+        if not line.startswith(("|", "+")):
+            if current["header"] is not None or line:
+                current = None if current["header"] is not None else current
+            continue
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[:2] == ["Instance", "Module"]:
+            header = list(cells)
+            pairs = [i for i, c in enumerate(header) if c == "min"]
+            if len(pairs) >= 2:  # latency (cycles) first, interval last; an absolute pair between
+                for i, name in ((pairs[0], "latency"), (pairs[-1], "interval")):
+                    header[i], header[i + 1] = f"{name}_min", f"{name}_max"
+            current["header"] = header
+        elif current["header"] and len(cells) == len(current["header"]) and cells[0] not in ("", "Total"):
+            current["rows"].append(dict(zip(current["header"], cells)))
+    return {name: table["rows"] for name, table in tables.items()}
+
+
+def _instances_from_rpt(path: Path) -> list:
+    """The top's instances from the "Instance" tables of its csynth.rpt (latency and resources)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    tables = _rpt_tables(lines)
+    latency = {row["Instance"]: row for row in tables.get("latency", [])}
+    usage = {row["Instance"]: row for row in tables.get("utilisation", [])}
+    layers = []
+    for name in [*latency, *(n for n in usage if n not in latency)]:
+        lat, use = latency.get(name, {}), usage.get(name, {})
+        resources = {_XML_RESOURCE_NAMES[k]: _number(v, int) for k, v in use.items() if k in _XML_RESOURCE_NAMES}
+        layers.append(_layer(name, lat.get("Module") or use.get("Module"),
+                             (_number(lat.get("latency_min"), int), _number(lat.get("latency_max"), int)),
+                             (_number(lat.get("interval_min"), int), _number(lat.get("interval_max"), int)),
+                             lat.get("Type"), resources))
+    return layers
+
+
+def parse_instances(xml_path) -> tuple:
+    """(layers, source): each instance of the top function (for hls4ml, a layer) with its latency,
+    initiation interval and resources, and the file they come from: the combined csynth.xml beside
+    the top's report where Vitis HLS wrote one with the design hierarchy, else the tables of the
+    top's csynth.rpt (Vivado HLS keeps the hierarchy there). ([], None) when neither has any."""
+    xml_path = Path(xml_path)
+    combined = xml_path.parent / "csynth.xml"
+    if combined.is_file() and combined.name != xml_path.name:
+        layers = _instances_from_xml(combined)
+        if layers is not None:
+            return layers, combined.name
+    rpt = xml_path.with_suffix(".rpt")
+    layers = _instances_from_rpt(rpt) if rpt.is_file() else []
+    return layers, (rpt.name if layers else None)
+
+
 # ------------------------------------------------------- Vivado report_utilization
 
 # Row names differ between 7-series ("Slice") and UltraScale ("CLB") devices.

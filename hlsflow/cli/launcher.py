@@ -163,7 +163,7 @@ def mount_plan(collection, contexts, cwd=None) -> tuple:
     from ..loading import model_files, require_samples_file
     from ..stages.report import foreign_folder, no_report_without_config
     from ..stages.synthesize import no_vivado_hls_at
-    from ..toolchain.xilinx import version_key
+    from ..toolchain.xilinx import install_tree, version_key
     from .kinds import spec_of
 
     cwd = Path(cwd or Path.cwd())
@@ -238,7 +238,7 @@ def mount_plan(collection, contexts, cwd=None) -> tuple:
             elif name in ("vivado", "vitis"):
                 if not path.exists():
                     raise no_vivado_hls_at(path)
-                mounts.read_only(path)
+                mounts.read_only(install_tree(path))  # the Xilinx tree it sits in: it reaches beside itself
             elif name == "samples":
                 require_samples_file(path)
                 mounts.read_only(path)
@@ -280,10 +280,13 @@ def container_settings(mounts: Mounts) -> dict:
     """Environment, network and the Vivado/licence mounts shared by every flow container."""
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES) or k in FORWARDED_VARS}
     env.update(HOST_UID=str(os.getuid()), HOST_GID=str(os.getgid()))
-    # Passed even when absent, so that the entrypoint's one line names the place looked at.
-    env["XILINX_ROOT"] = os.path.abspath(os.environ.get("XILINX_ROOT", "/opt/Xilinx"))
-    if os.path.isdir(env["XILINX_ROOT"]):
-        mounts.read_only(env["XILINX_ROOT"])  # read-only: nothing in the flow may change the install
+    # Passed when the user set it (one that is missing is then named in one sentence inside) or when
+    # the default is there; the entrypoint looks at the default itself.
+    root = os.path.abspath(os.environ.get("XILINX_ROOT") or "/opt/Xilinx")
+    if os.environ.get("XILINX_ROOT") or os.path.isdir(root):
+        env["XILINX_ROOT"] = root
+    if os.path.isdir(root):
+        mounts.read_only(root)  # read-only: nothing in the flow may change the install
     if os.environ.get("VIVADO_DIR"):
         env["VIVADO_DIR"] = os.path.abspath(os.environ["VIVADO_DIR"])
         if os.path.isdir(env["VIVADO_DIR"]):

@@ -159,7 +159,7 @@ def tune_precision(c, cfg, samples=None, max_samples=None, write=None, target=No
 @image_task(help={"model": "Keras model: .keras, .h5, or .json with weights beside it",
                   "config": "where to write it (default hls4ml_config.yml beside the model)",
                   "samples": SAMPLES_HELP + ", recorded in the config; types are proposed from their ranges",
-                  "part": "FPGA part",
+                  "part": "FPGA part, or a board (`hlsflow parts`)",
                   "io-type": "io_stream or io_parallel", "reuse-factor": "ReuseFactor for every layer",
                   "precision": "e.g. ap_fixed<16,6>", "clock": "clock period in ns",
                   "strategy": "Latency or Resource", "force": "overwrite an existing file"},
@@ -211,6 +211,15 @@ def doctor(c, vivado=None, vitis=None, backend=None, config=None, export=False):
     code = stage.run(backend, vitis or vivado, cfg, export=export)[2]
     if code:
         raise Exit(code=code)
+
+
+@host_task(help={"search": "show only boards, parts, devices or families containing this, e.g. zcu, xczu, versal"})
+def parts(c, search=None):
+    """Boards and devices hlsflow knows, with DSP, BRAM_18K, URAM, LUT and FF from AMD's data sheets; any other
+    Xilinx part runs too, its fit judged after synthesis. `--part` takes a part or a board listed here."""
+    from .. import parts as table
+
+    table.show(search)
 
 
 @host_task(help={"a": "an SBOM (`hlsflow versions --sbom FILE`) or a flow's manifest.json",
@@ -279,7 +288,7 @@ def lab(c, port=None, no_browser=False, example=False):
 
 
 USER_TASKS = (init, convert, check, plan, csim, synth, report, flow, sweep, verify, profile, tune_precision, versions,
-              compare_image, save_image, load_image, shell, doctor, lab)
+              compare_image, save_image, load_image, shell, doctor, lab, parts)
 
 
 def collection() -> Collection:

@@ -165,7 +165,8 @@ def _preflight(cfg) -> dict:
 def ruled_out(cfg) -> bool:
     """Whether the preflight says the point cannot work: it does not fit, or has errors."""
     pre = _preflight(cfg)
-    return not pre.get("fits_estimate", False) or any(f["level"] == "error" for f in pre.get("findings", []))
+    # fits_estimate None: a device not in hlsflow's table, so only synthesis can judge it.
+    return pre.get("fits_estimate", False) is False or any(f["level"] == "error" for f in pre.get("findings", []))
 
 
 def skips_synthesis(spec: dict, cfg) -> bool:
@@ -198,7 +199,9 @@ def collect_row(spec: dict, cfg) -> dict:
         used = {name: (report["resources"].get(name) or {}).get("used") for name in ("DSP", "BRAM_18K", "LUT", "FF")}
         row.update(latency_cycles=report["latency"]["worst_cycles"], latency_ns=report["latency"]["worst_ns"],
                    interval=report["interval"]["max"], fits=report["fits"], timing_met=report["timing_met"],
-                   stand_in=report.get("produced_by_test_double"), synthesis="ran", **used)
+                   stand_in=report.get("produced_by_test_double"), **used)
+        # The row says whose figures these are: a test double's never pass for Vivado's.
+        row["synthesis"] = "ran (TEST DOUBLE, not Vivado)" if row["stand_in"] else "ran"
         row["limits"] = {name: (report["resources"].get(name) or {}).get("available") for name in used}
     elif excluded and not spec["synth_all"]:
         row["synthesis"] = "skipped: preflight rules it out"
@@ -323,7 +326,12 @@ def render_pareto_png(rows: list, gate: float) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from .. import standin
+
     synthesised = [r for r in rows if r.get("latency_cycles") is not None]
+    # A test double's figures are stamped as such, and never called Vivado's.
+    double = any(r.get("stand_in") for r in synthesised)
+    whose = "test double" if double else "Vivado"
     resource = "DSP" if any(r.get("DSP") for r in synthesised) else "LUT"
     fig = Figure(figsize=(7.5, 5))
     FigureCanvasAgg(fig)
@@ -335,15 +343,19 @@ def render_pareto_png(rows: list, gate: float) -> bytes:
         unit = "ns" if all(r.get("latency_ns") is not None for r in points) else "cycles"
         agreement = [r["agreement"] if r.get("agreement") is not None else 0.0 for r in points]
         low = min(min(agreement), gate) if agreement else gate
-        # A point Vivado says does not fit the part keeps its colour, ringed in red.
+        # A point the report says does not fit the part keeps its colour, ringed in red.
         edges = ["black" if r.get("fits") else "tab:red" for r in points]
         scatter = ax.scatter(xs, ys, c=agreement, cmap="viridis", vmin=low, vmax=1.0, s=60, edgecolors=edges,
                              linewidths=[1 if r.get("fits") else 2.5 for r in points], zorder=3)
         fig.colorbar(scatter, ax=ax, label="top-1 agreement with Keras")
         if not all(r.get("fits") for r in points):
-            ax.scatter([], [], facecolors="none", edgecolors="tab:red", linewidths=2.5, label="does not fit (Vivado)")
+            ax.scatter([], [], facecolors="none", edgecolors="tab:red", linewidths=2.5, label=f"does not fit ({whose})")
+        # Points with the same figures share one dot: one label names them all.
+        at = {}
         for x, y, r in zip(xs, ys, points):
-            ax.annotate(r["point"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            at.setdefault((x, y), []).append(r["point"])
+        for (x, y), names in at.items():
+            ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         front = pareto_front(list(zip(xs, ys)))
         ax.plot([p[0] for p in front], [p[1] for p in front], color="tab:gray", linestyle=":", zorder=2,
                 label="Pareto front")
@@ -351,17 +363,15 @@ def render_pareto_png(rows: list, gate: float) -> bytes:
         for i, limit in enumerate(limits):
             ax.axvline(limit, color="tab:red", linestyle="--", linewidth=1,
                        label=f"part limit ({limit:,} {resource})" if i == 0 or len(limits) > 1 else None)
-        ax.set_xlabel(f"{resource} used (Vivado HLS estimate)")
+        ax.set_xlabel(f"{resource} used ({'test double, not Vivado HLS' if double else 'Vivado HLS estimate'})")
         ax.set_ylabel(f"latency, worst case ({unit})")
         ax.legend(loc="best", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no point was synthesised", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
     ax.set_title(f"Sweep: latency against {resource} ({len(points)} of {len(rows)} points synthesised)")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    standin.lay_out(fig, double)
+    return standin.png(fig, double)
 
 
 def final_line(rows: list, gate: float) -> str:

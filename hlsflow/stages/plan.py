@@ -185,6 +185,10 @@ def _no_fit(cfg, part, layers, dsp_budget, bram_budget, dsp_margin, bram_margin)
 def make_plan(hls_model, cfg, dsp_margin=DEFAULT_MARGIN, bram_margin=DEFAULT_MARGIN) -> Plan:
     report = preflight.run(hls_model, cfg)
     part = report.part
+    if part is None:
+        raise FlowError(f"Part {cfg.part} is of a device not in hlsflow's table, so there are no DSP and BRAM "
+                        "figures to plan against: give --part a part of a device `hlsflow parts` lists, or set "
+                        "the ReuseFactors yourself.")
     dsp_budget, bram_budget = int(part.DSP * dsp_margin), int(part.BRAM_18K * bram_margin)
     layers = _layers(report, hls_model.config.backend, cfg)
     if not layers:

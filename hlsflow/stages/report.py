@@ -1,22 +1,22 @@
 """The report stage: Vivado HLS's results (read by vivado_reports.py) against the part, written
-as report.json, report.md and utilisation.png.
+as report.json, report.md, utilisation.png and layers.png (per layer).
 A folder synthesised outside hlsflow (no manifest of ours; any solution folder name) is read
-where it is and left as it was, but for these three files (report_foreign).
+where it is and left as it was, but for these four files (report_foreign).
 matplotlib is imported only when the plot is drawn, so the host side stays light.
 """
 
 import hashlib
-import io
 import re
 from pathlib import Path
 
-from .. import console
+from .. import console, standin
 from ..errors import FlowError
 from ..files import read_json, sha256, write_atomically, write_json
 from ..parts import find_part
 from ..state import outdir
 from ..state.outdir import csynth_xml_path
-from ..vivado_reports import head_text, is_stand_in_log, parse_csynth_xml, parse_vivado_synth_rpt, percent
+from ..vivado_reports import (LAYER_RESOURCES, head_text, is_stand_in_log, parse_csynth_xml, parse_instances,
+                              parse_vivado_synth_rpt, percent)
 
 # --------------------------------------------------------------------- the report
 
@@ -33,27 +33,31 @@ def build_report(out_dir, project_name, part=None, xml=None, rerun=None) -> dict
     report = parse_csynth_xml(xml, log_path=out_dir / "vivado_hls.log", rerun=rerun)
     report = {"project": project_name, "csynth_xml": str(xml.relative_to(out_dir)), **report}
 
+    # A report is judged against the part it was synthesised for, with Vivado's own figures for it;
+    # the configured part (kept as target_part) only earns a warning when it is another one.
     report["target_part"] = part
     if part and report["part"] and not _same_part(part, report["part"]):
-        console.warn(f"The synthesis report is for {report['part']} but the configured part "
-                     f"is {part}; fit is judged against {part}.")
-
-    known = find_part(part) if part else None
-    if part and known is None:
-        console.warn(f"Part {part} is not in hlsflow/parts.py; fit is judged against the "
-                     "resources the synthesis report lists.")
-    report["available_source"] = "parts_table" if known else "csynth_xml"
-    if known:
-        for name, available in known.resources().items():
-            entry = report["resources"][name]
-            entry["available"] = available
-            entry["percent"] = percent(entry["used"], available)
+        console.warn(f"The synthesis report is for {report['part']}, not the configured part {part}: fit is "
+                     f"judged against {report['part']}, the part it was synthesised for.")
+    known = find_part(report["part"]) if report["part"] else None
+    filled = []
+    for name, entry in report["resources"].items():
+        figure = known.resources().get(name) if known else None
+        if entry["available"] is None and figure is not None:  # a figure the report lacks
+            entry["available"], entry["percent"] = figure, percent(entry["used"], figure)
+            filled.append(name)
+    report["available_source"] = "parts_table" if filled else "csynth_xml"
 
     figures = [(r["used"], r["available"]) for r in report["resources"].values()]
     # None when a figure is unreadable: neither "fits" nor "does not fit" would be honest.
     report["fits"] = None if any(None in pair for pair in figures) else all(
         used <= available for used, available in figures)
     report["timing_met"] = timing_met(report["clock"])
+
+    # Each instance of the top (for hls4ml, a layer): latency, II and resources.
+    layers, source = parse_instances(xml)
+    report["layers"] = layers
+    report["layers_source"] = str((xml.parent / source).relative_to(out_dir)) if source else None
 
     rpt = out_dir / "vivado_synth.rpt"
     if rpt.is_file():
@@ -87,11 +91,11 @@ def render_markdown(report: dict) -> str:
     verdict = {True: "met", False: "NOT met", None: "unknown"}[report["timing_met"]]
     budget = (None if clock["target_ns"] is None
               else round(clock["target_ns"] - (clock["uncertainty_ns"] or 0.0), 3))
-    judged_on = report["target_part"] if report["available_source"] == "parts_table" \
-        else report["part"]
+    judged_on = report["part"] or "the part of the report"
     part_line = report["part"] or "n/a"
     if report["target_part"] and not _same_part(report["target_part"], part_line):
-        part_line += f" (configured target: {report['target_part']})"
+        part_line += (f" (the configured part is {report['target_part']}; this report was synthesised for "
+                      f"{part_line}, and is judged against it)")
 
     lines = [
         f"# Synthesis report: {report['project']}",
@@ -115,8 +119,8 @@ def render_markdown(report: dict) -> str:
         _resource_table(report["resources"]),
         "",
     ]
-    source = ("hlsflow/parts.py" if report["available_source"] == "parts_table"
-              else "the synthesis report")
+    source = ("the synthesis report, and hlsflow/parts.py where it lists none"
+              if report["available_source"] == "parts_table" else "the synthesis report")
     if report["fits"] is None:
         lines.append(f"Fit on {judged_on}: unknown (a resource figure is unreadable).")
     else:
@@ -124,6 +128,8 @@ def render_markdown(report: dict) -> str:
         lines.append(f"Fit on {judged_on}: " + ("fits" if report["fits"] else
                      "does NOT fit (over: " + ", ".join(over) + ")")
                      + f"; available resources from {source}.")
+
+    lines += ["", *_layer_lines(report)]
 
     synth = report.get("vivado_synth")
     if synth:
@@ -139,10 +145,74 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _span(low, high) -> str:
+    if low is None and high is None:
+        return "n/a"
+    return _fmt(low) if low == high else f"{_fmt(low)}-{_fmt(high)}"
+
+
+def _layer_lines(report: dict) -> list:
+    """The per-layer section of report.md: each instance of the top with latency, II and resources."""
+    layers = report.get("layers") or []
+    if not layers:
+        return ["## Per layer", "", f"The synthesis report lists no instance of {_fmt(report['top'])}: no per-layer "
+                "figures (a design with everything inlined, or Vivado HLS output without its csynth.rpt)."]
+    rows = [(layer["instance"], _fmt(layer["module"]), _span(layer["latency_min"], layer["latency_max"]),
+             _span(layer["interval_min"], layer["interval_max"]),
+             *(_fmt(layer["resources"][name]) for name in LAYER_RESOURCES)) for layer in layers]
+    return ["## Per layer", "",
+            f"Each instance of {_fmt(report['top'])} (for hls4ml, a layer), from `{report['layers_source']}`: "
+            f"latency and initiation interval (II) in cycles, {report['tool']} estimates. `layers.png` draws them.", "",
+            console.table(["Instance", "Module", "Latency", "II", *LAYER_RESOURCES], rows)]
+
+
+def render_layers_png(report: dict) -> bytes:
+    return standin.png(layers_figure(report), report.get("produced_by_test_double", False))
+
+
+def layers_figure(report: dict):
+    """Per-layer bars: worst-case latency, DSP and LUT of each instance of the top, as a Figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    layers = report.get("layers") or []
+    # Long instance names (hls4ml's grp_dense_latency_0_0_..._1_fu_97) cut in the middle: their ends differ.
+    names = [(n[:20] + "..." + n[-18:]) if len(n) > 41 else n for n in (layer["instance"] for layer in layers)]
+    fig = Figure(figsize=(11, min(max(0.32 * len(layers) + 1.8, 3.0), 40)))
+    FigureCanvasAgg(fig)
+    panels = (("latency, worst (cycles)", [layer["latency_max"] for layer in layers]),
+              ("DSP", [layer["resources"]["DSP"] for layer in layers]),
+              ("LUT", [layer["resources"]["LUT"] for layer in layers]))
+    if not layers:
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, f"no instance of {report['top']} in the synthesis report", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        axes = fig.subplots(1, len(panels), sharey=True)
+        for ax, (label, values) in zip(axes, panels):
+            ax.barh(range(len(layers)), [v or 0 for v in values], color="tab:blue")
+            for y, v in enumerate(values):
+                ax.text(v or 0, y, " n/a" if v is None else f" {v:,}", va="center", fontsize=7)
+            ax.set_xlabel(label)
+            ax.set_xlim(0, max([v or 0 for v in values] + [1]) * 1.3)  # room for the figures' labels
+            ax.xaxis.set_major_locator(MaxNLocator(3, integer=True))  # few ticks: each costs a text layout
+        axes[0].set_yticks(range(len(layers)), names, fontsize=7)
+        axes[0].invert_yaxis()
+    height = fig.get_figheight()
+    fig.suptitle(f"{report['project']} per layer on {report['part']} ({report['tool']} estimates"
+                 + (", laid down by a test double)" if report.get("produced_by_test_double") else ")"),
+                 y=1 - 0.45 / height - (standin.STAMP_HEIGHT if report.get("produced_by_test_double") else 0))
+    # Margins in inches, whatever the number of layers: tight_layout measures every label, slowly.
+    standin.lay_out(fig, report.get("produced_by_test_double", False),
+                    margins={"left": 0.3, "right": 0.97, "wspace": 0.25, "top": 1 - 0.8 / height,
+                             "bottom": 0.6 / height})
+    return fig
+
+
 def render_utilisation_png(report: dict) -> bytes:
-    buffer = io.BytesIO()
-    utilisation_figure(report).savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return standin.png(utilisation_figure(report), report.get("produced_by_test_double", False))
 
 
 def utilisation_figure(report: dict):
@@ -163,16 +233,17 @@ def utilisation_figure(report: dict):
     ax.axvline(100, color="black", linestyle="--", linewidth=1, zorder=3)
     ax.invert_yaxis()
     ax.set_xlim(0, max(110.0, max(percents, default=0) * 1.1))
-    ax.set_xlabel(f"% of available ({report['tool']} estimate)")
+    ax.set_xlabel(f"% of available ({report['tool']} estimate"
+                  + (", laid down by a test double)" if report.get("produced_by_test_double") else ")"))
     for y, (p, k) in enumerate(zip(percents, known)):
         ax.text(p, y, " n/a" if k is None else f" {k:.2f}%", va="center")
-    ax.set_title(f"{report['project']} on {report['target_part'] or report['part']}")
-    fig.tight_layout()
+    ax.set_title(f"{report['project']} on {report['part']}")
+    standin.lay_out(fig, report.get("produced_by_test_double", False))  # the test double's: stamped
     return fig
 
 
 def write_report(out_dir, project_name, part=None, xml=None, foreign=False) -> dict:
-    """Write report.json, report.md and utilisation.png into out_dir; print the summary. `foreign`:
+    """Write report.json, report.md, utilisation.png and layers.png into out_dir; print the summary. `foreign`:
     out_dir is not hlsflow's, so a report file name that holds someone else's file is refused,
     and report.json records the hashes of the other two so a later run knows them as its own."""
     out_dir = Path(out_dir)
@@ -181,21 +252,24 @@ def write_report(out_dir, project_name, part=None, xml=None, foreign=False) -> d
     # Render everything before writing anything; report.json goes last, as it marks completion.
     markdown = render_markdown(report)
     png = render_utilisation_png(report)
+    layers_png = render_layers_png(report)
     if foreign:
         taken = not_our_report_file(out_dir)
         if taken:
             raise FlowError(f"{out_dir / taken} was not written by hlsflow and is never overwritten: move it "
                             "aside, or copy the project to another folder and report there.")
         report["report_files"] = {"report.md": hashlib.sha256(markdown.encode()).hexdigest(),
-                                  "utilisation.png": hashlib.sha256(png).hexdigest()}
+                                  "utilisation.png": hashlib.sha256(png).hexdigest(),
+                                  "layers.png": hashlib.sha256(layers_png).hexdigest()}
     write_atomically(out_dir / "report.md", markdown)
     write_atomically(out_dir / "utilisation.png", png)
+    write_atomically(out_dir / "layers.png", layers_png)
     write_json(out_dir / "report.json", report)
     console.say(markdown)
     return report
 
 
-REPORT_FILES = ("report.md", "utilisation.png", "report.json")
+REPORT_FILES = ("report.md", "utilisation.png", "layers.png", "report.json")
 
 
 CURRENT = "Report up to date: {out}/report.md (synthesis results and part unchanged)"
@@ -326,7 +400,7 @@ def _head_bytes(path: Path, size: int = 4096) -> bytes:
 
 
 def not_our_report_file(out_dir):
-    """The first of report.json, report.md, utilisation.png in out_dir that holds a file hlsflow did
+    """The first of report.json, report.md, utilisation.png, layers.png in out_dir that holds a file hlsflow did
     not write (so must not be replaced), or None. Ours: a report.json of our structure, and the
     files whose hashes it records; an earlier report that records none is judged by content."""
     out = Path(out_dir)
@@ -340,7 +414,7 @@ def not_our_report_file(out_dir):
         if not (isinstance(earlier, dict) and _REPORT_KEYS <= set(earlier)):
             return "report.json"
     recorded = (earlier or {}).get("report_files")
-    for name in ("report.md", "utilisation.png"):
+    for name in ("report.md", "utilisation.png", "layers.png"):
         path = paths[name]
         if not path.exists():
             continue
@@ -357,7 +431,7 @@ def not_our_report_file(out_dir):
 
 def report_foreign(out_dir, project=None, part=None) -> dict:
     """The report of a folder synthesised outside hlsflow: its reports are read where they are and
-    nothing in it is changed; only report.json, report.md and utilisation.png are written."""
+    nothing in it is changed; only report.json, report.md, utilisation.png and layers.png are written."""
     out = Path(out_dir)
     name, xml = foreign_project(out, project)
     console.step(f"report: {out} was not written by hlsflow; reporting {xml.relative_to(out)} as it is "

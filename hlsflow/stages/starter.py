@@ -131,7 +131,8 @@ def quantizer_note(keras_model, hls_config: dict) -> str:
 def render_config(hls_config: dict, model: str, out: str, samples, model_name=None, project="myproject",
                   part="xc7z010clg400-1", io_type="io_stream", clock=5, comments="") -> str:
     known = parts.find_part(part)
-    note = f": {known.describe()}" if known is not None else ""
+    note = f": {known.describe()}" if known is not None else \
+        ": its device is not in hlsflow's table, so fit is judged after synthesis"
     header = TEMPLATE.format(model=model, out=out, project=project, part=part, part_note=note, io_type=io_type,
                              clock=clock, samples=samples if samples else "null",
                              model_name=model_name or Path(model).name)
@@ -163,8 +164,7 @@ def write_starter(model, config=None, samples=None, part=None, io_type=None, reu
     strategy = check_strategy(strategy or defaults["Strategy"])
     io_given = io_type
     io_type = check_io_type(io_type or GENERIC_CONFIG["IOType"])
-    part = part or GENERIC_CONFIG["Part"]
-    parts.get_part(part)
+    part = parts.resolve_part(part or GENERIC_CONFIG["Part"])
     clock = parse_clock(clock if clock is not None else GENERIC_CONFIG["ClockPeriod"])
     if samples:
         samples = Path(os.path.abspath(samples))

@@ -15,9 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from .. import console
+from .. import console, standin
 from ..errors import FlowError, check_flag
-from ..parts import find_part
+from ..parts import family_of
 from ..state import outdir
 from ..toolchain import doctor, xilinx
 from ..vivado_reports import is_stand_in_log, parse_finished_line
@@ -65,8 +65,10 @@ def _tail(path: Path, n: int = 15) -> str:
         return ""
 
 
-def run_tool(argv: list, out_dir: Path, timeout_s: float, tool: str = "vivado_hls") -> dict:
-    """Run an HLS tool's argv in out_dir, streaming its log; returns elapsed time and peak memory."""
+def run_tool(argv: list, out_dir: Path, timeout_s: float, tool: str = "vivado_hls", double: bool = False) -> dict:
+    """Run an HLS tool's argv in out_dir, streaming its log; returns elapsed time and peak memory.
+    `double`: the tool is the test double, and each progress line says so."""
+    mark = f" [{standin.NOTE}]" if double else ""
     log_path = out_dir / RUN_LOG
     start = time.monotonic()
     lines: "queue.Queue[str | None]" = queue.Queue()
@@ -103,7 +105,7 @@ def run_tool(argv: list, out_dir: Path, timeout_s: float, tool: str = "vivado_hl
                     peak_mb = max(peak_mb, stage.get("peak_mb") or 0.0)
                     stages.append(stage)
                     console.say(f"  [{time.monotonic() - start:7.1f}s] finished {stage['stage']} "
-                                f"(peak {stage.get('peak_mb') or 0:.0f} MB)")
+                                f"(peak {stage.get('peak_mb') or 0:.0f} MB){mark}")
                 elif line.startswith(("ERROR:", "@E ")):
                     console.say(f"  {line.rstrip()}")
         proc.wait()
@@ -156,8 +158,7 @@ def _install(cfg, vivado) -> tuple:
     cannot work."""
     install = require_install(cfg, vivado)
     version = xilinx.tool_version(install)
-    part = find_part(cfg.part)
-    level, sentence = xilinx.support(cfg.backend, install, version, part.family if part else None)
+    level, sentence = xilinx.support(cfg.backend, install, version, family_of(cfg.part))
     if level == "unsupported":
         raise FlowError(sentence)
     return install, version, level, sentence
@@ -203,7 +204,8 @@ def work(cfg, into: Path, project: dict, vivado=None, csim=None, export=None, vs
     install, version, _, _ = _install(cfg, vivado)
     shown, argv, build_opt = xilinx.command(install, version, flags)
     xml = outdir.csynth_xml_path(into, cfg.project_name)
-    console.step(f"{install.tool} {version} ({install.binary}) C synthesis of {cfg.project_name} for {cfg.part}")
+    console.step(f"{install.tool} {version} ({install.binary}){install.double_note} C synthesis of "
+                 f"{cfg.project_name} for {cfg.part}")
     quoted = " ".join(f'"{a}"' if " " in a else a for a in shown)
     console.say(f"  {quoted}" + (f" with {BUILD_OPT}: {args}" if build_opt else "") + f"; log: {into / RUN_LOG}")
     before = outdir.snapshot(into)
@@ -212,7 +214,8 @@ def work(cfg, into: Path, project: dict, vivado=None, csim=None, export=None, vs
         if build_opt:
             # The Vitis build_prj.tcl reads its flags from here, as hls4ml's build() writes them.
             (into / BUILD_OPT).write_text(build_opt)
-        run = run_tool(xilinx.with_settings(install, argv), into, _timeout(cfg, timeout), tool=shown[0])
+        run = run_tool(xilinx.with_settings(install, argv), into, _timeout(cfg, timeout), tool=shown[0],
+                       double=install.test_double)
     finally:
         if original is not None:
             # Put back convert's file, so the project stays the one converted (its hash unchanged).
@@ -223,7 +226,7 @@ def work(cfg, into: Path, project: dict, vivado=None, csim=None, export=None, vs
         console.say(_tail(into / RUN_LOG))
         raise FlowError(f"{shown[0]} finished but wrote no synthesis report at {xml}: read {into / RUN_LOG} "
                         f"for the cause.", exit_code=4)
-    stand_in = is_stand_in_log(into / RUN_LOG)  # its results must never pass for Vivado's
+    stand_in = install.test_double or is_stand_in_log(into / RUN_LOG)  # its results must never pass for Vivado's
     result = {"args": args, "command": " ".join(shown), "tool": install.tool, "vivado_hls": str(install.binary),
               "version": version, "stand_in": stand_in, **run}
     return outdir.Outcome(made, result=result, extra={"vivado_version": version, "stand_in": stand_in})
@@ -232,6 +235,7 @@ def work(cfg, into: Path, project: dict, vivado=None, csim=None, export=None, vs
 def shown(cfg, record: dict, reused: bool) -> dict:
     result = record.get("result") or {}
     if not reused:
-        console.say(f"Synthesis finished in {result['seconds']:.0f} s (peak {result['peak_mb'] or 0:.0f} MB); "
+        by = f" by the {standin.NOTE}" if result.get("stand_in") else ""
+        console.say(f"Synthesis finished{by} in {result['seconds']:.0f} s (peak {result['peak_mb'] or 0:.0f} MB); "
                     "`hlsflow report` summarises it.")
     return result

@@ -50,9 +50,9 @@ def check_version(install):
     """(Check, version or None): the binary answers `-version` within its timeout."""
     try:
         version = xilinx.tool_version(install)
-    except FlowError as exc:
-        return Check("runs (-version)", FAIL, str(exc)), None
-    return Check("runs (-version)", OK, f"{install.binary.name} {version}"), version
+    except FlowError as exc:  # what the tool itself said, without the advice to run doctor
+        return Check("runs (-version)", FAIL, getattr(exc, "detail", str(exc))), None
+    return Check("runs (-version)", OK, f"{install.binary.name} {version}{install.double_note}"), version
 
 
 def check_support(install, version, backend, part_family=None) -> Check:
@@ -251,15 +251,14 @@ def check_disk(out_dir, multipliers) -> Check:
 
 def checks_for(install, backend, cfg=None, export=False, full=True) -> list:
     """Every check of one install for a backend (and the design of cfg, when given)."""
-    from ..parts import find_part
+    from ..parts import family_of
 
     checks = [check_settings(install)] if full else []
     version_check, version = check_version(install)
     checks.append(version_check)
     if version is None:
         return checks
-    part = find_part(cfg.part) if cfg is not None else None
-    checks.append(check_support(install, version, backend, part.family if part else None))
+    checks.append(check_support(install, version, backend, family_of(cfg.part) if cfg is not None else None))
     return checks + _run_checks(install, version, cfg, export)
 
 
@@ -280,11 +279,11 @@ def blocking(install, version, cfg, export=False) -> list:
 def verdict(checks: list, install) -> str:
     """One line: whether synthesis with this install can start."""
     failed = [c for c in checks if c.status == FAIL]
+    where = f"{install.tool} at {install.root}{install.double_note}"  # the test double named as such
     if failed:
-        return (f"VERDICT: synthesis with {install.tool} at {install.root} will fail: fix "
-                + ", ".join(c.name for c in failed) + " first.")
+        return (f"VERDICT: synthesis with {where} will fail: fix " + ", ".join(c.name for c in failed) + " first.")
     warned = [c.name for c in checks if c.status == WARN]
-    return (f"VERDICT: ready for synthesis with {install.tool} at {install.root}"
+    return (f"VERDICT: ready for synthesis with {where}"
             + (f" (warnings: {', '.join(warned)})." if warned else "."))
 
 
@@ -293,6 +292,10 @@ def run(backend: str, explicit=None, cfg=None, export=False) -> tuple:
     the one the backend would use."""
     from .. import console
 
+    try:  # an install the user named that is not there: one sentence, before any table
+        xilinx.candidates(explicit)
+    except FlowError as exc:
+        raise FlowError(str(exc), exit_code=1) from None
     rows = []
     found = xilinx.discover()
     listed = ", ".join(f"{i.tool} {i.folder_version}" for i in found) or "none"

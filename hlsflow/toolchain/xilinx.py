@@ -21,6 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import standin
 from ..errors import FlowError
 
 REFERENCE = "2018.2"
@@ -83,8 +84,18 @@ class Install:
         found = shutil.which("vitis-run")
         return Path(found) if found else None
 
+    @property
+    def test_double(self) -> bool:
+        """Whether this is the test double (tests/standin_xilinx): its figures are never Vivado's."""
+        return standin.is_test_double(self.binary)
+
+    @property
+    def double_note(self) -> str:
+        """" (test double: ...)" after anything that names the install, "" for a real one."""
+        return f" ({standin.NOTE})" if self.test_double else ""
+
     def describe(self, version=None) -> str:
-        return f"{self.tool} {version or self.folder_version or '(version unknown)'} at {self.root}"
+        return f"{self.tool} {version or self.folder_version or '(version unknown)'} at {self.root}{self.double_note}"
 
 
 def with_settings(install: Install, argv: list) -> list:
@@ -108,13 +119,71 @@ def tool_version(install: Install) -> str:
     if m:
         return m.group(1)
     if out.returncode != 0:
-        raise FlowError(f"{install.binary} -version failed with status {out.returncode}: run `hlsflow doctor` to "
-                        "check the install and its system libraries.")
+        raise VersionFailed(install, out.returncode, out.stderr or out.stdout)
     return install.folder_version or "unknown"
+
+
+class VersionFailed(FlowError):
+    """`<binary> -version` failed: the sentence quotes the tool's own last lines (what it said
+    about a missing library or file); `detail` is that sentence without the advice to run doctor,
+    for doctor itself."""
+
+    LINES = 3
+
+    def __init__(self, install: Install, status: int, said: str):
+        # Printable characters only, and not too many: a tool's output must not drive the terminal.
+        lines = ["".join(c if c.isprintable() else "?" for c in line.strip())[:200]
+                 for line in said.splitlines() if line.strip()][-self.LINES:]
+        quoted = f', saying "{" / ".join(lines)}"' if lines else ", saying nothing"
+        self.detail = f"{install.binary} -version failed with status {status}{quoted}"
+        super().__init__(f"{self.detail}: check the install and its system libraries (`hlsflow doctor` checks them).")
 
 
 def xilinx_root() -> Path:
     return Path(os.environ.get("XILINX_ROOT") or "/opt/Xilinx")
+
+
+# Variables that name one install, and the binaries one of them holds (XILINX_VIVADO is also set by
+# the settings64.sh of a Vivado without vivado_hls, from 2020.2 on, beside Vitis HLS).
+INSTALL_VARS = (("XILINX_VIVADO", ("vivado_hls", "vivado")), ("VIVADO_DIR", ("vivado_hls",)),
+                ("XILINX_HLS", ("vitis_hls",)))
+
+
+def named_install_problem():
+    """The sentence for an install the environment names that is not there (a folder that does not
+    exist, or holds no Xilinx tool), or None. The user named it: skipping synthesis would hide it."""
+    given = os.environ.get("XILINX_ROOT")
+    if given:
+        root = Path(given)
+        if not root.is_dir():
+            return (f"XILINX_ROOT is {given}, which is not a folder here: set it to the folder holding Xilinx's "
+                    "Vivado/ or Vitis_HLS/ installs (e.g. /opt/Xilinx), or unset it to run without synthesis.")
+        if not any((root / kind).is_dir() for kind in TOOL_DIRS):
+            return (f"XILINX_ROOT is {given}, which holds no {', '.join(TOOL_DIRS[:-1])} or {TOOL_DIRS[-1]} folder: "
+                    "set it to the folder holding Xilinx's installs (e.g. /opt/Xilinx), or unset it.")
+    for var, binaries in INSTALL_VARS:
+        value = os.environ.get(var)
+        if not value:
+            continue
+        folder = Path(value)
+        if not folder.is_dir():
+            return (f"{var} is {value}, which is not a folder here: set it to an install folder (the one holding "
+                    "settings64.sh and bin/), or unset it.")
+        if not any((folder / "bin" / name).is_file() for name in binaries):
+            return (f"{var} is {value}, which holds no bin/{' nor bin/'.join(binaries)}: set it to an install folder "
+                    "(the one holding settings64.sh and bin/), or unset it.")
+    return None
+
+
+def install_tree(path) -> Path:
+    """What a --vivado/--vitis path needs mounted: the whole Xilinx tree when it is an install laid out
+    as Xilinx lays them out (<tree>/<Vivado|Vitis_HLS|...>/<version>[/bin/<binary>]), since an
+    install reaches into the tree beside it (Vitis HLS into Vivado/ and Vitis/); the path otherwise."""
+    path = Path(path)
+    folder = path.parent.parent if path.is_file() and path.parent.name == "bin" else path
+    if version_key(folder.name) and folder.parent.name in TOOL_DIRS:
+        return folder.parent.parent
+    return path
 
 
 def discover(root=None) -> list:
@@ -151,7 +220,11 @@ def no_install_at(path) -> FlowError:
 
 def candidates(explicit=None) -> list:
     """Installs in the order they are looked for: --vivado/--vitis (a folder, a binary, or a
-    version under XILINX_ROOT), XILINX_VIVADO / VIVADO_DIR / XILINX_HLS, XILINX_ROOT, PATH."""
+    version under XILINX_ROOT), XILINX_VIVADO / VIVADO_DIR / XILINX_HLS, XILINX_ROOT, PATH. An install
+    the environment names that is not there is a mistake (FlowError), not an install to skip."""
+    problem = named_install_problem()
+    if problem:
+        raise FlowError(problem)
     if explicit:
         text = str(explicit)
         if version_key(text) and not Path(text).exists():

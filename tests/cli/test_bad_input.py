@@ -47,7 +47,7 @@ def cases(bad):
         (["--model", bad / "unsupported.keras"], "Layer 'upconv' (Conv2DTranspose) cannot be converted by hls4ml"),
         (["--precision", "ap_fixd<16,6>"], "is not a fixed-point type"),
         (["--reuse-factor", "0"], "ReuseFactor '0' (--reuse-factor) is not a positive integer"),
-        (["--part", "xc7z999clg400-1"], "Unknown part 'xc7z999clg400-1'"),
+        (["--part", "xc7z020clg400-1;"], "Part 'xc7z020clg400-1;' is not a part name"),
         (["--out", bad / "a_file" / "prj"], "Cannot write the output directory"),
         (["--model", bad / "custom_layer.keras"], "uses the custom layer BespokeDense, which Keras cannot load"),
         (["--model", bad / "attribute_named.keras"], "layer 'perm' has the name of one of hls4ml's layer attributes"),

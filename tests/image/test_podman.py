@@ -39,8 +39,8 @@ def test_flow_under_podman_matches_docker(podman_socket, podman_image, built_ima
 
 
 def test_podman_mistake_is_one_sentence(podman_socket, podman_image, user_dir):
-    proc = run_hlsflow("convert", "--model", "models/tiny_cnn.keras", "--part", "xc7z999", cwd=user_dir,
+    proc = run_hlsflow("convert", "--model", "models/tiny_cnn.keras", "--part", "xc7z999;", cwd=user_dir,
                    DOCKER_HOST=podman_socket, HLSFLOW_IMAGE=podman_image)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
-    assert len(errors) == 1 and errors[0].startswith("ERROR: Unknown part 'xc7z999'")
+    assert len(errors) == 1 and errors[0].startswith("ERROR: Part 'xc7z999;' is not a part name")

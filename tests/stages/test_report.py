@@ -110,44 +110,43 @@ def test_dsp_tag_of_newer_releases_maps_to_dsp(hls_output_from_fixtures):
         "used": 73, "available": 220, "percent": 33.18}
 
 
-def test_target_part_availability_comes_from_parts_table(hls_output_from_fixtures, capsys):
+def test_a_configured_part_that_differs_is_stated_not_substituted(hls_output_from_fixtures, capsys):
     out = hls_output_from_fixtures("2020.1")
     r = report.build_report(out, "myproject", part="xc7z010clg400-1")
 
-    assert r["available_source"] == "parts_table"
+    assert r["available_source"] == "csynth_xml"
     assert r["part"] == "xc7z020-clg400-1"
     assert r["target_part"] == "xc7z010clg400-1"
-    assert r["resources"]["DSP"] == {"used": 73, "available": 80, "percent": 91.25}
-    assert r["resources"]["BRAM_18K"]["available"] == 120
-    assert r["resources"]["LUT"]["available"] == 17600
-    assert r["resources"]["FF"]["available"] == 35200
-    assert r["fits"] is True
+    # The Z020 the report was synthesised for (its own AvailableResources), not the Z010.
+    assert r["resources"]["DSP"] == {"used": 73, "available": 220, "percent": 33.18}
+    assert r["resources"]["LUT"]["available"] == 53200
     assert "xc7z010clg400-1" in capsys.readouterr().err  # different part: warned
+    assert "the configured part is xc7z010clg400-1" in report.render_markdown(r)
 
 
-def test_fit_is_judged_against_the_target_part(hls_output_from_fixtures):
+def test_fit_is_judged_against_the_part_of_the_report(hls_output_from_fixtures):
     out = hls_output_from_fixtures("2020.1")
     edit_copy(csynth_xml(out), "<DSP48E>73</DSP48E>", "<DSP48E>100</DSP48E>")
     assert report.build_report(out, "myproject")["fits"] is True  # 100 of 220
     r = report.build_report(out, "myproject", part="xc7z010clg400-1")
-    assert r["fits"] is False  # 100 of 80
-    assert r["resources"]["DSP"]["percent"] == 125.0
+    assert r["fits"] is True  # still 100 of the Z020's 220, not of the Z010's 80
+    assert r["resources"]["DSP"]["percent"] == 45.45
 
 
 def test_same_part_spelled_differently_is_not_a_mismatch(hls_output_from_fixtures, capsys):
     out = hls_output_from_fixtures("2020.1")
     r = report.build_report(out, "myproject", part="xc7z020clg400-1")
-    assert r["available_source"] == "parts_table"
     assert r["resources"]["DSP"]["available"] == 220
     assert capsys.readouterr().err == ""
 
 
-def test_unknown_target_part_falls_back_to_the_xml(hls_output_from_fixtures, capsys):
+def test_a_figure_the_report_lacks_comes_from_the_parts_table(hls_output_from_fixtures):
     out = hls_output_from_fixtures("2018.2")
+    edit_copy(csynth_xml(out), "<LUT>433200</LUT>", "")
     r = report.build_report(out, "myproject", part="xc9000-nosuch-1")
-    assert r["available_source"] == "csynth_xml"
-    assert r["resources"]["LUT"]["available"] == 433200
-    assert "xc9000-nosuch-1" in capsys.readouterr().err
+    assert r["available_source"] == "parts_table"
+    assert r["resources"]["LUT"]["available"] == 433200  # the VX690T's, from hlsflow/parts.py
+    assert r["resources"]["DSP"]["available"] == 3600
 
 
 def _strings(value, key=None):

@@ -14,7 +14,7 @@ import pytest
 from conftest import TESTS_DIR, error_lines, run_hlsflow
 
 WILD = TESTS_DIR / "report_fixtures" / "wild"
-REPORT_FILES = {"report.json", "report.md", "utilisation.png"}
+REPORT_FILES = {"report.json", "report.md", "utilisation.png", "layers.png"}
 
 # hls4ml writes its config with yaml.dump: the model is tagged, which yaml.safe_load refuses.
 HLS4ML_CONFIG = """Backend: Vivado
@@ -134,7 +134,7 @@ def test_hand_laid_reports_with_a_solution_named_sln1(tmp_path):
     assert report["csynth_xml"] == "HLS_accel_prj/sln1/syn/report/HLS_accel_csynth.xml"
     assert report["latency"]["worst_cycles"] == expected["worst"]
     assert report["resources"]["DSP"]["used"] == expected["dsp"]
-    assert report["target_part"] == "xc7z020clg400-1" and report["available_source"] == "parts_table"
+    assert report["target_part"] == "xc7z020clg400-1" and report["available_source"] == "csynth_xml"
 
 
 def test_refusals_are_one_sentence_and_change_nothing(user, vivado_fixtures_dir):

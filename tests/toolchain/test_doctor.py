@@ -141,6 +141,12 @@ def test_cli_export_without_y2k22_patch_and_dead_licence(tree, tmp_path):
 
 
 def test_cli_nothing_mounted(tmp_path):
-    proc = _doctor(tmp_path, env_extra={"XILINX_ROOT": str(tmp_path / "none")})
+    proc = _doctor(tmp_path)  # no XILINX_ROOT, and nothing at its default /opt/Xilinx
     assert proc.returncode == 0
     assert "VERDICT: no HLS install found: synthesis will be skipped." in proc.stdout
+
+
+def test_cli_a_named_xilinx_root_that_is_not_there_is_an_error(tmp_path):
+    proc = _doctor(tmp_path, env_extra={"XILINX_ROOT": str(tmp_path / "none")})
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"ERROR: XILINX_ROOT is {tmp_path / 'none'}, which is not")

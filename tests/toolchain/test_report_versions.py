@@ -41,12 +41,13 @@ def test_tool_version_part_and_latency(case):
     part = find_part(report["part"])
     if part is not None:
         judged = build_report(out, CASES[case]["top"], report["part"], xml=xml)
-        assert judged["available_source"] == "parts_table"
+        assert judged["available_source"] == "csynth_xml"  # Vivado's own figures; the table agrees
         for name, figure in part.resources().items():
-            assert report["resources"][name]["available"] == figure, (report["part"], name)
+            if name in report["resources"]:  # 7-series reports of older releases list no URAM
+                assert report["resources"][name]["available"] == figure, (report["part"], name)
 
 
-def test_every_device_of_the_wild_reports_but_one_is_known():
+def test_every_device_of_the_wild_reports_is_known():
     parts = {}
     for case in CASES:
         xml = _xml(case)
@@ -54,5 +55,5 @@ def test_every_device_of_the_wild_reports_but_one_is_known():
             text = xml.read_text(errors="replace")
             parts[case] = re.search(r"<Part>([^<]+)</Part>", text).group(1)
     unknown = sorted({p for p in parts.values() if find_part(p) is None})
-    assert unknown == ["xa7a12tcsg325-1q"], unknown  # an automotive Artix-7, not a flow target
+    assert unknown == [], unknown  # xa7a12tcsg325-1q too: an automotive grade of the XC7A12T
     assert device_of("xcvc1902-vsva2197-2MP-e-S") == "xcvc1902" and find_part("xcvc1902-vsva2197-2MP-e-S")
