@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import console
 from ..emulator import cpp, engines, ranges
+from ..emulator.fixedpoint import Unsupported
 from ..errors import FlowError, whole_number
 from ..files import sha256, write_atomically, write_json
 from ..loading import load_keras_model, load_samples, resolve_samples
@@ -310,14 +311,18 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     x, y, y_keras, facts = keras_reference(cfg, samples, limit, keras)
     n_out, activation = facts["outputs"], facts["output_activation"]
     metric = choose_metric(cfg.flow["emulation"].get("metric") or "auto", activation, n_out, labels_kind(y, n_out))
-    workers = max(1, min(cores, (len(x) + cpp.CHUNK - 1) // cpp.CHUNK)) if fast is None else cores
     console.step("Bit-accurate emulation of the HLS design")
-    if fast is not None and len(x):
-        fast.run(x[:1])  # numba compiles its kernels on first use: a few seconds that are not emulation
-    start = time.monotonic()
+    if fast is not None:
+        try:
+            if len(x):
+                fast.run(x[:1])  # numba compiles its kernels on first use: a few seconds that are not emulation
+            start = time.monotonic()
+            y_hls = engines.run_fast(fast, x, cores)
+        except Unsupported as exc:  # what only the values show (a float too large to wrap): the C++ engine
+            fast = engines.unsupported_while_running(exc, required=engine == "fast", check=check)
+    workers = max(1, min(cores, (len(x) + cpp.CHUNK - 1) // cpp.CHUNK)) if fast is None else cores
     if fast is not None:
         build = {"library": None, "built": False, "seconds": 0.0, "peak_mb": None}
-        y_hls = engines.run_fast(fast, x, workers)
     else:
         build = cpp.build_library(cfg, project)
         start = time.monotonic()  # images/s is the emulation's speed; g++'s seconds are in emulation_build
