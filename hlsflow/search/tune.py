@@ -20,7 +20,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import console, flow, preflight
+from .. import console, flow, preflight, stats
 from ..config import config_is_for, parse_precision
 from ..fixedtype import FixedType
 from ..design import in_memory
@@ -67,6 +67,15 @@ class Trial:
     gate: bool = False
     dsp: int = None
     bram: int = None
+    samples: int = None  # the count behind each share, for its 95% interval
+    agreeing: int = None
+    agreement_ci95: list = None
+    hls_correct: int = None
+    inside_noise: bool = False  # met the gate by a change no larger than noise: not taken
+
+    def figure(self, gate=None) -> str:
+        """The agreement with its 95% interval and count: "99.0% [97.1%, 99.7%] (297 of 300)"."""
+        return stats.figure(self.agreeing, self.samples, gate)
 
 
 def _merge(*change_sets) -> dict:
@@ -115,10 +124,29 @@ class Tuner:
         self.softmax, self.types = {}, []  # propose.look's: each softmax's input, and every type
 
     def passes(self, r: dict) -> bool:
+        """The gate, on the exact count of agreeing samples (never a rounded share)."""
         agreement = r.get("agreement", r.get("top1_agreement"))
-        if agreement is None or agreement < self.target:
+        if agreement is None or not stats.meets(stats.count(agreement, r["samples"]), r["samples"], self.target):
             return False
         return r["hls_accuracy"] is None or r["hls_accuracy"] >= r["keras_accuracy"] - self.tolerance
+
+    def noise(self, trial: Trial) -> str:
+        """Why a step that meets the gate is no improvement on the user's configuration beyond noise
+        (stats.improves: above the upper end of the 95% interval of what it failed on), or ""."""
+        before = self.trials[0] if self.trials else None
+        if before is None or before.gate or trial is before:
+            return ""
+        n = trial.samples
+        if not before.gate and before.agreeing < stats.needed(n, self.target) \
+                and not stats.improves(trial.agreeing, before.agreeing, n):
+            return (f"agreement {stats.percent(trial.agreeing / n)} is within the 95% interval "
+                    f"{stats.ci_text(before.agreeing, n)} of your configuration's {stats.percent(before.agreeing / n)}")
+        if before.hls_correct is not None and before.hls_accuracy < before.keras_accuracy - self.tolerance \
+                and not stats.improves(trial.hls_correct, before.hls_correct, n):
+            return (f"accuracy {stats.percent(trial.hls_correct / n)} is within the 95% interval "
+                    f"{stats.ci_text(before.hls_correct, n)} of your configuration's "
+                    f"{stats.percent(before.hls_correct / n)}")
+        return ""
 
     def measure(self, trial: Trial, findings) -> Trial:
         if trial.label not in ("before", "auto"):  # the user's and hls4ml's own types are measured as they are
@@ -137,18 +165,30 @@ class Tuner:
             raise
         trial.agreement, trial.keras_accuracy, trial.hls_accuracy = (r.get("agreement", r.get("top1_agreement")),
                                                                      r["keras_accuracy"], r["hls_accuracy"])
+        trial.samples = r["samples"]
+        trial.agreeing = stats.count(trial.agreement, trial.samples)
+        trial.agreement_ci95 = list(stats.interval(trial.agreeing, trial.samples))
+        if trial.hls_accuracy is not None:
+            trial.hls_correct = stats.count(trial.hls_accuracy, trial.samples)
         trial.gate = self.passes(r)
+        noise = self.noise(trial) if trial.gate else ""
+        if noise:  # bits are never bought for what another draw of samples could give by itself
+            trial.gate, trial.inside_noise = False, True
+        verdict = (f"gate met by a change inside noise ({noise}): not taken as an improvement" if noise
+                   else "gate met" if trial.gate else "gate not met")
         self.trials.append(trial)
         console.say(f"  {'baseline' if trial.label == 'auto' else f'step {len(self.trials) - 1}'} [{trial.label}] {trial.what}: {trial.added_bits:+d} bits, "
-                    f"agreement {trial.agreement:.1%}{_accuracy_text(trial)} -> "
-                    f"{'gate met' if trial.gate else 'gate not met'}")
+                    f"agreement {trial.figure(self.target)}{_accuracy_text(trial)} -> {verdict}")
         return trial
 
 
 def _accuracy_text(t: Trial) -> str:
     if t.hls_accuracy is None:
         return ""
-    return f", accuracy {t.hls_accuracy:.1%} (Keras {t.keras_accuracy:.1%}, {100 * (t.keras_accuracy - t.hls_accuracy):+.1f} points lost)"
+    n = t.samples
+    keras = stats.count(t.keras_accuracy, n)
+    return (f", accuracy {stats.figure(t.hls_correct, n)} (Keras {stats.figure(keras, n)}, "
+            f"{100 * (t.keras_accuracy - t.hls_accuracy):+.1f} points lost)")
 
 
 def _auto_changes(findings) -> dict:
@@ -283,8 +323,9 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
         config_path = cfg.output_dir / "hls4ml_config.tuned.yml"
     tuner = Tuner(cfg, keras_model, samples, max_samples, target, ACCURACY_TOLERANCE)
     tuner.softmax, tuner.types = softmax, every_type
-    console.step(f"Gate: top-1 agreement >= {target:.1%}, and with labels emulated accuracy within "
-                 f"{100 * ACCURACY_TOLERANCE:.1f} point of Keras; every step is measured by emulation")
+    console.step(f"Gate: top-1 agreement >= {stats.percent(target)}, and with labels emulated accuracy within "
+                 f"{100 * ACCURACY_TOLERANCE:.1f} point of Keras; every step is measured by emulation, and counts only "
+                 "when it improves on your configuration beyond the 95% interval of its figure")
     for f in findings:
         if f.verdict != "ok":
             console.say(f"  {ranges.describe(f)}")
@@ -322,28 +363,37 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
               "before": asdict(tuner.trials[0]), "after": asdict(best_seen), "config": None,
               "outcome": None}
     before = tuner.trials[0]
+    n = before.samples
     if before.gate:
         result["outcome"] = "already met"
-        final = (f"The gate was met already by your configuration (agreement {before.agreement:.1%}"
-                 f"{_accuracy_text(before)}): 0 bits added, nothing written.")
+        note = stats.gate_note(before.agreeing, n, target)
+        final = (f"The gate was met already by your configuration (agreement {before.figure(target)}"
+                 f"{_accuracy_text(before)}{'; ' + note if note else ''}): 0 bits added, nothing written.")
     elif chosen is not None:
         write_atomically(config_path, _config_yaml(cfg, chosen.changes, config_path))
         result["outcome"], result["config"] = "met", str(config_path)
-        final = (f"Gate met: agreement {before.agreement:.1%} -> {chosen.agreement:.1%}{_accuracy_text(chosen)}, "
+        note = stats.gate_note(chosen.agreeing, n, target)
+        final = (f"Gate met: agreement {before.agreement:.1%} -> {chosen.agreement:.1%} ({chosen.agreeing} of {n} "
+                 f"samples, 95% interval {stats.ci_text(chosen.agreeing, n)}; was {before.agreeing} of {n}, "
+                 f"{stats.ci_text(before.agreeing, n)}){_accuracy_text(chosen)}{'; ' + note if note else ''}, "
                  f"for {chosen.added_bits} added bits on {_count(chosen.changes)} types (estimate: ~{chosen.dsp} DSP, "
                  f"~{chosen.bram} BRAM_18K; was ~{before.dsp} DSP, ~{before.bram} BRAM_18K). Tuned config written to "
                  f"{config_path}: adopt it with --config {config_path}.")
-    elif best_seen is not before and best_seen.agreement > before.agreement:
+    elif best_seen is not before and _improved(best_seen, before):
         write_atomically(config_path, _config_yaml(cfg, best_seen.changes, config_path))
         result["outcome"], result["config"] = "not met", str(config_path)
-        final = (f"Gate NOT met: the best step reached agreement {best_seen.agreement:.1%}{_accuracy_text(best_seen)} "
-                 f"(from {before.agreement:.1%}), {_short(best_seen, target)}, for {best_seen.added_bits} added bits; "
+        final = (f"Gate NOT met: the best step reached agreement {best_seen.figure(target)}{_accuracy_text(best_seen)} "
+                 f"(from {before.figure(target)}), {_short(best_seen, target)}, for {best_seen.added_bits} added bits; "
                  f"that config is written to {config_path}, but it does not meet the gate: look at the model itself "
                  "or its samples (near-ties that any rounding flips).")
     else:
         result["outcome"] = "nothing improved"
-        final = (f"Nothing could be improved: no step raised agreement above {before.agreement:.1%} "
-                 f"({_short(before, target)}); nothing written.")
+        best = max(tuner.trials, key=lambda t: (t.agreeing, t.hls_correct or 0))
+        gain = (f"the best step reached {best.figure(target)}, within the 95% interval "
+                f"{stats.ci_text(before.agreeing, n)} of your configuration's, a change noise can make"
+                if best is not before and best.agreeing > before.agreeing else "none reached more")
+        final = (f"Nothing could be improved beyond noise: your configuration agrees on {before.figure(target)} "
+                 f"({_short(before, target)}), and {gain}; no bits bought, nothing written.")
     if auto is not None:
         ours = chosen.added_bits if chosen is not None else None
         if auto.gate and (ours is None or auto.added_bits < ours):
@@ -352,7 +402,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
             verdict = "this search is cheaper" if auto.gate else "only this search meets the gate"
         else:
             verdict = "neither meets the gate"
-        console.say(f"Baseline, hls4ml's 'auto' types: {auto.added_bits:+d} bits, agreement {auto.agreement:.1%}"
+        console.say(f"Baseline, hls4ml's 'auto' types: {auto.added_bits:+d} bits, agreement {auto.figure(target)}"
                     f"{_accuracy_text(auto)}, gate {'met' if auto.gate else 'not met'} ({verdict}).")
         result["auto_verdict"] = verdict
     out = cfg.output_dir
@@ -457,7 +507,23 @@ def _fewest(run, steps, top_first: bool):
 
 
 def _short(trial: Trial, target: float) -> str:
-    return f"{100 * (target - trial.agreement):.1f} points short of the {target:.1%} gate"
+    """How far the trial is from the gate, in samples: a share rounded to a tenth of a point would
+    show 98.997% as the 99.0% it falls short of."""
+    n, k = trial.samples, trial.agreeing
+    missing = stats.needed(n, target) - k
+    if missing <= 0:
+        return (f"its agreement meets the {stats.percent(target)} gate but its accuracy is more than "
+                f"{100 * ACCURACY_TOLERANCE:.1f} point below Keras's" if not trial.inside_noise else
+                f"its agreement reaches the {stats.percent(target)} gate only by a change inside noise")
+    return (f"{missing} sample{'s' if missing != 1 else ''} short of the {stats.percent(target, k / n)} gate: "
+            f"{k} of {n} agree, {stats.needed(n, target)} needed")
+
+
+def _improved(trial: Trial, before: Trial) -> bool:
+    """Whether the trial beats the user's configuration beyond noise, in agreement or accuracy."""
+    n = trial.samples
+    return stats.improves(trial.agreeing, before.agreeing, n) or (
+        trial.hls_correct is not None and stats.improves(trial.hls_correct, before.hls_correct, n))
 
 
 def _wider_search(tuner, keras_model, x, findings, overflow):
