@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import io
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -243,17 +244,23 @@ def _auto_bits(cfg, keras_model, findings, changes) -> int:
 
 
 def _config_yaml(cfg, changes: dict, target: Path) -> str:
-    """The user's config with the changed precisions; without a config file, the effective one."""
+    """The user's config with the changed precisions; without a config file of this model's (none,
+    or one written for another model, used with --model), the effective one."""
     import yaml
 
-    if cfg.source is not None:
+    if cfg.source is not None and config_is_for(cfg):
         raw = yaml.safe_load(Path(cfg.source).read_text())
         origin = Path(cfg.source).name
     else:
-        raw = {"KerasModel": str(cfg.keras_model), "OutputDir": str(cfg.output_dir.with_name(cfg.output_dir.name + "-tuned")),
+        hls = copy.deepcopy(cfg.hls_config)
+        if cfg.source is not None:  # another model's config: its LayerName entries name that model's layers
+            hls.pop("LayerName", None)
+        raw = {"KerasModel": str(cfg.keras_model), "OutputDir": str(cfg.output_dir),
                "ProjectName": cfg.project_name, "Part": cfg.part, "Backend": cfg.backend, "IOType": cfg.io_type,
-               "ClockPeriod": cfg.clock_period, "HLSConfig": copy.deepcopy(cfg.hls_config)}
-        origin = f"hlsflow's defaults for {cfg.keras_model.name}"
+               "ClockPeriod": cfg.clock_period, "HLSConfig": hls}
+        origin = (f"hlsflow's defaults for {cfg.keras_model.name}" if cfg.source is None else
+                  f"{Path(cfg.source).name} (written for another model: its settings, not its layers) for "
+                  f"{cfg.keras_model.name}")
     layers = raw.setdefault("HLSConfig", {}).setdefault("LayerName", {})
     for layer, kinds in changes.items():
         entry = layers.setdefault(layer, {})
@@ -266,10 +273,15 @@ def _config_yaml(cfg, changes: dict, target: Path) -> str:
         if not isinstance(prec, dict):
             prec = entry["Precision"] = {"result": prec}
         prec.update(types)
-    if cfg.source is not None and target.resolve().parent != Path(cfg.source).resolve().parent:
-        raw["KerasModel"], raw["OutputDir"] = str(cfg.keras_model), str(cfg.output_dir)  # relative paths would break
-    if cfg.flow["emulation"].get("samples") and (cfg.source is None or target.resolve().parent != Path(cfg.source).resolve().parent):
-        raw.setdefault("Flow", {}).setdefault("emulation", {})["samples"] = cfg.flow["emulation"]["samples"]
+    beside = cfg.source is not None and config_is_for(cfg) and \
+        target.resolve().parent == Path(cfg.source).resolve().parent
+    if not beside:  # the file's relative paths would break elsewhere
+        raw["KerasModel"] = str(cfg.keras_model)
+        if cfg.flow["emulation"].get("samples"):
+            raw.setdefault("Flow", {}).setdefault("emulation", {})["samples"] = cfg.flow["emulation"]["samples"]
+    # Its own output folder: adopting the tuned config must not replace the project it was compared with.
+    tuned = cfg.output_dir.with_name(cfg.output_dir.name + "-tuned")
+    raw["OutputDir"] = os.path.relpath(tuned, target.resolve().parent) if beside else str(tuned)
     lines = [f"# Tuned by `hlsflow tune-precision` from {origin}; changed precisions:"]
     lines += [f"#   {layer} {kind}: {value}" for layer, kinds in changes.items() for kind, value in kinds.items()]
     return "\n".join(lines) + "\n" + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=120)
@@ -313,11 +325,13 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), 100)
     every_type, softmax = propose.look(cfg, keras_model, x)
     findings = [f for f in every_type if f.tunable]
-    if cfg.source is not None and not config_is_for(cfg):
-        cfg = dataclasses.replace(cfg, source=None)  # the file names another model: tune the effective config
+    # A config written for another model, used with --model, is used as convert uses it: its
+    # LayerName entries are about that model's layers (design.check_layer_names lets them be, hls4ml
+    # ignores them), and the tuned config is the effective one, for this model.
+    own = cfg.source is not None and config_is_for(cfg)
     if write:
         config_path = Path(write)
-    elif cfg.source is not None:
+    elif own:
         config_path = Path(cfg.source).with_name(Path(cfg.source).stem + ".tuned.yml")
     else:  # a model alone: its tuned config belongs with its output, never in this checkout's project/
         config_path = cfg.output_dir / "hls4ml_config.tuned.yml"
