@@ -123,6 +123,9 @@ class Tuner:
         self.root = cfg.output_dir.with_name(f"{cfg.output_dir.name}-tune")
         self.trials = []
         self.softmax, self.types = {}, []  # propose.look's: each softmax's input, and every type
+        # csim's metric set to top-1 for tune: the user's configuration is then measured in a folder
+        # of tune's own, so the user's output folder keeps the csim its own config records
+        self.relabelled = False
 
     def passes(self, r: dict) -> bool:
         """The gate, on the exact count of agreeing samples (never a rounded share)."""
@@ -152,7 +155,8 @@ class Tuner:
     def measure(self, trial: Trial, findings) -> Trial:
         if trial.label not in ("before", "auto"):  # the user's and hls4ml's own types are measured as they are
             trial.changes = _merge(trial.changes, propose.table_changes(self.softmax, self.types, trial.changes))
-        trial_cfg = self.cfg if trial.label == "before" else propose.with_changes(self.cfg, trial.changes, self.root / trial.label)
+        in_place = trial.label == "before" and not self.relabelled
+        trial_cfg = self.cfg if in_place else propose.with_changes(self.cfg, trial.changes, self.root / trial.label)
         captured = io.StringIO()
         try:
             with contextlib.redirect_stdout(captured):
@@ -290,15 +294,24 @@ def _config_yaml(cfg, changes: dict, target: Path) -> str:
 TUNE_RESULT = "tune.json"
 
 
-def _labels_measured(cfg, keras_model):
+def _labels_measured(cfg, keras_model, samples):
     """The config with csim measuring the predicted labels, tune's gate: csim's "auto" takes a linear
-    output of several values without labels for a regression, tune takes it for a classifier's logits."""
+    output of several values without labels for a regression, tune takes it for a classifier's logits.
+    Unchanged where "auto" measures top-1 anyway (a softmax, or class labels): a config changed for
+    nothing would make the user's next csim run again, its metric "changed"."""
+    from ..loading import read_samples
+    from ..stages import emulate
+
     metric = cfg.flow["emulation"].get("metric", "auto")
     if metric == "error":
         raise FlowError("tune-precision meets an agreement of the predicted labels, and this config measures "
                         "the error against Keras (Flow.emulation.metric: error): set metric to auto or top1 "
                         "for tune-precision.")
-    if metric != "auto" or int(keras_model.outputs[0].shape[-1]) < 2:
+    n_out = int(math.prod(keras_model.outputs[0].shape[1:]))
+    if metric != "auto" or n_out < 2:
+        return cfg
+    labels = emulate.labels_kind(read_samples(samples)[1], n_out)
+    if emulate.choose_metric("auto", emulate.output_activation(keras_model), n_out, labels) == "top1":
         return cfg
     flow_settings = copy.deepcopy(cfg.flow)
     flow_settings["emulation"]["metric"] = "top1"
@@ -321,7 +334,8 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     if not 0 < target <= 1:
         raise FlowError(f"--target {target} is not a share of samples: give a number in (0, 1], like 0.99.")
     keras_model = load_keras_model(cfg.keras_model)
-    cfg = _labels_measured(cfg, keras_model)
+    measured = _labels_measured(cfg, keras_model, samples)
+    relabelled, cfg = measured is not cfg, measured
     x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), 100)
     every_type, softmax = propose.look(cfg, keras_model, x)
     findings = [f for f in every_type if f.tunable]
@@ -337,6 +351,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
         config_path = cfg.output_dir / "hls4ml_config.tuned.yml"
     tuner = Tuner(cfg, keras_model, samples, max_samples, target, ACCURACY_TOLERANCE)
     tuner.softmax, tuner.types = softmax, every_type
+    tuner.relabelled = relabelled
     console.step(f"Gate: top-1 agreement >= {stats.percent(target)}, and with labels emulated accuracy within "
                  f"{100 * ACCURACY_TOLERANCE:.1f} point of Keras; every step is measured by emulation, and counts only "
                  "when it improves on your configuration beyond the 95% interval of its figure")
