@@ -30,7 +30,8 @@ from ..files import read_json, write_atomically, write_json
 from ..state import outdir, signing
 
 # Grid keys, as in the config file, with the load_config flag each one sets.
-KEYS = {"ReuseFactor": "reuse_factor", "Precision": "precision", "IOType": "io_type", "Strategy": "strategy",
+# Precision sets the default and the per-layer types that were the default: init's per-layer types stay.
+KEYS = {"ReuseFactor": "reuse_factor", "Precision": "default_precision", "IOType": "io_type", "Strategy": "strategy",
         "Part": "part", "ClockPeriod": "clock"}
 # Also accepted: the command-line spellings.
 ALIASES = {**{k.lower(): k for k in KEYS}, "reuse_factor": "ReuseFactor", "reuse-factor": "ReuseFactor",
