@@ -100,6 +100,40 @@ def _model_config(path: Path):
         return None
 
 
+def input_shape(path):
+    """The shape of one input item, read from the model's saved architecture without TensorFlow
+    (a single-input model's InputLayer, or a Sequential model's first layer); None when the file
+    does not say it plainly (then the model's own loader checks the samples)."""
+    config = _model_config(Path(path))
+    body = config.get("config") if isinstance(config, dict) else None
+    layers = body.get("layers") if isinstance(body, dict) else None
+    if not isinstance(layers, list) or not layers:
+        return None
+    named = body.get("input_layers")
+    if config.get("class_name") == "Sequential":
+        first = layers[0]
+    elif isinstance(named, list) and len(named) == 1 and isinstance(named[0], list) and named[0]:
+        first = next((layer for layer in layers if isinstance(layer, dict)
+                      and (layer.get("name") or (layer.get("config") or {}).get("name")) == named[0][0]), None)
+    else:
+        return None
+    settings = first.get("config") if isinstance(first, dict) else None
+    shape = (settings or {}).get("batch_input_shape") or (settings or {}).get("batch_shape")
+    if not isinstance(shape, list) or len(shape) < 2 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+        return None
+    return tuple(shape[1:])
+
+
+def check_samples_fit(model_path, samples) -> None:
+    """The samples read (read_samples) and their items' shape checked against the model's input, as
+    far as the model file says it without TensorFlow: before anything is converted or written."""
+    x, _ = read_samples(samples)
+    expected = input_shape(model_path)
+    if expected is not None and tuple(x.shape[1:]) != expected:
+        raise FlowError(f"Samples in {samples} have shape {tuple(x.shape[1:])} per item but the model takes "
+                        f"{expected}: give samples that match the model input.")
+
+
 def unknown_layers(path: Path, tf) -> list:
     """Class names of the model's layers that are not Keras's own, in order, once each."""
     config = _model_config(Path(path))
