@@ -69,3 +69,27 @@ def test_ap_fixed_40_16_everywhere_runs_fast_and_matches_cpp(tmp_path):
     assert "agree bit for bit on all 20 samples" in proc.stdout, proc.stdout[-3000:]
     result = json.loads((tmp_path / "prj" / "csim.json").read_text())
     assert result["engine"] == "fast" and result["cross_check"] == {"samples": 20, "identical": True}, result
+
+
+def test_what_only_the_values_show_falls_back_to_cpp_in_one_line(tmp_path):
+    """The fast engine meets some of what it does not reproduce only while running (a sample too
+    large for its int64 wrap-around): auto says so in one line and runs the C++ emulation; --engine
+    fast is one sentence. Neither is a traceback."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    inp = tf.keras.Input((4,), name="x")
+    tf.keras.Model(inp, layers.Dense(2, name="fc")(inp)).save(tmp_path / "small.keras")
+    x = np.random.default_rng(6).uniform(-1, 1, (8, 4)).astype(np.float32)
+    x[3, 1] = 1e20  # in ap_fixed<16,6>'s WRAP: 1e20 * 2**10 does not fit int64
+    np.savez(tmp_path / "huge.npz", X=x)
+    flags = ("--model", "small.keras", "--samples", "huge.npz", "--out", "prj", "--io-type", "io_parallel")
+    auto = _installed("csim", *flags, cwd=tmp_path)
+    assert auto.returncode == 0, auto.stdout[-3000:] + auto.stderr[-3000:]
+    lines = [line for line in auto.stdout.splitlines() if line.startswith("Fast engine:")]
+    assert len(lines) == 1 and "while emulating, so csim uses the C++ emulation" in lines[0], auto.stdout[-3000:]
+    assert json.loads((tmp_path / "prj" / "csim.json").read_text())["engine"] == "cpp"
+    fast = _installed("csim", *flags, "--engine", "fast", "--force", cwd=tmp_path)
+    errors = [line for line in fast.stderr.splitlines() if line.startswith("ERROR:")]
+    assert fast.returncode == 2 and len(errors) == 1 and "--engine fast was asked for" in errors[0], fast.stderr
+    assert "Traceback" not in auto.stderr + fast.stderr
