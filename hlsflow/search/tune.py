@@ -72,7 +72,7 @@ class Trial:
     agreeing: int = None
     agreement_ci95: list = None
     hls_correct: int = None
-    inside_noise: bool = False  # met the gate by a change no larger than noise: not taken
+    inside_noise: str = ""  # why a step that met the gate did so by a change no larger than noise: not taken
 
     def figure(self, gate=None) -> str:
         """The agreement with its 95% interval and count: "99.0% [97.1%, 99.7%] (297 of 300)"."""
@@ -135,22 +135,23 @@ class Tuner:
         return r["hls_accuracy"] is None or r["hls_accuracy"] >= r["keras_accuracy"] - self.tolerance
 
     def noise(self, trial: Trial) -> str:
-        """Why a step that meets the gate is no improvement on the user's configuration beyond noise
-        (stats.improves: above the upper end of the 95% interval of what it failed on), or ""."""
+        """Why the trial is no improvement on the user's configuration beyond noise, or "": the
+        figure that failed the gate (agreement, else accuracy) must rise above the upper end of its
+        95% interval (stats.improves); a smaller gain is what another draw of samples could give."""
         before = self.trials[0] if self.trials else None
         if before is None or before.gate or trial is before:
             return ""
         n = trial.samples
-        if not before.gate and before.agreeing < stats.needed(n, self.target) \
-                and not stats.improves(trial.agreeing, before.agreeing, n):
-            return (f"agreement {stats.percent(trial.agreeing / n)} is within the 95% interval "
-                    f"{stats.ci_text(before.agreeing, n)} of your configuration's {stats.percent(before.agreeing / n)}")
-        if before.hls_correct is not None and before.hls_accuracy < before.keras_accuracy - self.tolerance \
-                and not stats.improves(trial.hls_correct, before.hls_correct, n):
-            return (f"accuracy {stats.percent(trial.hls_correct / n)} is within the 95% interval "
-                    f"{stats.ci_text(before.hls_correct, n)} of your configuration's "
-                    f"{stats.percent(before.hls_correct / n)}")
-        return ""
+        if before.agreeing < stats.needed(n, self.target):
+            old, new, what = before.agreeing, trial.agreeing, "agreement"
+        elif before.hls_correct is not None:
+            old, new, what = before.hls_correct, trial.hls_correct, "accuracy"
+        else:
+            return ""
+        if stats.improves(new, old, n):
+            return ""
+        return (f"{what} {stats.percent(new / n)} is within the 95% interval {stats.ci_text(old, n)} of your "
+                f"configuration's {stats.percent(old / n)}")
 
     def measure(self, trial: Trial, findings) -> Trial:
         if trial.label not in ("before", "auto"):  # the user's and hls4ml's own types are measured as they are
@@ -178,7 +179,7 @@ class Tuner:
         trial.gate = self.passes(r)
         noise = self.noise(trial) if trial.gate else ""
         if noise:  # bits are never bought for what another draw of samples could give by itself
-            trial.gate, trial.inside_noise = False, True
+            trial.gate, trial.inside_noise = False, noise
         verdict = (f"gate met by a change inside noise ({noise}): not taken as an improvement" if noise
                    else "gate met" if trial.gate else "gate not met")
         self.trials.append(trial)
@@ -393,13 +394,14 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
               "outcome": None}
     before = tuner.trials[0]
     n = before.samples
+    tuned = None  # the tuned config's text, written with tune.json below
     if before.gate:
         result["outcome"] = "already met"
         note = stats.gate_note(before.agreeing, n, target)
         final = (f"The gate was met already by your configuration (agreement {before.figure(target)}"
                  f"{_accuracy_text(before)}{'; ' + note if note else ''}): 0 bits added, nothing written.")
     elif chosen is not None:
-        write_atomically(config_path, _config_yaml(cfg, chosen.changes, config_path))
+        tuned = _config_yaml(cfg, chosen.changes, config_path)
         result["outcome"], result["config"] = "met", str(config_path)
         note = stats.gate_note(chosen.agreeing, n, target)
         final = (f"Gate met: agreement {before.agreement:.1%} -> {chosen.agreement:.1%} ({chosen.agreeing} of {n} "
@@ -408,8 +410,8 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
                  f"for {chosen.added_bits} added bits on {_count(chosen.changes)} types (estimate: ~{chosen.dsp} DSP, "
                  f"~{chosen.bram} BRAM_18K; was ~{before.dsp} DSP, ~{before.bram} BRAM_18K). Tuned config written to "
                  f"{config_path}: adopt it with --config {config_path}.")
-    elif best_seen is not before and _improved(best_seen, before):
-        write_atomically(config_path, _config_yaml(cfg, best_seen.changes, config_path))
+    elif best_seen is not before and not tuner.noise(best_seen):
+        tuned = _config_yaml(cfg, best_seen.changes, config_path)
         result["outcome"], result["config"] = "not met", str(config_path)
         final = (f"Gate NOT met: the best step reached agreement {best_seen.figure(target)}{_accuracy_text(best_seen)} "
                  f"(from {before.figure(target)}), {_short(best_seen, target)}, for {best_seen.added_bits} added bits; "
@@ -417,10 +419,9 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
                  "or its samples (near-ties that any rounding flips).")
     else:
         result["outcome"] = "nothing improved"
-        best = max(tuner.trials, key=lambda t: (t.agreeing, t.hls_correct or 0))
-        gain = (f"the best step reached {best.figure(target)}, within the 95% interval "
-                f"{stats.ci_text(before.agreeing, n)} of your configuration's, a change noise can make"
-                if best is not before and best.agreeing > before.agreeing else "none reached more")
+        reason = tuner.noise(best_seen) if best_seen is not before else ""
+        gain = (f"the best step reached {best_seen.figure(target)}, no improvement beyond noise ({reason})" if reason
+                else "no step improved on it")
         final = (f"Nothing could be improved beyond noise: your configuration agrees on {before.figure(target)} "
                  f"({_short(before, target)}), and {gain}; no bits bought, nothing written.")
     if auto is not None:
@@ -439,6 +440,10 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
                                                  "samples": sha256(samples, cache=True),
                                                  "max_samples": max_samples, "target": target})
     with outdir.claimed(out, outdir.run_inputs(cfg, samples)), stage.running():  # recorded for `hlsflow verify`
+        # Written once the folder is claimed: a tuned config in the output folder, written before,
+        # was a file of no record's there, and the claim refused the folder for it.
+        if tuned is not None:
+            write_atomically(config_path, tuned)
         write_json(out / TUNE_RESULT, result)
         made = [TUNE_RESULT]
         if result["config"] and config_path.resolve().parent == out.resolve():
@@ -540,19 +545,13 @@ def _short(trial: Trial, target: float) -> str:
     show 98.997% as the 99.0% it falls short of."""
     n, k = trial.samples, trial.agreeing
     missing = stats.needed(n, target) - k
+    if trial.inside_noise:
+        return f"it meets the {stats.percent(target)} gate only by a change inside noise ({trial.inside_noise})"
     if missing <= 0:
         return (f"its agreement meets the {stats.percent(target)} gate but its accuracy is more than "
-                f"{100 * ACCURACY_TOLERANCE:.1f} point below Keras's" if not trial.inside_noise else
-                f"its agreement reaches the {stats.percent(target)} gate only by a change inside noise")
+                f"{100 * ACCURACY_TOLERANCE:.1f} point below Keras's")
     return (f"{missing} sample{'s' if missing != 1 else ''} short of the {stats.percent(target, k / n)} gate: "
             f"{k} of {n} agree, {stats.needed(n, target)} needed")
-
-
-def _improved(trial: Trial, before: Trial) -> bool:
-    """Whether the trial beats the user's configuration beyond noise, in agreement or accuracy."""
-    n = trial.samples
-    return stats.improves(trial.agreeing, before.agreeing, n) or (
-        trial.hls_correct is not None and stats.improves(trial.hls_correct, before.hls_correct, n))
 
 
 def _wider_search(tuner, keras_model, x, findings, overflow):
