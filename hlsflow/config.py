@@ -139,6 +139,32 @@ def set_precisions(hls_config: dict, precision: str) -> None:
             layer["Precision"] = precision
 
 
+def set_default_precision(hls_config: dict, precision: str) -> None:
+    """The model's default precision, and each per-layer weight, bias and result that was the old
+    default; a per-layer type set apart from it (init's proposal from the samples, a quantizer's,
+    the user's) is kept. A sweep's Precision values mean this: the grid names no per-layer type."""
+    from .fixedtype import NotFixedPoint, parse
+
+    def same(value, old) -> bool:
+        try:
+            return parse(str(value)) == parse(str(old))
+        except NotFixedPoint:
+            return str(value) == str(old)
+
+    model = hls_config.setdefault("Model", {})
+    old = model.get("Precision", {"default": "ap_fixed<16,6>"})
+    old = old.get("default", "ap_fixed<16,6>") if isinstance(old, dict) else old
+    model["Precision"] = {"default": precision}
+    for layer in (hls_config.get("LayerName") or {}).values():
+        prec = layer.get("Precision")
+        if isinstance(prec, dict):
+            for key in ("weight", "bias", "result"):
+                if key in prec and same(prec[key], old):
+                    prec[key] = precision
+        elif prec is not None and same(prec, old):
+            layer["Precision"] = precision
+
+
 def _check_precisions(hls_config: dict) -> None:
     def check(value, where):
         if isinstance(value, dict):
@@ -338,9 +364,11 @@ def validate(raw: dict, path: Path) -> None:
 
 
 def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_factor=None,
-                precision=None, clock=None, samples=None, strategy=None, announce=True) -> FlowConfig:
+                precision=None, clock=None, samples=None, strategy=None, announce=True,
+                default_precision=None) -> FlowConfig:
     """The effective configuration: the file (given, or found by find_config), else hlsflow's
-    generic defaults when a model is given, with flags overriding either."""
+    generic defaults when a model is given, with flags overriding either. `precision` (--precision)
+    sets every layer's types; `default_precision` (a sweep's Precision) keeps per-layer ones."""
     cwd = Path.cwd()
     path = _resolve(cwd, path) if path else find_config(cwd)
     if path is not None:
@@ -369,6 +397,9 @@ def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_
     if precision is not None:
         parse_precision(precision, "--precision")
         set_precisions(hls_config, precision)
+    if default_precision is not None:
+        parse_precision(default_precision, "Precision")
+        set_default_precision(hls_config, default_precision)
     if reuse_factor is not None:
         rf = parse_reuse_factor(reuse_factor, "--reuse-factor")
         model_cfg["ReuseFactor"] = rf

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import console, table
 from .errors import FlowError
-from .loading import read_samples, resolve_samples
+from .loading import check_samples_fit, resolve_samples
 from .parts import resolve_part
 from .state import outdir
 
@@ -148,7 +148,7 @@ def _csim_checked(cfg, options: dict) -> dict:
     from .stages import emulate
 
     options["engine"], options["cross_check"] = emulate.csim_flags(options.get("engine"), options.get("cross_check"))
-    read_samples(resolve_samples(cfg, options.get("samples")))
+    check_samples_fit(cfg.keras_model, resolve_samples(cfg, options.get("samples")))
     return options
 
 
@@ -205,7 +205,7 @@ def run(cfg, samples=None, min_agreement=None, vivado=None, force=False, max_err
     report; `force` redoes each."""
     from .stages import emulate, synthesize
 
-    read_samples(resolve_samples(cfg, samples))  # bad samples are named before minutes of conversion
+    check_samples_fit(cfg.keras_model, resolve_samples(cfg, samples))  # named before minutes of conversion
     _named_install_is_there(vivado)
     flags = {"csim": {"samples": samples}, "synth": {"vivado": vivado}}
     results = {}

@@ -227,6 +227,61 @@ HGQ_LAYERS = {"FixedPointQuantizer", "HQuantize", "HDense", "HConv1D", "HConv2D"
 KERAS_INTERNAL = {"TFOpLambda", "SlicingOpLambda", "Functional", "Sequential", "Model"}
 
 
+def _model_config(path: Path):
+    """The model's architecture as Keras saved it (a .keras zip's config.json, an .h5's
+    model_config, a .json file), or None when it cannot be read."""
+    import json
+    import zipfile
+
+    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json"))
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            text = handle.attrs.get("model_config")
+        return json.loads(text) if text is not None else None
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def input_shape(path):
+    """The shape of one input item, read from the model's saved architecture without TensorFlow
+    (a single-input model's InputLayer, or a Sequential model's first layer); None when the file
+    does not say it plainly (then the model's own loader checks the samples)."""
+    config = _model_config(Path(path))
+    body = config.get("config") if isinstance(config, dict) else None
+    layers = body.get("layers") if isinstance(body, dict) else None
+    if not isinstance(layers, list) or not layers:
+        return None
+    named = body.get("input_layers")
+    if config.get("class_name") == "Sequential":
+        first = layers[0]
+    elif isinstance(named, list) and len(named) == 1 and isinstance(named[0], list) and named[0]:
+        first = next((layer for layer in layers if isinstance(layer, dict)
+                      and (layer.get("name") or (layer.get("config") or {}).get("name")) == named[0][0]), None)
+    else:
+        return None
+    settings = first.get("config") if isinstance(first, dict) else None
+    shape = (settings or {}).get("batch_input_shape") or (settings or {}).get("batch_shape")
+    if not isinstance(shape, list) or len(shape) < 2 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+        return None
+    return tuple(shape[1:])
+
+
+def check_samples_fit(model_path, samples) -> None:
+    """The samples read (read_samples) and their items' shape checked against the model's input, as
+    far as the model file says it without TensorFlow: before anything is converted or written."""
+    x, _ = read_samples(samples)
+    expected = input_shape(model_path)
+    if expected is not None and tuple(x.shape[1:]) != expected:
+        raise FlowError(f"Samples in {samples} have shape {tuple(x.shape[1:])} per item but the model takes "
+                        f"{expected}: give samples that match the model input.")
+
+
 def unknown_layers(config, tf) -> list:
     """Class names of the saved model's top-level layers that are not Keras's own, in order, once each."""
     layers = (config.get("config") or {}).get("layers") if isinstance(config, dict) else None

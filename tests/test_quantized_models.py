@@ -91,7 +91,7 @@ def test_a_missing_package_or_a_custom_layer_is_one_sentence(tmp_path):
 
 # What `init` must write for each model: its IOType and the types its quantizers set.
 EXPECTED = {
-    "qkeras_mlp": ("io_stream", ["#   fc1: weight ap_fixed<6,1>, bias ap_fixed<6,1>",
+    "qkeras_mlp": ("io_parallel", ["#   fc1: weight ap_fixed<6,1>, bias ap_fixed<6,1>",
                                  "#   relu1: result ap_ufixed<6,2,AP_RND_CONV,AP_SAT>",
                                  "#   fc2: weight ap_fixed<4,1>, bias ap_fixed<6,1>",
                                  "#   q2: result ap_fixed<8,4,AP_RND_CONV,AP_SAT>"]),

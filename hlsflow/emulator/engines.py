@@ -66,6 +66,17 @@ def fast_engine(cfg, project: dict, keras, required: bool):
     return cached
 
 
+def unsupported_while_running(exc: Unsupported, required: bool, check=None):
+    """None after one line saying why the C++ engine runs instead, when the fast engine met at run
+    time something it does not reproduce; FlowError when the fast engine was required."""
+    if required or check:
+        why = "--engine fast was asked for" if required else "--cross-check compares it with the C++ one"
+        raise FlowError(f"The fast engine cannot emulate this design ({exc}) and {why}: run with --engine cpp "
+                        "(or auto, which falls back by itself).")
+    console.say(f"Fast engine: {exc} while emulating, so csim uses the C++ emulation for the whole model.")
+    return None
+
+
 def _keep(stage, built) -> None:
     """Record the engine just built (or why there is none) for the next csim on this project. An
     engine that cannot be stored is simply not kept: csim goes on, the next one builds it again."""
@@ -158,5 +169,9 @@ def layer_trace(cfg, keras_model, x, workdir: Path) -> tuple:
         console.say(f"Fast engine: {exc}, so the trace comes from hls4ml's C++ emulation.")
         return cpp_trace(cfg, keras_model, x, workdir / "traced")
     console.step("Tracing every layer on the fast engine")
-    _, trace = engine.run(x, trace=True)
+    try:
+        _, trace = engine.run(x, trace=True)
+    except Unsupported as exc:  # what only the values show
+        console.say(f"Fast engine: {exc} while tracing, so the trace comes from hls4ml's C++ emulation.")
+        return cpp_trace(cfg, keras_model, x, workdir / "traced")
     return hls_model, trace

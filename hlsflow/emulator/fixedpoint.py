@@ -166,8 +166,6 @@ def _mac_plan(a_t: FixedType, w: np.ndarray, w_frac: int, n_in: int, acc: FixedT
     a_max = max(-a_t.min_raw, a_t.max_raw)  # from the type: no pass over the data
     w_max = int(np.abs(w).max(initial=0))
     peak = a_max * w_max  # Python ints: no overflow
-    if peak >= 2 ** 62:
-        raise Unsupported("products wider than 62 bits")
     if acc.overflow != "WRAP":
         raise Unsupported(f"accumulator {acc}: saturation makes the sum depend on its order")
     shift = a_t.frac + w_frac - acc.frac
@@ -175,8 +173,12 @@ def _mac_plan(a_t: FixedType, w: np.ndarray, w_frac: int, n_in: int, acc: FixedT
         raise Unsupported(f"accumulator {acc}: rounding mode {acc.rounding} on products")
     offset = 0 if shift <= 0 or acc.rounding == "TRN" else (1 << (shift - 1)) - (acc.rounding == "RND_MIN_INF")
     narrow = acc.width <= 32 and a_max < 2 ** 31 and w_max < 2 ** 31
+    # Products of 62 bits and more wrap in int64, and the sums wrap in acc anyway: acc's bits of
+    # floor((product + offset) / 2**shift) depend only on the product's low shift + acc.width bits,
+    # which int64's wrap-around keeps while that is at most 64. Beyond, Python's integers.
+    exact = peak + offset >= 2 ** 62 and max(shift, 0) + acc.width > 64
     return {"shift": shift, "offset": offset, "narrow": narrow, "float": shift <= 0 and peak * n_in < EXACT_FLOAT,
-            "dot32": narrow and peak + offset < 2 ** 31}  # products, offset and sums in int32 lanes
+            "dot32": narrow and peak + offset < 2 ** 31, "exact": exact}  # dot32: products, sums in int32 lanes
 
 
 def _requant(src: FixedType, t: FixedType) -> tuple:
@@ -199,6 +201,8 @@ def mac(a: np.ndarray, a_t: FixedType, w: np.ndarray, w_frac: int, bias: np.ndar
     a: (N, n_in) raw, w: (n_in, n_out) raw, bias: (n_out,) raw already in acc's fraction."""
     plan = _mac_plan(a_t, w, w_frac, a.shape[1], acc)
     shift, offset = plan["shift"], plan["offset"]
+    if plan["exact"]:
+        return _assign(_mac_python(a, w, bias, shift, offset, acc), acc, out_t)
     if plan["float"]:
         # No product loses a bit: one exact float64 matrix product (BLAS, every core).
         sums = (a.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
@@ -223,6 +227,23 @@ def mac(a: np.ndarray, a_t: FixedType, w: np.ndarray, w_frac: int, bias: np.ndar
     if shift < 0:
         out = (out << -shift) + bias
     return _assign(overflow(out, acc), acc, out_t)
+
+
+def _mac_python(a: np.ndarray, w: np.ndarray, bias: np.ndarray, shift: int, offset: int, acc: FixedType) -> np.ndarray:
+    """mac()'s sums in Python's integers, for products too wide for int64's wrap-around to keep
+    the bits acc needs: slow (an object array, one output at a time) and exact at any width."""
+    a_obj, w_obj = a.astype(object), w.astype(object)
+    if shift > 0:
+        sums = np.empty((len(a), w.shape[1]), dtype=object)
+        for j in range(w.shape[1]):
+            sums[:, j] = ((a_obj * w_obj[:, j] + offset) >> shift).sum(axis=1)
+    else:
+        sums = (a_obj @ w_obj) << -shift
+    modulus = 1 << acc.width
+    sums = (sums + bias.astype(object)) % modulus  # acc's wrap-around; Python's % is never negative
+    if acc.signed:
+        sums = np.where(sums >= modulus >> 1, sums - modulus, sums)
+    return sums.astype(np.int64)
 
 
 def _assign(raw: np.ndarray, acc: FixedType, out_t: FixedType) -> np.ndarray:

@@ -24,13 +24,14 @@ import time
 import traceback
 from pathlib import Path
 
-from .. import console
+from .. import console, stats
 from ..errors import FlowError, whole_number
 from ..files import read_json, write_atomically, write_json
 from ..state import outdir, signing
 
 # Grid keys, as in the config file, with the load_config flag each one sets.
-KEYS = {"ReuseFactor": "reuse_factor", "Precision": "precision", "IOType": "io_type", "Strategy": "strategy",
+# Precision sets the default and the per-layer types that were the default: init's per-layer types stay.
+KEYS = {"ReuseFactor": "reuse_factor", "Precision": "default_precision", "IOType": "io_type", "Strategy": "strategy",
         "Part": "part", "ClockPeriod": "clock"}
 # Also accepted: the command-line spellings.
 ALIASES = {**{k.lower(): k for k in KEYS}, "reuse_factor": "ReuseFactor", "reuse-factor": "ReuseFactor",
@@ -42,8 +43,9 @@ DEFAULT_GATE = 0.99
 # and a grid's product grows faster than one notices (1000 x 1000 values are a million flows).
 MAX_POINTS = 500
 PROGRESS_FROM = 50  # points from which checking them shows progress
-COLUMNS = ("point", *KEYS, "status", "synthesis", "reused", "agreement", "keras_accuracy", "hls_accuracy",
-           "max_abs_diff", "est_multipliers", "est_bram_18k", "fits_estimate", "latency_cycles", "latency_ns", "interval",
+COLUMNS = ("point", *KEYS, "status", "synthesis", "reused", "samples", "agreement", "agreement_ci95", "keras_accuracy",
+           "keras_accuracy_ci95", "hls_accuracy", "hls_accuracy_ci95", "max_abs_diff", "est_multipliers", "est_bram_18k",
+           "fits_estimate", "latency_cycles", "latency_ns", "interval",
            "DSP", "BRAM_18K", "LUT", "FF", "fits", "timing_met", "stand_in", "seconds", "error")
 
 
@@ -190,7 +192,10 @@ def collect_row(spec: dict, cfg) -> dict:
     if csim.get("status") == "ok":
         result = csim.get("result") or {}
         row.update(agreement=result.get("top1_agreement"), keras_accuracy=result.get("keras_accuracy"),
-                   hls_accuracy=result.get("hls_accuracy"))
+                   hls_accuracy=result.get("hls_accuracy"), samples=result.get("samples"))
+        for key in ("agreement", "keras_accuracy", "hls_accuracy"):  # each share with its 95% interval
+            if row[key] is not None and row["samples"]:
+                row[f"{key}_ci95"] = stats.ci_text(stats.count(row[key], row["samples"]), row["samples"])
         if result.get("metric") == "error":  # a regression: no labels to agree on, its error instead
             row["max_abs_diff"] = result.get("max_abs_diff")
     report_record = outdir.stage_record(cfg.output_dir, "report") or {}
@@ -305,10 +310,25 @@ def write_table(rows: list, sweep_dir: Path) -> None:
 
 def best_point(rows: list, gate: float):
     """The fastest point that fits (Vivado's figures) with agreement at or above the gate."""
-    good = [r for r in rows if r.get("fits") and r.get("agreement") is not None and r["agreement"] >= gate
+    good = [r for r in rows if r.get("fits") and r.get("agreement") is not None and _meets(r, gate)
             and (r.get("latency_ns") is not None or r.get("latency_cycles") is not None)]
     return min(good, key=lambda r: (r["latency_ns"] if r.get("latency_ns") is not None else math.inf,
                                     r.get("latency_cycles") or 0, r["point"]), default=None)
+
+
+def _meets(row: dict, gate: float) -> bool:
+    """The row's agreement at or above the gate, on the exact count where the row has it."""
+    if row.get("samples"):
+        return stats.meets(stats.count(row["agreement"], row["samples"]), row["samples"], gate)
+    return row["agreement"] >= gate
+
+
+def _agreement_text(row: dict, gate: float) -> str:
+    if not row.get("samples"):
+        return stats.percent(row["agreement"], gate)
+    k, n = stats.count(row["agreement"], row["samples"]), row["samples"]
+    note = stats.gate_note(k, n, gate)
+    return stats.figure(k, n, gate) + (f"; {note}" if note else "")
 
 
 def pareto_front(points: list) -> list:
@@ -387,7 +407,7 @@ def final_line(rows: list, gate: float) -> str:
         return f"No fastest point: {why}."
     latency = f"{best['latency_ns']:g} ns" if best.get("latency_ns") is not None else f"{best['latency_cycles']} cycles"
     return (f"Fastest point that fits with agreement >= {gate:.1%}: {best['point']} (latency {latency}, "
-            f"{best.get('DSP')} DSP, {best.get('LUT')} LUT, agreement {best['agreement']:.1%}).")
+            f"{best.get('DSP')} DSP, {best.get('LUT')} LUT, agreement {_agreement_text(best, gate)}).")
 
 
 # ------------------------------------------------------------------ the sweep

@@ -17,10 +17,11 @@ import copy
 import dataclasses
 import io
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import console, flow, preflight
+from .. import console, flow, preflight, stats
 from ..config import config_is_for, parse_precision
 from ..fixedtype import FixedType
 from ..design import in_memory
@@ -67,6 +68,15 @@ class Trial:
     gate: bool = False
     dsp: int = None
     bram: int = None
+    samples: int = None  # the count behind each share, for its 95% interval
+    agreeing: int = None
+    agreement_ci95: list = None
+    hls_correct: int = None
+    inside_noise: str = ""  # why a step that met the gate did so by a change no larger than noise: not taken
+
+    def figure(self, gate=None) -> str:
+        """The agreement with its 95% interval and count: "99.0% [97.1%, 99.7%] (297 of 300)"."""
+        return stats.figure(self.agreeing, self.samples, gate)
 
 
 def _merge(*change_sets) -> dict:
@@ -113,17 +123,41 @@ class Tuner:
         self.root = cfg.output_dir.with_name(f"{cfg.output_dir.name}-tune")
         self.trials = []
         self.softmax, self.types = {}, []  # propose.look's: each softmax's input, and every type
+        # csim's metric set to top-1 for tune: the user's configuration is then measured in a folder
+        # of tune's own, so the user's output folder keeps the csim its own config records
+        self.relabelled = False
 
     def passes(self, r: dict) -> bool:
+        """The gate, on the exact count of agreeing samples (never a rounded share)."""
         agreement = r.get("agreement", r.get("top1_agreement"))
-        if agreement is None or agreement < self.target:
+        if agreement is None or not stats.meets(stats.count(agreement, r["samples"]), r["samples"], self.target):
             return False
         return r["hls_accuracy"] is None or r["hls_accuracy"] >= r["keras_accuracy"] - self.tolerance
+
+    def noise(self, trial: Trial) -> str:
+        """Why the trial is no improvement on the user's configuration beyond noise, or "": the
+        figure that failed the gate (agreement, else accuracy) must rise above the upper end of its
+        95% interval (stats.improves); a smaller gain is what another draw of samples could give."""
+        before = self.trials[0] if self.trials else None
+        if before is None or before.gate or trial is before:
+            return ""
+        n = trial.samples
+        if before.agreeing < stats.needed(n, self.target):
+            old, new, what = before.agreeing, trial.agreeing, "agreement"
+        elif before.hls_correct is not None:
+            old, new, what = before.hls_correct, trial.hls_correct, "accuracy"
+        else:
+            return ""
+        if stats.improves(new, old, n):
+            return ""
+        return (f"{what} {stats.percent(new / n)} is within the 95% interval {stats.ci_text(old, n)} of your "
+                f"configuration's {stats.percent(old / n)}")
 
     def measure(self, trial: Trial, findings) -> Trial:
         if trial.label not in ("before", "auto"):  # the user's and hls4ml's own types are measured as they are
             trial.changes = _merge(trial.changes, propose.table_changes(self.softmax, self.types, trial.changes))
-        trial_cfg = self.cfg if trial.label == "before" else propose.with_changes(self.cfg, trial.changes, self.root / trial.label)
+        in_place = trial.label == "before" and not self.relabelled
+        trial_cfg = self.cfg if in_place else propose.with_changes(self.cfg, trial.changes, self.root / trial.label)
         captured = io.StringIO()
         try:
             with contextlib.redirect_stdout(captured):
@@ -137,18 +171,30 @@ class Tuner:
             raise
         trial.agreement, trial.keras_accuracy, trial.hls_accuracy = (r.get("agreement", r.get("top1_agreement")),
                                                                      r["keras_accuracy"], r["hls_accuracy"])
+        trial.samples = r["samples"]
+        trial.agreeing = stats.count(trial.agreement, trial.samples)
+        trial.agreement_ci95 = list(stats.interval(trial.agreeing, trial.samples))
+        if trial.hls_accuracy is not None:
+            trial.hls_correct = stats.count(trial.hls_accuracy, trial.samples)
         trial.gate = self.passes(r)
+        noise = self.noise(trial) if trial.gate else ""
+        if noise:  # bits are never bought for what another draw of samples could give by itself
+            trial.gate, trial.inside_noise = False, noise
+        verdict = (f"gate met by a change inside noise ({noise}): not taken as an improvement" if noise
+                   else "gate met" if trial.gate else "gate not met")
         self.trials.append(trial)
         console.say(f"  {'baseline' if trial.label == 'auto' else f'step {len(self.trials) - 1}'} [{trial.label}] {trial.what}: {trial.added_bits:+d} bits, "
-                    f"agreement {trial.agreement:.1%}{_accuracy_text(trial)} -> "
-                    f"{'gate met' if trial.gate else 'gate not met'}")
+                    f"agreement {trial.figure(self.target)}{_accuracy_text(trial)} -> {verdict}")
         return trial
 
 
 def _accuracy_text(t: Trial) -> str:
     if t.hls_accuracy is None:
         return ""
-    return f", accuracy {t.hls_accuracy:.1%} (Keras {t.keras_accuracy:.1%}, {100 * (t.keras_accuracy - t.hls_accuracy):+.1f} points lost)"
+    n = t.samples
+    keras = stats.count(t.keras_accuracy, n)
+    return (f", accuracy {stats.figure(t.hls_correct, n)} (Keras {stats.figure(keras, n)}, "
+            f"{100 * (t.keras_accuracy - t.hls_accuracy):+.1f} points lost)")
 
 
 def _auto_changes(findings) -> dict:
@@ -203,17 +249,23 @@ def _auto_bits(cfg, keras_model, findings, changes) -> int:
 
 
 def _config_yaml(cfg, changes: dict, target: Path) -> str:
-    """The user's config with the changed precisions; without a config file, the effective one."""
+    """The user's config with the changed precisions; without a config file of this model's (none,
+    or one written for another model, used with --model), the effective one."""
     import yaml
 
-    if cfg.source is not None:
+    if cfg.source is not None and config_is_for(cfg):
         raw = yaml.safe_load(Path(cfg.source).read_text())
         origin = Path(cfg.source).name
     else:
-        raw = {"KerasModel": str(cfg.keras_model), "OutputDir": str(cfg.output_dir.with_name(cfg.output_dir.name + "-tuned")),
+        hls = copy.deepcopy(cfg.hls_config)
+        if cfg.source is not None:  # another model's config: its LayerName entries name that model's layers
+            hls.pop("LayerName", None)
+        raw = {"KerasModel": str(cfg.keras_model), "OutputDir": str(cfg.output_dir),
                "ProjectName": cfg.project_name, "Part": cfg.part, "Backend": cfg.backend, "IOType": cfg.io_type,
-               "ClockPeriod": cfg.clock_period, "HLSConfig": copy.deepcopy(cfg.hls_config)}
-        origin = f"hlsflow's defaults for {cfg.keras_model.name}"
+               "ClockPeriod": cfg.clock_period, "HLSConfig": hls}
+        origin = (f"hlsflow's defaults for {cfg.keras_model.name}" if cfg.source is None else
+                  f"{Path(cfg.source).name} (written for another model: its settings, not its layers) for "
+                  f"{cfg.keras_model.name}")
     layers = raw.setdefault("HLSConfig", {}).setdefault("LayerName", {})
     for layer, kinds in changes.items():
         entry = layers.setdefault(layer, {})
@@ -226,10 +278,15 @@ def _config_yaml(cfg, changes: dict, target: Path) -> str:
         if not isinstance(prec, dict):
             prec = entry["Precision"] = {"result": prec}
         prec.update(types)
-    if cfg.source is not None and target.resolve().parent != Path(cfg.source).resolve().parent:
-        raw["KerasModel"], raw["OutputDir"] = str(cfg.keras_model), str(cfg.output_dir)  # relative paths would break
-    if cfg.flow["emulation"].get("samples") and (cfg.source is None or target.resolve().parent != Path(cfg.source).resolve().parent):
-        raw.setdefault("Flow", {}).setdefault("emulation", {})["samples"] = cfg.flow["emulation"]["samples"]
+    beside = cfg.source is not None and config_is_for(cfg) and \
+        target.resolve().parent == Path(cfg.source).resolve().parent
+    if not beside:  # the file's relative paths would break elsewhere
+        raw["KerasModel"] = str(cfg.keras_model)
+        if cfg.flow["emulation"].get("samples"):
+            raw.setdefault("Flow", {}).setdefault("emulation", {})["samples"] = cfg.flow["emulation"]["samples"]
+    # Its own output folder: adopting the tuned config must not replace the project it was compared with.
+    tuned = cfg.output_dir.with_name(cfg.output_dir.name + "-tuned")
+    raw["OutputDir"] = os.path.relpath(tuned, target.resolve().parent) if beside else str(tuned)
     lines = [f"# Tuned by `hlsflow tune-precision` from {origin}; changed precisions:"]
     lines += [f"#   {layer} {kind}: {value}" for layer, kinds in changes.items() for kind, value in kinds.items()]
     return "\n".join(lines) + "\n" + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=120)
@@ -238,15 +295,24 @@ def _config_yaml(cfg, changes: dict, target: Path) -> str:
 TUNE_RESULT = "tune.json"
 
 
-def _labels_measured(cfg, keras_model):
+def _labels_measured(cfg, keras_model, samples):
     """The config with csim measuring the predicted labels, tune's gate: csim's "auto" takes a linear
-    output of several values without labels for a regression, tune takes it for a classifier's logits."""
+    output of several values without labels for a regression, tune takes it for a classifier's logits.
+    Unchanged where "auto" measures top-1 anyway (a softmax, or class labels): a config changed for
+    nothing would make the user's next csim run again, its metric "changed"."""
+    from ..loading import read_samples
+    from ..stages import emulate
+
     metric = cfg.flow["emulation"].get("metric", "auto")
     if metric == "error":
         raise FlowError("tune-precision meets an agreement of the predicted labels, and this config measures "
                         "the error against Keras (Flow.emulation.metric: error): set metric to auto or top1 "
                         "for tune-precision.")
-    if metric != "auto" or int(keras_model.outputs[0].shape[-1]) < 2:
+    n_out = int(math.prod(keras_model.outputs[0].shape[1:]))
+    if metric != "auto" or n_out < 2:
+        return cfg
+    labels = emulate.labels_kind(read_samples(samples)[1], n_out)
+    if emulate.choose_metric("auto", emulate.output_activation(keras_model), n_out, labels) == "top1":
         return cfg
     flow_settings = copy.deepcopy(cfg.flow)
     flow_settings["emulation"]["metric"] = "top1"
@@ -265,22 +331,27 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     target = check_flag(target if target is not None else cfg.flow["emulation"].get("min_agreement") or 0.99,
                         "target", "share")
     keras_model = load_keras_model(cfg.keras_model)
-    cfg = _labels_measured(cfg, keras_model)
+    measured = _labels_measured(cfg, keras_model, samples)
+    relabelled, cfg = measured is not cfg, measured
     x, _ = load_samples(samples, tuple(keras_model.inputs[0].shape), 100)
     every_type, softmax = propose.look(cfg, keras_model, x)
     findings = [f for f in every_type if f.tunable]
-    if cfg.source is not None and not config_is_for(cfg):
-        cfg = dataclasses.replace(cfg, source=None)  # the file names another model: tune the effective config
+    # A config written for another model, used with --model, is used as convert uses it: its
+    # LayerName entries are about that model's layers (design.check_layer_names lets them be, hls4ml
+    # ignores them), and the tuned config is the effective one, for this model.
+    own = cfg.source is not None and config_is_for(cfg)
     if write:
         config_path = Path(write)
-    elif cfg.source is not None:
+    elif own:
         config_path = Path(cfg.source).with_name(Path(cfg.source).stem + ".tuned.yml")
     else:  # a model alone: its tuned config belongs with its output, never in this checkout's project/
         config_path = cfg.output_dir / "hls4ml_config.tuned.yml"
     tuner = Tuner(cfg, keras_model, samples, max_samples, target, ACCURACY_TOLERANCE)
     tuner.softmax, tuner.types = softmax, every_type
-    console.step(f"Gate: top-1 agreement >= {target:.1%}, and with labels emulated accuracy within "
-                 f"{100 * ACCURACY_TOLERANCE:.1f} point of Keras; every step is measured by emulation")
+    tuner.relabelled = relabelled
+    console.step(f"Gate: top-1 agreement >= {stats.percent(target)}, and with labels emulated accuracy within "
+                 f"{100 * ACCURACY_TOLERANCE:.1f} point of Keras; every step is measured by emulation, and counts only "
+                 "when it improves on your configuration beyond the 95% interval of its figure")
     for f in findings:
         if f.verdict != "ok":
             console.say(f"  {ranges.describe(f)}")
@@ -318,28 +389,37 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
               "before": asdict(tuner.trials[0]), "after": asdict(best_seen), "config": None,
               "outcome": None}
     before = tuner.trials[0]
+    n = before.samples
+    tuned = None  # the tuned config's text, written with tune.json below
     if before.gate:
         result["outcome"] = "already met"
-        final = (f"The gate was met already by your configuration (agreement {before.agreement:.1%}"
-                 f"{_accuracy_text(before)}): 0 bits added, nothing written.")
+        note = stats.gate_note(before.agreeing, n, target)
+        final = (f"The gate was met already by your configuration (agreement {before.figure(target)}"
+                 f"{_accuracy_text(before)}{'; ' + note if note else ''}): 0 bits added, nothing written.")
     elif chosen is not None:
-        write_atomically(config_path, _config_yaml(cfg, chosen.changes, config_path))
+        tuned = _config_yaml(cfg, chosen.changes, config_path)
         result["outcome"], result["config"] = "met", str(config_path)
-        final = (f"Gate met: agreement {before.agreement:.1%} -> {chosen.agreement:.1%}{_accuracy_text(chosen)}, "
+        note = stats.gate_note(chosen.agreeing, n, target)
+        final = (f"Gate met: agreement {before.agreement:.1%} -> {chosen.agreement:.1%} ({chosen.agreeing} of {n} "
+                 f"samples, 95% interval {stats.ci_text(chosen.agreeing, n)}; was {before.agreeing} of {n}, "
+                 f"{stats.ci_text(before.agreeing, n)}){_accuracy_text(chosen)}{'; ' + note if note else ''}, "
                  f"for {chosen.added_bits} added bits on {_count(chosen.changes)} types (estimate: ~{chosen.dsp} DSP, "
                  f"~{chosen.bram} BRAM_18K; was ~{before.dsp} DSP, ~{before.bram} BRAM_18K). Tuned config written to "
                  f"{config_path}: adopt it with --config {config_path}.")
-    elif best_seen is not before and best_seen.agreement > before.agreement:
-        write_atomically(config_path, _config_yaml(cfg, best_seen.changes, config_path))
+    elif best_seen is not before and not tuner.noise(best_seen):
+        tuned = _config_yaml(cfg, best_seen.changes, config_path)
         result["outcome"], result["config"] = "not met", str(config_path)
-        final = (f"Gate NOT met: the best step reached agreement {best_seen.agreement:.1%}{_accuracy_text(best_seen)} "
-                 f"(from {before.agreement:.1%}), {_short(best_seen, target)}, for {best_seen.added_bits} added bits; "
+        final = (f"Gate NOT met: the best step reached agreement {best_seen.figure(target)}{_accuracy_text(best_seen)} "
+                 f"(from {before.figure(target)}), {_short(best_seen, target)}, for {best_seen.added_bits} added bits; "
                  f"that config is written to {config_path}, but it does not meet the gate: look at the model itself "
                  "or its samples (near-ties that any rounding flips).")
     else:
         result["outcome"] = "nothing improved"
-        final = (f"Nothing could be improved: no step raised agreement above {before.agreement:.1%} "
-                 f"({_short(before, target)}); nothing written.")
+        reason = tuner.noise(best_seen) if best_seen is not before else ""
+        gain = (f"the best step reached {best_seen.figure(target)}, no improvement beyond noise ({reason})" if reason
+                else "no step improved on it")
+        final = (f"Nothing could be improved beyond noise: your configuration agrees on {before.figure(target)} "
+                 f"({_short(before, target)}), and {gain}; no bits bought, nothing written.")
     if auto is not None:
         ours = chosen.added_bits if chosen is not None else None
         if auto.gate and (ours is None or auto.added_bits < ours):
@@ -348,7 +428,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
             verdict = "this search is cheaper" if auto.gate else "only this search meets the gate"
         else:
             verdict = "neither meets the gate"
-        console.say(f"Baseline, hls4ml's 'auto' types: {auto.added_bits:+d} bits, agreement {auto.agreement:.1%}"
+        console.say(f"Baseline, hls4ml's 'auto' types: {auto.added_bits:+d} bits, agreement {auto.figure(target)}"
                     f"{_accuracy_text(auto)}, gate {'met' if auto.gate else 'not met'} ({verdict}).")
         result["auto_verdict"] = verdict
     out = cfg.output_dir
@@ -356,6 +436,10 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
                                                  "samples": sha256(samples, cache=True),
                                                  "max_samples": max_samples, "target": target})
     with outdir.claimed(out, outdir.run_inputs(cfg, samples)), stage.running():  # recorded for `hlsflow verify`
+        # Written once the folder is claimed: a tuned config in the output folder, written before,
+        # was a file of no record's there, and the claim refused the folder for it.
+        if tuned is not None:
+            write_atomically(config_path, tuned)
         write_json(out / TUNE_RESULT, result)
         made = [TUNE_RESULT]
         if result["config"] and config_path.resolve().parent == out.resolve():
@@ -453,7 +537,17 @@ def _fewest(run, steps, top_first: bool):
 
 
 def _short(trial: Trial, target: float) -> str:
-    return f"{100 * (target - trial.agreement):.1f} points short of the {target:.1%} gate"
+    """How far the trial is from the gate, in samples: a share rounded to a tenth of a point would
+    show 98.997% as the 99.0% it falls short of."""
+    n, k = trial.samples, trial.agreeing
+    missing = stats.needed(n, target) - k
+    if trial.inside_noise:
+        return f"it meets the {stats.percent(target)} gate only by a change inside noise ({trial.inside_noise})"
+    if missing <= 0:
+        return (f"its agreement meets the {stats.percent(target)} gate but its accuracy is more than "
+                f"{100 * ACCURACY_TOLERANCE:.1f} point below Keras's")
+    return (f"{missing} sample{'s' if missing != 1 else ''} short of the {stats.percent(target, k / n)} gate: "
+            f"{k} of {n} agree, {stats.needed(n, target)} needed")
 
 
 def _wider_search(tuner, keras_model, x, findings, overflow):

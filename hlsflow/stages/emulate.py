@@ -18,8 +18,9 @@ import time
 
 import numpy as np
 
-from .. import console
+from .. import console, stats
 from ..emulator import cpp, engines, ranges
+from ..emulator.fixedpoint import Unsupported
 from ..errors import FlowError, whole_number
 from ..files import sha256, write_atomically, write_json
 from ..loading import load_keras_model, load_samples, resolve_samples
@@ -89,7 +90,8 @@ def shown(cfg, record: dict, reused: bool) -> dict:
 
 def gate(cfg, result: dict, min_agreement=None, max_error=None) -> None:
     """FlowError (exit 3) when the figure misses its gate (the flags, else the config's): the
-    agreement below min_agreement, or max |HLS - Keras| above max_error."""
+    agreement below min_agreement (judged on the exact count of samples), or max |HLS - Keras|
+    above max_error. Either way the line says when the gate lies inside the figure's 95% interval."""
     emulation = cfg.flow["emulation"]
     low = min_agreement if min_agreement is not None else emulation.get("min_agreement")
     high = max_error if max_error is not None else emulation.get("max_error")
@@ -99,18 +101,38 @@ def gate(cfg, result: dict, min_agreement=None, max_error=None) -> None:
             raise FlowError(f"csim measures this model's output by its error against Keras ({_output_text(result)}, "
                             "not a classifier's labels), so an agreement gate (min_agreement, --min-agreement, "
                             "tune-precision's target) does not apply to it: gate it with max_error (--max-error).")
-        agreement = result.get("agreement", result.get("top1_agreement"))
-        if agreement < float(low):
-            raise FlowError(f"Emulation agrees with Keras on {agreement:.1%} of {_labels_text(metric)}, below "
-                            f"the required {float(low):.1%}: widen the failing layers' precision "
-                            "(see the precision profile) before synthesis.", exit_code=3)
-        console.say(f"Gate met: {_figure_text(metric)} {agreement:.1%} >= min_agreement {float(low):.1%}.")
+        n = result["samples"]
+        k = stats.count(result.get("agreement", result.get("top1_agreement")), n)
+        note = stats.gate_note(k, n, low)
+        if not stats.meets(k, n, low):
+            inside = f" ({note})" if note else ""
+            raise FlowError(f"Emulation agrees with Keras on {stats.figure(k, n, low)} of {_labels_text(metric)}, "
+                            f"below the required {stats.percent(float(low), k / n)} ({stats.needed(n, low)} of {n})"
+                            f"{inside}: "
+                            f"{_advice(result)}.", exit_code=3)
+        console.say(f"Gate met: {_figure_text(metric)} {stats.figure(k, n, low)} >= min_agreement "
+                    f"{stats.percent(float(low))}" + (f"; {note}." if note else "."))
     if high is not None:
         if result["max_abs_diff"] > float(high):
             raise FlowError(f"Emulation departs from Keras by up to {result['max_abs_diff']:.4g} (max |HLS - Keras| "
-                            f"over {result['samples']} samples), above the allowed max_error {float(high):g}: widen "
-                            "the failing layers' precision (see the precision profile) before synthesis.", exit_code=3)
+                            f"over {result['samples']} samples), above the allowed max_error {float(high):g}: "
+                            f"{_advice(result)}.", exit_code=3)
         console.say(f"Gate met: max |HLS - Keras| {result['max_abs_diff']:.4g} <= max_error {float(high):g}.")
+
+
+def _advice(result: dict) -> str:
+    """What to do about a missed gate, true to what the fault analysis found (or did not look for)."""
+    faults = result.get("layers_at_fault")
+    if faults:
+        named = sorted({line.split()[0] for line in faults})
+        return (f"widen the types of the layers named above ({', '.join(named)}), or let `hlsflow tune-precision` "
+                "find and measure the widened types, before synthesis")
+    if faults == []:
+        return ("no single layer's type is at fault (each holds the Keras values at its resolution), so the "
+                "difference is rounding that adds up: `hlsflow tune-precision` measures finer types, and "
+                "`hlsflow profile` shows where the layers depart from Keras")
+    return ("widen the types of the layers that depart from Keras (`hlsflow profile` shows which; no layer was "
+            "checked here), or let `hlsflow tune-precision` find and measure the widened types")
 
 
 def output_activation(keras_model) -> str:
@@ -211,7 +233,21 @@ def compare(metric: str, y_hls, y_keras, y) -> dict:
     }
     if agreement is not None:
         figures["top1_agreement"] = agreement  # the predicted labels' agreement, under the key tune and sweep read
+    figures.update(intervals(figures, len(y_keras)))
     return figures
+
+
+def intervals(figures: dict, n: int) -> dict:
+    """Each share's count of the n samples and its 95% interval (stats.py): {"agreement_count": k,
+    "agreement_ci95": [low, high], "hls_accuracy_ci95": ..., "keras_accuracy_ci95": ...}."""
+    found = {}
+    for key in ("agreement", "keras_accuracy", "hls_accuracy"):
+        share = figures.get(key)
+        if share is not None and n:
+            k = stats.count(share, n)
+            found[f"{key}_count"] = k
+            found[f"{key}_ci95"] = list(stats.interval(k, n))
+    return found
 
 
 def _figure_text(metric: str) -> str:
@@ -310,14 +346,18 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     x, y, y_keras, facts = keras_reference(cfg, samples, limit, keras)
     n_out, activation = facts["outputs"], facts["output_activation"]
     metric = choose_metric(cfg.flow["emulation"].get("metric") or "auto", activation, n_out, labels_kind(y, n_out))
-    workers = max(1, min(cores, (len(x) + cpp.CHUNK - 1) // cpp.CHUNK)) if fast is None else cores
     console.step("Bit-accurate emulation of the HLS design")
-    if fast is not None and len(x):
-        fast.run(x[:1])  # numba compiles its kernels on first use: a few seconds that are not emulation
-    start = time.monotonic()
+    if fast is not None:
+        try:
+            if len(x):
+                fast.run(x[:1])  # numba compiles its kernels on first use: a few seconds that are not emulation
+            start = time.monotonic()
+            y_hls = engines.run_fast(fast, x, cores)
+        except Unsupported as exc:  # what only the values show (a float too large to wrap): the C++ engine
+            fast = engines.unsupported_while_running(exc, required=engine == "fast", check=check)
+    workers = max(1, min(cores, (len(x) + cpp.CHUNK - 1) // cpp.CHUNK)) if fast is None else cores
     if fast is not None:
         build = {"library": None, "built": False, "seconds": 0.0, "peak_mb": None}
-        y_hls = engines.run_fast(fast, x, workers)
     else:
         build = cpp.build_library(cfg, project)
         start = time.monotonic()  # images/s is the emulation's speed; g++'s seconds are in emulation_build
@@ -388,11 +428,11 @@ def print_faults(result: dict) -> None:
 
 
 def print_result(r: dict) -> None:
-    def pct(v):
-        return "n/a (no labels)" if v is None else f"{v:.1%}"
+    def pct(v):  # a share of the samples, with its 95% interval and count
+        return "n/a (no labels)" if v is None else stats.figure(stats.count(v, r["samples"]), r["samples"])
 
     metric = r.get("metric", "top1")
-    rows = [("samples", r["samples"]),
+    rows = [("samples", r["samples"] if metric == "error" else f"{r['samples']} (shares: [95% interval], count)"),
             ("csim measures", f"{_figure_text(metric)} ({_output_text(r)}); gate: {r.get('gate', 'min_agreement')}")]
     if metric == "error":
         rows += [("max |HLS - Keras| / |Keras|", f"{r['max_rel_error']:.4g}"),

@@ -238,6 +238,11 @@ def plan_target(cfg, write=None) -> Path:
     return cfg.output_dir.with_name(cfg.output_dir.name + ".plan.yml")
 
 
+def planned_output(cfg) -> Path:
+    """The planned config's output folder: <out>-plan, beside the one it was planned from."""
+    return cfg.output_dir.with_name(cfg.output_dir.name + "-plan")
+
+
 def plan_yaml(plan: Plan, cfg, target: Path, dsp_margin: float, bram_margin: float) -> str:
     import copy
 
@@ -252,7 +257,8 @@ def plan_yaml(plan: Plan, cfg, target: Path, dsp_margin: float, bram_margin: flo
         path = os.path.abspath(path)
         return os.path.relpath(path, here) if os.path.commonpath([path, here]) != os.sep else path
 
-    raw["KerasModel"], raw["OutputDir"] = rel(cfg.keras_model), rel(cfg.output_dir)
+    # Its own output folder: converting the plan must not replace the project it was planned from.
+    raw["KerasModel"], raw["OutputDir"] = rel(cfg.keras_model), rel(planned_output(cfg))
     raw["ProjectName"], raw["Part"], raw["Backend"] = cfg.project_name, cfg.part, cfg.backend
     raw["IOType"], raw["ClockPeriod"] = cfg.io_type, cfg.clock_period
     samples = cfg.flow["emulation"].get("samples")
@@ -263,7 +269,10 @@ def plan_yaml(plan: Plan, cfg, target: Path, dsp_margin: float, bram_margin: flo
         hls.pop("LayerName", None)  # another model's layers: the plan is a config for this model
     layers = hls.setdefault("LayerName", {})
     for lp in plan.layers:
-        layers.setdefault(lp.estimate.name, {})["ReuseFactor"] = lp.rf
+        entry = layers.setdefault(lp.estimate.name, {})
+        entry["ReuseFactor"] = lp.rf
+        if lp.rf > 1:  # Latency unrolls every multiplication; hls4ml shares multipliers under Resource
+            entry["Strategy"] = "Resource"
     raw["HLSConfig"] = hls
     source = Path(cfg.source).name if cfg.source is not None else f"{cfg.keras_model.name} (hlsflow's defaults)"
     lines = [f"# Planned by `hlsflow plan` from {source} for {plan.part.name} (estimates, not Vivado results):",
@@ -271,8 +280,9 @@ def plan_yaml(plan: Plan, cfg, target: Path, dsp_margin: float, bram_margin: flo
              f"{plan.part.DSP:,}), ~{plan.bram_18k:,} weight BRAM_18K for {plan.bram_budget:,} "
              f"({bram_margin:.0%} of {plan.part.BRAM_18K:,}),",
              f"#   interval ~{plan.interval:,} cycles, latency at most ~{plan.latency:,} cycles at "
-             f"{plan.clock_ns:g} ns. Planned ReuseFactors:"]
+             f"{plan.clock_ns:g} ns. Planned ReuseFactors (Strategy Resource where above 1):"]
     lines += [f"#   {lp.estimate.name}: {lp.rf}" for lp in plan.layers]
+    lines += [f"# OutputDir is the plan's own, beside {cfg.output_dir.name}: converting it replaces no project."]
     return "\n".join(lines) + "\n" + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=120)
 
 

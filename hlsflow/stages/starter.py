@@ -33,9 +33,7 @@ OutputDir: {out}            # the HLS project, emulation results and reports go 
 ProjectName: {project}      # name of the top-level HLS function (a C identifier)
 Part: {part}  # the FPGA part{part_note}
 Backend: Vivado             # Vivado HLS 2018.2
-# io_stream passes data between layers through FIFOs: the usual choice for CNNs (with io_parallel
-# a CNN's emulation can take many minutes and GB of g++ to build). io_parallel suits small MLPs.
-IOType: {io_type}
+{io_note}IOType: {io_type}
 ClockPeriod: {clock}        # target clock period in ns
 Flow:
   synthesis:                # vivado_hls -f build_prj.tcl; cosimulation is always off
@@ -59,6 +57,30 @@ Flow:
 #     factors trade latency for DSPs. hls4ml moves an invalid value to the nearest valid one.
 #   Strategy: Latency (fully unrolled) or Resource (for large layers and ReuseFactor > 1).
 """
+
+
+# Layers of a dense-only model: no convolution, pooling or recurrence (QKeras's spellings too).
+DENSE_ONLY = {"InputLayer", "Dense", "QDense", "Activation", "QActivation", "ReLU", "LeakyReLU", "ELU", "PReLU",
+              "ThresholdedReLU", "Softmax", "BatchNormalization", "QBatchNormalization", "Dropout", "Flatten"}
+SMALL_DENSE = 4096  # weights of a Dense layer that io_parallel's fully unrolled Latency kernel takes well
+IO_RULE = ("init's rule: io_parallel for a small dense-only model (Dense, activation, BatchNormalization,\n"
+           "# Dropout and Flatten layers, no Dense of more than 4,096 weights), else io_stream.")
+IO_NOTE = ("# io_parallel passes whole arrays between layers: it suits small MLPs. io_stream passes data through\n"
+           "# FIFOs: the usual choice for CNNs (with io_parallel a CNN's emulation can take many minutes and GB\n"
+           "# of g++ to build). " + IO_RULE + "\n")
+
+
+def suits_io_parallel(keras_model) -> bool:
+    """A small dense-only model (IO_RULE), which io_parallel suits better than io_stream."""
+    import math
+
+    for layer in keras_model.layers:
+        if type(layer).__name__ not in DENSE_ONLY:
+            return False
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None and math.prod(kernel.shape) > SMALL_DENSE:
+            return False
+    return True
 
 
 def starter_hls_config(keras_model, precision="ap_fixed<16,6>", reuse_factor=1, strategy="Latency") -> dict:
@@ -129,11 +151,12 @@ def quantizer_note(keras_model, hls_config: dict) -> str:
 
 
 def render_config(hls_config: dict, model: str, out: str, samples, model_name=None, project="myproject",
-                  part="xc7z010clg400-1", io_type="io_stream", clock=5, comments="") -> str:
+                  part="xc7z010clg400-1", io_type="io_stream", clock=5, comments="", io_note=IO_NOTE) -> str:
     known = parts.find_part(part)
     note = f": {known.describe()}" if known is not None else \
         ": its device is not in hlsflow's table, so fit is judged after synthesis"
     header = TEMPLATE.format(model=model, out=out, project=project, part=part, part_note=note, io_type=io_type,
+                             io_note=io_note,
                              clock=clock, samples=samples if samples else "null",
                              model_name=model_name or Path(model).name)
     body = yaml.safe_dump({"HLSConfig": hls_config}, sort_keys=False, default_flow_style=None, width=110)
@@ -174,8 +197,12 @@ def write_starter(model, config=None, samples=None, part=None, io_type=None, reu
     keras_model = load_keras_model(model)
     check_layers_supported(keras_model)  # what convert and flow refuse, refused here in the same words
     hls = starter_hls_config(keras_model, precision=precision, reuse_factor=rf, strategy=strategy)
+    io_note = IO_NOTE
     if not io_given and is_proxy_model(keras_model):  # hls4ml streams no per-element quantizer
         io_type = "io_parallel"
+    elif not io_given and suits_io_parallel(keras_model):
+        io_type = "io_parallel"
+        io_note = IO_NOTE.replace("# io_parallel passes", "# io_parallel, chosen for this small dense-only model, passes")
     comments = quantizer_note(keras_model, hls)
     if samples and not is_proxy_model(keras_model):  # types from the samples' ranges through the model
         from ..emulator import propose
@@ -186,7 +213,7 @@ def write_starter(model, config=None, samples=None, part=None, io_type=None, reu
     base = target.parent
     text = render_config(hls, _relative(model, base), f"build/{model.stem}",
                          _relative(samples, base) if samples else None, model_name=model.name, part=part,
-                         io_type=io_type, clock=f"{clock:g}", comments=comments)
+                         io_type=io_type, clock=f"{clock:g}", comments=comments, io_note=io_note)
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(target, text)
     console.say(f"Wrote {target}: {len(hls['LayerName'])} layers, {precision}, ReuseFactor {rf}, {strategy}, "

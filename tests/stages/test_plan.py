@@ -87,7 +87,7 @@ def test_a_model_without_its_own_config_gets_its_plan_beside_the_output(tmp_path
     raw = yaml.safe_load((tmp_path / "build" / "tiny.plan.yml").read_text())
     # 128 MACs on 64 DSPs (80% of 80): ReuseFactor 2 is the fastest that fits.
     assert raw["HLSConfig"]["LayerName"]["fc"]["ReuseFactor"] == 2
-    assert raw["KerasModel"] == "../tiny.keras" and raw["OutputDir"] == "tiny"
+    assert raw["KerasModel"] == "../tiny.keras" and raw["OutputDir"] == "tiny-plan"
     # Half the DSPs (40): 128 / 40 multipliers needs ReuseFactor 4, the next one hls4ml accepts.
     half = run_invoke("plan", "--model", tmp_path / "tiny.keras", "--out", tmp_path / "build" / "tiny",
                       "--part", "xc7z010clg400-1", "--dsp-margin", "0.5", "--write", tmp_path / "half.yml")
@@ -100,7 +100,7 @@ def test_a_model_without_its_own_config_gets_its_plan_beside_the_output(tmp_path
     assert bare.returncode == 0, bare.stdout[-3000:] + bare.stderr[-3000:]
     raw = yaml.safe_load((work / "out" / "tiny.plan.yml").read_text())
     assert raw["HLSConfig"]["LayerName"]["fc"]["ReuseFactor"] == 2 and raw["IOType"] == "io_stream"
-    assert raw["KerasModel"] == "../../tiny.keras" and raw["OutputDir"] == "tiny"
+    assert raw["KerasModel"] == "../../tiny.keras" and raw["OutputDir"] == "tiny-plan"
 
 
 def test_a_model_no_part_holds_is_one_sentence(tmp_path):

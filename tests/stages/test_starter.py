@@ -32,7 +32,7 @@ def test_init_writes_a_valid_starter(models, name, tmp_path):
                       "--reuse-factor", "2", "--strategy", "resource")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     raw = yaml.safe_load(target.read_text())
-    assert raw["Part"] == "xc7z020clg400-1" and raw["IOType"] == "io_stream"
+    assert raw["Part"] == "xc7z020clg400-1" and raw["IOType"] == "io_parallel"  # a small MLP
     assert raw["HLSConfig"]["Model"]["ReuseFactor"] == 2 and raw["HLSConfig"]["Model"]["Strategy"] == "Resource"
     assert {"features", "hidden", "hidden_relu", "scores", "scores_softmax"} <= set(raw["HLSConfig"]["LayerName"])
     assert "# HLSConfig: Model sets the defaults" in target.read_text()  # the knobs are explained
