@@ -163,7 +163,7 @@ def mount_plan(collection, contexts, cwd=None) -> tuple:
     from ..loading import model_files, require_samples_file
     from ..stages.report import foreign_folder, no_report_without_config
     from ..stages.synthesize import no_vivado_hls_at
-    from ..toolchain.xilinx import install_tree, version_key
+    from ..toolchain.xilinx import install_mounts, version_key
     from .kinds import spec_of
 
     cwd = Path(cwd or Path.cwd())
@@ -238,7 +238,8 @@ def mount_plan(collection, contexts, cwd=None) -> tuple:
             elif name in ("vivado", "vitis"):
                 if not path.exists():
                     raise no_vivado_hls_at(path)
-                mounts.read_only(install_tree(path))  # the Xilinx tree it sits in: it reaches beside itself
+                for folder in install_mounts(path):  # the tool folders of its tree: it reaches beside itself
+                    mounts.read_only(folder)
             elif name == "samples":
                 require_samples_file(path)
                 mounts.read_only(path)

@@ -175,15 +175,19 @@ def named_install_problem():
     return None
 
 
-def install_tree(path) -> Path:
-    """What a --vivado/--vitis path needs mounted: the whole Xilinx tree when it is an install laid out
-    as Xilinx lays them out (<tree>/<Vivado|Vitis_HLS|...>/<version>[/bin/<binary>]), since an
-    install reaches into the tree beside it (Vitis HLS into Vivado/ and Vitis/); the path otherwise."""
+def install_mounts(path) -> list:
+    """What a --vivado/--vitis path needs mounted: the tool folders of its Xilinx tree when it is an
+    install laid out as Xilinx lays them out (<tree>/<Vivado|Vitis_HLS|...>/<version>[/bin/<binary>]),
+    since an install reaches into the folders beside it (Vitis HLS into Vivado/ and Vitis/); the path
+    otherwise. A tree that is your home folder or / (~/Vivado/2018.2) gives its tool folders alone."""
     path = Path(path)
     folder = path.parent.parent if path.is_file() and path.parent.name == "bin" else path
     if version_key(folder.name) and folder.parent.name in TOOL_DIRS:
-        return folder.parent.parent
-    return path
+        tree = folder.parent.parent
+        if tree.resolve() in (Path.home().resolve(), Path("/")):
+            return [tree / kind for kind in TOOL_DIRS if (tree / kind).is_dir()]
+        return [tree]
+    return [path]
 
 
 def discover(root=None) -> list:

@@ -44,3 +44,18 @@ def test_xilinx_root_is_handed_in_when_set_even_if_missing(tmp_path, monkeypatch
     monkeypatch.delenv("XILINX_ROOT")
     settings = launcher.container_settings(launcher.Mounts())
     assert ("XILINX_ROOT" in settings["env"]) == Path("/opt/Xilinx").is_dir()
+
+
+def test_an_install_in_the_home_folder_mounts_its_tool_folders_not_the_home(tmp_path, monkeypatch):
+    """~/Vivado/2018.2 is laid out as Xilinx lays installs out, in a tree that is the home folder:
+    only the tool folders go into the container, never the whole home."""
+    home = tmp_path / "home"
+    install = home / "Vivado" / "2018.2"
+    (install / "bin").mkdir(parents=True)
+    (home / "Vitis_HLS").mkdir()
+    (home / "thesis").mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("XILINX_ROOT", raising=False)
+    _, mounts = launcher.mount_plan(namespace, parse("doctor", "--vivado", str(install)))
+    assert mounts.modes == {str(home / "Vitis_HLS"): "ro", str(home / "Vivado"): "ro"}
