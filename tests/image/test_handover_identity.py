@@ -19,6 +19,7 @@ import pytest
 
 from hlsflow.errors import FlowError
 from hlsflow.image import handover
+from state.test_safety import assert_one_sentence, folder_state
 
 LABELS = {"org.opencontainers.image.title": "hlsflow", "org.opencontainers.image.version": "0.0.0",
           "org.opencontainers.image.revision": "0123456789abcdef0123456789abcdef01234567"}
@@ -34,23 +35,6 @@ def hlsflow(*args, cwd, **env):
                             stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=600)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
-
-
-def assert_one_sentence(proc, *words) -> None:
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert lines, proc.stdout[-2000:]
-    last = lines[-1]
-    assert last.startswith("ERROR: ") and last.rstrip().endswith("."), last
-    assert [line for line in lines if line.startswith("ERROR:")] == [last], proc.stderr[-2000:]
-    for word in words:
-        assert word in last, last
-
-
-def folder_state(root: Path) -> dict:
-    """{relative path: sha256} of every file under root, hidden ones included."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def engine_tags() -> dict:

@@ -184,14 +184,16 @@ def setup_case(kind, root: Path) -> None:
         raise AssertionError(kind)
 
 
-def assert_one_sentence(proc, words: str) -> None:
+def assert_one_sentence(proc, *words: str) -> None:
+    """The run ended in one `ERROR: ...` sentence, its last line, holding each of `words`."""
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines, proc.stdout[-2000:]
     last = lines[-1]
     assert last.startswith("ERROR: ") and last.rstrip().endswith("."), last
     assert [line for line in lines if line.startswith("ERROR:")] == [last], proc.stderr[-2000:]
-    assert words in last, last
+    for word in words:
+        assert word in last, last
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
