@@ -122,8 +122,18 @@ def missing_label(labels) -> str | None:
 def flow_image(client, image=None):
     """The image the flow runs in (image_name), refused unless it carries hlsflow's labels: another
     image would end in the engine's "executable file not found" instead of a sentence."""
+    import docker
+
     ref = image_name(image)
-    found = get_image(client, ref)
+    try:
+        found = client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        from .registry import pull_for_run, registry_host
+
+        # A registry's image (HLSFLOW_IMAGE=ghcr.io/lab/hlsflow@sha256:…) is pulled the first time.
+        if not registry_host(ref):
+            raise FlowError(missing_image_message(ref)) from None
+        found = pull_for_run(client, ref)
     missing = missing_label(found.labels)
     if missing:
         if not image and os.environ.get("HLSFLOW_IMAGE"):
