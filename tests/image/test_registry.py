@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CONTAINERS_CONF
-from test_handover_identity import LABELS, SBOM, assert_one_sentence, folder_state, hlsflow
+from hlsflow import __version__
+from test_handover_identity import LABELS, SBOM, assert_one_sentence, engine_tags, folder_state, hlsflow
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 USER, PASSWORD = "alice", "hand-on-" + uuid.uuid4().hex[:8]
@@ -338,3 +339,104 @@ def test_flow_under_podman_pulls_by_digest(registries, pushed, built_image, podm
         assert manifest["image"]["id"].split(":")[-1] == image_id(built_image).split(":")[-1]
     finally:
         subprocess.run(["podman", "rmi", pushed], capture_output=True)
+
+
+# ---- The CI files against the registry, run for real by gitlab-ci-local ----
+
+def gitlab_repo(root: Path, precision: str = "ap_fixed<16,6>") -> Path:
+    """A user's repository: a model, its samples, a config, and our GitLab template, committed."""
+    from test_ci_files import git_repo
+
+    root.mkdir()
+    for name in ("tiny_cnn.keras", "tiny_samples.npz"):
+        shutil.copy(DATA / name, root / name)
+    shutil.copy(Path(__file__).resolve().parents[2] / "examples" / "ci" / "gitlab-ci.yml", root / ".gitlab-ci.yml")
+    (root / "hls4ml_config.yml").write_text(
+        "KerasModel: tiny_cnn.keras\nOutputDir: build/tiny_cnn\nIOType: io_stream\n"
+        f"HLSConfig:\n  Model: {{Precision: '{precision}', ReuseFactor: 1, Strategy: Latency}}\n"
+        "Flow:\n  emulation: {samples: tiny_samples.npz}\n")
+    git_repo(root)
+    return root
+
+
+def gitlab_job(root: Path, job: str, docker_config: Path, **variables):
+    """gitlab-ci-local running `job` with DOCKER_CONFIG set for the job's docker commands."""
+    from test_ci_files import gitlab_ci_local
+
+    cmd = [gitlab_ci_local()] + sum((["--variable", f"{k}={v}"] for k, v in variables.items()), []) + [job]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, "DOCKER_CONFIG": str(docker_config)})
+
+
+def test_gitlab_template_pulls_from_the_registry_and_gates(registries, pushed, built_image, tmp_path):
+    """examples/ci/gitlab-ci.yml as a user's project runs it: the image on the project's registry
+    ($CI_REGISTRY, logged in with the job's own credentials: the runner itself is logged in
+    nowhere), pinned by digest; green at 100% agreement, and failed at 98.4% with the gate at 99%,
+    the outputs kept as artifacts both times."""
+    guarded, _, _ = registries
+    nowhere = tmp_path / "runner-docker-config"
+    nowhere.mkdir()
+    untag(pushed, f"{guarded.host}/hlsflow:{TAG}")  # the job has to pull it
+    registry = {"HLSFLOW_IMAGE": pushed, "CI_REGISTRY": guarded.host, "CI_REGISTRY_USER": USER,
+                "CI_REGISTRY_PASSWORD": PASSWORD}
+    green = gitlab_job(gitlab_repo(tmp_path / "green"), "hlsflow", nowhere, **registry)
+    assert green.returncode == 0, green.stdout[-4000:] + green.stderr[-3000:]
+    assert "PASS  hlsflow" in green.stdout and "Login Succeeded" in green.stdout
+    assert f"Digest: {pushed.partition('@')[2]}" in green.stdout  # pulled, by that digest
+    assert f"Running image {image_id(built_image)}" in green.stdout
+    assert list(nowhere.iterdir()) == []  # the job's token went into a config of its own, removed again
+    artifacts = tmp_path / "green" / ".gitlab-ci-local" / "artifacts" / "hlsflow" / "build" / "tiny_cnn"
+    assert json.loads((artifacts / "csim.json").read_text())["top1_agreement"] == 1.0
+
+    gated = gitlab_job(gitlab_repo(tmp_path / "gated", precision="ap_fixed<12,5>"), "hlsflow", nowhere, **registry)
+    assert gated.returncode != 0, gated.stdout[-4000:]
+    assert "FAIL  hlsflow" in gated.stdout
+    assert "Emulation agrees with Keras on 98.4% of top-1 labels, below the required 99.0%" in gated.stdout
+    artifacts = tmp_path / "gated" / ".gitlab-ci-local" / "artifacts" / "hlsflow" / "build" / "tiny_cnn"
+    assert json.loads((artifacts / "csim.json").read_text())["top1_agreement"] == pytest.approx(63 / 64)
+
+
+def short_sha(repo: Path) -> str:
+    """The commit's 7-hex prefix: in CI_COMMIT_SHORT_SHA (8) and in `git describe --always` (7 or more)."""
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout.strip()[:7]
+
+
+def test_our_gitlab_push_image_job(registries, built_image, docker_client, tmp_path):
+    """This repository's own `push-image` job on a copy of the working tree: it builds its own
+    pipeline's tag and pushes it to $CI_REGISTRY_IMAGE with the job's credentials; image.env (a
+    dotenv report for later jobs) holds the digest, and pull-image takes it."""
+    from test_ci_files import REPO, git_repo
+
+    guarded, _, _ = registries
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    copy = tmp_path / "repo"
+    for name in files:
+        if (REPO / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, copy / name)
+    git_repo(copy)
+    nowhere = tmp_path / "runner-docker-config"
+    nowhere.mkdir()
+    latest, pinned = hlsflow_latest(), None
+    try:
+        proc = gitlab_job(copy, "push-image", nowhere, HLSFLOW_WHEELHOUSE=REPO / "build" / "wheelhouse",
+                          CI_REGISTRY=guarded.host, CI_REGISTRY_IMAGE=f"{guarded.host}/ours",
+                          CI_REGISTRY_USER=USER, CI_REGISTRY_PASSWORD=PASSWORD)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+        assert "PASS  push-image" in proc.stdout
+        line = (copy / ".gitlab-ci-local" / "artifacts" / "push-image" / "image.env").read_text().strip()
+        assert line.startswith(f"HLSFLOW_IMAGE={guarded.host}/ours/hlsflow@sha256:"), line
+        pinned = line.partition("=")[2]
+        # The pipeline's own tag went with the job (its after_script).
+        assert not [t for t in engine_tags() if t.startswith("hlsflow:ci-") and short_sha(copy) in t]
+        pull, _ = hlsflow("pull-image", pinned, cwd=tmp_path, DOCKER_CONFIG=str(registries[2]))
+        assert pull.returncode == 0, pull.stdout[-2000:] + pull.stderr[-2000:]
+        assert f"Pulled {pinned}: image " in pull.stdout
+    finally:
+        # The job's build is the copy's own (another revision): its names go, hlsflow:latest goes back.
+        subprocess.run(["docker", "tag", latest, "hlsflow:latest"], capture_output=True)
+        made = [t for t in engine_tags() if t.startswith((f"{guarded.host}/ours/", f"hlsflow:{__version__}-",
+                                                          "hlsflow:ci-")) and short_sha(copy) in t]
+        untag(*made, *([pinned] if pinned else []))
