@@ -237,6 +237,7 @@ def pull_image(ref: str, digest: str | None = None, tag_latest: bool = True, cli
     # With a tag, the tag is pulled (and must still name the digest); else the digest itself.
     wanted = f"{name}:{tag}" if tag or not digest else f"{name}@{digest}"
     before = getattr(_local(client, wanted), "id", None)
+    known = _digest_names(client, name)  # a refused pull removes only the names it gave
     step(f"Pulling {wanted} ({runtime_name(client)})")
     remote = digest if wanted.endswith(f"@{digest}") else (tag or "latest")
     got = _stream(lambda: client.api.pull(name, tag=remote, stream=True, decode=True), "pull", wanted, f"pull {name}")
@@ -257,7 +258,7 @@ def pull_image(ref: str, digest: str | None = None, tag_latest: bool = True, cli
         sbom = _sbom_sha256(client, image.id)
     except BaseException:
         if before != image.id:
-            _put_back(client, wanted, before, image.id, [f"{name}@{d}" for d in digests])
+            _put_back(client, wanted, before, image.id, [f"{name}@{d}" for d in digests if f"{name}@{d}" not in known])
         raise
     digest = digest or got or (digests[0] if digests else None)
     if tag_latest:
@@ -268,6 +269,17 @@ def pull_image(ref: str, digest: str | None = None, tag_latest: bool = True, cli
     if not pinned and digest and wanted != f"{name}@{digest}":
         say(f"A tag can move; this image is HLSFLOW_IMAGE={name}@{digest}")
     return image
+
+
+def _digest_names(client, name: str) -> set:
+    """Every `name@sha256:…` the engine holds now."""
+    import docker
+
+    try:
+        images = client.images.list(name=name)
+    except docker.errors.APIError:
+        return set()
+    return {d for image in images for d in image.attrs.get("RepoDigests") or [] if split_reference(d)[0] == name}
 
 
 def _put_back(client, wanted: str, before: str | None, pulled_id: str, pulled: list) -> None:
