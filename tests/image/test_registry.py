@@ -6,7 +6,6 @@ other than the real one are tiny ones made here under unique names and removed a
 
 Needs Debian's docker-registry and apache2-utils (htpasswd); .ci/run installs them."""
 
-import hashlib
 import io
 import json
 import os
