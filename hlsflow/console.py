@@ -1,7 +1,13 @@
 """Plain terminal output: headings, warnings, errors and a dependency-free progress bar."""
 
+import os
 import sys
 import time
+
+
+def verbose() -> bool:
+    """`hlsflow --verbose`: TensorFlow's, Dask's and the entrypoint's own log lines are shown."""
+    return os.environ.get("HLSFLOW_VERBOSE") == "1"
 
 
 def say(message: str = "") -> None:

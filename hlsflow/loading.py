@@ -39,9 +39,17 @@ def model_files(path) -> list:
 def load_keras_model(path):
     """The user's model, read by Keras only after hlsflow has read its architecture and found
     nothing in it that would run or import code: a model someone hands a user is data."""
+    from .console import verbose
+
     files = model_files(path)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
+
+    if not verbose():
+        # Keras's "triggered tf.function retracing" notices (five lines each, once a process has
+        # predicted on a few models or batch shapes) say nothing a user can act on.
+        tf.get_logger().setLevel("ERROR")
 
     with _saved_model(path, files[0], tf) as (config, saved):
         refuse_code(path, config)  # before Keras deserialises anything

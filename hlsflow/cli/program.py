@@ -99,7 +99,55 @@ class Executor(invoke.Executor):
             _fail(from_os_error(exc))
 
 
+# `hlsflow --fetch` and `--verbose`, handed to what runs next (in the image too: HLSFLOW_ variables
+# are forwarded) through the environment.
+OWN_FLAGS = {"fetch": ("HLSFLOW_FETCH", "without the image: load $HLSFLOW_IMAGE_TARBALL, else build it in this "
+                                        "checkout, then run the task"),
+             "verbose": ("HLSFLOW_VERBOSE", "show TensorFlow's, Dask's and the image entrypoint's own log lines")}
+
+
 class Program(invoke.Program):
+    def core_args(self):
+        return super().core_args() + [invoke.Argument(names=(name,), kind=bool, default=False, help=text)
+                                      for name, (_, text) in OWN_FLAGS.items()]
+
+    def execute(self) -> None:
+        for name, (var, _) in OWN_FLAGS.items():
+            if self.args[name].value:
+                os.environ[var] = "1"
+        super().execute()
+
+    def print_help(self) -> None:
+        """hlsflow's own help: its tasks with their whole summaries, and its own flags (invoke's
+        core flags still work, unlisted)."""
+        import shutil
+        import textwrap
+
+        from .tasks import USER_TASKS
+
+        width = max(80, min(shutil.get_terminal_size().columns, 120))
+        names = [t.name.replace("_", "-") for t in USER_TASKS]
+        pad = max(map(len, names)) + 4
+        console.say("Usage: hlsflow [--fetch] [--verbose] TASK [--flags] [TASK [--flags]] ...")
+        console.say("       hlsflow TASK --help     the flags of one task")
+        console.say("")
+        console.say("The hls4ml flow (Keras model -> HLS project -> bit-accurate emulation -> Vivado HLS -> report),")
+        console.say("run in the toolchain image. Tasks:")
+        console.say("")
+        for name, task in zip(names, USER_TASKS):
+            summary = " ".join((task.__doc__ or "").strip().split("\n\n")[0].split())
+            console.say(textwrap.fill(summary, width, initial_indent=f"  {name.ljust(pad - 2)}",
+                                      subsequent_indent=" " * pad))
+        console.say("")
+        console.say("Flags:")
+        for name, (_, text) in OWN_FLAGS.items():
+            console.say(textwrap.fill(text, width, initial_indent=f"  --{name.ljust(pad - 4)}",
+                                      subsequent_indent=" " * pad))
+        console.say(textwrap.fill("show the version and the image it uses", width,
+                                  initial_indent=f"  {'-V, --version'.ljust(pad - 2)}", subsequent_indent=" " * pad))
+        console.say(textwrap.fill("this help", width, initial_indent=f"  {'-h, --help'.ljust(pad - 2)}",
+                                  subsequent_indent=" " * pad))
+
     def print_version(self) -> None:
         from . import launcher
 

@@ -260,6 +260,27 @@ def load_image(c, path):
     handover.load_image(path)
 
 
+@host_task(help={"ref": "where to push: registry/name:tag, e.g. ghcr.io/your-lab/hlsflow:0.2.0",
+                 "image": "the local image to push (default: $HLSFLOW_IMAGE, else hlsflow:latest)"},
+           positional=["ref"])
+def push_image(c, ref, image=None):
+    """Push the image to a registry with the engine's own login; prints the digest to hand on."""
+    from ..image import registry
+
+    registry.push_image(ref, image=image)
+
+
+@host_task(help={"ref": "registry/name:tag or registry/name@sha256:..., as push-image printed it",
+                 "digest": "the sha256:... digest the image must have (the tag must still name it)"},
+           positional=["ref"])
+def pull_image(c, ref, digest=None):
+    """Pull the image by digest with the engine's own login, check it is the hlsflow image the digest names, and
+    tag it hlsflow:latest."""
+    from ..image import registry
+
+    registry.pull_image(ref, digest=digest)
+
+
 @host_task()
 def shell(c):
     """An interactive shell in the toolchain image, with the working directory and Xilinx tree mounted."""
@@ -288,7 +309,7 @@ def lab(c, port=None, no_browser=False, example=False):
 
 
 USER_TASKS = (init, convert, check, plan, csim, synth, report, flow, sweep, verify, profile, tune_precision, versions,
-              compare_image, save_image, load_image, shell, doctor, lab, parts)
+              compare_image, save_image, load_image, push_image, pull_image, shell, doctor, lab, parts)
 
 
 def collection() -> Collection:

@@ -96,8 +96,9 @@ def image_ref(tag: str) -> str:
 
 
 def missing_image_message(ref: str) -> str:
-    return (f"Image {ref} not found: load it with `hlsflow load-image FILE` (or `docker load -i FILE`), "
-            "set HLSFLOW_IMAGE to an image you have, or build it in a checkout with `invoke build-image`.")
+    return (f"Image {ref} not found: load it with `hlsflow load-image FILE`, pull it (set HLSFLOW_IMAGE to "
+            "<registry>/hlsflow@sha256:…), or build it in a checkout with `invoke build-image`; `hlsflow --fetch "
+            "TASK` does the first that applies.")
 
 
 def get_image(client, tag: str):
@@ -122,8 +123,22 @@ def missing_label(labels) -> str | None:
 def flow_image(client, image=None):
     """The image the flow runs in (image_name), refused unless it carries hlsflow's labels: another
     image would end in the engine's "executable file not found" instead of a sentence."""
+    import docker
+
     ref = image_name(image)
-    found = get_image(client, ref)
+    try:
+        found = client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        from .registry import pull_for_run, registry_host
+
+        # A registry's image (HLSFLOW_IMAGE=ghcr.io/lab/hlsflow@sha256:…) is pulled the first time;
+        # else the ways to get it are said (or, with --fetch, the first is taken).
+        if registry_host(ref):
+            found = pull_for_run(client, ref)
+        else:
+            from .fetch import missing
+
+            found = missing(client, ref)
     missing = missing_label(found.labels)
     if missing:
         if not image and os.environ.get("HLSFLOW_IMAGE"):

@@ -202,8 +202,11 @@ def client(points: int, scheduler=None, jobqueue=None, memory_per_point="4GB", w
     import dask
     from distributed import Client, LocalCluster
 
-    # Dask's own INFO lines would drown the sweep's progress; its warnings (a worker lost) stay.
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    # Dask's own lines would drown the sweep's progress, and its warnings ("Worker process still alive
+    # after 4.0 seconds, killing" as a sweep ends) say nothing the sweep's own lines do not: a point
+    # whose worker was lost is reported by the sweep. `hlsflow --verbose` shows them.
+    quiet = logging.INFO if console.verbose() else logging.ERROR
+    logging.getLogger("distributed").setLevel(quiet)
 
     if scheduler and jobqueue:
         raise FlowError("Give --scheduler or --jobqueue, not both: the jobqueue file starts its own scheduler.")
@@ -233,7 +236,7 @@ def client(points: int, scheduler=None, jobqueue=None, memory_per_point="4GB", w
             console.step(f"Local Dask cluster: {n} worker(s), one point each at a time, {memory_per_point} per point")
             # Loopback only: nothing outside this machine (or container) needs to reach it.
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, memory_limit=budget, processes=True,
-                                   host="127.0.0.1", dashboard_address=None)
+                                   host="127.0.0.1", dashboard_address=None, silence_logs=quiet)
         with cluster, Client(cluster) as dask_client:
             dask_client.batch_jobs = batch
             yield dask_client

