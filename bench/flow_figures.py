@@ -131,7 +131,9 @@ def design_limit() -> dict:
     keras_model = load_keras_model(cfg.keras_model)
     with design.in_memory(keras_model, cfg) as hls_model:
         check = preflight.run(hls_model, cfg)
-    part = parts.get_part(cfg.part)
+    part = parts.find_part(cfg.part)
+    if part is None:
+        raise SystemExit(f"{cfg.part} is not in hlsflow's device table: the figures need its DSP count.")
     f_hz = 1e9 / cfg.clock_period
     # In io_stream each layer computes one output pixel per ReuseFactor cycles (Resource strategy);
     # layers overlap in a dataflow pipeline, so the slowest one sets the interval.
