@@ -467,6 +467,8 @@ def remove_orphans(client) -> None:
         except docker.errors.NotFound:
             continue
         except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # "removal … already in progress": another run is removing it
+                continue
             warn(f"Could not remove the flow container {short} of the ended hlsflow process {labels[PID_LABEL]} "
                  f"({exc.explanation or exc}): remove it with `docker rm -f {short}`.")
             continue
