@@ -1,6 +1,7 @@
 """The Vivado HLS / Vitis HLS stand-in (tests/standin_xilinx, a test double) behaves as its README says:
 it executes hls4ml's own build_prj.tcl in tclsh, records the tool commands and copies real reports."""
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import standin_hang
 from hlsflow import vivado_reports
 from hlsflow.stages import report
 
@@ -271,14 +273,35 @@ def _start(exe, cwd, **env):
 def test_mode_hang_is_killable_by_process_group(standin_vivado_hls, project_dir):
     proc = _start(standin_vivado_hls, project_dir, STANDIN_MODE="hang")
     try:
-        with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(timeout=1)
+        child = standin_hang.wait_hanging(project_dir)
+        assert proc.poll() is None
+        # The marked child is the stand-in's own, in its process group: killing the group ends both,
+        # killing the stand-in alone leaves the child (what the flow's cancellation tests catch).
+        assert standin_hang.descendants(proc.pid) == [child]
+        assert os.getpgid(child) == proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=5) == -signal.SIGTERM
+    assert proc.wait(timeout=30) == -signal.SIGTERM
+    standin_hang.wait_none_left(project_dir)
     out = proc.stdout.read()
     assert "Version: 2018.2" in out and "***** C/RTL SYNTHESIS *****" in out
+    assert f"child {child} (standin-hang {project_dir.resolve()}) waits with it." in out
     proc.stdout.close()
+
+
+def test_mode_hang_leaves_its_child_when_only_the_stand_in_is_killed(standin_vivado_hls, project_dir):
+    """What the cancellation tests rely on: a stop that misses the group leaves a marked child."""
+    proc = _start(standin_vivado_hls, project_dir, STANDIN_MODE="hang")
+    try:
+        child = standin_hang.wait_hanging(project_dir)
+        proc.kill()
+        proc.wait(timeout=30)
+        assert standin_hang.marked(project_dir) == [child]
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the group is gone if the child never joined it
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+    standin_hang.wait_none_left(project_dir)
 
 
 def test_progress_is_streamed_line_by_line(standin_vivado_hls, project_dir):

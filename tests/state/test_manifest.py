@@ -1,6 +1,7 @@
 """manifest.json, verify and incremental stages, as a user meets them: real hls4ml, real g++ and
 the Vivado stand-in (tests/standin_xilinx, a test double)."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -8,8 +9,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
+import standin_hang
 from conftest import REPO_ROOT, error_lines, flow_env, run_invoke
 
 STANDIN = REPO_ROOT / "tests" / "standin_xilinx" / "Vivado" / "2018.2"
@@ -182,16 +183,17 @@ def test_a_synthesis_killed_midway_is_redone(small_project, tmp_path):
     env = flow_env(XILINX_VIVADO=STANDIN, STANDIN_MODE="hang")
     proc = subprocess.Popen([sys.executable, "-m", "invoke", "synth", "--config", str(small_project["config"]),
                              "--out", str(out)], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and manifest(out)["stages"].get("synth", {}).get("status") != "running":
-        time.sleep(0.2)
-    time.sleep(1)
-    # As a machine going down would: nothing gets to clean up. vivado_hls runs in a process
-    # group of its own, so the stand-in's sleep is killed as well.
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    subprocess.run(["pkill", "-KILL", "-f", "sleep 100000"], check=False)
+                            stderr=subprocess.DEVNULL)
+    try:
+        standin_hang.wait_hanging(out)  # vivado_hls is stuck in synthesis, with a child of its own
+    finally:
+        # As a machine going down would: every process of the run dies at once, and nothing gets
+        # to clean up. vivado_hls runs in a process group of its own: the tree is read from /proc.
+        for pid in [proc.pid, *standin_hang.descendants(proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    standin_hang.wait_none_left(out)
     assert manifest(out)["stages"]["synth"]["status"] == "running"
 
     redo = run_invoke("synth", "--config", small_project["config"], "--out", out,
