@@ -3,10 +3,12 @@ output left as it was."""
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import pytest
 
-from conftest import error_lines, run_invoke
+from conftest import REPO_ROOT, error_lines, flow_env, run_invoke
 
 
 def tree_digest(root):
@@ -75,15 +77,32 @@ def test_bad_convert_input(converted, bad_models, index):
 
 
 def test_failed_conversion_keeps_the_previous_project(converted, tmp_path):
-    """A conversion that dies after writing started leaves no half project in place."""
+    """A conversion that dies after writing started leaves no half project in place. The write
+    really fails: the process may write no file larger than half of hls4ml's largest template
+    (RLIMIT_FSIZE, set by util-linux's prlimit; Python ignores SIGXFSZ, so the write fails with
+    EFBIG), which hls4ml copies into the project after its own files, as a full disk would stop it."""
     project, _ = converted
     out = tmp_path / "prj"
     ok = run_invoke("convert", "--config", project["config"], "--out", out)
     assert ok.returncode == 0
     before = tree_digest(out)
-    proc = run_invoke("convert", "--config", project["config"], "--out", out, "--force",
-                      "--precision", "ap_fixed<16,6>", "--reuse-factor", "3", "--part", "nope")
-    assert proc.returncode != 0 and tree_digest(out) == before
+    largest = max((p for p in out.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    limit = largest.stat().st_size // 2
+    assert (out / "manifest.json").stat().st_size < limit and "firmware" in largest.parts, (largest, limit)
+    proc = subprocess.run(["prlimit", f"--fsize={limit}", sys.executable, "-m", "invoke", "convert", "--config",
+                           str(project["config"]), "--out", str(out), "--force", "--precision", "ap_fixed<12,5>"],
+                          cwd=REPO_ROOT, env=flow_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "==> Writing the HLS project to" in proc.stdout  # the design was converted; writing it failed
+    errors = error_lines(proc)
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"{largest.relative_to(out)} (File too large): " in errors[0], errors
+    assert errors[0].endswith("."), errors
+    assert tree_digest(out) == before
+    assert not list(out.parent.glob(".prj.partial-*")) and not list(out.parent.glob(".prj.old-*"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["convert"]["status"] == "ok"
+    assert manifest["runs"][-1]["stage"] == "convert" and manifest["runs"][-1]["status"] == "failed"
 
 
 def test_reference_model_preflight_says_it_does_not_fit():
