@@ -2,6 +2,7 @@
 the Vivado stand-in (tests/standin_xilinx, a test double)."""
 
 import contextlib
+import datetime
 import hashlib
 import json
 import os
@@ -232,5 +233,14 @@ def test_the_manifest_records_inputs_environment_and_runs(small_project, tmp_pat
     # in the order they started; csim's cached steps are runs of their own
     assert [r["stage"] for r in m["runs"] if r["stage"] != "fault-analysis"] == \
         ["convert", "csim", "keras-reference", "build-emulation"]
-    assert all(r["started"].endswith("+00:00") and r["seconds"] >= 0 for r in m["runs"])
+    # Each run's start and length as recorded: convert ends before csim starts, csim's cached steps
+    # (runs of their own) happen inside it, and the g++ build took time (a start is kept to the second).
+    assert all(r["started"].endswith("+00:00") for r in m["runs"])
+    span = {r["stage"]: (datetime.datetime.fromisoformat(r["started"]).timestamp(), r["seconds"]) for r in m["runs"]}
+    second = 1.0
+    assert span["convert"][0] + span["convert"][1] <= span["csim"][0] + second, m["runs"]
+    for step in ("keras-reference", "build-emulation"):
+        assert span["csim"][0] <= span[step][0] + second, (step, m["runs"])
+        assert span[step][0] + span[step][1] <= span["csim"][0] + span["csim"][1] + second, (step, m["runs"])
+    assert span["build-emulation"][1] > 0, m["runs"]
     shutil.rmtree(out)
