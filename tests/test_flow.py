@@ -39,8 +39,10 @@ def test_convert_and_emulate_a_skip_connection_under_tf_2_15(converted):
     assert "| skip" in proc.stdout and "RF requested" in proc.stdout
     result = json.loads((out / "csim.json").read_text())
     assert result["samples"] == 40
-    assert result["top1_agreement"] >= 0.9, result
-    assert result["max_abs_diff"] < 0.1
+    # The pinned stack gives 38 of 40 labels and a worst |HLS - Keras| of 0.025 on this seeded
+    # design: no further flip, and at most a fifth more error (a 10-point drop used to pass).
+    assert result["top1_agreement"] >= 38 / 40 and result["hls_accuracy"] == result["top1_agreement"], result
+    assert 0 < result["max_abs_diff"] < 0.03 and result["mean_abs_diff"] < 0.011, result
     # The skip connection runs on the fast engine; the C++ library is built only for --engine cpp.
     assert result["engine"] == "fast" and result["emulation_build"]["library"] is None, result
     assert not list(out.parent.glob(".prj.partial-*")), "staging directory left behind"
