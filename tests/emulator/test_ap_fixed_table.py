@@ -6,8 +6,12 @@ dense multiply-accumulate (each product assigned to the accumulator type, then `
 test_kernels.py checks the kernels against fixedpoint's numpy; this ties both to the C++ with many
 more cases than test_fastemu.py's per-case programs can afford (one compile, one run)."""
 
+import hashlib
 import itertools
+import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -113,14 +117,24 @@ def _stdin(casts, macs) -> str:
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory):
+def table():
     """The cases and what Xilinx's headers make of them (one g++ compile, one run)."""
     rng = np.random.default_rng(20261207)
     casts, macs = _cast_cases(rng), _mac_cases(rng)
-    work = tmp_path_factory.mktemp("ap_fixed_table")
-    (work / "table.cpp").write_text(_program(casts, macs))
-    subprocess.run(["g++", "-O0", "-std=c++14", f"-I{_ap_types()}", "table.cpp", "-o", "table"], cwd=work,
-                   check=True)
+    program = _program(casts, macs)
+    # Kept by the program's text in the temporary folder: a second session (a mutation run's many)
+    # compiles nothing; a changed table or header path is another program.
+    key = hashlib.sha256(f"{program}{_ap_types()}".encode()).hexdigest()[:16]
+    work = Path(tempfile.gettempdir()) / f"hlsflow-ap-fixed-table-{key}"
+    if not (work / "table").is_file():
+        build = Path(tempfile.mkdtemp(prefix="hlsflow-ap-fixed-table-"))
+        (build / "table.cpp").write_text(program)
+        subprocess.run(["g++", "-O0", "-std=c++14", f"-I{_ap_types()}", "table.cpp", "-o", "table"], cwd=build,
+                       check=True)
+        try:
+            os.replace(build, work)  # whole or not at all; another session's copy wins
+        except OSError:
+            shutil.rmtree(build, ignore_errors=True)
     run = subprocess.run(["./table"], cwd=work, input=_stdin(casts, macs), capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     rows = [np.array(line.split(), dtype=np.int64) for line in run.stdout.splitlines()]
