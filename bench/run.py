@@ -111,6 +111,9 @@ def image_figures(cold: bool) -> dict:
     finally:
         touch.unlink(missing_ok=True)
     image.build_image()  # back to the committed code
+    start = time.monotonic()
+    image.build_image()  # nothing changed: every layer from the cache (tests/image check that, not the time)
+    figures["cached_rebuild_s"] = time.monotonic() - start
     figures["image_bytes"] = client.images.get(tag).attrs["Size"]
     tarball = REPO / "build" / "bench" / "hlsflow-bench.tar.gz"
     tarball.parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +205,9 @@ def table(fig: dict) -> str:
                      _fmt_s(cold) + " no-cache build (base image and wheels on hand)" if cold
                      else "no-cache build not measured: run with --cold",
                      f"{cold / img['rebuild_s']:.0f}x" if cold else "", f"<= 15 s: {_verdict(img['rebuild_s'] <= 15)}"))
+        if "cached_rebuild_s" in img:
+            rows.append(("Rebuild with nothing changed (every layer cached)", _fmt_s(img["cached_rebuild_s"]), "", "",
+                         f"< 120 s: {_verdict(img['cached_rebuild_s'] < 120)}"))
     elif img:
         rows.append(("Image", img, "", "", ""))
     disp = fig.get("dispatch")

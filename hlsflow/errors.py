@@ -6,6 +6,7 @@ import math
 import numbers
 import os
 import re
+import shutil
 import unicodedata
 from dataclasses import dataclass
 
@@ -124,9 +125,23 @@ def check_text(value, what: str) -> None:
                         "C++, Tcl and shell scripts that paths and values are written into.")
 
 
+def _first_copy_error(exc: OSError) -> OSError:
+    """shutil.copytree (hls4ml copies its templates with it) gathers its failures in one
+    shutil.Error of (source, destination, text) entries, which keep no errno: the first one, as
+    the OSError it was, so that a disk filling during the copy is named like any other."""
+    entries = exc.args[0] if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) else []
+    for entry in entries:
+        found = re.match(r"\[Errno (\d+)\] ([^:]+)", str(entry[2])) if isinstance(entry, tuple) and len(entry) == 3 \
+            else None
+        if found:
+            return OSError(int(found[1]), found[2], entry[1])
+    return exc
+
+
 def from_os_error(exc: OSError, folder=None) -> FlowError:
     """One sentence for an OSError no check foresaw (a full disk, a read-only mount): what the
     system said, and the folder being written (`folder`, else the file's own)."""
+    exc = _first_copy_error(exc)
     where = exc.filename or "a file"
     folder = folder or (os.path.dirname(os.path.abspath(exc.filename)) if exc.filename else "the output folder")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):

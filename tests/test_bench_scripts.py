@@ -331,6 +331,12 @@ def test_checker_catches_same_arity_wrong_meaning(tmp_path):
     assert "project gets a str" in problems[0] and "n_out gets a str" in problems[1]
 
 
+def _rows(text: str) -> list:
+    """The table's rows as (figure, ours, goal), the header and its rule left out."""
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+    return [(row[0], row[1], row[4]) for row in cells[2:]]
+
+
 @pytest.mark.parametrize("skipped", ["not measured: --skip-image", {"error": "no engine"}])
 def test_bench_table_renders_what_was_not_measured(skipped):
     # The last step of a run that took many minutes: `invoke bench --skip-image` once failed here.
@@ -338,5 +344,25 @@ def test_bench_table_renders_what_was_not_measured(skipped):
 
     figures = {"machine": "test", "date": "today", "flow": {}, "noop": {"error": "no image"},
                "image": skipped if isinstance(skipped, str) else "not measured: no engine", "dispatch": skipped}
-    text = run.render(figures)
-    assert "not measured" in text and "no image" in text
+    dispatch = skipped if isinstance(skipped, str) else "not measured: no engine"  # an error becomes a sentence
+    assert _rows(run.render(figures)) == [("No-op re-run", "not measured: no image", ""),
+                                          ("Image", figures["image"], ""),
+                                          ("Host dispatch overhead", dispatch, "")]
+
+
+def test_bench_table_measures_against_its_goals():
+    """Figures on both sides of each image goal: the table's verdicts are its own arithmetic."""
+    from bench import run
+
+    def image(size, tarball, rebuild, cached):
+        return {"machine": "test", "date": "today", "flow": {}, "image": {
+            "image_bytes": size, "tarball_bytes": tarball, "rebuild_s": rebuild, "cached_rebuild_s": cached}}
+
+    met = _rows(run.render(image(1.5e9, 590e6, 14.0, 119.0)))
+    missed = _rows(run.render(image(1.7e9, 610e6, 16.0, 121.0)))
+    assert met == [("Image size", "1.50 GB", "<= 1.6 GB: goal met"),
+                   ("Saved tarball (gzip)", "590 MB", "<= 600 MB: goal met"),
+                   ("Rebuild after a one-line code change", "14.0 s", "<= 15 s: goal met"),
+                   ("Rebuild with nothing changed (every layer cached)", "119.0 s", "< 120 s: goal met")]
+    assert [goal for *_, goal in missed] == ["<= 1.6 GB: goal MISSED", "<= 600 MB: goal MISSED",
+                                             "<= 15 s: goal MISSED", "< 120 s: goal MISSED"]

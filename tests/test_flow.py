@@ -8,6 +8,7 @@ from importlib.metadata import version
 import numpy as np
 import pytest
 
+import standin_hang
 from conftest import REPO_ROOT, error_lines, flow_env, run_invoke
 
 STANDIN = REPO_ROOT / "tests" / "standin_xilinx" / "Vivado" / "2018.2"
@@ -38,8 +39,10 @@ def test_convert_and_emulate_a_skip_connection_under_tf_2_15(converted):
     assert "| skip" in proc.stdout and "RF requested" in proc.stdout
     result = json.loads((out / "csim.json").read_text())
     assert result["samples"] == 40
-    assert result["top1_agreement"] >= 0.9, result
-    assert result["max_abs_diff"] < 0.1
+    # The pinned stack gives 38 of 40 labels and a worst |HLS - Keras| of 0.025 on this seeded
+    # design: no further flip, and at most a fifth more error (a 10-point drop used to pass).
+    assert result["top1_agreement"] >= 38 / 40 and result["hls_accuracy"] == result["top1_agreement"], result
+    assert 0 < result["max_abs_diff"] < 0.03 and result["mean_abs_diff"] < 0.011, result
     # The skip connection runs on the fast engine; the C++ library is built only for --engine cpp.
     assert result["engine"] == "fast" and result["emulation_build"]["library"] is None, result
     assert not list(out.parent.glob(".prj.partial-*")), "staging directory left behind"
@@ -157,8 +160,9 @@ def test_synthesis_timeout_stops_the_process_group(converted):
                       env=standin_env(STANDIN_MODE="hang"))
     assert proc.returncode == 4
     assert "timeout" in error_lines(proc)[0]
-    leftovers = __import__("subprocess").run(["pgrep", "-f", "sleep 100000"], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == "", "the stand-in's sleep outlived the timeout"
+    # The stand-in hung with a child of its own, and the timeout stopped both.
+    assert standin_hang.hang_child(project["out"]), (project["out"] / "vivado_hls.log").read_text()[-2000:]
+    standin_hang.wait_none_left(project["out"])
 
 
 def test_other_vivado_version_is_a_warning(converted):
@@ -200,27 +204,23 @@ def test_flow_skips_synthesis_in_one_line_without_vivado(converted, tmp_path):
 def test_ctrl_c_stops_synthesis_and_its_children(converted):
     import signal
     import subprocess
-    import time
 
     from conftest import REPO_ROOT as root
 
     project, _ = converted
-    log = project["out"] / "vivado_hls_run.log"
-    log.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "invoke", "synth", "--config", str(project["config"]), "--force"],
                             cwd=root, env=standin_env(STANDIN_MODE="hang"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (log.exists() and "STAND-IN" in log.read_text()):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    try:
+        standin_hang.wait_hanging(project["out"])
+    finally:
+        proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "ERROR: Synthesis interrupted; vivado_hls and its children were stopped" in err
     synth = json.loads((project["out"] / "manifest.json").read_text())["stages"]["synth"]
     assert synth["status"] == "interrupted" and synth["exit_status"] == 130
-    leftovers = subprocess.run(["pgrep", "-f", "sleep 100000"], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == ""
+    standin_hang.wait_none_left(project["out"])
 
 
 def test_vivado_given_as_a_flag(converted):

@@ -3,10 +3,12 @@ output left as it was."""
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import pytest
 
-from conftest import error_lines, run_invoke
+from conftest import REPO_ROOT, error_lines, flow_env, run_invoke
 
 
 def tree_digest(root):
@@ -75,26 +77,80 @@ def test_bad_convert_input(converted, bad_models, index):
 
 
 def test_failed_conversion_keeps_the_previous_project(converted, tmp_path):
-    """A conversion that dies after writing started leaves no half project in place."""
+    """A conversion that dies after writing started leaves no half project in place. The write
+    really fails: the process may write no file larger than half of hls4ml's largest template
+    (RLIMIT_FSIZE, set by util-linux's prlimit; Python ignores SIGXFSZ, so the write fails with
+    EFBIG), which hls4ml copies into the project after its own files, as a full disk would stop it."""
     project, _ = converted
     out = tmp_path / "prj"
     ok = run_invoke("convert", "--config", project["config"], "--out", out)
     assert ok.returncode == 0
     before = tree_digest(out)
-    proc = run_invoke("convert", "--config", project["config"], "--out", out, "--force",
-                      "--precision", "ap_fixed<16,6>", "--reuse-factor", "3", "--part", "nope")
-    assert proc.returncode != 0 and tree_digest(out) == before
+    largest = max((p for p in out.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    limit = largest.stat().st_size // 2
+    assert (out / "manifest.json").stat().st_size < limit and "firmware" in largest.parts, (largest, limit)
+    proc = subprocess.run(["prlimit", f"--fsize={limit}", sys.executable, "-m", "invoke", "convert", "--config",
+                           str(project["config"]), "--out", str(out), "--force", "--precision", "ap_fixed<12,5>"],
+                          cwd=REPO_ROOT, env=flow_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "==> Writing the HLS project to" in proc.stdout  # the design was converted; writing it failed
+    errors = error_lines(proc)
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"{largest.relative_to(out)} (File too large): " in errors[0], errors
+    assert errors[0].endswith("."), errors
+    assert tree_digest(out) == before
+    assert not list(out.parent.glob(".prj.partial-*")) and not list(out.parent.glob(".prj.old-*"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["convert"]["status"] == "ok"
+    assert manifest["runs"][-1]["stage"] == "convert" and manifest["runs"][-1]["status"] == "failed"
+
+
+def _reference_figures():
+    """The reference design's figures from their sources, not from hlsflow: each Keras layer with a
+    kernel (n_in = kernel inputs x channels, n_out = filters or units, applied at every output
+    pixel), the ReuseFactor the config asks for, and the one hls4ml's Vivado backend uses when that
+    is not among its get_valid_reuse_factors (its get_closest_reuse_factor)."""
+    import math
+
+    import tensorflow as tf
+    import yaml
+    from hls4ml.backends import get_backend
+
+    config = yaml.safe_load((REPO_ROOT / "project" / "hls4ml_config.yml").read_text())
+    assert config["Part"] == "xc7z010clg400-1"
+    asked = config["HLSConfig"]["Model"]["ReuseFactor"]
+    per_layer = config["HLSConfig"].get("LayerName", {})
+    model = tf.keras.models.load_model(REPO_ROOT / "models" / "model_2_15.keras")
+    backend = get_backend("Vivado")
+    macs, multipliers, silently = 0, 0, {}
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        n_in, n_out = math.prod(kernel.shape[:-1]), int(kernel.shape[-1])
+        positions = math.prod(layer.output_shape[1:-1])  # output pixels; 1 for a Dense layer
+        rf = per_layer.get(layer.name, {}).get("ReuseFactor", asked)
+        valid = backend.get_valid_reuse_factors(n_in, n_out)
+        used = rf if rf in valid else backend.get_closest_reuse_factor(valid, rf)
+        if used != rf:
+            silently[layer.name] = used
+        macs += positions * n_in * n_out
+        multipliers += math.ceil(n_in * n_out / used)
+    return asked, macs, multipliers, silently
 
 
 def test_reference_model_preflight_says_it_does_not_fit():
+    asked, macs, multipliers, silently = _reference_figures()
+    assert multipliers > 80 and silently, (multipliers, silently)  # what the test is about: it does not fit
     proc = run_invoke("check")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "| TOTAL" in out and "12,501,632" in out and "2,388" in out
-    for layer, used in (("stem_conv", 27), ("s1a_conv", 36), ("s1b_conv", 36), ("s2a_conv", 36)):
-        assert f"{layer}: ReuseFactor 32 is invalid" in out and f"hls4ml silently uses {used}" in out
-    assert out.count("ReuseFactor 32 is invalid") == 4
-    assert "VERDICT: does NOT fit xc7z010clg400-1 (~2,388 multipliers for 80 DSPs" in out
+    total = next(line for line in out.splitlines() if line.startswith("| TOTAL"))
+    assert f"| {macs:,} " in total and f"| {multipliers:,} " in total, (total, macs, multipliers)
+    for layer, used in silently.items():
+        assert f"{layer}: ReuseFactor {asked} is invalid" in out and f"hls4ml silently uses {used}" in out
+    assert out.count(f"ReuseFactor {asked} is invalid") == len(silently)
+    assert f"VERDICT: does NOT fit xc7z010clg400-1 (~{multipliers:,} multipliers for 80 DSPs" in out
     strict = run_invoke("check", "--strict")
     assert strict.returncode == 1 and "does not fit" in error_lines(strict)[0]
 

@@ -175,35 +175,43 @@ def test_conv16_equals_the_written_windows(case):
         _reference(cols[:2].astype(np.int64), w, bias, shift, offset, acc), acc, out_t))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=conv_cases(), bn=st.tuples(st.integers(0, 6), st.integers(0, 12), st.integers(-2, 20),
-                                       st.sampled_from(["TRN", "RND", "RND_CONV"]), st.sampled_from(["WRAP", "SAT"]),
-                                       st.booleans(), st.booleans(), st.integers(2, 20)), default=st.booleans())
-def test_batchnorm_in_the_conv_pass_equals_affine_cast(case, bn, default):
+def test_batchnorm_in_the_conv_pass_equals_affine_cast():
     """A BatchNormalization (and ReLU) in conv16's output pass (fp.conv's `then`) against the
     conv's outputs through affine_cast; fused in hls4ml's default modes (TRN, WRAP, signed, the
-    conv's outputs in its accumulator type), refused (None: the caller runs the two apart) otherwise."""
+    conv's outputs in its accumulator type), refused (None: the caller runs the two apart) otherwise.
+    The fused comparisons are counted: a run whose examples were all refused would prove nothing."""
     from hlsflow.emulator import fixedpoint as fp, kernels
 
-    acc, a_t, w_frac, w_max, shift, offset, kernel, strides, top_left, hw, out_hw, c, n_out, out_t, seed = case
-    k_scale, k_bias, bn_shift, rounding, overflow, signed, relu, width = bn
-    if default:
-        out_t, bn_shift, rounding, overflow, signed = acc, max(bn_shift, 1), "TRN", "WRAP", True
-    x, w, bias = _conv_data(case)
-    rng = np.random.default_rng(seed + 1)
-    scale = rng.integers(-2 ** 15, 2 ** 15, n_out, dtype=np.int64)
-    shift_bias = rng.integers(-2 ** 20, 2 ** 20, n_out, dtype=np.int64)
-    codes = (bn_shift, fp.ROUNDING.index(rounding), width, signed, fp.OVERFLOW.index(overflow))
-    then = ((True, k_scale, k_bias, *codes, relu), scale, shift_bias)
-    got = fp.conv(x, a_t, w, w_frac, bias, acc, out_t, kernel, strides, top_left, out_hw, then=then)
-    if got is None:
-        assert not (out_t == acc and bn_shift > 0 and rounding == "TRN" and overflow == "WRAP" and signed)
-        return
-    plain = fp.conv(x, a_t, w, w_frac, bias, acc, out_t, kernel, strides, top_left, out_hw)
-    expected = np.empty(plain.size, np.int64)
-    kernels.affine_cast(plain.reshape(-1, n_out), scale, shift_bias, k_scale, k_bias, *codes,
-                        expected.reshape(-1, n_out), relu)
-    assert np.array_equal(got.reshape(-1), expected)
+    fused = []
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(case=conv_cases(), bn=st.tuples(st.integers(0, 6), st.integers(0, 12), st.integers(-2, 20),
+                                           st.sampled_from(["TRN", "RND", "RND_CONV"]), st.sampled_from(["WRAP", "SAT"]),
+                                           st.booleans(), st.booleans(), st.integers(2, 20)), default=st.booleans())
+    def check(case, bn, default):
+        acc, a_t, w_frac, w_max, shift, offset, kernel, strides, top_left, hw, out_hw, c, n_out, out_t, seed = case
+        k_scale, k_bias, bn_shift, rounding, overflow, signed, relu, width = bn
+        if default:
+            out_t, bn_shift, rounding, overflow, signed = acc, max(bn_shift, 1), "TRN", "WRAP", True
+        x, w, bias = _conv_data(case)
+        rng = np.random.default_rng(seed + 1)
+        scale = rng.integers(-2 ** 15, 2 ** 15, n_out, dtype=np.int64)
+        shift_bias = rng.integers(-2 ** 20, 2 ** 20, n_out, dtype=np.int64)
+        codes = (bn_shift, fp.ROUNDING.index(rounding), width, signed, fp.OVERFLOW.index(overflow))
+        then = ((True, k_scale, k_bias, *codes, relu), scale, shift_bias)
+        got = fp.conv(x, a_t, w, w_frac, bias, acc, out_t, kernel, strides, top_left, out_hw, then=then)
+        if got is None:
+            assert not (out_t == acc and bn_shift > 0 and rounding == "TRN" and overflow == "WRAP" and signed)
+            return
+        plain = fp.conv(x, a_t, w, w_frac, bias, acc, out_t, kernel, strides, top_left, out_hw)
+        expected = np.empty(plain.size, np.int64)
+        kernels.affine_cast(plain.reshape(-1, n_out), scale, shift_bias, k_scale, k_bias, *codes,
+                            expected.reshape(-1, n_out), relu)
+        assert np.array_equal(got.reshape(-1), expected)
+        fused.append(default)
+
+    check()
+    assert len(fused) >= 10, f"only {len(fused)} of the examples ran fused"
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

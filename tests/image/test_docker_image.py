@@ -4,7 +4,8 @@ user and Vivado handling, running tasks from the host (launcher.py), and handing
 import json
 import os
 import re
-import time
+import subprocess
+import sys
 
 import pytest
 
@@ -36,15 +37,13 @@ def test_build_tags_and_labels(docker_client, built_image):
 
 
 def test_rebuild_reuses_every_layer(docker_client, built_image, capsys):
-    started = time.monotonic()
+    # Every step from the cache; how long that takes is bench/run.py's figure, not a test's.
     again = image.build_image()
-    took = time.monotonic() - started
     out = capsys.readouterr().out
     assert again == built_image
     assert docker_client.images.get(again).id == docker_client.images.get(built_image).id
     cached = re.search(r"(\d+) of (\d+) steps came from the layer cache", out)
-    assert cached and cached.group(1) == cached.group(2), out
-    assert took < 120, f"a fully cached rebuild took {took:.0f}s"
+    assert cached and cached.group(1) == cached.group(2) and int(cached.group(2)) > 0, out
 
 
 def test_versions_report(run_in_container):
@@ -103,11 +102,18 @@ def test_files_belong_to_owner_of_working_dir(tmp_path, run_in_container):
     assert (os.stat(tmp_path / "out").st_uid, os.stat(tmp_path / "out").st_gid) == (4321, 4322)
 
 
-def test_checkout_task_passes_host_uid(built_image, throwaway_repo, monkeypatch):
-    monkeypatch.setattr(launcher.os, "getuid", lambda: 1234)
-    monkeypatch.setattr(launcher.os, "getgid", lambda: 1234)
-    assert launcher.run_checkout_task(["touch", "--name", "made-here"], throwaway_repo, image=built_image) == 0
-    assert os.stat(throwaway_repo / "made-here").st_uid == 1234
+def test_checkout_task_passes_host_uid(built_image, throwaway_repo):
+    """A host user of uid 1234 and gid 4321, for real: the launcher runs in a child process whose real
+    ids (what os.getuid() and os.getgid() report) are those. Its effective ids stay root's (the
+    tests run as root, as in CI), so that it can still load a Python installed in root's home."""
+    code = ("import os, sys\nos.setresgid(4321, 0, 0)\nos.setresuid(1234, 0, 0)\n"
+            "from hlsflow.cli import launcher\n"
+            "sys.exit(launcher.run_checkout_task(['touch', '--name', 'made-here'], sys.argv[1], image=sys.argv[2]))")
+    proc = subprocess.run([sys.executable, "-c", code, str(throwaway_repo), built_image], cwd=throwaway_repo,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    made = os.stat(throwaway_repo / "made-here")
+    assert (made.st_uid, made.st_gid) == (1234, 4321)
 
 
 def test_standin_vivado_found(built_image, run_in_container, throwaway_repo, standin_xilinx_dir,
@@ -171,8 +177,9 @@ def test_missing_image_is_one_sentence(docker_client, throwaway_repo):
     assert not containers.image_exists("no-such-tag")
     with pytest.raises(FlowError) as raised:
         launcher.run_checkout_task(["--list"], throwaway_repo, image="hlsflow:no-such-tag")
-    assert str(raised.value) == containers.missing_image_message("hlsflow:no-such-tag")
-    assert str(raised.value).startswith("Image hlsflow:no-such-tag not found: load it with `hlsflow load-image")
+    assert str(raised.value) == (
+        "Image hlsflow:no-such-tag not found: load it with `hlsflow load-image FILE` (or `docker load -i FILE`), "
+        "set HLSFLOW_IMAGE to an image you have, or build it in a checkout with `invoke build-image`.")
 
 
 def test_no_daemon_is_one_sentence(monkeypatch, throwaway_repo):
@@ -180,4 +187,5 @@ def test_no_daemon_is_one_sentence(monkeypatch, throwaway_repo):
     for call in (containers.docker_client, lambda: launcher.run_checkout_task(["--list"], throwaway_repo)):
         with pytest.raises(FlowError) as raised:
             call()
-        assert str(raised.value) == containers.NO_DAEMON
+        assert str(raised.value) == ("Cannot reach the Docker daemon: start it (e.g. `sudo systemctl start docker`) "
+                                     "or set DOCKER_HOST.")

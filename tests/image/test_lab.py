@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from test_cancel import containers_of
+from waiting import wait_for
 from test_user_project import DATA, hlsflow_command, user_env
 
 pytestmark = pytest.mark.skipif("1" in (os.environ.get("HLSFLOW_IN_IMAGE"), os.environ.get("HLSFLOW_NATIVE")),
@@ -112,9 +113,16 @@ def use_as_a_user(port, token, folder, uid) -> None:
         "made.ipynb": uid, ".ipynb_checkpoints": uid}
     code, kernel = api(port, token, "POST", "/api/kernels", {"name": "python3"})
     assert code == 201, kernel
-    time.sleep(5)  # a kernel that cannot run dies within this (and is then restarted, or dead)
-    code, kernel = api(port, token, "GET", f"/api/kernels/{kernel['id']}")
-    assert code == 200 and kernel["execution_state"] not in ("dead", "restarting"), kernel
+
+    # An event, not a pause: the server moves last_activity when a message arrives from the kernel
+    # (ipykernel publishes its status once it runs and has its sockets); a kernel that cannot run
+    # never sends one, and dies.
+    def spoke():
+        code, now = api(port, token, "GET", f"/api/kernels/{kernel['id']}")
+        assert code == 200 and now["execution_state"] not in ("dead", "restarting"), now
+        return now["last_activity"] != kernel["last_activity"]
+
+    wait_for(spoke, 120, "a message from the kernel", every=0.3)
     assert api(port, token, "DELETE", f"/api/kernels/{kernel['id']}")[0] == 204
 
 

@@ -1,18 +1,21 @@
 """The Vivado HLS / Vitis HLS stand-in (tests/standin_xilinx, a test double) behaves as its README says:
 it executes hls4ml's own build_prj.tcl in tclsh, records the tool commands and copies real reports."""
 
+import contextlib
 import importlib.util
 import json
 import os
+import select
 import shutil
 import signal
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+import standin_hang
+from waiting import wait_for
 from hlsflow import vivado_reports
 from hlsflow.stages import report
 
@@ -77,12 +80,15 @@ def test_version(standin_xilinx_dir, tmp_path, install, binary, line):
     exe = standin_xilinx_dir / install / "bin" / binary
     result = run(exe, tmp_path, "-version")
     assert result.returncode == 0, result.stderr
-    notice = f"{binary} STAND-IN (test double from tests/standin_xilinx)"
+    what = {"vivado_hls": "Xilinx Vivado HLS", "vitis_hls": "AMD Vitis HLS", "vitis-run": "AMD vitis-run",
+            "vivado": "Xilinx Vivado"}[binary]
+    notice = (f"{binary} STAND-IN (test double from tests/standin_xilinx): not {what}; it runs the Tcl script with "
+              "recording commands and lays down real reports copied from its fixtures.")
     if binary == "vivado":  # its notice is on stdout: hls4ml's `exec vivado` fails on stderr output
-        assert result.stdout.splitlines() == [result.stdout.splitlines()[0], line]
-        assert result.stdout.startswith(notice)
+        assert result.stdout.splitlines() == [notice, line]
+        assert result.stderr == ""
     else:
-        assert result.stderr.startswith(notice)
+        assert result.stderr.splitlines() == [notice]
         assert result.stdout.splitlines() == [line]
     assert list(tmp_path.iterdir()) == []  # -version writes nothing
 
@@ -271,30 +277,57 @@ def _start(exe, cwd, **env):
 def test_mode_hang_is_killable_by_process_group(standin_vivado_hls, project_dir):
     proc = _start(standin_vivado_hls, project_dir, STANDIN_MODE="hang")
     try:
-        with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(timeout=1)
+        child = standin_hang.wait_hanging(project_dir)
+        assert proc.poll() is None
+        # The marked child is the stand-in's own, in its process group: killing the group ends both,
+        # killing the stand-in alone leaves the child (what the flow's cancellation tests catch).
+        assert standin_hang.descendants(proc.pid) == [child]
+        assert os.getpgid(child) == proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=5) == -signal.SIGTERM
+    assert proc.wait(timeout=30) == -signal.SIGTERM
+    standin_hang.wait_none_left(project_dir)
     out = proc.stdout.read()
     assert "Version: 2018.2" in out and "***** C/RTL SYNTHESIS *****" in out
+    assert f"child {child} (standin-hang {project_dir.resolve()}) waits with it." in out
     proc.stdout.close()
 
 
-def test_progress_is_streamed_line_by_line(standin_vivado_hls, project_dir):
-    proc = _start(standin_vivado_hls, project_dir, STANDIN_DELAY="0.1")
-    arrivals = []
+def test_mode_hang_leaves_its_child_when_only_the_stand_in_is_killed(standin_vivado_hls, project_dir):
+    """What the cancellation tests rely on: a stop that misses the group leaves a marked child."""
+    proc = _start(standin_vivado_hls, project_dir, STANDIN_MODE="hang")
     try:
-        for line in proc.stdout:
-            if vivado_reports.parse_finished_line(line):
-                arrivals.append(time.monotonic())
+        child = standin_hang.wait_hanging(project_dir)
+        proc.kill()
+        proc.wait(timeout=30)
+        assert standin_hang.marked(project_dir) == [child]
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the group is gone if the child never joined it
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+    standin_hang.wait_none_left(project_dir)
+
+
+def test_progress_is_streamed_line_by_line(standin_vivado_hls, project_dir):
+    """With an hour between progress lines, the first one arrives while the stand-in still runs
+    (waits for the next): lines are printed as they come, not all at the end."""
+    proc = _start(standin_vivado_hls, project_dir, STANDIN_DELAY="3600")
+    out = b""
+
+    def progress():
+        nonlocal out
+        if select.select([proc.stdout], [], [], 0.2)[0]:
+            out += os.read(proc.stdout.fileno(), 65536)  # the raw pipe: no reader's buffer in between
+        return finished_lines(out.decode(errors="replace"))
+
+    try:
+        lines = wait_for(progress, 60, "the stand-in's first progress line", every=0)
+        assert proc.poll() is None
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=5)
+        proc.wait(timeout=30)
         proc.stdout.close()
-    assert len(arrivals) == 6
-    # Five 0.1 s pauses between six lines: they arrive spread out, not all at the end.
-    assert arrivals[-1] - arrivals[0] >= 0.45
+    assert [vivado_reports.parse_finished_line(line)["stage"] for line in lines] == ["Linking"]
 
 
 @pytest.mark.parametrize("install, home_var, binary", [

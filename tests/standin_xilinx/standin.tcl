@@ -155,9 +155,19 @@ proc ::standin::design_step {} {
         emit "ERROR: \[HLS 200-70\] Compilation errors found: (STANDIN_MODE=fail)"
         return -level 2 -code error "STANDIN_MODE=fail"
     }
-    if {$mode eq "hang"} {
-        vwait ::standin::forever
-    }
+    if {$mode eq "hang"} { hang }
+}
+
+# A stuck synthesis is a process tree (the real vivado_hls runs its compilers as children): hang
+# starts one child, marked `standin-hang <working directory>` in its command line, and waits with
+# it for ever. Whoever stops the run must stop the whole process group, or the child stays;
+# tests look for the mark in /proc. A bash `exec -a` names it; it is a tclsh that waits too.
+proc ::standin::hang {} {
+    set child [exec bash -c {exec -a "$0" "$1"} "standin-hang [pwd]" [info nameofexecutable] \
+        << "vwait forever" >& /dev/null &]
+    emit "INFO: \[STAND-IN\] STANDIN_MODE=hang: this design step never returns; child $child\
+        (standin-hang [pwd]) waits with it."
+    vwait ::standin::forever
 }
 
 proc ::standin::crash {} {

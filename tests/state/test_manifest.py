@@ -1,6 +1,8 @@
 """manifest.json, verify and incremental stages, as a user meets them: real hls4ml, real g++ and
 the Vivado stand-in (tests/standin_xilinx, a test double)."""
 
+import contextlib
+import datetime
 import hashlib
 import json
 import os
@@ -8,8 +10,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
+import standin_hang
 from conftest import REPO_ROOT, error_lines, flow_env, run_invoke
 
 STANDIN = REPO_ROOT / "tests" / "standin_xilinx" / "Vivado" / "2018.2"
@@ -182,16 +184,17 @@ def test_a_synthesis_killed_midway_is_redone(small_project, tmp_path):
     env = flow_env(XILINX_VIVADO=STANDIN, STANDIN_MODE="hang")
     proc = subprocess.Popen([sys.executable, "-m", "invoke", "synth", "--config", str(small_project["config"]),
                              "--out", str(out)], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and manifest(out)["stages"].get("synth", {}).get("status") != "running":
-        time.sleep(0.2)
-    time.sleep(1)
-    # As a machine going down would: nothing gets to clean up. vivado_hls runs in a process
-    # group of its own, so the stand-in's sleep is killed as well.
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    subprocess.run(["pkill", "-KILL", "-f", "sleep 100000"], check=False)
+                            stderr=subprocess.DEVNULL)
+    try:
+        standin_hang.wait_hanging(out)  # vivado_hls is stuck in synthesis, with a child of its own
+    finally:
+        # As a machine going down would: every process of the run dies at once, and nothing gets
+        # to clean up. vivado_hls runs in a process group of its own: the tree is read from /proc.
+        for pid in [proc.pid, *standin_hang.descendants(proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    standin_hang.wait_none_left(out)
     assert manifest(out)["stages"]["synth"]["status"] == "running"
 
     redo = run_invoke("synth", "--config", small_project["config"], "--out", out,
@@ -230,5 +233,14 @@ def test_the_manifest_records_inputs_environment_and_runs(small_project, tmp_pat
     # in the order they started; csim's cached steps are runs of their own
     assert [r["stage"] for r in m["runs"] if r["stage"] != "fault-analysis"] == \
         ["convert", "csim", "keras-reference", "build-emulation"]
-    assert all(r["started"].endswith("+00:00") and r["seconds"] >= 0 for r in m["runs"])
+    # Each run's start and length as recorded: convert ends before csim starts, csim's cached steps
+    # (runs of their own) happen inside it, and the g++ build took time (a start is kept to the second).
+    assert all(r["started"].endswith("+00:00") for r in m["runs"])
+    span = {r["stage"]: (datetime.datetime.fromisoformat(r["started"]).timestamp(), r["seconds"]) for r in m["runs"]}
+    second = 1.0
+    assert span["convert"][0] + span["convert"][1] <= span["csim"][0] + second, m["runs"]
+    for step in ("keras-reference", "build-emulation"):
+        assert span["csim"][0] <= span[step][0] + second, (step, m["runs"])
+        assert span[step][0] + span[step][1] <= span["csim"][0] + span["csim"][1] + second, (step, m["runs"])
+    assert span["build-emulation"][1] > 0, m["runs"]
     shutil.rmtree(out)
