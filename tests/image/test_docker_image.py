@@ -178,8 +178,9 @@ def test_missing_image_is_one_sentence(docker_client, throwaway_repo):
     with pytest.raises(FlowError) as raised:
         launcher.run_checkout_task(["--list"], throwaway_repo, image="hlsflow:no-such-tag")
     assert str(raised.value) == (
-        "Image hlsflow:no-such-tag not found: load it with `hlsflow load-image FILE` (or `docker load -i FILE`), "
-        "set HLSFLOW_IMAGE to an image you have, or build it in a checkout with `invoke build-image`.")
+        "Image hlsflow:no-such-tag not found: load it with `hlsflow load-image FILE`, pull it (set HLSFLOW_IMAGE to "
+        "<registry>/hlsflow@sha256:…), or build it in a checkout with `invoke build-image`; `hlsflow --fetch TASK` "
+        "does the first that applies.")
 
 
 def test_no_daemon_is_one_sentence(monkeypatch, throwaway_repo):
