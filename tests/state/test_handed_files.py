@@ -19,24 +19,10 @@ import numpy as np
 import pytest
 
 from conftest import TESTS_DIR
+from standin_hang import descendants
 from test_safety import CONFIG, OUT, assert_one_sentence, converted_user, folder_state, hlsflow, starter  # noqa: F401
 
 STANDIN = {"XILINX_VIVADO": str(TESTS_DIR / "standin_xilinx" / "Vivado" / "2018.2"), "STANDIN_DELAY": "0"}
-
-
-def _descendants(pid: int) -> list:
-    """Every process below pid, from /proc (children first found, then theirs)."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def _copy(src: Path, tmp_path: Path) -> Path:
@@ -226,7 +212,7 @@ def test_what_failed_and_killed_syntheses_left_is_removed_by_the_next_run(conver
             time.sleep(0.2)
         assert (out / "vivado_hls.log").exists()
     finally:
-        tree = _descendants(proc.pid)  # vivado_hls runs in a process group of its own
+        tree = descendants(proc.pid)  # vivado_hls runs in a process group of its own
         for pid in [proc.pid, *tree]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
