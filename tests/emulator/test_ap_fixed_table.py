@@ -22,7 +22,7 @@ from hlsflow.fixedtype import OVERFLOW, ROUNDING, FixedType
 
 CASES_PER_MODE = 3  # cast pairs per (rounding, overflow) of the target: 7 x 4 x 3 = 84
 RAWS, FLOATS = 48, 24
-MAC_SHAPES = 4  # per accumulator rounding fp.mac supports (TRN, RND, RND_MIN_INF): 12 cases
+MAC_SHAPES, WIDE_SHAPES = 4, 2  # per accumulator rounding fp.mac supports (TRN, RND, RND_MIN_INF): 18 cases
 
 
 def _ap_types() -> Path:
@@ -59,22 +59,30 @@ def _cast_cases(rng) -> list:
 
 
 def _mac_cases(rng) -> list:
-    """(a_t, w_t, acc, a (n, n_in), w (n_in, n_out), bias): wrap-around accumulators (fp.mac's
-    domain) with products that lose bits to the accumulator's rounding, and products that do not."""
+    """(a_t, w_t, acc, out_t, a (n, n_in), w (n_in, n_out), bias): wrap-around accumulators (fp.mac's
+    domain), the sums then assigned to out_t (any modes). Narrow cases: products that lose bits to
+    the accumulator's rounding, and products that do not. Wide ones (32-bit operands, accumulators
+    of up to 60 bits): the int64 kernel, and exact products whose sums float64 cannot hold."""
     cases = []
     for rounding in ("TRN", "RND", "RND_MIN_INF"):
-        for k in range(MAC_SHAPES):
-            a_t = _random_type(rng, widths=(3, 16))
-            w_t = _random_type(rng, widths=(3, 16))
-            acc = _random_type(rng, rounding, "WRAP", widths=(8, 32))
+        for k in range(MAC_SHAPES + WIDE_SHAPES):
+            wide = k >= MAC_SHAPES
+            a_t = _random_type(rng, widths=(24, 32) if wide else (3, 16))
+            w_t = _random_type(rng, widths=(24, 29) if wide else (3, 16))
+            acc = _random_type(rng, rounding, "WRAP", widths=(40, 60) if wide else (8, 32))
+            if wide and k % 2:  # every product exact (shift < 0): only the sums outgrow float64
+                acc = FixedType(acc.width, acc.width - a_t.frac - w_t.frac - 2, acc.signed, rounding, "WRAP")
             shift = a_t.frac + w_t.frac - acc.frac
             if shift >= a_t.width + w_t.width - 1:
                 acc = FixedType(acc.width, acc.width - a_t.frac - w_t.frac + 2, acc.signed, rounding, "WRAP")
+            out_t = _random_type(rng)
+            while acc.frac - out_t.frac >= acc.width:  # all of acc's bits dropped: Xilinx's header asserts
+                out_t = _random_type(rng)
             n, n_in, n_out = 4, int(rng.integers(1, 12)), int(rng.integers(1, 5))
             a = rng.integers(a_t.min_raw, a_t.max_raw + 1, (n, n_in), dtype=np.int64)
             w = rng.integers(w_t.min_raw, w_t.max_raw + 1, (n_in, n_out), dtype=np.int64)
             bias = rng.integers(acc.min_raw, acc.max_raw + 1, n_out, dtype=np.int64)
-            cases.append((a_t, w_t, acc, a, w, bias))
+            cases.append((a_t, w_t, acc, out_t, a, w, bias))
     return cases
 
 
@@ -87,7 +95,7 @@ def _program(casts, macs) -> str:
              "  for (int i = 0; i < m; i++) { float f; if (std::scanf(\"%f\", &f) != 1) std::abort(); D d = f;",
              "    std::printf(\"%lld \", (long long)d.V.to_int64()); }",
              "  std::printf(\"\\n\"); }",
-             "template <class A, class W, class C> void mac(int n, int n_in, int n_out) {",
+             "template <class A, class W, class C, class O> void mac(int n, int n_in, int n_out) {",
              "  A a[64][16]; W w[16][8]; C bias[8];",
              "  for (int p = 0; p < n; p++) for (int i = 0; i < n_in; i++) a[p][i].V = next();",
              "  for (int i = 0; i < n_in; i++) for (int j = 0; j < n_out; j++) w[i][j].V = next();",
@@ -95,13 +103,14 @@ def _program(casts, macs) -> str:
              "  for (int p = 0; p < n; p++) for (int j = 0; j < n_out; j++) {",
              "    C acc = bias[j];  // as nnet_dense_latency.h: mult = product assigned to accum_t, acc += mult",
              "    for (int i = 0; i < n_in; i++) { C m = a[p][i] * w[i][j]; acc += m; }",
-             "    std::printf(\"%lld \", (long long)acc.V.to_int64()); }",
+             "    O out = acc;  // the layer's result_t",
+             "    std::printf(\"%lld %lld \", (long long)acc.V.to_int64(), (long long)out.V.to_int64()); }",
              "  std::printf(\"\\n\"); }",
              "int main() { int k; while (std::scanf(\"%d\", &k) == 1) switch (k) {"]
     for k, (src, dst, raws, floats) in enumerate(casts):
         lines.append(f"  case {k}: cast<{_cpp(src)}, {_cpp(dst)} >({len(raws)}, {len(floats)}); break;")
-    for k, (a_t, w_t, acc, a, w, bias) in enumerate(macs, len(casts)):
-        lines.append(f"  case {k}: mac<{_cpp(a_t)}, {_cpp(w_t)}, {_cpp(acc)} >({a.shape[0]}, {a.shape[1]}, "
+    for k, (a_t, w_t, acc, out_t, a, w, bias) in enumerate(macs, len(casts)):
+        lines.append(f"  case {k}: mac<{_cpp(a_t)}, {_cpp(w_t)}, {_cpp(acc)}, {_cpp(out_t)} >({a.shape[0]}, {a.shape[1]}, "
                      f"{w.shape[1]}); break;")
     lines.append("  default: return 1; } }")
     return "\n".join(lines) + "\n"
@@ -111,7 +120,7 @@ def _stdin(casts, macs) -> str:
     parts = []
     for k, (_, _, raws, floats) in enumerate(casts):
         parts.append(" ".join([str(k), *map(str, raws.tolist()), *(repr(float(f)) for f in floats)]))
-    for k, (_, _, _, a, w, bias) in enumerate(macs, len(casts)):
+    for k, (_, _, _, _, a, w, bias) in enumerate(macs, len(casts)):
         parts.append(" ".join(map(str, [k, *a.ravel().tolist(), *w.ravel().tolist(), *bias.tolist()])))
     return "\n".join(parts) + "\n"
 
@@ -147,9 +156,14 @@ def test_every_mode_is_in_the_table(table):
     assert {(d.rounding, d.overflow) for _, d, *_ in casts} == set(itertools.product(ROUNDING, OVERFLOW))
     assert len(casts) == len(ROUNDING) * len(OVERFLOW) * CASES_PER_MODE
     assert {acc.rounding for _, _, acc, *_ in macs} == {"TRN", "RND", "RND_MIN_INF"}
-    # Some products lose bits to the accumulator (its rounding matters), some do not.
+    # Some products lose bits to the accumulator (its rounding matters), some do not; fp.mac's every
+    # kernel is reached: float64, dot32 and the 64-bit one, and exact products whose sums outgrow float64.
     shifts = {a_t.frac + w_t.frac - acc.frac for a_t, w_t, acc, *_ in macs}
     assert min(shifts) <= 0 < max(shifts), shifts
+    plans = [fp._mac_plan(a_t, w, w_t.frac, a.shape[1], acc) for a_t, w_t, acc, _, a, w, _ in macs]
+    assert any(p["float"] for p in plans) and any(p["dot32"] for p in plans), plans
+    assert any(not p["narrow"] and p["shift"] > 0 for p in plans), plans
+    assert any(not p["float"] and p["shift"] < 0 for p in plans), plans
 
 
 def test_casts_equal_ap_fixed(table):
@@ -178,8 +192,9 @@ def test_casts_equal_ap_fixed(table):
 
 def test_mac_equals_hls4ml_dense_arithmetic(table):
     """fixedpoint.mac (and the kernel it picks: float64, dot32, mac32 or mac64) gives the sums
-    hls4ml's dense layers compute with ap_fixed."""
+    hls4ml's dense layers compute with ap_fixed, and with out_t the layer's result type's bits."""
     casts, macs, rows = table
-    for (a_t, w_t, acc, a, w, bias), row in zip(macs, rows[len(casts):]):
-        got = fp.mac(a, a_t, w, w_t.frac, bias, acc)
-        assert np.array_equal(got.ravel(), row), (a_t, w_t, acc)
+    for (a_t, w_t, acc, out_t, a, w, bias), row in zip(macs, rows[len(casts):]):
+        sums, outs = row[0::2], row[1::2]
+        assert np.array_equal(fp.mac(a, a_t, w, w_t.frac, bias, acc).ravel(), sums), (a_t, w_t, acc)
+        assert np.array_equal(fp.mac(a, a_t, w, w_t.frac, bias, acc, out_t).ravel(), outs), (a_t, w_t, acc, out_t)
