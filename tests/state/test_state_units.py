@@ -424,49 +424,34 @@ def test_staging_replaces_a_folder_and_removes_its_copy_on_failure(tmp_path):
     assert os.listdir(target) == ["g"] and sorted(os.listdir(tmp_path)) == ["proj"]
 
 
+def ended_by(out, exc: BaseException) -> tuple:
+    """(status, exit_status) the csim record holds after a run whose work raised exc (which goes on up)."""
+    def work(into):
+        raise exc
+
+    with pytest.raises(type(exc)):
+        outdir.Stage(out, "csim", {"project": "p1"}).run(work, force=True)
+    record = outdir.stage_record(out, "csim")
+    return record["status"], record["exit_status"]
+
+
+class Hangup(KeyboardInterrupt):
+    """SIGHUP as cli.Interrupted carries it."""
+    signum = 1
+
+
 def test_a_failed_or_interrupted_in_place_run_is_recorded_with_its_exit_status(out):
     record_stage(out)
-
-    def fails(code):
-        def work(into):
-            raise FlowError("no", exit_code=code)
-        return work
-
-    stage = outdir.Stage(out, "csim", {"project": "p1"})
-    with pytest.raises(FlowError):
-        stage.run(fails(3), force=True)
-    record = outdir.stage_record(out, "csim")
-    assert (record["status"], record["exit_status"]) == ("failed", 3)
-    assert manifest_json(out)["runs"][-1]["status"] == "failed" and "id" not in manifest_json(out)["runs"][-1]
-    with pytest.raises(FlowError):
-        outdir.Stage(out, "csim", {"project": "p1"}).run(fails(130))
-    assert (outdir.stage_record(out, "csim")["status"], outdir.stage_record(out, "csim")["exit_status"]) == \
-        ("interrupted", 130)
-
-    def ctrl_c(into):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        outdir.Stage(out, "csim", {"project": "p1"}).run(ctrl_c)
-    assert outdir.stage_record(out, "csim")["exit_status"] == 130
-
-    class Hangup(KeyboardInterrupt):
-        signum = 1
-
-    def hup(into):
-        raise Hangup
-
-    with pytest.raises(KeyboardInterrupt):
-        outdir.Stage(out, "csim", {"project": "p1"}).run(hup)
-    assert outdir.stage_record(out, "csim")["exit_status"] == 129
-
-    def crash(into):
-        raise ValueError("bug")
-
-    with pytest.raises(ValueError):
-        outdir.Stage(out, "csim", {"project": "p1"}).run(crash)
-    assert (outdir.stage_record(out, "csim")["status"], outdir.stage_record(out, "csim")["exit_status"]) == ("failed", 1)
+    assert ended_by(out, FlowError("no", exit_code=3)) == ("failed", 3)
+    last_run = manifest_json(out)["runs"][-1]
+    assert last_run["status"] == "failed" and last_run["exit_status"] == 3 and "id" not in last_run
+    assert ended_by(out, FlowError("stopped", exit_code=130)) == ("interrupted", 130)
+    assert ended_by(out, KeyboardInterrupt()) == ("interrupted", 130)
+    assert ended_by(out, Hangup()) == ("interrupted", 129)
+    assert ended_by(out, ValueError("bug")) == ("failed", 1)
     assert outdir.Stage(out, "csim", {"project": "p1"}).state() == (outdir.UNFINISHED, "its last run failed")
+    assert [r["status"] for r in manifest_json(out)["runs"]] == ["ok", "failed", "interrupted", "interrupted",
+                                                                  "interrupted", "failed"]
 
 
 def test_a_full_disk_while_a_stage_writes_is_one_sentence_naming_the_folder(out):
