@@ -40,6 +40,16 @@ def test_the_sentence_shows_a_short_printable_name_as_given_and_a_long_or_odd_on
     with pytest.raises(FlowError) as caught:
         parts.check_part_name("y" * 80)  # 80 printable characters are shown as they are
     assert str(caught.value).startswith("Part '" + "y" * 80 + "' is not")
+    with pytest.raises(FlowError) as caught:
+        parts.check_part_name("y" * 81)
+    assert str(caught.value).startswith("Part '" + repr("y" * 80) + "' is not")
+
+
+def test_the_whole_sentence_of_a_name_that_is_no_part():
+    with pytest.raises(FlowError) as caught:
+        parts.resolve_part("pynq z2")
+    assert str(caught.value) == ("Part 'pynq z2' is not a part name (letters and digits in groups joined by hyphens, like "
+                                 "xc7z020clg400-1) nor a board `hlsflow parts` lists: give the part as Vivado lists it.")
 
 
 def test_a_name_of_sixty_four_characters_passes_and_sixty_five_do_not():
@@ -188,6 +198,7 @@ def test_the_whole_listing_has_every_board_and_device():
      ["xc7a12t", "xc7a15t", "xc7a25t", "xc7a35t", "xc7a50t", "xc7a75t", "xc7a100t", "xc7a200t"]),
     ("DS987", [], ["xck26"]),  # a data sheet
     ("xck24", ["kd240"], []),  # a board whose part is not in the table
+    ("XXXX", [], []),
 ])
 def test_a_search_finds_boards_by_board_part_or_family_and_devices_by_name_family_or_sheet(search, boards, devices):
     found_boards, found_devices = parts.listing(search)
@@ -200,15 +211,19 @@ def test_show_prints_both_tables_and_the_note_on_other_parts(capsys):
     out = capsys.readouterr().out
     assert "| pynq-z2 | xc7z020clg400-1 | xc7z020 |" in out and "| pynq-z1 " in out
     assert "| family" not in out  # no device matches "pynq": that table is left out
+    assert out.splitlines()[0].split() == ["|", "board", "|", "part", "|", "device", "|"]
     assert out.rstrip().endswith("against the figures Vivado writes into the report.")
     parts.show("xcau7p")
     out = capsys.readouterr().out
     assert "| xcau7p | artixuplus | 216" in out and "| board" not in out
+    assert [cell.strip() for cell in out.splitlines()[0].strip("|").split("|")] == [
+        "device", "family", "DSP", "BRAM_18K", "URAM", "LUT", "FF", "data sheet"]
 
 
 def test_show_with_a_search_that_matches_nothing_is_one_sentence(capsys):
     with pytest.raises(FlowError) as caught:
         parts.show("nosuchboard")
-    assert str(caught.value).startswith("No board or device matches 'nosuchboard': run `hlsflow parts`")
+    assert str(caught.value) == ("No board or device matches 'nosuchboard': run `hlsflow parts` for the whole list; "
+                                 "any Xilinx part runs, its fit judged against Vivado's own figures after synthesis.")
     assert caught.value.exit_code == 2
     assert capsys.readouterr().out == ""

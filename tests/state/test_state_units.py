@@ -10,14 +10,20 @@ hold when outdir.py is split into modules that it re-exports."""
 import errno
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import stat
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
+from hlsflow import __version__
+from hlsflow.config import FlowConfig
 from hlsflow.errors import FlowError
+from hlsflow.image import sbom
 from hlsflow.state import outdir, signing, verify
 
 
@@ -103,6 +109,22 @@ def test_a_record_signed_with_this_key_holds_and_any_change_breaks_it(key):
     assert not signing.holds({**record, signing.FIELD: record[signing.FIELD][:-1]})
 
 
+def test_the_signature_is_an_hmac_of_the_records_canonical_json(key):
+    # Pinned: a record signed by one version of hlsflow must hold for the next.
+    record = signing.sign({"status": "ok", "b": [1, 2], "a": Path("/x")})
+    body = b'{"a":"/x","b":[1,2],"status":"ok"}'
+    assert record[signing.FIELD] == hmac.new(key.read_bytes(), body, hashlib.sha256).hexdigest()
+
+
+def test_the_key_is_made_in_new_folders_and_in_an_existing_one(monkeypatch, tmp_path):
+    deep = tmp_path / "a" / "b" / "signing.key"
+    monkeypatch.setenv(signing.ENV, str(deep))
+    assert signing.ensure_key() == deep and len(deep.read_bytes()) == 32
+    (tmp_path / "c").mkdir()
+    monkeypatch.setenv(signing.ENV, str(tmp_path / "c" / "k"))
+    assert signing.ensure_key().read_bytes() != deep.read_bytes()
+
+
 def test_another_users_key_does_not_hold_and_a_handed_key_is_used_instead_of_the_file(key):
     mine = signing.sign({"status": "ok"})
     theirs = os.urandom(32)
@@ -174,6 +196,11 @@ def test_a_damaged_manifest_is_one_sentence_naming_what_is_wrong(out, content, w
     assert outdir.has_manifest(out) == content.startswith("{\"")
 
 
+def test_a_long_schema_message_is_cut_to_120_characters():
+    why = outdir.manifest_problem({"format": outdir.FORMAT, "tree_hash": ["a" * 300]})
+    assert why.startswith("tree_hash: [") and len(why) == len("tree_hash: ") + 120
+
+
 def test_a_valid_manifest_has_no_problem():
     assert outdir.manifest_problem({"format": outdir.FORMAT}) is None
     assert outdir.manifest_problem({"format": outdir.FORMAT, "stages": {"a": {"status": "ok", "outputs": {}}},
@@ -190,7 +217,7 @@ def test_save_sums_up_the_stages_and_keeps_the_last_runs(out):
     manifest.add_run("synth", "tz", 2, "running", None, reused=True, run_id="r1")
     manifest.save()
     saved = manifest_json(out)
-    assert saved["tree_hash"] == "t1" and saved["stand_in"] is True
+    assert saved["tree_hash"] == "t1" and saved["stand_in"] is True and saved["hlsflow"] == __version__
     assert saved["versions"] == {"hls4ml": "1.3.0", "Vivado HLS": "2020.1"}
     assert len(saved["runs"]) == outdir.RUNS_KEPT == 200
     assert saved["runs"][0]["started"] == "t6"
@@ -214,13 +241,14 @@ def test_mark_stale_touches_only_current_records(out):
                                "c": {"status": "stale", "stale_because": "old"}}
 
 
-def test_the_command_line_is_the_remembered_one():
+def test_the_command_line_is_the_remembered_one_else_the_programs_arguments(monkeypatch):
     outdir.remember_command("hlsflow flow --out build/x")
     try:
         assert outdir.command_line() == "hlsflow flow --out build/x"
     finally:
         outdir.remember_command(None)
-    assert outdir.command_line().split(" ")[0] != ""
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/hlsflow", "flow", "--out", "my build"])
+    assert outdir.command_line() == "hlsflow flow --out 'my build'"
 
 
 # ------------------------------------------------------------------ hashes
@@ -240,7 +268,7 @@ def test_hashes_mark_executables_and_the_tree_hash_leaves_the_log_out(out):
     assert outdir.tree_hash({**files, "hlsflow_convert.log": "any"}) == tree
     assert outdir.tree_hash({**files, "other.log": "any"}) != tree
     assert outdir.digest({"b": 1, "a": [1, 2]}) == outdir.digest({"a": [1, 2], "b": 1})
-    assert outdir.digest({"a": 1}) == hashlib.sha256(b'{"a":1}').hexdigest()
+    assert outdir.digest({"b": Path("/x"), "a": 1}) == hashlib.sha256(b'{"a":1,"b":"/x"}').hexdigest()
 
 
 def test_all_files_leaves_out_the_manifest_its_copies_the_mark_and_links(out, tmp_path):
@@ -506,6 +534,16 @@ def test_without_a_manifest_every_file_is_foreign_and_a_foreign_manifest_first(o
                                  "or move that file out of the folder.")
 
 
+def test_two_foreign_files_are_counted_as_one_and_one_more(out):
+    write(out / "a.txt")
+    write(out / "b.txt")
+    with pytest.raises(FlowError, match=r"holds a\.txt \(and 1 more\), which"):
+        outdir.check_owned(out)
+    (out / "b.txt").unlink()
+    with pytest.raises(FlowError, match=r"holds a\.txt, which"):
+        outdir.check_owned(out)
+
+
 def test_a_stages_outputs_and_the_manifest_are_hlsflows_and_nothing_else_by_name(out):
     record_stage(out, files={"result.txt": "1", "sub/r.o": "o"})
     assert outdir.foreign_files(out) == []
@@ -608,6 +646,16 @@ def test_an_output_path_is_refused_in_one_sentence_for_each_reason(tmp_path, mon
         assert caught.value.exit_code == 2
     with pytest.raises(FlowError, match=r"^The grid folder .* is the folder you are in"):
         outdir.check_output_path(cwd, cwd=cwd, what="grid folder")
+    with pytest.raises(FlowError) as caught:
+        outdir.check_output_path(cwd, cwd=cwd)
+    assert str(caught.value) == (f"The output directory {cwd} is the folder you are in, which hlsflow never uses as an "
+                                 "output: give --out (or OutputDir in the config) a folder of its own, e.g. "
+                                 "build/myproject.")
+    quoted = cwd / 'a"b'
+    with pytest.raises(FlowError) as caught:
+        outdir.check_output_path(quoted, cwd=cwd)
+    assert str(caught.value).startswith(f"The output directory {str(quoted)!r} has the character")
+    assert outdir.check_output_path(cwd / "XX_Build-1.x", cwd=cwd) == cwd / "XX_Build-1.x"
 
 
 def test_an_output_path_holding_an_input_is_refused_and_others_are_taken_absolute(tmp_path, monkeypatch):
@@ -684,8 +732,8 @@ def test_claiming_a_folder_with_a_users_file_or_an_input_is_refused(out, tmp_pat
 def test_check_writable_probes_beside_the_folder_and_leaves_nothing(out, tmp_path):
     outdir.check_writable(out)
     assert sorted(os.listdir(out.parent)) == ["proj"]
-    outdir.check_writable(tmp_path / "new" / "deeper")
-    assert sorted(os.listdir(tmp_path / "new")) == []
+    outdir.check_writable(tmp_path / "new" / "deeper" / "proj")
+    assert sorted(os.listdir(tmp_path / "new" / "deeper")) == []
     write(tmp_path / "file")
     with pytest.raises(FlowError, match=r"^Cannot write the output directory .*file/x \("):
         outdir.check_writable(tmp_path / "file" / "x")
@@ -701,6 +749,10 @@ def test_made_from_needs_an_intact_ok_record_of_that_project(out):
     assert not outdir.made_from(out, "report", {"tree_hash": "t1"})
     write(out / "s.rpt", "2")
     assert not outdir.made_from(out, "synth", {"tree_hash": "t1"})
+    manifest = outdir.Manifest(out)
+    manifest.stages["csim"] = {"status": "ok", "outputs": {}}  # no inputs recorded
+    manifest.save()
+    assert not outdir.made_from(out, "csim", {"tree_hash": "t1"})
     assert outdir.csynth_xml_path(out, "p") == out / "p_prj" / "solution1" / "syn" / "report" / "p_csynth.xml"
     assert outdir.emulation_library(out, "p", "ab12cd34") == out / "firmware" / "p-ab12cd34.so"
 
@@ -735,7 +787,8 @@ def test_verify_names_each_difference_and_fails_with_exit_code_one(out, capsys):
     with pytest.raises(FlowError) as caught:
         verify.verify(out)
     assert caught.value.exit_code == 1
-    assert str(caught.value).startswith(f"{out} does not match its manifest: 4 difference(s), listed above")
+    assert str(caught.value) == (f"{out} does not match its manifest: 4 difference(s), listed above; run the flow again "
+                                 "to remake the outputs, or find out what changed them.")
     listed = capsys.readouterr().err
     for line in ("changed: p.cpp (made by convert)", "missing: q.cpp (made by convert)",
                  "added: added.txt (made by no recorded stage)",
@@ -752,7 +805,7 @@ def test_verify_checks_the_users_input_files_it_can_reach(out, tmp_path, capsys)
         "model": {"path": str(model), "sha256": {"model.keras": outdir.hash_files(model.parent, ["model.keras"])[
             "model.keras"], "weights.h5": "0" * 64}},
         "config": {"path": str(config), "sha256": outdir.hash_files(tmp_path, ["config.yml"])["config.yml"]},
-        "samples": {"path": None, "sha256": None}}
+        "samples": {"path": str(write(tmp_path / "samples.npz", "s")), "sha256": None}}  # not hashed: not checked
     manifest.save()
     verify.verify(out)
     assert f"note: the model file {model.with_name('weights.h5')} is not here, so it was not checked" in \
@@ -762,6 +815,12 @@ def test_verify_checks_the_users_input_files_it_can_reach(out, tmp_path, capsys)
         verify.verify(out)
     assert f"input changed: the config file {config} is not the one the outputs were made from" in \
         capsys.readouterr().err
+    write(config, "c")
+    manifest.data["inputs"]["samples"]["sha256"] = "0" * 64
+    manifest.save()
+    with pytest.raises(FlowError, match="1 difference"):
+        verify.verify(out)
+    assert f"input changed: the samples file {tmp_path / 'samples.npz'} is not the one" in capsys.readouterr().err
 
 
 def test_verify_says_which_records_another_key_signed(out, capsys):
@@ -771,7 +830,13 @@ def test_verify_says_which_records_another_key_signed(out, capsys):
     signing.use(None)
     result = verify.verify(out)
     assert result["signed_by_you"] is False and result["not_signed"] == ["csim"]
-    assert "NOT signed with your key: csim. The files match the manifest" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "  NOT signed with your key: csim. The files match the manifest, but that does not say who wrote them (anyone "
+        "can rewrite a file and its hash): another user or machine recorded them, or an older hlsflow that did not "
+        "sign its records, or someone changed them. hlsflow makes those again before it uses them.")
+    signing.use(os.urandom(32))
+    assert verify.verify(out)["not_signed"] == ["convert", "csim"]
+    assert "NOT signed with your key: convert, csim. The files" in capsys.readouterr().out
 
 
 def test_verify_of_what_is_no_output_folder_is_one_sentence(tmp_path):
@@ -780,5 +845,152 @@ def test_verify_of_what_is_no_output_folder_is_one_sentence(tmp_path):
     with pytest.raises(FlowError, match=r"has no manifest.json, so it is not an output folder of hlsflow \(hlsflow "):
         verify.verify(tmp_path)
     write(tmp_path / "manifest.json", "{}")
-    with pytest.raises(FlowError, match=r"manifest.json is not an hlsflow manifest, so .* is not an output folder"):
+    with pytest.raises(FlowError) as caught:
         verify.verify(tmp_path)
+    assert str(caught.value) == (f"{tmp_path / 'manifest.json'} is not an hlsflow manifest, so {tmp_path} is not an "
+                                 "output folder of hlsflow: give the folder a flow run wrote (its --out).")
+
+
+def test_verify_of_a_folder_whose_only_run_did_not_finish(out, capsys):
+    with outdir.Stage(out, "csim", {"project": "p1"}).running():
+        pass  # killed: no stage finished, so the manifest names no inputs yet
+    assert "inputs" not in manifest_json(out)
+    assert verify.verify(out)["stages"] == []
+    assert "note: csim is not complete (its last run did not finish)" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ more of a stage's record
+
+def test_the_record_and_its_runs_say_when_in_utc_and_how_they_ended(out, capsys, monkeypatch, tmp_path, request):
+    bom = write(tmp_path / "sbom.json", json.dumps({"bomFormat": "CycloneDX", "components": [
+        {"purl": "pkg:pypi/numpy@1.25.0"}]}))
+    monkeypatch.setenv(sbom.SBOM_ENV, str(bom))
+    sbom.image_packages.cache_clear()  # read once per process: this test's SBOM, then the image's again
+    request.addfinalizer(sbom.image_packages.cache_clear)
+    stage = outdir.Stage(out, "csim", {"project": "p1"})
+
+    def work(into):
+        record = manifest_json(out)["stages"]["csim"]
+        assert record["status"] == "running" and record["started"].endswith("+00:00")
+        write(out / "r.txt")
+        return outdir.Outcome(["r.txt"], result={"n": 1}, extra={"stamp": "ab12cd34"})
+
+    record, _ = stage.run(work)
+    assert record["stamp"] == "ab12cd34" and record["result"] == {"n": 1}
+    assert record["started"].endswith("+00:00") and record["finished"].endswith("+00:00")
+    assert isinstance(record["seconds"], float) and record["exit_status"] == 0
+    saved = manifest_json(out)
+    assert saved["runs"][-1]["exit_status"] == 0 and saved["runs"][-1]["started"] == record["started"]
+    env_id = record["environment"]
+    assert len(env_id) == 16 and env_id == outdir.digest(saved["environments"][env_id])[:16]
+    assert saved["versions"] == saved["environments"][env_id]["versions"]
+    assert saved["versions"]["hls4ml"] == metadata.version("hls4ml")
+    assert saved["image"]["sbom_sha256"] == hashlib.sha256(bom.read_bytes()).hexdigest()
+    assert saved["image"]["packages"] == {"pypi/numpy": "1.25.0"}
+    assert stage.run(lambda into: None, current="csim is up to date")[1] is True
+    assert capsys.readouterr().out == "==> csim is up to date\n"
+    reused = manifest_json(out)["runs"][-1]
+    assert reused["reused"] is True and reused["exit_status"] == 0 and reused["started"].endswith("+00:00")
+    write(out / "r.txt", "changed")
+    outdir.Stage(out, "csim", {"project": "p1"}).run(lambda into: outdir.Outcome(["r.txt"]))  # no `again`: silent
+    assert capsys.readouterr().out == ""
+
+
+def test_a_stage_into_a_folder_that_does_not_exist_yet_records_its_one_run(tmp_path):
+    out = tmp_path / "fresh"
+    record_stage(out, "convert", in_place=False, files={"p.cpp": "1"})
+    runs = manifest_json(out)["runs"]
+    assert [(r["stage"], r["status"], r["exit_status"], r["reused"]) for r in runs] == [("convert", "ok", 0, False)]
+    assert runs[0]["started"].endswith("+00:00") and isinstance(runs[0]["seconds"], float)
+
+
+def test_an_in_place_stage_that_fails_before_its_folder_exists_records_the_failure_once_it_does(tmp_path):
+    out = tmp_path / "fresh"
+
+    def work(into):
+        write(out / "half.txt")
+        raise FlowError("stopped", exit_code=3)
+
+    with pytest.raises(FlowError, match="stopped"):
+        outdir.Stage(out, "csim", {"project": "p1"}).run(work)
+    saved = manifest_json(out)
+    assert saved["stages"]["csim"] == {"status": "failed", "exit_status": 3, "left": []}
+    assert [(r["stage"], r["status"], r["exit_status"]) for r in saved["runs"]] == [("csim", "failed", 3)]
+
+    def nothing_made(into):
+        raise FlowError("stopped early")
+
+    with pytest.raises(FlowError, match="stopped early"):  # no folder: nothing recorded, nothing made
+        outdir.Stage(tmp_path / "never", "csim", {"project": "p1"}).run(nothing_made)
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_signed_record_without_its_inputs_or_with_another_key_is_stale(out):
+    record_stage(out)
+    manifest = outdir.Manifest(out)
+    record = manifest.stages["csim"]
+    manifest.stages["csim"] = signing.sign({k: v for k, v in record.items() if k not in ("inputs", signing.FIELD)})
+    manifest.save()
+    assert outdir.Stage(out, "csim", {"project": "p2"}).state() == (outdir.STALE, "its project changed")
+    manifest.stages["csim"] = signing.sign({**record, "key": "another"})
+    manifest.save()
+    assert outdir.Stage(out, "csim", {"project": "p1"}).state() == (outdir.STALE, "its inputs changed")
+
+
+# ------------------------------------------------------------------ what a stage is made from
+
+def flow_config(tmp_path, model_text="weights", folder="m", **changes) -> FlowConfig:
+    model = write(tmp_path / folder / "model.keras", model_text)
+    fields = dict(source=write(tmp_path / "hls4ml_config.yml", "Part: x"), keras_model=model,
+                  output_dir=tmp_path / "build" / "proj", project_name="myproject", part="xc7z020clg400-1",
+                  backend="Vivado", io_type="io_parallel", clock_period=5.0,
+                  hls_config={"Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1}})
+    return FlowConfig(**{**fields, **changes})
+
+
+def test_the_design_is_the_models_bytes_and_the_settings_not_where_they_are(tmp_path):
+    cfg = flow_config(tmp_path)
+    model_sha = hashlib.sha256(b"weights").hexdigest()
+    assert outdir.model_hashes(cfg) == {"model.keras": model_sha}
+    settings = {"hls_config": cfg.hls_config, "project_name": "myproject", "part": "xc7z020clg400-1",
+                "backend": "Vivado", "io_type": "io_parallel", "clock_period": 5.0}
+    assert outdir.design_inputs(cfg) == {"model": [model_sha], "hls4ml_settings": settings,
+                                         "hls4ml": metadata.version("hls4ml"), "hlsflow": __version__}
+    stamp = outdir.lib_stamp(cfg)
+    assert stamp == outdir.digest(outdir.design_inputs(cfg))[:8] and len(stamp) == 8
+    moved = flow_config(tmp_path, folder="elsewhere", output_dir=tmp_path / "other")
+    assert outdir.lib_stamp(moved) == stamp
+    assert outdir.lib_stamp(flow_config(tmp_path, part="xcu250-figd2104-2L-e")) != stamp
+    assert outdir.lib_stamp(flow_config(tmp_path, model_text="other weights")) != stamp
+
+
+def test_the_effective_config_and_the_sources_as_the_manifest_records_them(tmp_path):
+    cfg = flow_config(tmp_path)
+    effective = {"ProjectName": "myproject", "Part": "xc7z020clg400-1", "Backend": "Vivado", "IOType": "io_parallel",
+                 "ClockPeriod": 5.0, "HLSConfig": cfg.hls_config, "Flow": cfg.flow}
+    assert outdir.effective_config(cfg) == effective
+    assert outdir.design_sources(cfg) == {
+        "model": {"path": str(cfg.keras_model), "sha256": {"model.keras": hashlib.sha256(b"weights").hexdigest()}},
+        "config": {"path": str(cfg.source), "sha256": hashlib.sha256(b"Part: x").hexdigest(), "effective": effective,
+                   "effective_sha256": outdir.digest(effective)}}
+    bare = flow_config(tmp_path, source=None)
+    assert outdir.design_sources(bare)["config"] == {"path": None, "sha256": None, "effective": effective,
+                                                     "effective_sha256": outdir.digest(effective)}
+    assert outdir.run_inputs(cfg, samples="s.npz") == [cfg.source, cfg.keras_model, cfg.samples_path(), "s.npz"]
+
+
+def test_a_project_is_required_current_in_one_sentence(tmp_path):
+    cfg = flow_config(tmp_path)
+    stage = outdir.project_stage(cfg)
+    assert (stage.name, stage.in_place, stage.out_dir) == ("convert", False, cfg.output_dir)
+    assert stage.key == outdir.digest(outdir.design_inputs(cfg))
+    with pytest.raises(FlowError) as caught:
+        outdir.require_project(cfg)
+    assert str(caught.value) == f"No complete HLS project at {cfg.output_dir}: run `hlsflow convert` first."
+    cfg.output_dir.parent.mkdir(parents=True)
+    record, _ = stage.run(lambda into: write(Path(into) / "p.cpp") and outdir.Outcome(["p.cpp"]))
+    assert outdir.require_project(cfg) == manifest_json(cfg.output_dir)["stages"]["convert"]
+    with pytest.raises(FlowError) as caught:
+        outdir.require_project(flow_config(tmp_path, part="xcu250-figd2104-2L-e"))
+    assert str(caught.value) == (f"The HLS project at {cfg.output_dir} is not current (its hls4ml_settings changed): "
+                                 "run `hlsflow convert` first.")
