@@ -143,7 +143,6 @@ def test_seven_series_figures_come_from_slices_and_36kb_blocks():
     assert a35.family == "artix7" and a35.sheet.startswith("DS180 ")
     s6 = parts.DEVICES["xc7s6"]
     assert (s6.LUT, s6.FF, s6.DSP, s6.BRAM_18K) == (3752, 7504, 10, 10)
-    assert parts._slices(938) == (3752, 7504)
 
 
 def test_the_zynq_ultrascale_variants_share_their_size_figures():

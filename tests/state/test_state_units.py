@@ -29,7 +29,8 @@ from hlsflow.state import outdir, signing, verify
 
 @pytest.fixture(autouse=True)
 def key(tmp_path, monkeypatch):
-    """This test's own signing key file (HLSFLOW_SIGNING_KEY), made on first use as a user's is."""
+    """This test's own signing key file (HLSFLOW_SIGNING_KEY), made on first use as a user's is. A
+    process reads its key once (signing._file_key is cached): forgotten here, as a new run would."""
     path = tmp_path / "config" / "signing.key"
     monkeypatch.setenv(signing.ENV, str(path))
     signing.use(None)
