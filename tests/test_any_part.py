@@ -6,36 +6,25 @@ set_part call of hls4ml's build_prj.tcl); the preflight gives the device's figur
 line why fit cannot be judged before synthesis."""
 
 import json
-import os
-import shutil
-import subprocess
 
 import pytest
 from PIL import Image
 
 from conftest import TESTS_DIR
 from hlsflow import standin
+from state.test_safety import hlsflow as installed_hlsflow, user_folder
 
-DATA = TESTS_DIR / "data"
 STANDIN = TESTS_DIR / "standin_xilinx"
 
 
 def hlsflow(*args, cwd):
     """The installed command, natively, with the stand-in mounted as the Xilinx tree."""
-    command = shutil.which("hlsflow")
-    assert command, "the hlsflow command is not installed"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XILINX", "VIVADO", "STANDIN_"))}
-    env.update(HLSFLOW_NATIVE="1", TF_CPP_MIN_LOG_LEVEL="2", XILINX_ROOT=str(STANDIN), STANDIN_DELAY="0")
-    return subprocess.run([command, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return installed_hlsflow(*args, cwd=cwd, env={"XILINX_ROOT": str(STANDIN), "STANDIN_DELAY": "0"})
 
 
 @pytest.fixture(scope="module")
 def user(tmp_path_factory):
-    root = tmp_path_factory.mktemp("user")
-    (root / "models").mkdir()
-    for name in ("tiny_cnn.keras", "tiny_samples.npz"):
-        shutil.copy(DATA / name, root / "models" / name)
-    return root
+    return user_folder(tmp_path_factory.mktemp("user"))
 
 
 ZU3EG = "Part xczu3eg-sbva484-1-e: 360 DSP, 432 BRAM_18K, 0 URAM, 70,560 LUT, 141,120 FF (DS891 "

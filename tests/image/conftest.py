@@ -143,20 +143,40 @@ def saved_image(built_image, tmp_path_factory):
 CONTAINERS_CONF = "[containers]\ndefault_ulimits = []\n" + ('[engine]\nruntime = "runc"\n' if shutil.which("runc") else "")
 
 
+@pytest.fixture
+def user_dir(tmp_path):
+    """A user's repository outside the checkout: models/ with a model and its samples."""
+    assert REPO not in tmp_path.parents
+    (tmp_path / "models").mkdir()
+    for name in ("tiny_cnn.keras", "tiny_samples.npz"):
+        shutil.copy(REPO / "tests" / "data" / name, tmp_path / "models" / name)
+    return tmp_path
+
+
+def require_podman(what: str) -> None:
+    """Skip when podman is not installed, except where CI (or HLSFLOW_REQUIRE_PODMAN=1) requires it."""
+    if not shutil.which("podman"):
+        if os.environ.get("HLSFLOW_REQUIRE_PODMAN") == "1" or os.environ.get("CI"):
+            pytest.fail("podman is not installed: `apt-get install podman` (CI requires it)", pytrace=False)
+        pytest.skip(f"podman is not installed (`apt-get install podman` to run {what})")
+
+
 @pytest.fixture(scope="session")
 def podman_socket(tmp_path_factory):
     """A `podman system service` of its own (session-wide: loading the image into Podman takes
     minutes, and test_podman.py and test_lab.py share it when they run in one process)."""
-    if not shutil.which("podman"):
-        if os.environ.get("HLSFLOW_REQUIRE_PODMAN") == "1" or os.environ.get("CI"):
-            pytest.fail("podman is not installed: `apt-get install podman` (CI requires it)", pytrace=False)
-        pytest.skip("podman is not installed (`apt-get install podman` to run these tests)")
-    root = tmp_path_factory.mktemp("podman")
+    require_podman("these tests")
+    yield from podman_service(tmp_path_factory.mktemp("podman"))
+
+
+def podman_service(root: Path, **env):
+    """Generator for a fixture: a `podman system service` with its socket, containers.conf and log in
+    `root` (`env`: more of the service's environment); yields the socket's URL, stops it after."""
     conf = root / "containers.conf"
     conf.write_text(CONTAINERS_CONF)
     sock = root / "podman.sock"
     service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"],
-                               env={**os.environ, "CONTAINERS_CONF": str(conf)}, stdout=subprocess.DEVNULL,
+                               env={**os.environ, "CONTAINERS_CONF": str(conf), **env}, stdout=subprocess.DEVNULL,
                                stderr=open(root / "service.log", "w"))
     deadline = time.monotonic() + 30
     while not sock.exists() and time.monotonic() < deadline and service.poll() is None:

@@ -14,7 +14,7 @@ import pytest
 
 from hlsflow.cli import launcher
 import waiting
-from test_user_project import REPO, hlsflow_command, run_hlsflow, user_dir, user_env  # noqa: F401
+from test_user_project import REPO, hlsflow_command, run_hlsflow, user_env
 
 # Bits of CHOWN, DAC_OVERRIDE, FOWNER, SETGID and SETUID: all a root host user's container holds.
 ROOT_CAPS = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 6) | (1 << 7)

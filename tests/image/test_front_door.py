@@ -15,7 +15,6 @@ import pytest
 from test_handover_identity import assert_one_sentence, folder_state, hlsflow
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = REPO / "tests" / "data"
 
 
 def install_block() -> tuple[list[str], str]:
@@ -79,14 +78,6 @@ def test_help_lists_every_task_in_full(tmp_path):
     for invoke_flag in ("--prompt-for-sudo-password", "--write-pyc", "--complete", "Core options"):
         assert invoke_flag not in proc.stdout
     assert "--fetch" in proc.stdout and "--verbose" in proc.stdout
-
-
-@pytest.fixture
-def user_dir(tmp_path):
-    (tmp_path / "models").mkdir()
-    for name in ("tiny_cnn.keras", "tiny_samples.npz"):
-        shutil.copy(DATA / name, tmp_path / "models" / name)
-    return tmp_path
 
 
 def test_tasks_that_do_not_synthesise_say_nothing_of_vivado(built_image, user_dir):

@@ -24,7 +24,7 @@ import waiting
 from hlsflow.cli import launcher
 from state.test_safety import assert_one_sentence, folder_state
 from test_cancel import containers_of, finish, start_hlsflow, wait_for
-from test_user_project import REPO, run_hlsflow, user_dir, user_env  # noqa: F401
+from test_user_project import REPO, run_hlsflow, user_env
 
 STANDIN = REPO / "tests" / "standin_xilinx"
 

@@ -5,20 +5,8 @@ image handed over as a colleague receives it (save-image from Docker, load-image
 Podman needs to be installed (Debian: `apt-get install podman`); CI (HLSFLOW_REQUIRE_PODMAN=1)
 fails without it, elsewhere these tests are skipped with that reason."""
 
-import shutil
-from pathlib import Path
-
-import pytest
 
 from test_user_project import csim_figures, run_hlsflow
-
-@pytest.fixture
-def user_dir(tmp_path):
-    data = Path(__file__).resolve().parents[1] / "data"
-    (tmp_path / "models").mkdir()
-    for name in ("tiny_cnn.keras", "tiny_samples.npz"):
-        shutil.copy(data / name, tmp_path / "models" / name)
-    return tmp_path
 
 
 def test_flow_under_podman_matches_docker(podman_socket, podman_image, built_image, user_dir):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONTAINERS_CONF
+from conftest import podman_service, require_podman
 from hlsflow import __version__
 from test_handover_identity import LABELS, SBOM, assert_one_sentence, engine_tags, folder_state, hlsflow
 
@@ -131,14 +131,6 @@ def pushed(registries, built_image):
     pinned = last.partition("=")[2]
     yield pinned
     untag(target, pinned)
-
-
-@pytest.fixture
-def user_dir(tmp_path):
-    (tmp_path / "models").mkdir()
-    for name in ("tiny_cnn.keras", "tiny_samples.npz"):
-        shutil.copy(DATA / name, tmp_path / "models" / name)
-    return tmp_path
 
 
 def tree_hash(out: Path) -> str:
@@ -293,31 +285,10 @@ def podman_for_registry(registries, tmp_path):
     """A `podman system service` of this test's own that knows the registry with auth as one
     without TLS (Podman, unlike Docker, does not assume that of 127.0.0.1), on Podman's shared
     storage."""
-    if not shutil.which("podman"):
-        if os.environ.get("HLSFLOW_REQUIRE_PODMAN") == "1" or os.environ.get("CI"):
-            pytest.fail("podman is not installed: `apt-get install podman` (CI requires it)", pytrace=False)
-        pytest.skip("podman is not installed (`apt-get install podman` to run this test)")
+    require_podman("this test")
     guarded, _, _ = registries
-    (tmp_path / "containers.conf").write_text(CONTAINERS_CONF)
     (tmp_path / "registries.conf").write_text(f'[[registry]]\nlocation = "{guarded.host}"\ninsecure = true\n')
-    sock = tmp_path / "podman.sock"
-    service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"],
-                               env={**os.environ, "CONTAINERS_CONF": str(tmp_path / "containers.conf"),
-                                    "CONTAINERS_REGISTRIES_CONF": str(tmp_path / "registries.conf")},
-                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "service.log", "w"))
-    for _ in range(150):
-        if sock.exists() or service.poll() is not None:
-            break
-        time.sleep(0.2)
-    if not sock.exists():
-        service.kill()
-        pytest.fail(f"podman system service did not start: {(tmp_path / 'service.log').read_text()[-1000:]}")
-    yield f"unix://{sock}"
-    service.terminate()
-    try:
-        service.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        service.kill()
+    yield from podman_service(tmp_path, CONTAINERS_REGISTRIES_CONF=str(tmp_path / "registries.conf"))
 
 
 def test_flow_under_podman_pulls_by_digest(registries, pushed, built_image, podman_for_registry, user_dir):

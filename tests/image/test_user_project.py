@@ -43,16 +43,6 @@ def error_lines(proc) -> list:
     return [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
 
 
-@pytest.fixture
-def user_dir(tmp_path):
-    """A user's repository outside the checkout: models/ with a model and its samples."""
-    assert REPO not in tmp_path.parents
-    (tmp_path / "models").mkdir()
-    for name in ("tiny_cnn.keras", "tiny_samples.npz"):
-        shutil.copy(DATA / name, tmp_path / "models" / name)
-    return tmp_path
-
-
 def csim_figures(out: Path) -> dict:
     """csim.json without what depends on the machine or the path (speed, workers, file names)."""
     result = json.loads((out / "csim.json").read_text())

@@ -43,13 +43,18 @@ def folder_state(root: Path, skip=None) -> dict:
     return state
 
 
-@pytest.fixture(scope="module")
-def starter(tmp_path_factory):
-    """A user's folder: models/ with the tiny CNN, its samples and the config `hlsflow init` wrote."""
-    root = tmp_path_factory.mktemp("user")
+def user_folder(root: Path) -> Path:
+    """root, made a user's folder before `hlsflow init`: models/ with the tiny CNN and its samples."""
     (root / "models").mkdir()
     for name in ("tiny_cnn.keras", "tiny_samples.npz"):
         shutil.copy(DATA / name, root / "models" / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def starter(tmp_path_factory):
+    """A user's folder: models/ with the tiny CNN, its samples and the config `hlsflow init` wrote."""
+    root = user_folder(tmp_path_factory.mktemp("user"))
     proc = hlsflow("init", "--model", "models/tiny_cnn.keras", "--samples", "models/tiny_samples.npz", cwd=root)
     assert proc.returncode == 0, proc.stderr
     return root
