@@ -11,15 +11,14 @@ turned into links between the site's pages. A link to any other file of the repo
 it is, and `mkdocs build --strict` fails on it.
 """
 
+import inspect
 import json
 import posixpath
+import re
 import sys
-import inspect
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 README = ROOT / "README.md"
 SCHEMA = ROOT / "hlsflow" / "config.schema.json"
@@ -40,6 +39,8 @@ def on_files(files, config):
 
 
 def tasks_page() -> str:
+    if str(ROOT) not in sys.path:  # this checkout's hlsflow, installed or not (MkDocs loads hooks by path)
+        sys.path.insert(0, str(ROOT))
     from hlsflow.cli.tasks import USER_TASKS
 
     lines = ["# Every task and its flags", "",
@@ -197,8 +198,6 @@ def _site_path(repo_path: str):
 
 
 def on_page_markdown(markdown, page, config, files):
-    import re
-
     here = _repo_path(page.file.src_uri)
     if page.file.src_uri == "benchmarks.md":
         markdown += "\n## Every result\n\n" + "".join(
