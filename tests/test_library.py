@@ -1,11 +1,10 @@
-"""hlsflow as a Python library (hlsflow/library.py) and the example notebook that uses it, in the
-image: the notebook run top to bottom from a folder outside the checkout, `emulate` against hls4ml's
-own C++ `predict` bit for bit, the per-model predict hook, and csim's figures against the CLI's."""
+"""hlsflow as a Python library (hlsflow/library.py), in the image: `emulate` against hls4ml's own
+C++ `predict` bit for bit, the per-model predict hook, and csim's figures against the CLI's. The
+example notebook that uses it: tests/test_notebook_own_config.py and tests/image/test_notebook_browser.py."""
 
 import contextlib
 import io
 import json
-import re
 import subprocess
 import sys
 
@@ -13,22 +12,6 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-
-NOTEBOOK = REPO_ROOT / "examples" / "notebooks" / "reference.ipynb"
-
-
-def _tagged(nb, tag):
-    cells = [c for c in nb.cells if tag in c.metadata.get("tags", [])]
-    assert len(cells) == 1, f"one cell tagged {tag}"
-    return cells[0]
-
-
-def _text(cell) -> str:
-    return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in cell.outputs)
-
-
-def _has_png(cell) -> bool:
-    return any("image/png" in o.get("data", {}) for o in cell.outputs)
 
 
 def test_import_stays_light():
@@ -38,43 +21,6 @@ def test_import_stays_light():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
-
-
-def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
-    import nbclient
-    import nbformat
-
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code_cells), "committed without outputs"
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # the kernel imports this checkout's hlsflow
-    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for c in code_cells for o in c.outputs if o.output_type == "error"]
-    assert not errors
-
-    # It ran where it was started: the project and csim.json of `hlsflow csim` are there.
-    out = tmp_path / "build" / "notebook"
-    assert (out / "manifest.json").is_file()
-    csim = json.loads((out / "csim.json").read_text())
-    agreement = re.search(r"top-1 agreement HLS vs Keras: ([\d.]+)% on (\d+) samples", _text(_tagged(nb, "agreement")))
-    assert agreement, _text(_tagged(nb, "agreement"))
-    # hlsflow.emulate in the notebook and the csim stage measure the same agreement on the same samples
-    assert (f"{100 * csim['agreement']:.1f}", int(agreement.group(2))) == (agreement.group(1), csim["samples"])
-    assert csim["agreement"] >= 0.99
-    # hls4ml's own C++ predict (no hook set yet) against hlsflow.emulate, then the hooked predict against it
-    assert "hls4ml's C++ predict equals hlsflow.emulate bit for bit on 10 samples: True" in _text(_tagged(nb, "bitexact"))
-    assert "equals hls4ml's C++ predict above bit for bit: True" in _text(_tagged(nb, "hook"))
-    assert f"'agreement': {csim['agreement']!r}" in _text(_tagged(nb, "csim"))
-
-    # The report of the real (another design's) Vivado report, and its figure inline.
-    report_cell = _tagged(nb, "report")
-    report = json.loads((tmp_path / "synthesised_example" / "report.json").read_text())
-    assert report["tool_version"] == "2020.1" and not report["produced_by_test_double"]
-    best, worst = report["latency"]["best_cycles"], report["latency"]["worst_cycles"]
-    assert f"latency {best}-{worst} cycles" in _text(report_cell) and "another design's real report" in _text(report_cell)
-    assert _has_png(report_cell)
-    assert sum(_has_png(c) for c in code_cells) >= 3  # the model graph, the profile, the utilisation
 
 
 CASES = {
