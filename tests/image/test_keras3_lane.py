@@ -42,14 +42,19 @@ def user(tmp_path) -> Path:
     return tmp_path
 
 
-def test_keras3_model_runs_in_the_keras3_lane_bit_exact(keras3_image, user):
-    """init --samples, flow, then csim --cross-check: the lane chosen from the file, said in one line,
-    and the fast engine bit for bit with hls4ml's C++ emulation on all 300 samples."""
+@pytest.mark.parametrize("name", ["keras3_mlp", "hgq2_mlp"])
+def test_keras3_model_runs_in_the_keras3_lane_bit_exact(keras3_image, tmp_path, name):
+    """From an empty folder: init --samples, flow, then csim --cross-check. The lane is chosen from the
+    file and said in one line; the fast engine is bit for bit hls4ml's C++ emulation on all 300
+    samples. A plain Keras 3 MLP and an HGQ2 one (whose quantizers set every type)."""
+    for suffix in (".keras", "_samples.npz"):
+        shutil.copy(MODELS / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    user = tmp_path
     env = {"HLSFLOW_IMAGE": NO_REFERENCE, "HLSFLOW_IMAGE_KERAS3": keras3_image}
-    proc, _ = hlsflow("init", "--model", "keras3_mlp.keras", "--samples", "keras3_mlp_samples.npz", cwd=user, **env)
+    proc, _ = hlsflow("init", "--model", f"{name}.keras", "--samples", f"{name}_samples.npz", cwd=user, **env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     said = [line for line in proc.stdout.splitlines() if "lane" in line]
-    assert said == [f"hlsflow: keras3_mlp.keras was saved by Keras 3.15.1: running it in the keras3 lane "
+    assert said == [f"hlsflow: {name}.keras was saved by Keras 3.15.1: running it in the keras3 lane "
                     f"(Keras 3.15 on JAX), image {keras3_image}."], proc.stdout
     assert (user / "hls4ml_config.yml").is_file()
 
