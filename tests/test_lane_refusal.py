@@ -23,3 +23,26 @@ def test_other_lanes_model_is_one_sentence_naming_the_lane(tmp_path):
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert_one_sentence(proc, f"was saved by {saved_by}", f"run it in the {lane} lane", f"--lane {lane}")
     assert folder_state(tmp_path) == before
+
+
+def test_known_layer_name_from_another_module_is_one_sentence(tmp_path):
+    """A layer whose class name is QKeras's (QDense) but whose module is neither Keras's nor a
+    quantization library this lane has: named with its module (it once ended in an empty 'ERROR: ')."""
+    import json
+    import zipfile
+
+    model = "keras3_mlp.keras" if keras3_lane() else "qkeras_mlp.keras"
+    with zipfile.ZipFile(MODELS / model) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    layer = next(layer for layer in config["config"]["layers"] if layer["config"]["name"] == "fc1")
+    layer.update(module="mylib.layers", class_name="QDense", registered_name="mylib>QDense")
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "m.keras", "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    before = folder_state(tmp_path)
+    proc = hlsflow("convert", "--model", "m.keras", "--out", "build/m", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert_one_sentence(proc, "has the layer QDense of the Python module mylib.layers in 'fc1'")
+    assert folder_state(tmp_path) == before
