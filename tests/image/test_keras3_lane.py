@@ -66,6 +66,10 @@ def test_keras3_model_runs_in_the_keras3_lane_bit_exact(keras3_image, tmp_path, 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Cross-check: the fast engine and the C++ emulation agree bit for bit on all 300 samples." in proc.stdout, \
         proc.stdout[-3000:]
+    if name == "keras3_mlp":  # a stage that imported TensorFlow itself (for its logger), once
+        proc, _ = hlsflow("tune-precision", "--max-samples", "50", cwd=user, **env)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "Baseline, hls4ml's 'auto' types" in proc.stdout, proc.stdout[-3000:]
 
 
 def test_keras3_model_in_the_reference_lane_is_one_sentence(user):
