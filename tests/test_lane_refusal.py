@@ -46,3 +46,15 @@ def test_known_layer_name_from_another_module_is_one_sentence(tmp_path):
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert_one_sentence(proc, "has the layer QDense of the Python module mylib.layers in 'fc1'")
     assert folder_state(tmp_path) == before
+
+
+def test_versions_name_the_lanes_keras(tmp_path):
+    """`hlsflow versions`: the reference's rows as they were; the keras3 lane adds its Keras and JAX."""
+    proc = hlsflow("versions", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {cells[0]: cells[1] for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                             for line in proc.stdout.splitlines() if line.startswith("|"))}
+    if keras3_lane():
+        assert (rows["TensorFlow"], rows["Keras"], rows["JAX"]) == ("not installed", "3.15.1", "0.10.2"), rows
+    else:
+        assert rows["TensorFlow"] == "2.15.0" and "Keras" not in rows and "JAX" not in rows, rows
