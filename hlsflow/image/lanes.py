@@ -22,6 +22,7 @@ LANE_ENV = "HLSFLOW_LANE"  # set by `hlsflow --lane NAME`
 KERAS3_IMAGE_ENV = "HLSFLOW_IMAGE_KERAS3"
 KERAS3_REPO = "hlsflow-keras3"
 KERAS3_IMAGE = f"{KERAS3_REPO}:latest"
+METADATA_LIMIT = 1 << 20
 WHAT = {REFERENCE: "the reference lane (TensorFlow 2.15, Keras 2)", KERAS3: "the keras3 lane (Keras 3.15 on JAX)"}
 
 
@@ -44,6 +45,9 @@ def saved_by(path) -> tuple[str | None, str]:
             return _text(version), "its JSON has no keras_version"
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
+                # Keras writes a few hundred bytes; a handed file's huge one is not unpacked into memory.
+                if archive.getinfo("metadata.json").file_size > METADATA_LIMIT:
+                    return None, "its metadata.json is too large to be Keras's"
                 metadata = json.loads(archive.read("metadata.json"))
             return _text(metadata.get("keras_version") if isinstance(metadata, dict) else None), \
                 "its metadata.json has no keras_version"

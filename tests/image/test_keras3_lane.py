@@ -107,3 +107,19 @@ def test_keras2_model_stays_in_the_reference_lane(user):
     assert proc.returncode == 2
     assert "lane" not in proc.stdout, proc.stdout
     assert_one_sentence(proc, f"Image {NO_REFERENCE} not found")
+
+
+def test_model_whose_keras_cannot_be_told_goes_to_the_reference_lane_saying_so(tmp_path):
+    """A .keras whose metadata.json is far larger than Keras writes (2 MB: not unpacked on the host) is
+    not read: one line says so and which lane it runs in (the reference; its image here is missing)."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "big.keras", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", '{"keras_version": "3.15.1", "pad": "' + "a" * (2 << 20) + '"}')
+    proc, _ = hlsflow("convert", "--model", "big.keras", cwd=tmp_path, HLSFLOW_IMAGE=NO_REFERENCE,
+                      HLSFLOW_IMAGE_KERAS3="hlsflow-keras3:never-asked-for")
+    assert proc.returncode == 2
+    assert "hlsflow: cannot tell which Keras saved big.keras (its metadata.json is too large to be Keras's): " \
+           "running it in the reference lane (TensorFlow 2.15, Keras 2); give --lane keras3 if Keras 3 saved it." \
+           in proc.stdout, proc.stdout
+    assert_one_sentence(proc, f"Image {NO_REFERENCE} not found")
