@@ -44,7 +44,7 @@ def load_keras_model(path):
     files = model_files(path)
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    tf = _runtime()
 
     if not verbose():
         # Keras's "triggered tf.function retracing" notices (five lines each, once a process has
@@ -54,7 +54,7 @@ def load_keras_model(path):
     with _saved_model(path, files[0], tf) as (config, saved):
         refuse_code(path, config)  # before Keras deserialises anything
         unknown = unknown_layers(config, tf)
-        objects, missing = _quantized_objects(unknown)
+        objects, missing = _keras3_packages(config) if isinstance(tf, _Keras3) else _quantized_objects(unknown)
         try:
             with tf.keras.utils.custom_object_scope(objects), _safe_mode():
                 if files[0].suffix == ".json":
@@ -73,8 +73,50 @@ def load_keras_model(path):
 
 
 def _not_a_model(path, tf, reason: str) -> str:
-    return (f"{path} is not a Keras model TensorFlow {tf.__version__} can load ({reason}): "
+    return (f"{path} is not a Keras model {getattr(tf, 'WHO', 'TensorFlow')} {tf.__version__} can load ({reason}): "
             "give a .keras, .h5 or .json file saved by Keras.")
+
+
+def keras3_lane() -> bool:
+    """Whether this is the keras3 lane (Keras 3 on JAX, docker/keras3/): it has no TensorFlow."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is None
+
+
+def keras_module():
+    """Keras as the flow uses it: tf.keras in the reference lane (Keras 2.15), Keras 3 itself in the
+    keras3 lane."""
+    if keras3_lane():
+        import keras
+
+        return keras
+    import tensorflow as tf
+
+    return tf.keras
+
+
+class _Keras3:
+    """What load_keras_model takes from TensorFlow (`tf.keras`, `tf.__version__`, its logger),
+    from Keras 3 alone, for the keras3 lane."""
+
+    WHO = "Keras"
+
+    def __init__(self):
+        import logging
+
+        import keras
+
+        self.keras, self.__version__ = keras, keras.__version__
+        self.get_logger = lambda: logging.getLogger("keras")
+
+
+def _runtime():
+    if keras3_lane():
+        return _Keras3()
+    import tensorflow as tf
+
+    return tf
 
 
 @contextlib.contextmanager
@@ -95,6 +137,7 @@ def _saved_model(path, file: Path, tf):
             with zipfile.ZipFile(file) as archive:
                 names = archive.namelist()
                 config = json.loads(archive.read("config.json"))
+            _refuse_other_lane(path, file, tf)
             extra = sorted(set(names) - KERAS_ARCHIVE)
             if extra or "model.weights.h5" not in names:
                 # Keras 2.15 unpickles a model.weights.npz and unpacks any further files to a folder.
@@ -126,12 +169,27 @@ def _saved_model(path, file: Path, tf):
             handle.close()
 
 
+def _refuse_other_lane(path, file: Path, tf) -> None:
+    """FlowError, naming the lane to use, for a model saved by a Keras of the other major version."""
+    from .image.lanes import saved_by
+
+    version, _ = saved_by(file)
+    major = version.split(".", 1)[0] if version else ""
+    if major.isdigit() and (int(major) >= 3) != isinstance(tf, _Keras3):
+        lane = "keras3" if int(major) >= 3 else "reference"
+        raise FlowError(f"{path} was saved by Keras {version}, which this lane's {getattr(tf, 'WHO', 'TensorFlow')} "
+                        f"{tf.__version__} does not read: run it in the {lane} lane (hlsflow --lane {lane}, or "
+                        "no --lane on the host).")
+
+
 # The files of a .keras archive Keras 2.15 writes for a model without assets.
 KERAS_ARCHIVE = {"config.json", "metadata.json", "model.weights.h5"}
 
 # Python packages whose classes and functions a saved config may name by `module` (Keras imports the
 # module to find them): Keras's own, and the quantization-aware libraries hlsflow's image has.
 KNOWN_PACKAGES = ("keras", "qkeras", "HGQ")
+# The keras3 lane's: HGQ2 is the package `hgq` (QKeras v3 keeps the name qkeras).
+KERAS3_PACKAGES = ("keras", "qkeras", "hgq")
 
 # Keras layers that call a TensorFlow function the config names, with arguments it gives, while the
 # model is built. hls4ml converts none of them: they are refused before anything is built.
@@ -162,7 +220,12 @@ def refuse_code(path, config) -> None:
             continue
         inner = node.get("config")
         if isinstance(inner, dict) and "name" in inner:  # a layer (or a model)
-            raise FlowError(_unknown_layers_sentence(path, [str(node.get("class_name"))], {}))
+            # A known class name from another module (HGQ2's QDense in the reference lane) has no
+            # sentence of its own there: it is named with its module.
+            raise FlowError(_unknown_layers_sentence(path, [str(node.get("class_name"))], {}) or
+                            f"{path} has the layer {node.get('class_name')} of the Python module {module} in '{where}', "
+                            "which hlsflow does not import here: rebuild the model from built-in Keras layers, or run "
+                            "it in the lane whose image has that module.")
         name = inner if node.get("class_name") == "function" else node.get("class_name")
         raise FlowError(f"{path} names {name} from the Python module {module} in layer '{where}', which hlsflow "
                         "does not import or call: use Keras's own objects there and save the model again.")
@@ -185,7 +248,7 @@ def _known_module(node: dict, module) -> bool:
 
         names = (node.get("class_name"), node.get("registered_name"), node.get("config"))
         return not any(isinstance(n, str) and n in vars(builtins) for n in names)
-    return module.split(".")[0] in KNOWN_PACKAGES
+    return module.split(".")[0] in (KERAS3_PACKAGES if keras3_lane() else KNOWN_PACKAGES)
 
 
 def _class(node: dict) -> str:
@@ -321,6 +384,23 @@ def _quantized_objects(names: list):
         except ImportError as exc:
             missing["HGQ"] = str(exc)
     return objects, missing
+
+
+def _keras3_packages(config):
+    """({}, {package: why it cannot be imported}) in the keras3 lane: Keras 3 finds a class outside
+    Keras only when its package has registered it, so the packages of KERAS3_PACKAGES the saved config
+    names by module (HGQ2's `hgq`, QKeras v3's `qkeras`) are imported first; nothing else is."""
+    import importlib
+
+    roots = {node["module"].split(".")[0] for node, _ in _saved_objects(config) if isinstance(node.get("module"), str)}
+    missing = {}
+    for package, name in (("qkeras", "QKeras"), ("hgq", "HGQ")):
+        if package in roots:
+            try:
+                importlib.import_module(package)
+            except ImportError as exc:
+                missing[name] = str(exc)
+    return {}, missing
 
 
 def _unknown_layers_sentence(path, names: list, missing: dict) -> str:

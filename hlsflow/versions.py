@@ -15,9 +15,13 @@ from .standin import NOTE, is_test_double
 
 def collect() -> dict[str, str]:
     vivado = shutil.which("vivado_hls")
+    tensorflow = package_version("tensorflow-cpu", "tensorflow")
+    # The keras3 lane (no TensorFlow): its Keras and backend instead; the reference's rows stay as they were.
+    keras3 = {"Keras": package_version("keras"), "JAX": package_version("jax")} if tensorflow == "not installed" else {}
     return {
         "Python": platform.python_version(),
-        "TensorFlow": package_version("tensorflow-cpu", "tensorflow"),
+        "TensorFlow": tensorflow,
+        **keras3,
         "numpy": package_version("numpy"),
         "hls4ml": package_version("hls4ml"),
         "g++": first_line(["g++", "--version"]),

@@ -315,9 +315,12 @@ def container_settings(mounts: Mounts) -> dict:
 
 def launch(collection, contexts) -> int:
     """Run these image tasks as one `hlsflow` invocation in one container; its exit code."""
+    from ..image.lanes import lane_image
+
     argv, mounts = mount_plan(collection, contexts)
     try:
-        return run_in_image(["hlsflow", *argv], mounts, workdir=str(Path.cwd()))
+        # The lane (image) the model's Keras needs, read from its file before any container starts.
+        return run_in_image(["hlsflow", *argv], mounts, workdir=str(Path.cwd()), image=lane_image(argv))
     finally:
         mounts.remove_created()
 

@@ -106,15 +106,27 @@ OWN_FLAGS = {"fetch": ("HLSFLOW_FETCH", "without the image: load $HLSFLOW_IMAGE_
              "verbose": ("HLSFLOW_VERBOSE", "show TensorFlow's, Dask's and the image entrypoint's own log lines")}
 
 
+# `hlsflow --lane NAME`: the image lane (hlsflow/image/lanes.py), handed on as HLSFLOW_LANE.
+LANE_HELP = "run in this image lane: reference (TensorFlow 2.15, Keras 2) or keras3; default: the model's Keras"
+
+
 class Program(invoke.Program):
     def core_args(self):
         return super().core_args() + [invoke.Argument(names=(name,), kind=bool, default=False, help=text)
-                                      for name, (_, text) in OWN_FLAGS.items()]
+                                      for name, (_, text) in OWN_FLAGS.items()] + [
+            invoke.Argument(names=("lane",), kind=str, default=None, help=LANE_HELP)]
 
     def execute(self) -> None:
         for name, (var, _) in OWN_FLAGS.items():
             if self.args[name].value:
                 os.environ[var] = "1"
+        if self.args["lane"].value:
+            from ..image.lanes import LANE_ENV, check_lane
+
+            try:
+                os.environ[LANE_ENV] = check_lane(self.args["lane"].value)
+            except FlowError as exc:
+                _fail(exc)
         super().execute()
 
     def print_help(self) -> None:
@@ -128,7 +140,7 @@ class Program(invoke.Program):
         width = max(80, min(shutil.get_terminal_size().columns, 120))
         names = [t.name.replace("_", "-") for t in USER_TASKS]
         pad = max(map(len, names)) + 4
-        console.say("Usage: hlsflow [--fetch] [--verbose] TASK [--flags] [TASK [--flags]] ...")
+        console.say("Usage: hlsflow [--fetch] [--verbose] [--lane NAME] TASK [--flags] [TASK [--flags]] ...")
         console.say("       hlsflow TASK --help     the flags of one task")
         console.say("")
         console.say("The hls4ml flow (Keras model -> HLS project -> bit-accurate emulation -> Vivado HLS -> report),")
@@ -143,6 +155,8 @@ class Program(invoke.Program):
         for name, (_, text) in OWN_FLAGS.items():
             console.say(textwrap.fill(text, width, initial_indent=f"  --{name.ljust(pad - 4)}",
                                       subsequent_indent=" " * pad))
+        console.say(textwrap.fill(LANE_HELP, width, initial_indent=f"  {'--lane NAME'.ljust(pad - 2)}",
+                                  subsequent_indent=" " * pad))
         console.say(textwrap.fill("show the version and the image it uses", width,
                                   initial_indent=f"  {'-V, --version'.ljust(pad - 2)}", subsequent_indent=" " * pad))
         console.say(textwrap.fill("this help", width, initial_indent=f"  {'-h, --help'.ljust(pad - 2)}",

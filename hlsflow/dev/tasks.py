@@ -12,20 +12,23 @@ from ..files import REPO_ROOT as ROOT
 
 @host_task(help={"tag": "image tag (default hlsflow:<version>-<git describe>)", "no-cache": "rebuild every layer",
                  "allow-drift": "accept Debian package versions that differ from docker/debian-packages.lock "
-                                "and update the lock"})
-def build_image(c, tag=None, no_cache=False, allow_drift=False):
+                                "and update the lock",
+                 "lane": "reference (default: hlsflow:*) or keras3 (docker/keras3/, hlsflow-keras3:*)"})
+def build_image(c, tag=None, no_cache=False, allow_drift=False, lane="reference"):
     """Build the toolchain image (debootstrapped base and host wheelhouse when no registry is reachable)."""
     from ..image import build as image
+    from ..image.lanes import check_lane
 
-    image.build_image(tag=tag, no_cache=no_cache, allow_drift=allow_drift)
+    image.build_image(tag=tag, no_cache=no_cache, allow_drift=allow_drift, lane=check_lane(lane))
 
 
-@host_task()
-def lock(c):
+@host_task(help={"lane": "reference (default) or keras3 (docker/keras3/'s locks)"})
+def lock(c, lane="reference"):
     """Regenerate docker/requirements.lock and host-requirements.lock (hash-checked) from their .in files."""
     from ..image import wheels
+    from ..image.lanes import check_lane
 
-    wheels.lock()
+    wheels.lock(check_lane(lane))
 
 
 def _ran_in_image(argv: list) -> bool:

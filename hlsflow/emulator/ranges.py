@@ -91,10 +91,11 @@ def keras_layer_outputs(keras_model, x) -> dict:
     activation gives its pre-activation output under its own name and the activated one under
     NAME_ACTIVATION, as hls4ml splits it. Recurrent layers keep their activations inside (hls4ml
     does not split them, and Keras will not let them be unset), so they give their output alone."""
-    import tensorflow as tf
+    from ..loading import keras_module
 
+    keras = keras_module()
     layers = [layer for layer in keras_model.layers
-              if not isinstance(layer, (tf.keras.layers.InputLayer, tf.keras.layers.Dropout))]
+              if not isinstance(layer, (keras.layers.InputLayer, keras.layers.Dropout))]
     outputs, names = {}, []
     for layer in layers:
         name, activation = layer.name, getattr(layer, "activation", None)
@@ -117,9 +118,9 @@ def keras_layer_outputs(keras_model, x) -> dict:
 
 def _outputs_of(keras_model, layers, x) -> list:
     """The outputs of `layers` on x, each as a numpy array."""
-    import tensorflow as tf
+    from ..loading import keras_module
 
-    probe = tf.keras.Model(keras_model.inputs, [layer.output for layer in layers])
+    probe = keras_module().Model(keras_model.inputs, [layer.output for layer in layers])
     values = probe.predict(x, batch_size=64, verbose=0)
     return [np.asarray(v) for v in (values if isinstance(values, list) else [values])]
 

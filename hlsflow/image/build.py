@@ -28,7 +28,8 @@ from ..files import REPO_ROOT as ROOT
 from .containers import REPO, docker_client, image_ref
 from .debian_base import base_image, check_debian_packages
 from .sbom import packages_of
-from .wheels import BUILD_LOCK, LOCK, NODEPS_LOCK, SBOM_LOCK, download_wheels, lock_versions
+from .wheels import (BUILD_LOCK, KERAS3_DIR, KERAS3_LOCKS, KERAS3_WHEELHOUSE, LOCK, NODEPS_LOCK, SBOM_LOCK,
+                     download_wheels, lock_versions)
 
 DOCKER_DIR = ROOT / "docker"
 BUILD_DIR = ROOT / "build"
@@ -39,16 +40,28 @@ CODE = ("tasks.py", "invoke.yaml", "pyproject.toml", "hlsflow", "project", "mode
 SBOM_IN_IMAGE = "/usr/share/hlsflow/sbom.cdx.json"
 
 
-def build_image(tag: str | None = None, no_cache: bool = False, allow_drift: bool = False) -> str:
+def build_image(tag: str | None = None, no_cache: bool = False, allow_drift: bool = False,
+                lane: str = "reference") -> str:
     """Build the image and tag it `hlsflow:<version>-<git describe>` (or `tag`) and
     `hlsflow:latest`; returns the first tag. Debian packages at other versions than
-    docker/debian-packages.lock are FlowError, unless `allow_drift` (which updates the lock)."""
+    docker/debian-packages.lock are FlowError, unless `allow_drift` (which updates the lock).
+    lane="keras3": docker/keras3/Dockerfile with its own locks and wheelhouse, on the same base,
+    tagged `hlsflow-keras3:<version>-<git describe>` and `hlsflow-keras3:latest`."""
+    from .lanes import KERAS3_REPO
+
+    keras3 = lane == "keras3"
+    repo = KERAS3_REPO if keras3 else REPO
     client = docker_client()
     BUILD_DIR.mkdir(parents=True, exist_ok=True)  # the build context is spooled here
-    ref = image_ref(tag or f"{__version__}-{_describe()}")
-    wheels = download_wheels()
+    ref = image_ref(tag or f"{repo}:{__version__}-{_describe()}")
+    if keras3:
+        lock, nodeps_lock, sbom_lock = KERAS3_LOCKS
+        wheels = download_wheels((*KERAS3_LOCKS, BUILD_LOCK), wheelhouse=KERAS3_WHEELHOUSE)
+    else:
+        lock, nodeps_lock, sbom_lock = LOCK, NODEPS_LOCK, SBOM_LOCK
+        wheels = download_wheels()
     base = base_image(client, allow_drift=allow_drift)
-    pins = lock_versions()
+    pins = lock_versions(lock)
     buildargs = {
         "BASE_IMAGE": base,
         "VERSION": __version__,
@@ -63,20 +76,25 @@ def build_image(tag: str | None = None, no_cache: bool = False, allow_drift: boo
         "NUMPY_VERSION": pins.get("numpy", "unknown"),
         "HLS4ML_VERSION": pins.get("hls4ml", "unknown"),
     }
+    if keras3:
+        del buildargs["TENSORFLOW_VERSION"]
+        buildargs["KERAS_VERSION"] = pins.get("keras", "unknown")
     step(f"Building {ref} on {base}")
     started = time.monotonic()
-    with _build_context(wheels[LOCK] + wheels[NODEPS_LOCK], wheels[SBOM_LOCK], wheels[BUILD_LOCK]) as context:
+    with _build_context(wheels[lock] + wheels[nodeps_lock], wheels[sbom_lock], wheels[BUILD_LOCK],
+                        KERAS3_DIR if keras3 else None) as context:
         # Our own base already has every system package: prove the build needs no network.
         network = "none" if base.startswith("hlsflow-base:") else None
-        image_id = _run_build(client, context, buildargs, no_cache, network)
+        image_id = _run_build(client, context, buildargs, no_cache, network,
+                              "docker/keras3/Dockerfile" if keras3 else "docker/Dockerfile")
     # Before tagging: a build that drifted leaves hlsflow:latest as it was.
     debian = {k: v for k, v in image_sbom_packages(client, image_id).items() if k.startswith("deb/")}
     check_debian_packages(debian, f"the image just built ({image_id[7:19]})", allow_drift)
-    for name in (ref, f"{REPO}:latest"):
-        repo, _, name_tag = name.rpartition(":")
-        client.api.tag(image_id, repo, name_tag)
+    for name in (ref, f"{repo}:latest"):
+        name_repo, _, name_tag = name.rpartition(":")
+        client.api.tag(image_id, name_repo, name_tag)
     size = client.images.get(image_id).attrs["Size"] / 1e9
-    say(f"Built {ref} and {REPO}:latest ({image_id[7:19]}, {size:.2f} GB) "
+    say(f"Built {ref} and {repo}:latest ({image_id[7:19]}, {size:.2f} GB) "
         f"in {time.monotonic() - started:.0f}s")
     return ref
 
@@ -106,14 +124,16 @@ def image_sbom_bytes(client, image) -> bytes:
 # --- build ---------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _build_context(wheels: list[Path], sbom_wheels: list[Path], tool_wheels: list[Path]):
+def _build_context(wheels: list[Path], sbom_wheels: list[Path], tool_wheels: list[Path], lane_dir: Path | None = None):
     """The build context as a tar file under build/: docker/, wheelhouse/ (the lock's wheels),
-    sbom-wheelhouse/ (the SBOM generator's), tools-wheelhouse/ (uv's) and src/ (the project code).
-    Owners are normalised: the layer cache keys on them."""
+    sbom-wheelhouse/ (the SBOM generator's), tools-wheelhouse/ (uv's) and src/ (the project code);
+    with `lane_dir` (docker/keras3), its files too. Owners are normalised: the layer cache keys on them."""
     with tempfile.TemporaryFile(dir=BUILD_DIR) as file:
         with tarfile.open(fileobj=file, mode="w") as tar:
             for path in sorted(p for p in DOCKER_DIR.iterdir() if p.is_file()):
                 tar.add(path, f"docker/{path.name}", filter=_root_owned)
+            for path in sorted(p for p in lane_dir.iterdir() if p.is_file()) if lane_dir else ():
+                tar.add(path, f"docker/{lane_dir.name}/{path.name}", filter=_root_owned)
             for folder, whls in (("wheelhouse", wheels), ("sbom-wheelhouse", sbom_wheels),
                                  ("tools-wheelhouse", tool_wheels)):
                 for whl in whls:
@@ -150,7 +170,7 @@ def _code_files():
                 yield from (here / f for f in sorted(filenames) if not ignored(here / f))
 
 
-def _run_build(client, context, buildargs, no_cache, network) -> str:
+def _run_build(client, context, buildargs, no_cache, network, dockerfile="docker/Dockerfile") -> str:
     """Run the build, printing each step, pip/apt errors and a cache summary; returns the id."""
     import docker
 
@@ -160,7 +180,7 @@ def _run_build(client, context, buildargs, no_cache, network) -> str:
     image_id = None
     try:
         for chunk in client.api.build(
-                fileobj=context, custom_context=True, dockerfile="docker/Dockerfile",
+                fileobj=context, custom_context=True, dockerfile=dockerfile,
                 buildargs=buildargs, nocache=no_cache, pull=False, rm=True, forcerm=True,
                 network_mode=network, decode=True):
             if "error" in chunk:

@@ -33,6 +33,13 @@ BUILD_LOCK = DOCKER_DIR / "build-requirements.lock"
 # Packages installed with --no-deps after LOCK (docker/requirements-nodeps.in says why): each pin's
 # wheel hash only, no resolution. Their wheels go into the image's wheelhouse with LOCK's.
 NODEPS_LOCK = DOCKER_DIR / "requirements-nodeps.lock"
+# The keras3 lane (docker/keras3/): its own three locks and its own wheelhouse, since it pins other
+# versions of packages the reference also has (numpy 2), and each wheelhouse drops wheels no lock of
+# its own names. uv's lock (BUILD_LOCK) is shared.
+KERAS3_DIR = DOCKER_DIR / "keras3"
+KERAS3_LOCKS = (KERAS3_DIR / "requirements.lock", KERAS3_DIR / "requirements-nodeps.lock",
+                KERAS3_DIR / "sbom-requirements.lock")
+KERAS3_WHEELHOUSE = Path(os.environ.get("HLSFLOW_WHEELHOUSE_KERAS3") or BUILD_DIR / "wheelhouse-keras3")
 # The format of the lock files follows pip-compile's version.
 PIP_TOOLS = "pip-tools==7.6.2"
 # Glibc 2.36 (bookworm) runs every manylinux wheel up to 2_36; pip needs each tag spelled out.
@@ -40,10 +47,11 @@ PLATFORMS = [f"manylinux_2_{v}_x86_64" for v in range(36, 16, -1)] + [
     "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
 
 
-def lock() -> None:
+def lock(lane: str = "reference") -> None:
     """Regenerate docker/requirements.lock, sbom-requirements.lock, build-requirements.lock and
     host-requirements.lock from their .in files with pip-compile, installed into build/lock-venv
-    when missing, and requirements-nodeps.lock from its .in (hashes only, see _lock_nodeps)."""
+    when missing, and requirements-nodeps.lock from its .in (hashes only, see _lock_nodeps).
+    lane="keras3": docker/keras3/'s requirements, sbom-requirements and requirements-nodeps instead."""
     if sys.version_info[:2] != (3, 11):
         raise FlowError("`invoke lock` must run under Python 3.11, the image's Python, or the "
                         "lock would pin for another version: run it with a 3.11 interpreter.")
@@ -54,21 +62,24 @@ def lock() -> None:
         _check_call([sys.executable, "-m", "venv", str(venv)], "creating build/lock-venv")
         _check_call([str(venv / "bin" / "pip"), "install", "--quiet", PIP_TOOLS],
                     f"installing {PIP_TOOLS}")
-    for name in ("requirements", "sbom-requirements", "build-requirements", "host-requirements"):
-        step(f"Locking docker/{name}.in")
+    folder, names = "docker", ("requirements", "sbom-requirements", "build-requirements", "host-requirements")
+    if lane == "keras3":
+        folder, names = "docker/keras3", ("requirements", "sbom-requirements")
+    for name in names:
+        step(f"Locking {folder}/{name}.in")
         # No index or find-links lines: the locks must not carry this machine's pip settings.
         _check_call([str(pip_compile), "--quiet", "--generate-hashes", "--strip-extras",
                      "--no-header", "--allow-unsafe", "--no-emit-index-url",
-                     "--no-emit-find-links", "--output-file", f"docker/{name}.lock",
-                     f"docker/{name}.in"], f"pip-compile of docker/{name}.in", cwd=ROOT)
-    step("Locking docker/requirements-nodeps.in")
-    _lock_nodeps()
+                     "--no-emit-find-links", "--output-file", f"{folder}/{name}.lock",
+                     f"{folder}/{name}.in"], f"pip-compile of {folder}/{name}.in", cwd=ROOT)
+    step(f"Locking {folder}/requirements-nodeps.in")
+    _lock_nodeps(ROOT / folder / "requirements-nodeps.lock")
 
 
-def _lock_nodeps() -> None:
+def _lock_nodeps(nodeps_lock: Path = NODEPS_LOCK) -> None:
     """requirements-nodeps.lock: each `name==version` of the .in with the hash of its wheel for the
     image's platform, downloaded without its dependencies (pip-compile would resolve them)."""
-    source = NODEPS_LOCK.with_suffix(".in").read_text().splitlines()
+    source = nodeps_lock.with_suffix(".in").read_text().splitlines()
     pins = [line.split("#", 1)[0].strip() for line in source]
     lines = []
     with tempfile.TemporaryDirectory(dir=BUILD_DIR) as tmp:
@@ -80,30 +91,31 @@ def _lock_nodeps() -> None:
                          *(f"--platform={p}" for p in PLATFORMS), pin], f"pip download {pin}")
             (whl,) = dest.glob("*.whl")
             lines.append(f"{pin} \\\n    --hash=sha256:{sha256(whl)}")
-    NODEPS_LOCK.write_text("# Written by `invoke lock` from requirements-nodeps.in: install with "
+    nodeps_lock.write_text("# Written by `invoke lock` from requirements-nodeps.in: install with "
                            "--no-deps.\n" + "\n".join(lines) + "\n")
 
 
-def download_wheels(locks=(LOCK, NODEPS_LOCK, SBOM_LOCK, BUILD_LOCK)) -> dict[Path, list[Path]]:
-    """Each lock's wheels, in build/wheelhouse: those already there are kept, the missing ones
-    linked from SHARED or downloaded by the host's pip, every hash checked, stale ones (in no
-    lock) removed."""
+def download_wheels(locks=(LOCK, NODEPS_LOCK, SBOM_LOCK, BUILD_LOCK),
+                    wheelhouse: Path = WHEELHOUSE) -> dict[Path, list[Path]]:
+    """Each lock's wheels, in `wheelhouse` (build/wheelhouse): those already there are kept, the
+    missing ones linked from SHARED or downloaded by the host's pip, every hash checked, stale ones
+    (in no lock) removed."""
     per_lock = {lock: _lock_entries(lock) for lock in locks}
-    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
-    have = _scan_wheelhouse(per_lock)
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    have = _scan_wheelhouse(per_lock, wheelhouse)
     missing = _missing(per_lock, have)
-    if missing and _link_shared(per_lock, missing):
-        have = _scan_wheelhouse(per_lock)
+    if missing and _link_shared(per_lock, missing, wheelhouse):
+        have = _scan_wheelhouse(per_lock, wheelhouse)
         missing = _missing(per_lock, have)
     if missing:
-        _pip_download(sorted(missing.values()))
-        have = _scan_wheelhouse(per_lock)
+        _pip_download(sorted(missing.values()), wheelhouse)
+        have = _scan_wheelhouse(per_lock, wheelhouse)
         left = sum(len(set(entries) - set(have[lock])) for lock, entries in per_lock.items())
         if left:
-            names = " and ".join(f"docker/{lock.name}" for lock in locks)
+            names = " and ".join(str(lock.relative_to(ROOT)) for lock in locks)
             raise FlowError(f"pip left {left} wheels of {names} undownloaded: check that each "
                             "pinned version has a Linux x86_64 cp311 wheel, then run again.")
-    _share(have)
+    _share(have, wheelhouse)
     return {lock: sorted(have[lock].values()) for lock in locks}
 
 
@@ -126,17 +138,17 @@ def _lock_entries(lock: Path = LOCK) -> dict[str, tuple[str, set[str]]]:
     return entries
 
 
-def lock_versions() -> dict[str, str]:
+def lock_versions(lock: Path = LOCK) -> dict[str, str]:
     return {name: line.split("==", 1)[1].split()[0]
-            for name, (line, _) in _lock_entries().items()}
+            for name, (line, _) in _lock_entries(lock).items()}
 
 
-def _scan_wheelhouse(per_lock) -> dict[Path, dict[str, Path]]:
+def _scan_wheelhouse(per_lock, wheelhouse: Path = WHEELHOUSE) -> dict[Path, dict[str, Path]]:
     """lock -> {name: its wheel in the wheelhouse} for the wheels matching one of its hashes."""
     wanted = {lock: {h: name for name, (_, hashes) in entries.items() for h in hashes}
               for lock, entries in per_lock.items()}
     have = {lock: {} for lock in per_lock}
-    for whl in sorted(WHEELHOUSE.glob("*.whl")):
+    for whl in sorted(wheelhouse.glob("*.whl")):
         digest = sha256(whl, cache=True)
         hits = [lock for lock, names in wanted.items() if digest in names]
         for lock in hits:
@@ -146,7 +158,7 @@ def _scan_wheelhouse(per_lock) -> dict[Path, dict[str, Path]]:
     return have
 
 
-def _link_shared(per_lock, missing: dict) -> int:
+def _link_shared(per_lock, missing: dict, wheelhouse: Path = WHEELHOUSE) -> int:
     """Links (or copies, across file systems) into the wheelhouse each wheel of SHARED whose sha256
     a lock names for a missing package; returns how many."""
     wanted = {h for entries in per_lock.values() for name, (_, hashes) in entries.items() if name in missing
@@ -154,7 +166,7 @@ def _link_shared(per_lock, missing: dict) -> int:
     names = {re.sub(r"[-_.]+", "-", name) for name in missing}
     linked = 0
     for whl in sorted(SHARED.glob("*.whl")) if SHARED.is_dir() else ():
-        target = WHEELHOUSE / whl.name
+        target = wheelhouse / whl.name
         # A wheel's file name starts with its project's name: only a missing package's is hashed.
         if target.exists() or re.sub(r"[-_.]+", "-", whl.name.split("-")[0].lower()) not in names:
             continue
@@ -170,9 +182,9 @@ def _link_shared(per_lock, missing: dict) -> int:
     return linked
 
 
-def _share(have) -> None:
+def _share(have, wheelhouse: Path = WHEELHOUSE) -> None:
     """Adds the wheelhouse's wheels to SHARED; a cache that cannot be written is left alone."""
-    if WHEELHOUSE.resolve() == SHARED.resolve():
+    if wheelhouse.resolve() == SHARED.resolve():
         return
     try:
         SHARED.mkdir(parents=True, exist_ok=True)
@@ -197,14 +209,14 @@ def _link_or_copy(source: Path, target: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _pip_download(requirements: list[str]) -> None:
-    step(f"Downloading {len(requirements)} wheels into {WHEELHOUSE}")
+def _pip_download(requirements: list[str], wheelhouse: Path = WHEELHOUSE) -> None:
+    step(f"Downloading {len(requirements)} wheels into {wheelhouse}")
     with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=BUILD_DIR) as reqs:
         reqs.write("\n".join(requirements) + "\n")
         reqs.flush()
         # The image's platform, whatever the host's Python: cp311 on manylinux x86_64.
         cmd = [sys.executable, "-m", "pip", "download", "--require-hashes", "--no-deps",
-               "--only-binary=:all:", "--progress-bar", "off", "--dest", str(WHEELHOUSE),
+               "--only-binary=:all:", "--progress-bar", "off", "--dest", str(wheelhouse),
                "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
                *(f"--platform={p}" for p in PLATFORMS), "-r", reqs.name]
         progress = Progress(len(requirements), "wheels")

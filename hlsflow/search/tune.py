@@ -321,9 +321,12 @@ def _labels_measured(cfg, keras_model, samples):
 
 def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_auto=True) -> dict:
     """Search for the fewest added bits that meet the gate, measuring every step by emulation."""
-    import tensorflow as tf
+    from ..loading import keras3_lane
 
-    tf.get_logger().setLevel("ERROR")  # Keras's retracing notices, once per trial, say nothing useful here
+    if not keras3_lane():  # the keras3 lane has no TensorFlow, nor its retracing notices
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # Keras's retracing notices, once per trial, say nothing useful here
     samples = resolve_samples(cfg, samples)
     # Checked before the search, which takes minutes: its results go into the output directory.
     outdir.check_output_path(cfg.output_dir, outdir.run_inputs(cfg, samples))

@@ -89,8 +89,15 @@ def starter_hls_config(keras_model, precision="ap_fixed<16,6>", reuse_factor=1, 
     (quantizer_types): those are kept, and an HGQ proxy model's are all left to hls4ml."""
     import hls4ml
 
-    cfg = hls4ml.utils.config_from_keras_model(
-        keras_model, granularity="name", default_precision=precision, default_reuse_factor=reuse_factor)
+    try:
+        cfg = hls4ml.utils.config_from_keras_model(
+            keras_model, granularity="name", default_precision=precision, default_reuse_factor=reuse_factor)
+    except Exception as exc:  # hls4ml's parser raises anything (an AssertionError for a layer it cannot read)
+        from ..loading import _first_sentence
+
+        reason = _first_sentence(" ".join(str(exc).split())) or type(exc).__name__
+        raise FlowError(f"hls4ml {hls4ml.__version__} could not read the layers of model {keras_model.name} ({reason}): "
+                        "rebuild the model with layers hls4ml converts, or report it to hls4ml.") from exc
     cfg["Model"]["Strategy"] = strategy
     cfg["Model"].pop("TraceOutput", None)
     for layer in cfg["LayerName"].values():
