@@ -3,7 +3,8 @@
 The folders are the design:
 - cli/       the `hlsflow` program, what a task is (kinds), the tasks, and the host side
              that checks and mounts paths and runs the image (launcher);
-- flow.py    runs the stages of table.py in order, each after what it requires;
+- steps.py   every step that keeps a record (stage, command, cache), declared once;
+- flow.py    runs the flow's stages in order, each after what it requires;
 - stages/    one module per stage or command: its work alone (convert, emulate, synthesize,
              report, plan, profile, starter, preflight);
 - emulator/  bit-accurate emulation: the fast engine on exact ap_fixed arithmetic (fastemu,

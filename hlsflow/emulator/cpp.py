@@ -19,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import console
+from .. import console, steps
 from ..design import convert_model
 from ..errors import FlowError
 from ..state import outdir
 from . import _emulation_worker
 
 CHUNK = 8  # images per task handed to a worker: small enough for a live progress bar
-BUILD_LOG = "emulation_build.log"
-CHECK_LOG = "cpp_check.log"
+BUILD_LOG = steps.BUILD_EMULATION.outputs[0]
+CHECK_LOG = steps.CHECK_CPP.outputs[0]
 
 
 def build_library(cfg, project: dict) -> dict:
@@ -36,8 +36,8 @@ def build_library(cfg, project: dict) -> dict:
     lib = outdir.emulation_library(out, cfg.project_name, project["stamp"])
     # build_lib.sh's objects (it removes them when it gets that far), its library and our log.
     leaves = [f"{cfg.project_name}.o", f"{cfg.project_name}_bridge.o", lib.relative_to(out).as_posix(), BUILD_LOG]
-    stage = outdir.Stage(out, "build-emulation", {"project": project["tree_hash"],
-                                                  "g++": outdir.environment()["versions"]["g++"]}, leaves=leaves)
+    stage = outdir.Stage(out, steps.BUILD_EMULATION, {"project": project["tree_hash"],
+                                                      "g++": outdir.environment()["versions"]["g++"]}, leaves=leaves)
 
     def work(into):
         console.step("Building the bit-accurate emulation with g++ (this is C emulation, not Vivado)")
@@ -103,8 +103,8 @@ def check_compiles(cfg, project: dict) -> None:
     config it names but never declares) would pass csim and fail only in Vivado. A few seconds,
     no code generated."""
     out = cfg.output_dir
-    stage = outdir.Stage(out, "check-cpp", {"project": project["tree_hash"],
-                                            "g++": outdir.environment()["versions"]["g++"]})
+    stage = outdir.Stage(out, steps.CHECK_CPP, {"project": project["tree_hash"],
+                                                "g++": outdir.environment()["versions"]["g++"]})
 
     def ready():
         if shutil.which("g++") is None:

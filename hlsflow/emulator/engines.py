@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import console
+from .. import console, steps
 from ..design import convert_model, in_memory
 from ..errors import FlowError
 from ..files import write_atomically
@@ -22,8 +22,8 @@ from .cpp import build_library, cpp_trace, run_emulation
 from .fixedpoint import Unsupported
 
 FAST_CHUNK = 100  # images per fast-engine batch: whole-array work, memory in the hundreds of MB at most
-ENGINE_RECORD = "fast-engine"  # the manifest's record of the cached engine
-ENGINE_FILE = f"{outdir.CACHE_DIR}/fast_engine.pkl"
+ENGINE_RECORD = steps.FAST_ENGINE.name  # the manifest's record of the cached engine
+ENGINE_FILE = steps.FAST_ENGINE.outputs[0]
 # What the engine's state is computed by: a change to any of these builds it again.
 ENGINE_CODE = ("emulator/*.py", "fixedtype.py", "design.py")
 

@@ -221,12 +221,11 @@ def current_config(spec: dict):
     all), else None. The stages are the flow's, in its order."""
     from .. import flow
     from ..stages import synthesize
-    from ..table import STAGES
 
     cfg = point_config(spec, make_plan=False)
     if cfg is None:
         return None
-    for row in STAGES:
+    for row in flow.STAGES:
         if row.name == "synth" and skips_synthesis(spec, cfg):
             return cfg
         flags = {"max_samples": spec["max_samples"]} if row.name == "csim" else {}

@@ -21,7 +21,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import console, flow, preflight, stats
+from .. import console, flow, preflight, stats, steps
 from ..config import config_is_for, parse_precision
 from ..fixedtype import FixedType
 from ..design import in_memory
@@ -292,7 +292,7 @@ def _config_yaml(cfg, changes: dict, target: Path) -> str:
     return "\n".join(lines) + "\n" + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=120)
 
 
-TUNE_RESULT = "tune.json"
+TUNE_RESULT = steps.TUNE.outputs[0]
 
 
 def _labels_measured(cfg, keras_model, samples):
@@ -432,9 +432,9 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
                     f"{_accuracy_text(auto)}, gate {'met' if auto.gate else 'not met'} ({verdict}).")
         result["auto_verdict"] = verdict
     out = cfg.output_dir
-    stage = outdir.Stage(out, "tune-precision", {"design": outdir.digest(outdir.design_inputs(cfg)),
-                                                 "samples": sha256(samples, cache=True),
-                                                 "max_samples": max_samples, "target": target})
+    stage = outdir.Stage(out, steps.TUNE, {"design": outdir.digest(outdir.design_inputs(cfg)),
+                                           "samples": sha256(samples, cache=True),
+                                           "max_samples": max_samples, "target": target})
     with outdir.claimed(out, outdir.run_inputs(cfg, samples)), stage.running():  # recorded for `hlsflow verify`
         # Written once the folder is claimed: a tuned config in the output folder, written before,
         # was a file of no record's there, and the claim refused the folder for it.

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .. import console, stats
+from .. import console, stats, steps
 from ..emulator import cpp, engines, ranges
 from ..emulator.fixedpoint import Unsupported
 from ..errors import FlowError, whole_number
@@ -27,7 +27,7 @@ from ..loading import load_keras_model, load_samples, resolve_samples
 from ..state import outdir
 
 ENGINES = ("auto", "fast", "cpp")
-RESULT = "csim.json"
+RESULT = steps.CSIM.outputs[0]
 LOW_AGREEMENT = 0.99  # below this, csim looks for the layers at fault
 HIGH_ERROR = 0.05  # or, for an output measured by its error, above this mean relative error
 METRICS = ("auto", "top1", "threshold", "error")  # Flow.emulation.metric
@@ -37,9 +37,9 @@ PASS_THROUGH = ("Dropout", "Flatten", "Reshape", "GaussianNoise", "GaussianDropo
 ACCURACY_DROP = 0.005  # or when emulation loses more than half a point of Keras's accuracy
 CURRENT = "csim up to date: {out}/csim.json (project, samples and sample count unchanged)"
 AGAIN = "csim runs again"
-REFERENCE_RECORD = "keras-reference"  # the manifest's record of Keras's outputs on the samples, kept
-REFERENCE = f"{outdir.CACHE_DIR}/keras_reference.npy"
-FAULTS_RECORD = "fault-analysis"  # which types are at fault, when the figure is low
+REFERENCE_RECORD = steps.KERAS_REFERENCE.name  # the manifest's record of Keras's outputs on the samples, kept
+REFERENCE = steps.KERAS_REFERENCE.outputs[0]
+FAULTS_RECORD = steps.FAULT_ANALYSIS.name  # which types are at fault, when the figure is low
 
 
 def accuracy_drop(r: dict) -> float:
@@ -86,6 +86,9 @@ def shown(cfg, record: dict, reused: bool) -> dict:
         print_result(result)
         print_faults(result)
     return result
+
+
+WORK = steps.Work(steps.CSIM, work, made_from=made_from, shown=shown, current=CURRENT, again=AGAIN)
 
 
 def gate(cfg, result: dict, min_agreement=None, max_error=None) -> None:

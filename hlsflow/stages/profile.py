@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import console
+from .. import console, steps
 from ..emulator import ranges
 from ..emulator.engines import layer_trace
 from ..files import sha256, write_atomically, write_json
@@ -24,8 +24,8 @@ from ..state import outdir
 def profile(cfg, samples=None, max_samples=50, png=None) -> dict:
     samples = resolve_samples(cfg, samples)
     out = cfg.output_dir
-    stage = outdir.Stage(out, "profile", {"design": outdir.digest(outdir.design_inputs(cfg)),
-                                          "samples": sha256(samples, cache=True), "max_samples": max_samples})
+    stage = outdir.Stage(out, steps.PROFILE, {"design": outdir.digest(outdir.design_inputs(cfg)),
+                                            "samples": sha256(samples, cache=True), "max_samples": max_samples})
     with outdir.claimed(out, outdir.run_inputs(cfg, samples)):
         out.mkdir(parents=True, exist_ok=True)
         with stage.running():

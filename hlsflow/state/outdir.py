@@ -28,12 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import __version__, console
+from .. import __version__, console, steps
 from ..errors import FlowError, from_os_error
 from ..files import read_json, sha256, write_json
 from ..image import sbom
 from ..loading import model_files
-from ..table import downstream
 from ..versions import first_line, package_version
 from . import signing
 
@@ -281,9 +280,7 @@ class Manifest:
 # failed or was stopped records them exactly ("left"); one killed outright leaves only what it said
 # at its start it may write ("may_leave": exact paths, a folder ending in "/").
 UNFINISHED_STATUSES = ("running", "failed", "interrupted")
-# csim's set-up, kept between runs (the fast engine, Keras's predictions): each file is the output
-# of a record of its own in the manifest, keyed by what it is made from, and goes with the project.
-CACHE_DIR = "csim_cache"
+CACHE_DIR = steps.CACHE_DIR
 # Written first into convert's staging folder (and into a replaced project before it is deleted),
 # so that a run killed half-way leaves folders the next run can prove are hlsflow's to remove.
 STAGING_MARK = ".hlsflow-staging"
@@ -436,7 +433,10 @@ class Stage:
         record, reused = stage.run(lambda into: Outcome([...], result={...}))
     """
 
-    def __init__(self, out_dir, name: str, inputs: dict, in_place: bool = True, leaves=()):
+    def __init__(self, out_dir, step, inputs: dict, in_place: bool = True, leaves=()):
+        # Only a registered step keeps a record (LookupError otherwise): staleness and verify know each.
+        self.step = steps.named(step)
+        name = self.step.name
         self.out_dir = Path(out_dir)
         self.in_place = in_place
         # Exact paths (a folder ends in "/") the stage's tools may write before it records them.
@@ -602,9 +602,9 @@ class Stage:
             record["left"] = left
         if self.name == "convert":
             record["tree_hash"] = tree_hash(files)
-            source.mark_stale(downstream("convert"), "the project was written again")
+            source.mark_stale(steps.downstream("convert"), "the project was written again")
         elif previous.get("outputs") != files:
-            source.mark_stale(downstream(self.name), f"{self.name} ran again")
+            source.mark_stale(steps.downstream(self.name), f"{self.name} ran again")
         source.stages[self.name] = signing.sign(json.loads(json.dumps(record)))  # signed as it is stored
         source.data.setdefault("inputs", {}).update(sources or {})
         self._end_run(source, "ok", 0)
@@ -617,7 +617,7 @@ class Stage:
 
 def project_stage(cfg) -> Stage:
     # Staged and swapped into place: a failed or killed convert leaves the previous project whole.
-    return Stage(cfg.output_dir, "convert", design_inputs(cfg), in_place=False)
+    return Stage(cfg.output_dir, steps.CONVERT, design_inputs(cfg), in_place=False)
 
 
 def require_project(cfg) -> dict:

@@ -3,7 +3,7 @@ matches it. Pure file hashing: it runs on the host as well as in the image, and 
 
 from pathlib import Path
 
-from .. import __version__, console
+from .. import __version__, console, steps
 from ..errors import FlowError
 from ..files import sha256
 from . import outdir, signing
@@ -56,9 +56,12 @@ def verify(out_dir) -> dict:
                          "not checked")
             continue
         checked += len(outputs)
+        if name not in {step.name for step in steps.REGISTRY}:
+            notes.append(f"{name} is a record no step of this hlsflow declares (a newer hlsflow wrote it?): its "
+                         "files were checked as recorded")
         for rel, what in outdir.changed_outputs(out, record):
             problems.append(f"{what}: {rel} (made by {name})")
-        if name == "convert" and record.get("tree_hash") != outdir.tree_hash(outputs):
+        if name == steps.CONVERT.name and record.get("tree_hash") != outdir.tree_hash(outputs):
             problems.append("the manifest's project tree hash is not the hash of the files it lists")
     untracked = [rel for rel in outdir.all_files(out) if rel not in tracked]
     problems += [f"added: {rel} (made by no recorded stage)" for rel in untracked]
