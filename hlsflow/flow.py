@@ -4,7 +4,7 @@ requires.
 A stage asked for on an output directory that is missing or stale (model or config changed)
 runs the stages it requires first, one line each; what is current is reused. `run_stage` is the
 one runner: it finds the stage, satisfies what its step requires, and hands the stage's own
-functions to the manifest's record/reuse/run/done sequence (state/outdir.py, Stage.run). The
+functions to the manifest's record/reuse/run/done sequence (state/records.py, Record.run). The
 stages never call each other: they meet here. One run at a time works on an output directory.
 """
 
@@ -15,7 +15,10 @@ from .errors import FlowError
 from .loading import check_samples_fit, resolve_samples
 from .parts import resolve_part
 from .stages import convert as convert_stage, emulate, report as report_stage, synthesize
-from .state import outdir
+from .state import records
+from .state.inputs import run_inputs
+from .state.lock import claimed
+from .state.manifest import stage_record
 
 # The flow's stages, in the order they run: every STAGE step of steps.REGISTRY, once.
 STAGES = (convert_stage.WORK, emulate.WORK, synthesize.WORK, report_stage.WORK)
@@ -27,21 +30,21 @@ def stage(name: str):
 
 
 def _stage(name: str, cfg, project, flags: dict) -> tuple:
-    """(Work, outdir.Stage) of a stage of this output directory, with these flags."""
+    """(Work, records.Record) of a stage of this output directory, with these flags."""
     work = stage(name)
-    return work, outdir.Stage(cfg.output_dir, work.step, work.inputs(cfg, project, flags),
+    return work, records.Record(cfg.output_dir, work.step, work.inputs(cfg, project, flags),
                               in_place=not work.step.staged, leaves=work.leaves(cfg) if work.leaves else ())
 
 
 def _project(cfg, why: str):
     """The current project's record, converting first (with one line) when there is none."""
-    state, reason = outdir.project_stage(cfg).state()
-    if state != outdir.CURRENT:
-        where = (f"there is no HLS project at {cfg.output_dir}" if state == outdir.MISSING else
+    state, reason = records.project_stage(cfg).state()
+    if state != records.CURRENT:
+        where = (f"there is no HLS project at {cfg.output_dir}" if state == records.MISSING else
                  f"the HLS project at {cfg.output_dir} is not current ({reason})")
         console.step(f"{why}: {where}; converting first")
         run_stage("convert", cfg)
-    return outdir.require_project(cfg)
+    return records.require_project(cfg)
 
 
 def _require(work, cfg, upstream: dict):
@@ -51,10 +54,10 @@ def _require(work, cfg, upstream: dict):
         return None
     project = _project(cfg, work.name)
     for name in (step.name for step in work.step.requires):
-        if name == "convert" or outdir.made_from(cfg.output_dir, name, project):
+        if name == "convert" or records.made_from(cfg.output_dir, name, project):
             continue
         noun, doing = _WORDS.get(name, (name, f"running {name}"))
-        why = f"no {noun} results" if outdir.stage_record(cfg.output_dir, name) is None else \
+        why = f"no {noun} results" if stage_record(cfg.output_dir, name) is None else \
             f"the {noun} results are not current"
         console.step(f"{work.name}: {why} in {cfg.output_dir}; {doing} first")
         run_stage(name, cfg, prechecked=True, **upstream.get(name, {}))  # leaves the project as it is
@@ -85,7 +88,7 @@ def run_stage(name: str, cfg, force=False, upstream=None, require=True, precheck
     `require=False` takes the results it would require as they are (the project must be current)."""
     if not prechecked:
         _prechecks(name, cfg, flags, upstream or {})
-    project = _require(stage(name), cfg, upstream or {}) if require else outdir.require_project(cfg)
+    project = _require(stage(name), cfg, upstream or {}) if require else records.require_project(cfg)
     work, record_of = _stage(name, cfg, project, flags)
     record, reused = record_of.run(
         lambda into: work.work(cfg, into, project, **flags), force=force, current=work.current_line(cfg),
@@ -96,19 +99,19 @@ def run_stage(name: str, cfg, force=False, upstream=None, require=True, precheck
 def is_current(name: str, cfg, **flags) -> bool:
     """Whether the stage's results in cfg's output directory are current for these flags."""
     if name == "convert":
-        return outdir.project_stage(cfg).state()[0] == outdir.CURRENT
-    project = outdir.require_project(cfg)
+        return records.project_stage(cfg).state()[0] == records.CURRENT
+    project = records.require_project(cfg)
     try:
         record_of = _stage(name, cfg, project, flags)[1]
     except FlowError:  # what it is made from is not there (a report without synthesis)
         return False
-    return record_of.state()[0] == outdir.CURRENT
+    return record_of.state()[0] == records.CURRENT
 
 
 def _locked(cfg, samples=None):
     """The output directory, checked, locked and proved hlsflow's, after the model is known to
     exist: a missing model is the mistake to name, whatever else is wrong."""
-    return outdir.claimed(cfg.output_dir, outdir.run_inputs(cfg, samples))
+    return claimed(cfg.output_dir, run_inputs(cfg, samples))
 
 
 # ------------------------------------------------------------------ the commands
@@ -181,8 +184,8 @@ def report(cfg, vivado=None, out=None, part=None, force=False) -> dict:
     with _locked(cfg):
         _prechecks("report", cfg, {}, upstream)
         _project(cfg, "report")
-        xml = outdir.csynth_xml_path(cfg.output_dir, cfg.project_name)
-        if outdir.stage_record(cfg.output_dir, "synth") is None and xml.exists():
+        xml = records.csynth_xml_path(cfg.output_dir, cfg.project_name)
+        if stage_record(cfg.output_dir, "synth") is None and xml.exists():
             # Synthesised outside hlsflow (by hand, or by an older version): report what is there.
             console.step(f"report: {xml.name} has no record of the synthesis that wrote it; reporting it as it is")
             return run_stage("report", cfg, force=force, require=False, prechecked=True)
@@ -201,7 +204,7 @@ def run(cfg, samples=None, min_agreement=None, vivado=None, force=False, max_err
             _precheck(work, cfg, flags.get(work.name, {}))
         for work in STAGES:
             if work.name == "synth" and synthesize.find_vivado_hls(vivado) is None and \
-                    not outdir.made_from(cfg.output_dir, "synth", outdir.require_project(cfg)):
+                    not records.made_from(cfg.output_dir, "synth", records.require_project(cfg)):
                 console.step("Synthesis skipped: no Vivado HLS found (mount Vivado 2018.2 or pass --vivado); "
                              "convert and emulation are complete.")
                 return results

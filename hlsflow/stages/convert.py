@@ -4,7 +4,7 @@ The project is written into a staging directory beside the output (outdir.stagin
 says of convert) and moved into place only when complete, so a failure never leaves a
 half-written project that looks finished and the previous good one survives. The project is a function of the design alone: the same model and
 config give the same bytes in any folder, on any machine (see _neutralise). What marks a complete
-project, and whether it is current, is outdir.py's business.
+project, and whether it is current, is state/records.py's business.
 """
 
 import contextlib
