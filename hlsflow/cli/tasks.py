@@ -96,10 +96,9 @@ def report(c, cfg, vivado=None, vitis=None, options=None):
            inputs=("samples", "vivado", "vitis"), checks={"min_agreement": "fraction", "max_error": "positive"})
 def flow(c, cfg, samples=None, min_agreement=None, vivado=None, vitis=None, force=False, max_error=None):
     """convert, csim, synth (skipped with one line when no Vivado is found), report."""
-    from .. import flow as stages
+    from ..flow import run
 
-    stages.run(cfg, samples=samples, min_agreement=min_agreement, vivado=vitis or vivado, force=force,
-               max_error=max_error)
+    run(cfg, samples=samples, min_agreement=min_agreement, vivado=vitis or vivado, force=force, max_error=max_error)
 
 
 @flow_task(help={"grid": "YAML of config keys to lists of values (ReuseFactor may be `plan`)",
