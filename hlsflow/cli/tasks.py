@@ -1,7 +1,7 @@
 """The tasks users run: `hlsflow TASK` (installed), `invoke TASK` in a checkout, or `docker run
 IMAGE TASK`. Each task is a few lines calling one stage; kinds.py's decorators give every flow task
 the shared flags and declare which of its arguments are paths, so the host side can check and
-mount them (launcher.py)."""
+mount them (mounts.py)."""
 
 from invoke import Collection
 
@@ -112,7 +112,8 @@ def flow(c, cfg, samples=None, min_agreement=None, vivado=None, vitis=None, forc
                  "workers": "local workers (default: by cores and memory)",
                  "vivado": "Vivado 2018.2 install dir, as the workers see it",
                  "max-points": "refuse a grid of more points than this (default 500)"},
-           inputs=("grid", "samples", "jobqueue"), with_options=True, network_flags=("scheduler", "jobqueue"),
+           inputs=("grid", "samples", "jobqueue"), remote=("vivado",), with_options=True,
+           network_flags=("scheduler", "jobqueue"),
            checks={"max_samples": "count", "min_agreement": "fraction", "workers": "count", "max_points": "count"},
            auto_shortflags=False)  # so many flags that invoke would run out of letters (and offer "--")
 def sweep(c, cfg, grid=None, samples=None, max_samples=None, min_agreement=None, synth_all=False, scheduler=None,
@@ -162,7 +163,7 @@ def tune_precision(c, cfg, samples=None, max_samples=None, write=None, target=No
                   "io-type": "io_stream or io_parallel", "reuse-factor": "ReuseFactor for every layer",
                   "precision": "e.g. ap_fixed<16,6>", "clock": "clock period in ns",
                   "strategy": "Latency or Resource", "force": "overwrite an existing file"},
-            inputs=("model", "samples"), outputs=("config",))
+            inputs=("model", "samples"), outputs=("config",), beside=(("config", "model"),))
 def init(c, model=None, config=None, samples=None, part=None, io_type=None, reuse_factor=None, precision=None,
          clock=None, strategy=None, force=False):
     """Write a starter config for your model: hls4ml's schema with per-layer entries, commented; with
