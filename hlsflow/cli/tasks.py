@@ -137,7 +137,8 @@ def profile(c, cfg, samples=None, max_samples=None, png=None):
     from ..stages import profile as stage
 
     # Default None, not 50: invoke would convert the flag with int() itself, and fail with a traceback on "²".
-    stage.profile(cfg, samples=samples, max_samples=50 if max_samples is None else max_samples, png=png)
+    stage.profile(cfg, samples=samples, max_samples=stage.DEFAULT_SAMPLES if max_samples is None else max_samples,
+                  png=png)
 
 
 @flow_task(help={"samples": SAMPLES_HELP, "max-samples": "emulate at most this many",

@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import console, flow, preflight, stats, steps
-from ..config import config_is_for, parse_precision
+from ..config import CONFIG_NAME, config_is_for, gate_of, parse_precision
 from ..fixedtype import FixedType
 from ..design import in_memory
 from ..emulator import propose, ranges
 from ..emulator.ranges import Finding, fixed_type, type_text
-from ..errors import FlowError, check_flag
+from ..errors import FlowError
 from ..files import sha256, write_atomically, write_json
 from ..loading import load_keras_model, load_samples, resolve_samples
 from ..state import outdir
@@ -293,6 +293,7 @@ def _config_yaml(cfg, changes: dict, target: Path) -> str:
 
 
 TUNE_RESULT = steps.TUNE.outputs[0]
+TUNED = ".tuned.yml"  # the tuned config's name: <config>.tuned.yml beside the config
 
 
 def _labels_measured(cfg, keras_model, samples):
@@ -328,8 +329,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     # Checked before the search, which takes minutes: its results go into the output directory.
     outdir.check_output_path(cfg.output_dir, outdir.run_inputs(cfg, samples))
     outdir.check_owned(cfg.output_dir)
-    target = check_flag(target if target is not None else cfg.flow["emulation"].get("min_agreement") or 0.99,
-                        "target", "share")
+    target = gate_of(cfg, target)  # --target comes checked (cli/kinds.py)
     keras_model = load_keras_model(cfg.keras_model)
     measured = _labels_measured(cfg, keras_model, samples)
     relabelled, cfg = measured is not cfg, measured
@@ -343,9 +343,9 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     if write:
         config_path = Path(write)
     elif own:
-        config_path = Path(cfg.source).with_name(Path(cfg.source).stem + ".tuned.yml")
+        config_path = Path(cfg.source).with_name(Path(cfg.source).stem + TUNED)
     else:  # a model alone: its tuned config belongs with its output, never in this checkout's project/
-        config_path = cfg.output_dir / "hls4ml_config.tuned.yml"
+        config_path = cfg.output_dir / (Path(CONFIG_NAME).stem + TUNED)
     tuner = Tuner(cfg, keras_model, samples, max_samples, target, ACCURACY_TOLERANCE)
     tuner.softmax, tuner.types = softmax, every_type
     tuner.relabelled = relabelled

@@ -21,7 +21,10 @@ from ..loading import load_keras_model, load_samples, resolve_samples
 from ..state import outdir
 
 
-def profile(cfg, samples=None, max_samples=50, png=None) -> dict:
+DEFAULT_SAMPLES = 50  # profiled when --max-samples is not given
+
+
+def profile(cfg, samples=None, max_samples=DEFAULT_SAMPLES, png=None) -> dict:
     samples = resolve_samples(cfg, samples)
     out = cfg.output_dir
     stage = outdir.Stage(out, steps.PROFILE, {"design": outdir.digest(outdir.design_inputs(cfg)),
