@@ -90,8 +90,10 @@ def run_stage(name: str, cfg, force=False, upstream=None, require=True, precheck
         _prechecks(name, cfg, flags, upstream or {})
     project = _require(stage(name), cfg, upstream or {}) if require else records.require_project(cfg)
     work, record_of = _stage(name, cfg, project, flags)
+    # A stage whose work keeps caches of its own gets their records from here, not from state/ itself.
+    caches = {"caches": records.Caches(cfg.output_dir)} if work.caches else {}
     record, reused = record_of.run(
-        lambda into: work.work(cfg, into, project, **flags), force=force, current=work.current_line(cfg),
+        lambda into: work.work(cfg, into, project, **flags, **caches), force=force, current=work.current_line(cfg),
         again=work.again, ready=(lambda: work.ready(cfg, **flags)) if work.ready else None)
     return work.shown(cfg, record, reused) if work.shown else record.get("result")
 

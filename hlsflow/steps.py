@@ -12,6 +12,7 @@ Adding a step: one declaration here, and its function (for a stage, a `Work` in 
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 STAGE, COMMAND, CACHE = "stage", "command", "cache"
@@ -57,6 +58,11 @@ PROFILE = Step("profile", COMMAND, "the value ranges of each layer", inputs=("de
 TUNE = Step("tune-precision", COMMAND, "the precision search and its tuned config",
             inputs=("design", "samples", "max_samples", "target"), outputs=("tune.json",))
 
+def emulation_library(out_dir, project_name: str, stamp: str) -> Path:
+    """BUILD_EMULATION's library, as hls4ml's build_lib.sh names it: by the project's stamp."""
+    return Path(out_dir) / "firmware" / f"{project_name}-{stamp}.so"
+
+
 REGISTRY = (CONVERT, CSIM, SYNTH, REPORT, BUILD_EMULATION, CHECK_CPP, FAST_ENGINE, KERAS_REFERENCE, FAULT_ANALYSIS,
             PROFILE, TUNE)
 
@@ -77,6 +83,16 @@ def downstream(name: str) -> tuple:
     return tuple(s.name for s in REGISTRY if s.kind == STAGE and name in {r.name for r in s.requires + s.keeps})
 
 
+@dataclass
+class Outcome:
+    """What a step's work made, for the runner to record: its files (relative to the folder it wrote
+    into), its result, fields of the record beside the result, the user's files it read (`sources`)."""
+    outputs: list
+    result: dict = None
+    extra: dict = None
+    sources: dict = None
+
+
 @dataclass(frozen=True)
 class Work:
     """What a stage of the flow does, beside its declaration: the functions flow.py's runner calls.
@@ -89,6 +105,7 @@ class Work:
     ready(cfg, **flags)                         checks that must pass before it runs (not when reused)
     shown(cfg, record, reused) -> result        what a finished or reused run prints and returns
     leaves(cfg) -> list                         what its tools may write before it records them
+    caches                                      work(..., caches=) gets the records of its own caches
     current, again                              the lines said when it is reused, or runs again (None:
                                                 its own lines say so)
     """
@@ -101,6 +118,7 @@ class Work:
     leaves: Optional[Callable] = None
     current: Optional[str] = None
     again: Optional[str] = None
+    caches: bool = False  # its work keeps caches of its own: the runner hands it a state.records.Caches
 
     @property
     def name(self) -> str:

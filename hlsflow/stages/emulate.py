@@ -71,10 +71,10 @@ def made_from(cfg, project: dict, samples=None, max_samples=None, engine=None, *
 
 
 def work(cfg, into, project: dict, samples=None, max_samples=None, workers=None, engine=None, cross_check=None,
-         quiet_advice=False) -> outdir.Outcome:
+         quiet_advice=False, caches=None) -> outdir.Outcome:
     samples = resolve_samples(cfg, samples)
     limit = max_samples or cfg.flow["emulation"].get("max_samples")
-    result = _emulate(cfg, project, samples, limit, workers, quiet_advice, check_engine(engine), cross_check)
+    result = _emulate(cfg, project, samples, limit, workers, quiet_advice, check_engine(engine), cross_check, caches)
     write_json(into / RESULT, result)
     return outdir.Outcome([RESULT], result=result,
                           sources={"samples": {"path": str(samples), "sha256": sha256(samples, cache=True)}})
@@ -88,7 +88,7 @@ def shown(cfg, record: dict, reused: bool) -> dict:
     return result
 
 
-WORK = steps.Work(steps.CSIM, work, made_from=made_from, shown=shown, current=CURRENT, again=AGAIN)
+WORK = steps.Work(steps.CSIM, work, made_from=made_from, shown=shown, current=CURRENT, again=AGAIN, caches=True)
 
 
 def gate(cfg, result: dict, min_agreement=None, max_error=None) -> None:
@@ -336,15 +336,15 @@ def _cached_reference(stage):
     return (facts, y_keras) if ok else None
 
 
-def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto", check=None) -> dict:
+def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto", check=None, caches=None) -> dict:
     keras = _Keras(cfg)
     cores = workers or os.cpu_count() or 1
-    fast = engines.fast_engine(cfg, project, keras, required=engine == "fast") if engine != "cpp" else None
+    fast = engines.fast_engine(cfg, project, keras, engine == "fast", caches) if engine != "cpp" else None
     if check and fast is None:
         raise FlowError("--cross-check compares the fast engine with the C++ one, and this design runs on the "
                         "C++ engine only (see the line above).")
     if fast is not None:
-        cpp.check_compiles(cfg, project)  # the C++ engine's own build checks this
+        cpp.check_compiles(cfg, project, caches)  # the C++ engine's own build checks this
 
     x, y, y_keras, facts = keras_reference(cfg, samples, limit, keras)
     n_out, activation = facts["outputs"], facts["output_activation"]
@@ -362,11 +362,11 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     if fast is not None:
         build = {"library": None, "built": False, "seconds": 0.0, "peak_mb": None}
     else:
-        build = cpp.build_library(cfg, project)
+        build = cpp.build_library(cfg, project, caches)
         start = time.monotonic()  # images/s is the emulation's speed; g++'s seconds are in emulation_build
         y_hls = cpp.run_emulation(build["library"], f"{cfg.project_name}_float", x, n_out, workers)
     seconds = time.monotonic() - start
-    checked = engines.cross_check(cfg, project, fast, keras(), x[:check], y_hls, cores) if check else None
+    checked = engines.cross_check(cfg, project, fast, keras(), x[:check], y_hls, cores, caches) if check else None
 
     result = {
         "samples": len(x),

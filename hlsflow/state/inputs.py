@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import __version__
 from ..files import sha256
 from ..loading import model_files
-from ..versions import first_line, package_version
+from ..versions import gpp, package_version
 
 # Written by convert but not part of the HLS project: hls4ml's chatter may name temporary paths.
 NOT_IN_TREE = ("hlsflow_convert.log",)
@@ -110,7 +110,7 @@ def environment() -> dict:
             "TensorFlow": package_version("tensorflow-cpu", "tensorflow"),
             "numpy": package_version("numpy"),
             "hls4ml": package_version("hls4ml"),
-            "g++": first_line(["g++", "--version"]),
+            "g++": gpp(),
         },
     }
 

@@ -11,7 +11,7 @@ from .inputs import (NOT_IN_TREE, command_line, design_inputs, design_sources, d
 from .lock import claimed, locked  # noqa: F401
 from .manifest import (FORMAT, MANIFEST, RUNS_KEPT, Manifest, changed_outputs, damaged, has_manifest,  # noqa: F401
                        manifest_problem, stage_record)
-from .records import (CHANGED, CURRENT, MISSING, STALE, UNFINISHED, WRITE_ERRORS, Outcome, Record,  # noqa: F401
+from .records import (CHANGED, CURRENT, MISSING, STALE, UNFINISHED, WRITE_ERRORS, Caches, Outcome, Record,  # noqa: F401
                       csynth_xml_path, emulation_library, made_from, project_stage, require_project)
 
 Stage = Record  # its name before the caches were records too

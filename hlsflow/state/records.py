@@ -5,7 +5,6 @@ this module and never read each other's files.
 """
 
 import contextlib
-import dataclasses
 import errno
 import json
 import os
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 
 from .. import console, steps
+from ..steps import Outcome, emulation_library  # noqa: F401 (handed on: outdir)
 from ..errors import FlowError, from_os_error
 from . import signing
 from .folder import accounted_files, atomic_temp_of, changed_since, is_accounted, snapshot, staging
@@ -22,16 +22,6 @@ from .manifest import MANIFEST, Manifest, changed_outputs, now, stage_record
 MISSING, STALE, CURRENT, UNFINISHED, CHANGED = "missing", "stale", "current", "unfinished", "changed"
 # What writing into the output directory can meet: said in one sentence naming that directory.
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
-
-
-@dataclasses.dataclass
-class Outcome:
-    """What a stage's work made: its files (relative to the folder it wrote into), its result for
-    the manifest, fields of the record beside the result, the user's files it read (`sources`)."""
-    outputs: list
-    result: dict = None
-    extra: dict = None
-    sources: dict = None
 
 
 class Record:
@@ -253,6 +243,18 @@ def csynth_xml_path(out_dir, project_name) -> Path:
     return Path(out_dir) / f"{project_name}_prj" / "solution1" / "syn" / "report" / f"{project_name}_csynth.xml"
 
 
-def emulation_library(out_dir, project_name: str, stamp: str) -> Path:
-    """The library hls4ml's build_lib.sh builds, named by the project's stamp."""
-    return Path(out_dir) / "firmware" / f"{project_name}-{stamp}.so"
+class Caches:
+    """The records of the caches a stage's work keeps in the output folder (steps of kind CACHE),
+    handed to the work by the runner (flow.py): the work asks what is kept for its inputs and hands
+    over what it made; it opens no record itself."""
+
+    def __init__(self, out_dir):
+        self.out_dir = Path(out_dir)
+
+    def kept(self, step, inputs: dict):
+        """The result recorded for these inputs while the record and its files are current, else None."""
+        return Record(self.out_dir, step, inputs).current_result()
+
+    def keep(self, step, inputs: dict, work, leaves=(), force=False, current=None, ready=None) -> tuple:
+        """(record, reused): what `work(into) -> Outcome` made, recorded; reused when current (unless force)."""
+        return Record(self.out_dir, step, inputs, leaves=leaves).run(work, force=force, current=current, ready=ready)
