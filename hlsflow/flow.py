@@ -33,7 +33,7 @@ def _stage(name: str, cfg, project, flags: dict) -> tuple:
     """(Work, records.Record) of a stage of this output directory, with these flags."""
     work = stage(name)
     return work, records.Record(cfg.output_dir, work.step, work.inputs(cfg, project, flags),
-                              in_place=not work.step.staged, leaves=work.leaves(cfg) if work.leaves else ())
+                                in_place=not work.step.staged, leaves=work.leaves(cfg) if work.leaves else ())
 
 
 def _project(cfg, why: str):
