@@ -37,17 +37,17 @@ def code_version() -> str:
     return digest.hexdigest()
 
 
-def fast_engine(cfg, project: dict, keras, required: bool, caches):
+def fast_engine(cfg, project: dict, load_keras, required: bool, caches):
     """The fast engine for the project in the output directory, or None (with one line saying
     which layer) when a layer has no fast implementation and the C++ path is acceptable. Built
     once per project tree and engine code, and kept in the output folder (ENGINE_FILE, recorded by
     `caches`, state.records.Caches): a current project's csim then needs neither hls4ml's conversion
-    nor the Keras model, which `keras()` loads only when the engine is built."""
+    nor the Keras model, which `load_keras()` loads only when the engine is built."""
     inputs = {"project": project["tree_hash"], "design": project.get("key"), "engine": code_version(),
               "Python": platform.python_version(), "numpy": np.__version__}
     cached = _cached_engine(caches, inputs)
     if cached is None:
-        with in_memory(keras(), cfg) as hls_model:  # the engine reads the written project, not this folder
+        with in_memory(load_keras(), cfg) as hls_model:  # the engine reads the written project, not this folder
             try:
                 cached = fastemu.build(hls_model, cfg.output_dir)
             except Unsupported as exc:
