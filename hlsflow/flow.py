@@ -10,8 +10,9 @@ stages never call each other: they meet here. One run at a time works on an outp
 
 from pathlib import Path
 
-from . import console
+from . import console, steps
 from .errors import FlowError
+from .files import sha256
 from .loading import check_samples_fit, resolve_samples
 from .parts import resolve_part
 from .stages import convert as convert_stage, emulate, report as report_stage, synthesize
@@ -156,6 +157,26 @@ def csim(cfg, min_agreement=None, max_error=None, force=False, **options) -> dic
         result = run_stage("csim", cfg, force=force or bool(options["cross_check"]), **options)
     emulate.gate(cfg, result, min_agreement, max_error)
     return result
+
+
+def profile(cfg, samples=None, max_samples=None, png=None) -> dict:
+    """`hlsflow profile`, recorded in the output folder as a stage's run is, beside the flow's."""
+    from .stages import profile as command
+    from .state.inputs import design_inputs, digest
+
+    samples = resolve_samples(cfg, samples)
+    max_samples = command.DEFAULT_SAMPLES if max_samples is None else max_samples
+    inputs = {"design": digest(design_inputs(cfg)), "samples": sha256(samples, cache=True), "max_samples": max_samples}
+    found = {}
+
+    def work(into):
+        found["profile"], outcome = command.work(cfg, samples, max_samples, png)
+        return outcome
+
+    with _locked(cfg, samples):
+        cfg.output_dir.mkdir(parents=True, exist_ok=True)
+        records.Record(cfg.output_dir, steps.PROFILE, inputs).run(work, force=True)
+    return found["profile"]
 
 
 def _named_install_is_there(vivado) -> None:

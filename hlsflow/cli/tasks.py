@@ -134,11 +134,10 @@ def sweep(c, cfg, grid=None, samples=None, max_samples=None, min_agreement=None,
            inputs=("samples",), outputs=("png",), checks={"max_samples": "count"})
 def profile(c, cfg, samples=None, max_samples=None, png=None):
     """Per-layer Keras ranges against the fixed-point types, with hls4ml's trace error: table and PNG."""
-    from ..stages import profile as stage
+    from .. import flow
 
     # Default None, not 50: invoke would convert the flag with int() itself, and fail with a traceback on "²".
-    stage.profile(cfg, samples=samples, max_samples=stage.DEFAULT_SAMPLES if max_samples is None else max_samples,
-                  png=png)
+    flow.profile(cfg, samples=samples, max_samples=max_samples, png=png)
 
 
 @flow_task(help={"samples": SAMPLES_HELP, "max-samples": "emulate at most this many",
