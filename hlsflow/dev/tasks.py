@@ -15,9 +15,9 @@ from ..files import REPO_ROOT as ROOT
                                 "and update the lock"})
 def build_image(c, tag=None, no_cache=False, allow_drift=False):
     """Build the toolchain image (debootstrapped base and host wheelhouse when no registry is reachable)."""
-    from ..image import build
+    from ..image import build as image
 
-    build.build_image(tag=tag, no_cache=no_cache, allow_drift=allow_drift)
+    image.build_image(tag=tag, no_cache=no_cache, allow_drift=allow_drift)
 
 
 @host_task()
