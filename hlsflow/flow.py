@@ -173,10 +173,18 @@ def profile(cfg, samples=None, max_samples=None, png=None) -> dict:
         found["profile"], outcome = command.work(cfg, samples, max_samples, png)
         return outcome
 
-    with _locked(cfg, samples):
-        cfg.output_dir.mkdir(parents=True, exist_ok=True)
-        records.Record(cfg.output_dir, steps.PROFILE, inputs).run(work, force=True)
+    record_command(steps.PROFILE, cfg, inputs, work, samples, make=True)
     return found["profile"]
+
+
+def record_command(step, cfg, inputs: dict, work, samples=None, make=False) -> dict:
+    """A command's run (profile, tune-precision) recorded in cfg's output folder as a stage's is:
+    the folder claimed (made first, with `make`), then `work(into) -> Outcome` recorded from its
+    start, so a run that fails or is killed stays recorded as such. Returns the record."""
+    with _locked(cfg, samples):
+        if make:
+            cfg.output_dir.mkdir(parents=True, exist_ok=True)
+        return records.Record(cfg.output_dir, step, inputs).run(work, force=True)[0]
 
 
 def _named_install_is_there(vivado) -> None:

@@ -432,10 +432,8 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
                     f"{_accuracy_text(auto)}, gate {'met' if auto.gate else 'not met'} ({verdict}).")
         result["auto_verdict"] = verdict
     out = cfg.output_dir
-    stage = outdir.Stage(out, steps.TUNE, {"design": outdir.digest(outdir.design_inputs(cfg)),
-                                           "samples": sha256(samples, cache=True),
-                                           "max_samples": max_samples, "target": target})
-    with outdir.claimed(out, outdir.run_inputs(cfg, samples)), stage.running():  # recorded for `hlsflow verify`
+
+    def work(into):
         # Written once the folder is claimed: a tuned config in the output folder, written before,
         # was a file of no record's there, and the claim refused the folder for it.
         if tuned is not None:
@@ -444,7 +442,11 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
         made = [TUNE_RESULT]
         if result["config"] and config_path.resolve().parent == out.resolve():
             made.append(config_path.name)
-        stage.done(made, result={"outcome": result["outcome"], "after": best_seen.label})
+        return steps.Outcome(made, result={"outcome": result["outcome"], "after": best_seen.label})
+
+    inputs = {"design": outdir.digest(outdir.design_inputs(cfg)), "samples": sha256(samples, cache=True),
+              "max_samples": max_samples, "target": target}
+    flow.record_command(steps.TUNE, cfg, inputs, work, samples)  # recorded for `hlsflow verify`
     console.say(final)
     return result
 
