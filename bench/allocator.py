@@ -29,7 +29,7 @@ if {default!r}:
 cfg = load_config(path={config!r}, out={out!r}, announce=False)
 flow.convert(cfg)
 keras_model = load_keras_model(cfg.keras_model)
-engine = engines.fast_engine(cfg, outdir.require_project(cfg), lambda: keras_model, required=True)
+engine = engines.fast_engine(cfg, outdir.require_project(cfg), lambda: keras_model, True, outdir.Caches(cfg.output_dir))
 x, _ = mini_resnet.synthetic_dataset({samples}, seed=11)
 keras_model.predict(x[:64], verbose=0)
 engine.run(x[:8])  # numba's kernels loaded (or compiled) before the clock starts

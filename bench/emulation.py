@@ -125,14 +125,15 @@ def main() -> None:
     keras_s, y_keras = best_of(args.repeats, lambda: keras_model.predict(x, batch_size=64, verbose=0))
     rows.append(("Keras float (batch 64)", len(x), keras_s))
 
-    build = cpp.build_library(cfg, project)
+    caches = outdir.Caches(cfg.output_dir)  # what csim keeps, recorded as the flow records it
+    build = cpp.build_library(cfg, project, caches)
     start = time.monotonic()
     y_cpp = cpp.run_emulation(build["library"], f"{cfg.project_name}_float", x_cpp, y_keras.shape[1], cores)
     cpp_s = time.monotonic() - start
     rows.append((f"hls4ml C++ emulation ({cores} processes)", len(x_cpp), cpp_s))
 
     start = time.monotonic()
-    engine = engines.fast_engine(cfg, project, lambda: keras_model, required=True)
+    engine = engines.fast_engine(cfg, project, lambda: keras_model, True, caches)
     engine.run(x[:8])  # numba compiles its kernels on first use, or loads them from its cache
     setup_s = time.monotonic() - start
     fast_s, y_fast = best_of(args.repeats, lambda: engines.run_fast(engine, x, cores))

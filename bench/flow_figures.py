@@ -100,7 +100,7 @@ def throughput(n_images: int) -> dict:
     cfg = load_config(out=str(Path(tempfile.mkdtemp()) / "prj"))
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         flow.convert(cfg)
-        lib = cpp.build_library(cfg, outdir.require_project(cfg))["library"]
+        lib = cpp.build_library(cfg, outdir.require_project(cfg), outdir.Caches(cfg.output_dir))["library"]
     x, _ = mini_resnet.synthetic_dataset(n_images, seed=11)
     fn = f"{cfg.project_name}_float"
     figures = {}

@@ -3,14 +3,15 @@
 The folders are the design:
 - cli/       the `hlsflow` program, what a task is (kinds), the tasks, and the host side
              that checks and mounts paths and runs the image (launcher);
-- flow.py    runs the stages of table.py in order, each after what it requires;
+- steps.py   every step that keeps a record (stage, command, cache), declared once;
+- flow.py    runs the flow's stages in order, each after what it requires;
 - stages/    one module per stage or command: its work alone (convert, emulate, synthesize,
              report, plan, profile, starter, preflight);
 - emulator/  bit-accurate emulation: the fast engine on exact ap_fixed arithmetic (fastemu,
              with activations, spatial and quantizers), hls4ml's C++ path, the ranges of
              Keras values against the design's types, and the types proposed from them;
 - search/    the flow over many designs: sweep (on Dask, cluster.py) and tune-precision;
-- state/     an output folder's state (outdir: manifest.json, what is current) and verify;
+- state/     an output folder's state by job (inputs, manifest, folder, lock, records) and verify;
 - image/     the toolchain image: build, wheels, Debian base, SBOM, hand-over, Docker/Podman;
 - dev/       working on hlsflow itself: its invoke tasks, the test runner, training.
 Below them: design.py (the one door to hls4ml's converter), config.py, loading.py,

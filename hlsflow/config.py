@@ -34,6 +34,14 @@ FLOW_DEFAULTS = {
     # output; metric "auto" picks the figure from the model's last activation (stages/emulate.py).
     "emulation": {"samples": None, "max_samples": 300, "min_agreement": None, "max_error": None, "metric": "auto"},
 }
+# The agreement a sweep's best point and tune-precision's search ask for when the config names no gate.
+DEFAULT_GATE = 0.99
+
+
+def gate_of(cfg, given=None) -> float:
+    """The agreement asked for: the flag's (checked by cli/kinds.py), else the config's, else DEFAULT_GATE."""
+    return given if given is not None else (cfg.flow["emulation"].get("min_agreement") or DEFAULT_GATE)
+
 
 def parse_precision(text, where: str = "precision") -> FixedType:
     """A FixedType for an HLS precision string, or FlowError naming where it was found."""

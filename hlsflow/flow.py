@@ -1,62 +1,66 @@
-"""The flow: the stages of table.py run in order, each after what it requires.
+"""The flow: its stages (each a `steps.Work` of stages/*.py) run in order, each after what it
+requires.
 
 A stage asked for on an output directory that is missing or stale (model or config changed)
 runs the stages it requires first, one line each; what is current is reused. `run_stage` is the
-one runner: it finds the row, satisfies what the row requires, and hands the stage's own
-functions to the manifest's record/reuse/run/done sequence (state/outdir.py, Stage.run). The
+one runner: it finds the stage, satisfies what its step requires, and hands the stage's own
+functions to the manifest's record/reuse/run/done sequence (state/records.py, Record.run). The
 stages never call each other: they meet here. One run at a time works on an output directory.
 """
 
-import importlib
 from pathlib import Path
 
-from . import console, table
+from . import console, steps
 from .errors import FlowError
+from .files import sha256
 from .loading import check_samples_fit, resolve_samples
 from .parts import resolve_part
-from .state import outdir
+from .stages import convert as convert_stage, emulate, report as report_stage, synthesize
+from .state import records
+from .state.inputs import run_inputs
+from .state.lock import claimed
+from .state.manifest import stage_record
+
+# The flow's stages, in the order they run: every STAGE step of steps.REGISTRY, once.
+STAGES = (convert_stage.WORK, emulate.WORK, synthesize.WORK, report_stage.WORK)
 
 
-def _module(row: table.Row):
-    return importlib.import_module(f"{__package__}.stages.{row.module}")
+def stage(name: str):
+    """The flow's stage (its Work) of that name."""
+    return next(s for s in STAGES if s.name == name)
 
 
 def _stage(name: str, cfg, project, flags: dict) -> tuple:
-    """(row, module, outdir.Stage) of a stage of this output directory, with these flags."""
-    row = table.row(name)
-    module = _module(row)
-    made_from = getattr(module, "made_from", None)
-    # Without its own, a stage is made from the project alone.
-    inputs = made_from(cfg, project, **flags) if made_from else {"project": project["tree_hash"]}
-    leaves = getattr(module, "leaves", None)
-    return row, module, outdir.Stage(cfg.output_dir, name, inputs, in_place=not row.staged,
-                                     leaves=leaves(cfg) if leaves else ())
+    """(Work, records.Record) of a stage of this output directory, with these flags."""
+    work = stage(name)
+    return work, records.Record(cfg.output_dir, work.step, work.inputs(cfg, project, flags),
+                                in_place=not work.step.staged, leaves=work.leaves(cfg) if work.leaves else ())
 
 
 def _project(cfg, why: str):
     """The current project's record, converting first (with one line) when there is none."""
-    state, reason = outdir.project_stage(cfg).state()
-    if state != outdir.CURRENT:
-        where = (f"there is no HLS project at {cfg.output_dir}" if state == outdir.MISSING else
+    state, reason = records.project_stage(cfg).state()
+    if state != records.CURRENT:
+        where = (f"there is no HLS project at {cfg.output_dir}" if state == records.MISSING else
                  f"the HLS project at {cfg.output_dir} is not current ({reason})")
         console.step(f"{why}: {where}; converting first")
         run_stage("convert", cfg)
-    return outdir.require_project(cfg)
+    return records.require_project(cfg)
 
 
-def _require(row: table.Row, cfg, upstream: dict):
-    """Run what the row requires unless its results are intact and made from this project; returns
-    the project's record (None for convert itself)."""
-    if not row.requires:
+def _require(work, cfg, upstream: dict):
+    """Run what the stage requires unless its results are intact and made from this project;
+    returns the project's record (None for convert itself)."""
+    if not work.step.requires:
         return None
-    project = _project(cfg, row.name)
-    for name in row.requires:
-        if name == "convert" or outdir.made_from(cfg.output_dir, name, project):
+    project = _project(cfg, work.name)
+    for name in (step.name for step in work.step.requires):
+        if name == "convert" or records.made_from(cfg.output_dir, name, project):
             continue
         noun, doing = _WORDS.get(name, (name, f"running {name}"))
-        why = f"no {noun} results" if outdir.stage_record(cfg.output_dir, name) is None else \
+        why = f"no {noun} results" if stage_record(cfg.output_dir, name) is None else \
             f"the {noun} results are not current"
-        console.step(f"{row.name}: {why} in {cfg.output_dir}; {doing} first")
+        console.step(f"{work.name}: {why} in {cfg.output_dir}; {doing} first")
         run_stage(name, cfg, prechecked=True, **upstream.get(name, {}))  # leaves the project as it is
     return project
 
@@ -68,16 +72,15 @@ def _prechecks(name: str, cfg, flags: dict, upstream: dict) -> None:
     """Each stage's `precheck` (what can be judged before anything runs, such as a backend and an
     HLS tool that cannot work together), for the stage and what it requires, so the mistake is
     named in one sentence before minutes of converting and emulating."""
-    row = table.row(name)
-    for required in row.requires:
-        _prechecks(required, cfg, upstream.get(required, {}), upstream)
-    _precheck(row, cfg, flags)
+    work = stage(name)
+    for required in work.step.requires:
+        _prechecks(required.name, cfg, upstream.get(required.name, {}), upstream)
+    _precheck(work, cfg, flags)
 
 
-def _precheck(row: table.Row, cfg, flags: dict) -> None:
-    check = getattr(_module(row), "precheck", None)
-    if check:
-        check(cfg, **flags)
+def _precheck(work, cfg, flags: dict) -> None:
+    if work.precheck:
+        work.precheck(cfg, **flags)
 
 
 def run_stage(name: str, cfg, force=False, upstream=None, require=True, prechecked=False, **flags) -> dict:
@@ -86,34 +89,32 @@ def run_stage(name: str, cfg, force=False, upstream=None, require=True, precheck
     `require=False` takes the results it would require as they are (the project must be current)."""
     if not prechecked:
         _prechecks(name, cfg, flags, upstream or {})
-    project = _require(table.row(name), cfg, upstream or {}) if require else outdir.require_project(cfg)
-    _, module, stage = _stage(name, cfg, project, flags)
-    ready = getattr(module, "ready", None)
-    record, reused = stage.run(
-        lambda into: module.work(cfg, into, project, **flags), force=force,
-        current=getattr(module, "CURRENT", f"{name} up to date in {{out}}").format(out=cfg.output_dir, cfg=cfg),
-        again=getattr(module, "AGAIN", f"{name} runs again"),
-        ready=(lambda: ready(cfg, **flags)) if ready else None)
-    shown = getattr(module, "shown", None)
-    return shown(cfg, record, reused) if shown else record.get("result")
+    project = _require(stage(name), cfg, upstream or {}) if require else records.require_project(cfg)
+    work, record_of = _stage(name, cfg, project, flags)
+    # A stage whose work keeps caches of its own gets their records from here, not from state/ itself.
+    caches = {"caches": records.Caches(cfg.output_dir)} if work.caches else {}
+    record, reused = record_of.run(
+        lambda into: work.work(cfg, into, project, **flags, **caches), force=force, current=work.current_line(cfg),
+        again=work.again, ready=(lambda: work.ready(cfg, **flags)) if work.ready else None)
+    return work.shown(cfg, record, reused) if work.shown else record.get("result")
 
 
 def is_current(name: str, cfg, **flags) -> bool:
     """Whether the stage's results in cfg's output directory are current for these flags."""
     if name == "convert":
-        return outdir.project_stage(cfg).state()[0] == outdir.CURRENT
-    project = outdir.require_project(cfg)
+        return records.project_stage(cfg).state()[0] == records.CURRENT
+    project = records.require_project(cfg)
     try:
-        stage = _stage(name, cfg, project, flags)[2]
+        record_of = _stage(name, cfg, project, flags)[1]
     except FlowError:  # what it is made from is not there (a report without synthesis)
         return False
-    return stage.state()[0] == outdir.CURRENT
+    return record_of.state()[0] == records.CURRENT
 
 
 def _locked(cfg, samples=None):
     """The output directory, checked, locked and proved hlsflow's, after the model is known to
     exist: a missing model is the mistake to name, whatever else is wrong."""
-    return outdir.claimed(cfg.output_dir, outdir.run_inputs(cfg, samples))
+    return claimed(cfg.output_dir, run_inputs(cfg, samples))
 
 
 # ------------------------------------------------------------------ the commands
@@ -145,21 +146,45 @@ def check(cfg, strict=False):
 def _csim_checked(cfg, options: dict) -> dict:
     """csim's flags and samples checked before a missing project is converted, so nothing is
     written for a bad one; a cross-check is asked for now, so never answered from an earlier run."""
-    from .stages import emulate
-
     options["engine"], options["cross_check"] = emulate.csim_flags(options.get("engine"), options.get("cross_check"))
     check_samples_fit(cfg.keras_model, resolve_samples(cfg, options.get("samples")))
     return options
 
 
 def csim(cfg, min_agreement=None, max_error=None, force=False, **options) -> dict:
-    from .stages import emulate
-
     options = _csim_checked(cfg, options)
     with _locked(cfg, options.get("samples")):
         result = run_stage("csim", cfg, force=force or bool(options["cross_check"]), **options)
     emulate.gate(cfg, result, min_agreement, max_error)
     return result
+
+
+def profile(cfg, samples=None, max_samples=None, png=None) -> dict:
+    """`hlsflow profile`, recorded in the output folder as a stage's run is, beside the flow's."""
+    from .stages import profile as command
+    from .state.inputs import design_inputs, digest
+
+    samples = resolve_samples(cfg, samples)
+    max_samples = command.DEFAULT_SAMPLES if max_samples is None else max_samples
+    inputs = {"design": digest(design_inputs(cfg)), "samples": sha256(samples, cache=True), "max_samples": max_samples}
+    found = {}
+
+    def work(into):
+        found["profile"], outcome = command.work(cfg, samples, max_samples, png)
+        return outcome
+
+    record_command(steps.PROFILE, cfg, inputs, work, samples, make=True)
+    return found["profile"]
+
+
+def record_command(step, cfg, inputs: dict, work, samples=None, make=False) -> dict:
+    """A command's run (profile, tune-precision) recorded in cfg's output folder as a stage's is:
+    the folder claimed (made first, with `make`), then `work(into) -> Outcome` recorded from its
+    start, so a run that fails or is killed stays recorded as such. Returns the record."""
+    with _locked(cfg, samples):
+        if make:
+            cfg.output_dir.mkdir(parents=True, exist_ok=True)
+        return records.Record(cfg.output_dir, step, inputs).run(work, force=True)[0]
 
 
 def _named_install_is_there(vivado) -> None:
@@ -178,8 +203,6 @@ def synth(cfg, force=False, **options) -> dict:
 
 def report(cfg, vivado=None, out=None, part=None, force=False) -> dict:
     """`cfg` is None when only --out was given (then `out` and `part` are the flags)."""
-    from .stages import report as report_stage
-
     out_dir = cfg.output_dir if cfg is not None else Path(out).absolute()
     if report_stage.foreign_folder(out_dir):
         # Synthesised outside hlsflow (by hand or by plain hls4ml): read where it is, never
@@ -192,8 +215,8 @@ def report(cfg, vivado=None, out=None, part=None, force=False) -> dict:
     with _locked(cfg):
         _prechecks("report", cfg, {}, upstream)
         _project(cfg, "report")
-        xml = outdir.csynth_xml_path(cfg.output_dir, cfg.project_name)
-        if outdir.stage_record(cfg.output_dir, "synth") is None and xml.exists():
+        xml = records.csynth_xml_path(cfg.output_dir, cfg.project_name)
+        if stage_record(cfg.output_dir, "synth") is None and xml.exists():
             # Synthesised outside hlsflow (by hand, or by an older version): report what is there.
             console.step(f"report: {xml.name} has no record of the synthesis that wrote it; reporting it as it is")
             return run_stage("report", cfg, force=force, require=False, prechecked=True)
@@ -201,24 +224,22 @@ def report(cfg, vivado=None, out=None, part=None, force=False) -> dict:
 
 
 def run(cfg, samples=None, min_agreement=None, vivado=None, force=False, max_error=None) -> dict:
-    """The whole flow, the table's stages in order: convert, csim, synth (when Vivado is there),
+    """The whole flow, its stages in order: convert, csim, synth (when Vivado is there),
     report; `force` redoes each."""
-    from .stages import emulate, synthesize
-
     check_samples_fit(cfg.keras_model, resolve_samples(cfg, samples))  # named before minutes of conversion
     _named_install_is_there(vivado)
     flags = {"csim": {"samples": samples}, "synth": {"vivado": vivado}}
     results = {}
     with _locked(cfg, samples):
-        for row in table.STAGES:
-            _precheck(row, cfg, flags.get(row.name, {}))
-        for row in table.STAGES:
-            if row.name == "synth" and synthesize.find_vivado_hls(vivado) is None and \
-                    not outdir.made_from(cfg.output_dir, "synth", outdir.require_project(cfg)):
+        for work in STAGES:
+            _precheck(work, cfg, flags.get(work.name, {}))
+        for work in STAGES:
+            if work.name == "synth" and synthesize.find_vivado_hls(vivado) is None and \
+                    not records.made_from(cfg.output_dir, "synth", records.require_project(cfg)):
                 console.step("Synthesis skipped: no Vivado HLS found (mount Vivado 2018.2 or pass --vivado); "
                              "convert and emulation are complete.")
                 return results
-            results[row.name] = run_stage(row.name, cfg, force=force, prechecked=True, **flags.get(row.name, {}))
-            if row.name == "csim":
+            results[work.name] = run_stage(work.name, cfg, force=force, prechecked=True, **flags.get(work.name, {}))
+            if work.name == "csim":
                 emulate.gate(cfg, results["csim"], min_agreement, max_error)
     return results

@@ -242,9 +242,7 @@ def profile(cfg, samples=None, max_samples=50):
     row per (layer, type), as profile.json holds (also written, with precision_profile.png)."""
     import pandas as pd
 
-    from .stages import profile as stage
-
-    result = stage.profile(_config(cfg), samples=samples, max_samples=max_samples)
+    result = flow.profile(_config(cfg), samples=samples, max_samples=max_samples)
     table = pd.DataFrame(result["findings"])
     return table.drop(columns=["fixed"], errors="ignore")
 

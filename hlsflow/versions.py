@@ -3,6 +3,7 @@
 Package versions come from importlib.metadata, so the report never imports TensorFlow.
 """
 
+import functools
 import os
 import platform
 import shutil
@@ -49,6 +50,12 @@ def first_line(cmd: list[str]) -> str:
         return f"unavailable ({exc.__class__.__name__})"
     lines = (done.stdout.strip() or done.stderr.strip() or "no output").splitlines()
     return lines[0].strip()
+
+
+@functools.cache
+def gpp() -> str:
+    """g++'s version line, once per process: what the emulation library and the syntax check are made with."""
+    return first_line(["g++", "--version"])
 
 
 def main() -> None:

@@ -322,8 +322,8 @@ def test_checker_catches_same_arity_wrong_meaning(tmp_path):
         "from hlsflow.emulator import cpp\n"
         "from hlsflow.state import outdir\n"
         "cfg = load_config(out='x')\n"
-        "cpp.build_library(cfg.output_dir, cfg.project_name)\n"
-        "cpp.build_library(cfg, outdir.require_project(cfg))\n"  # fits
+        "cpp.build_library(cfg.output_dir, cfg.project_name, None)\n"
+        "cpp.build_library(cfg, outdir.require_project(cfg), outdir.Caches(cfg.output_dir))\n"  # fits
         "cpp.run_emulation('lib', f'{cfg.project_name}_float', None, 10, 4)\n"  # fits
         "cpp.run_emulation('lib', 'f', None, '10', 4)\n")
     problems = Checker(tmp_path / "fake.py", source).run().problems

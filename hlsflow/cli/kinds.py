@@ -3,7 +3,9 @@
 - `flow_task`: runs in the image and takes the shared flags, handed a loaded FlowConfig;
 - `image_task`: runs in the image, with flags of its own;
 - `host_task`: runs where it is started.
-Each records which of its arguments are paths (TaskSpec), for launcher.py's checks and mounts.
+Each records which of its arguments are paths (TaskSpec), for mounts.py's checks and mounts;
+what each path flag names (PATH_FLAGS) and which flags name no file (VALUE_FLAGS) is declared here
+once, so the host mounts from declarations, never from a flag's name.
 """
 
 import inspect
@@ -16,6 +18,25 @@ from ..errors import check_flag
 # Flags every flow task takes. Given on any task of one invocation, they apply to all of it,
 # so `hlsflow convert csim --model m.keras` converts and emulates the same model.
 SHARED_FLAGS = ("config", "model", "out", "part", "io_type", "reuse_factor", "precision", "clock")
+
+# What a path flag names, for the host: each kind is checked and mounted its own way.
+FILE = "file"  # a file: read-only when read, its folder read-write when written
+MODEL = "model"  # a Keras model and the weights beside it, read-only
+SAMPLES = "samples"  # a samples file, checked as one, read-only
+INSTALL = "install"  # a Xilinx install (its tool folders, read-only), or a version under XILINX_ROOT
+JOBQUEUE = "jobqueue"  # a Dask jobqueue config, and the batch system's client files it needs
+FOLDER = "folder"  # an output folder: its parent read-write (staged beside it)
+# Every path flag of the tasks that run in the image: one meaning per flag name.
+PATH_FLAGS = {"config": FILE, "model": MODEL, "out": FOLDER, "samples": SAMPLES, "vivado": INSTALL, "vitis": INSTALL,
+              "grid": FILE, "jobqueue": JOBQUEUE, "write": FILE, "png": FILE, "sbom": FILE}
+# The path flags a flow config resolves (config.resolve_paths): mounted with the config, not one by one.
+CONFIG_PATHS = ("config", "model", "out", "samples")
+# The flags of those tasks that name no file: handed to the container as given.
+VALUE_FLAGS = frozenset({
+    "part", "io_type", "reuse_factor", "precision", "clock", "force", "strict", "dsp_margin", "bram_margin",
+    "min_agreement", "max_error", "max_samples", "workers", "engine", "cross_check", "csim", "export", "vsynth",
+    "timeout", "synth_all", "scheduler", "memory_per_point", "max_points", "target", "compare_auto", "strategy",
+    "backend"})
 
 SHARED_HELP = {
     "config": "flow YAML (default: $HLSFLOW_CONFIG, else ./hls4ml_config.yml)",
@@ -38,7 +59,9 @@ class TaskSpec:
     writes_output: bool = True  # writes into the output directory
     inputs: tuple = ()  # arguments naming files it reads
     outputs: tuple = ()  # arguments naming files it writes
-    writes_beside_config: bool = False
+    writes_beside_config: bool = False  # a file of its own beside the config (named where it is written)
+    beside: tuple = ()  # (output, input): the output, not given, goes beside that input (config.CONFIG_NAME)
+    remote: tuple = ()  # path flags that name a path as other machines see it (a sweep's workers): not mounted
     out_alone: bool = False  # --out alone will do: no config or model (report on a folder synthesised elsewhere)
     checks: tuple = ()  # (flag, kind) of its numeric flags (errors.FLAG_KINDS): checked on the host too
 
@@ -48,7 +71,7 @@ def spec_of(task) -> TaskSpec:
 
 
 def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writes_output=True,
-              with_options=False, network_flags=(), checks=None, out_alone=False, **task_options):
+              with_options=False, network_flags=(), checks=None, out_alone=False, remote=(), **task_options):
     """A task on one model: `fn(c, cfg, **own)` gets the FlowConfig of the shared flags (and, with
     `with_options`, the flags themselves as `options=`: a sweep loads one config per point from them).
     `checks` maps flags to their kind (errors.FLAG_KINDS); they reach `fn` checked and converted,
@@ -79,19 +102,19 @@ def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writ
         body.hlsflow_spec = TaskSpec(where="image", uses_config=True, writes_output=writes_output,
                                      inputs=tuple(inputs), outputs=tuple(outputs),
                                      writes_beside_config=writes_beside_config, network_flags=tuple(network_flags),
-                                     out_alone=out_alone, checks=tuple((checks or {}).items()))
+                                     out_alone=out_alone, checks=tuple((checks or {}).items()), remote=tuple(remote))
         return invoke.task(help={**SHARED_HELP, **(help or {})}, **task_options)(body)
 
     return decorate
 
 
-def image_task(help=None, inputs=(), outputs=(), **task_options):
+def image_task(help=None, inputs=(), outputs=(), beside=(), **task_options):
     """A task that runs in the image with its own flags (no flow config). An output flag may be
     `optional` (invoke's flag with an optional value): given bare, nothing is mounted for it."""
 
     def decorate(fn):
         fn.hlsflow_spec = TaskSpec(where="image", writes_output=False, inputs=tuple(inputs),
-                                   outputs=tuple(outputs))
+                                   outputs=tuple(outputs), beside=tuple(beside))
         return invoke.task(help=help or {}, **task_options)(fn)
 
     return decorate

@@ -1,11 +1,8 @@
-"""The host side of a flow invocation: check every path on the host, mount each into one container
-of the toolchain image at the same path, and run `hlsflow ...` there (the entrypoint side is
-docker/entrypoint.sh).
-
-Inputs (config, model and weights, samples, --vivado, licence files, the Xilinx tree) are mounted
-read-only; the output directory's parent read-write, because the project is staged beside the
-output and moved into place. Paths stay the host's, so logs and reports name what the user knows,
-and files written belong to the host user (the entrypoint drops to HOST_UID/HOST_GID).
+"""The host side of a flow invocation: the paths checked and mounted (mounts.py), run `hlsflow ...`
+in one container of the toolchain image (the entrypoint side is docker/entrypoint.sh), watched,
+cancelled with the host process, and its orphans removed. Paths stay the host's, so logs and
+reports name what the user knows, and files written belong to the host user (the entrypoint drops
+to HOST_UID/HOST_GID).
 """
 
 import csv
@@ -26,8 +23,10 @@ from ..console import warn
 from ..errors import FlowError
 from ..emulator.kernelcache import USER_KERNELS as KERNELS_ENV
 from ..image.containers import docker_client, flow_image, runtime_name
-from ..state import outdir, signing
+from ..state import signing
+from ..state.inputs import command_line
 from ..toolchain.xilinx import LICENCE_VARS
+from .mounts import Mounts, licence_files, mount_plan
 
 # Flow settings and the Vivado stand-in's test hooks.
 FORWARDED_PREFIXES = ("HLSFLOW_", "STANDIN_")
@@ -56,225 +55,6 @@ PIDS_LIMIT = 4096
 def in_image() -> bool:
     """True inside the image, or when the user chose to run natively in a virtualenv."""
     return "1" in (os.environ.get("HLSFLOW_IN_IMAGE"), os.environ.get("HLSFLOW_NATIVE"))
-
-
-class Mounts:
-    """Host paths to mount at the same path: read-write wins over read-only for one path."""
-
-    def __init__(self):
-        self.modes = {}
-        self.outputs = []  # output directories, for the sentence a cancelled run ends with
-        self.network = None  # "host" when a task talks to a server outside (a Dask scheduler)
-        self.env = {}  # what the task needs of the host's environment (SLURM_CONF)
-        self.created = []  # folders create_folders made, outermost first (remove_created)
-
-    def read_only(self, path) -> None:
-        path = os.path.abspath(path)
-        self.modes.setdefault(path, "ro")
-
-    def read_write(self, path) -> None:
-        self.modes[os.path.abspath(path)] = "rw"
-
-    def writable_parent(self, path, what: str) -> None:
-        """Mount the folder that will hold `path` read-write; it is created (as the user) by
-        create_folders, once every input has been checked."""
-        parent = Path(os.path.abspath(path)).parent
-        if parent == Path(parent.anchor):
-            raise FlowError(f"The {what} {path} would sit directly in {parent}: choose a path inside a folder, "
-                            "e.g. ./build/out.")
-        existing = next(p for p in (parent, *parent.parents) if p.exists())
-        if not existing.is_dir() or not os.access(existing, os.W_OK):
-            raise FlowError(f"Cannot write the {what} {path}: {existing} is not a writable folder; choose "
-                            "another location.")
-        self.read_write(parent)
-        if what == "output directory":
-            self.outputs.append(os.path.abspath(path))
-
-    def create_folders(self) -> None:
-        for path, mode in self.modes.items():
-            if mode == "rw":
-                missing = [p for p in (Path(path), *Path(path).parents) if not p.exists()]
-                try:
-                    Path(path).mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise FlowError(f"Cannot create {path} ({exc.strerror}): choose a writable location.") from exc
-                finally:
-                    self.created += [str(p) for p in reversed(missing) if p.is_dir()]
-
-    def remove_created(self) -> None:
-        """Remove the folders create_folders made that are still empty, innermost first: a run that
-        was refused, or wrote nothing there, leaves no folder behind. A folder the run wrote into
-        stays, and so do its parents."""
-        for path in reversed(self.created):
-            try:
-                os.rmdir(path)
-            except OSError:  # not empty, or gone
-                pass
-        self.created = []
-
-    def volumes(self) -> dict:
-        return {path: {"bind": path, "mode": mode} for path, mode in sorted(self.modes.items())}
-
-    def engine_mounts(self, podman: bool) -> tuple:
-        """(mounts, volumes) for the Docker SDK's create: bind mounts through the engine's mount API,
-        where a path is a field of its own, ':' and ',' in it included (a volume string,
-        "src:dst:mode", breaks on ':'). Podman 4 writes each mount back into a comma-separated option
-        string, which breaks on ',' and '"': there such a path goes as a volume string, and one with
-        ':' as well is FlowError."""
-        from docker.types import Mount
-
-        mounts, volumes = [], {}
-        for path, mode in sorted(self.modes.items()):
-            if not (podman and any(char in path for char in ',"')):
-                mounts.append(Mount(path, path, type="bind", read_only=mode == "ro"))
-            elif ":" in path:
-                raise FlowError(f"Podman cannot mount {path}: its name holds ':' and ',' (or '\"') together, which "
-                                "Podman's API cannot pass on: rename it, or run with Docker.")
-            else:
-                volumes[path] = {"bind": path, "mode": mode}
-        return mounts, volumes
-
-
-def licence_files() -> list:
-    """The files and folders the licence variables name; `port@server` entries are servers. A
-    missing one is FlowError naming it: FlexLM would only say much later that no licence was found."""
-    found = []
-    for var in LICENCE_VARS:
-        for item in filter(None, os.environ.get(var, "").split(":")):
-            if "@" in item:
-                continue
-            if not os.path.exists(item):
-                raise FlowError(f"{var} names {item}, which does not exist on this machine: give the licence file "
-                                "or folder, or port@server for a licence server.")
-            found.append(os.path.abspath(item))
-    return found
-
-
-def _args(ctx) -> dict:
-    return {arg.name: arg for arg in ctx.args.values()}
-
-
-def mount_plan(collection, contexts, cwd=None) -> tuple:
-    """(argv for `hlsflow` in the container, Mounts) for these task contexts; FlowError for any
-    path that is missing on the host. Paths in argv are made absolute: the container's working
-    directory is the same path, but nothing of it is mounted unless something in it is used."""
-    from ..config import CONFIG_NAME, no_config, only_out, parse_clock, parse_reuse_factor, resolve_paths
-    from ..errors import check_flag
-    from ..loading import model_files, require_samples_file
-    from ..stages.report import foreign_folder, no_report_without_config
-    from ..stages.synthesize import no_vivado_hls_at
-    from ..toolchain.xilinx import install_mounts, version_key
-    from .kinds import spec_of
-
-    cwd = Path(cwd or Path.cwd())
-    mounts = Mounts()
-    argv = []
-    licence_files()
-    for ctx in contexts:
-        spec = spec_of(collection[ctx.name])
-        args = _args(ctx)
-        if spec.where != "image":
-            raise FlowError(f"`{ctx.name}` runs on the host, not in the image: run it in an invocation of its own.")
-        values = {name: arg.value for name, arg in args.items()}
-        # Numbers are checked here as in the container (the same checks): a mistake costs no container.
-        for name, kind in spec.checks:
-            check_flag(values.get(name), name, kind)
-        if spec.uses_config and values.get("reuse_factor") is not None:
-            parse_reuse_factor(values["reuse_factor"], "--reuse-factor")
-        if spec.uses_config and values.get("clock") is not None:
-            parse_clock(values["clock"])
-        absolute = {}
-        if spec.out_alone and only_out(values.get("out"), values.get("config"), values.get("model"), cwd):
-            # --out alone: a folder synthesised elsewhere, read in place; only it is mounted.
-            out = Path(os.path.abspath(cwd / str(values["out"])))
-            if not foreign_folder(out):
-                no_report_without_config(out)
-            mounts.read_write(out)
-            absolute["out"] = str(out)
-        elif spec.uses_config:
-            samples = values.get("samples") if "samples" in spec.inputs else None
-            paths = resolve_paths(values.get("config"), values.get("model"), values.get("out"), samples, cwd)
-            if paths.config is None and paths.model is None:
-                raise no_config(cwd)
-            # A folder synthesised elsewhere is only read (and given the report's files): it needs
-            # no model, and is neither replaced nor checked as an output folder of hlsflow's.
-            foreign = spec.out_alone and foreign_folder(paths.output_dir)
-            if paths.config is not None:
-                mounts.read_only(paths.config)
-                # Passed even when the host found it: the container has no folder to search.
-                absolute["config"] = str(paths.config)
-            if paths.model is not None and not foreign:
-                # Names the host path when it is missing: "Model file ... does not exist: ...".
-                for f in model_files(paths.model):
-                    mounts.read_only(f)
-                absolute["model"] = str(paths.model)
-            if values.get("out"):
-                absolute["out"] = str(paths.output_dir)
-            if foreign:
-                mounts.read_write(paths.output_dir)
-            elif spec.writes_output:
-                mounts.writable_parent(paths.output_dir, "output directory")
-            if "samples" in spec.inputs and paths.samples is not None:
-                require_samples_file(paths.samples)
-                mounts.read_only(paths.samples)
-                if values.get("samples"):
-                    absolute["samples"] = str(paths.samples)
-            # The container checks it again, with what only it knows (the manifest).
-            if spec.writes_output and not foreign:
-                inputs = [paths.config, paths.samples, *(model_files(paths.model) if paths.model else [])]
-                outdir.check_output_path(paths.output_dir, inputs, cwd)
-            if spec.writes_beside_config and paths.config is not None and not values.get("write"):
-                mounts.writable_parent(paths.config.with_name(paths.config.stem + ".tuned.yml"), "config written beside it")
-        for name in spec.inputs:
-            if name in absolute or not values.get(name) or name == "samples" and spec.uses_config:
-                continue
-            if name in ("vivado", "vitis") and version_key(values[name]) and not (cwd / str(values[name])).exists():
-                absolute[name] = str(values[name])  # a version under XILINX_ROOT (mounted whole), not a path
-                continue
-            path = Path(os.path.abspath(cwd / str(values[name])))
-            if name == "model":
-                for f in model_files(path):
-                    mounts.read_only(f)
-            elif name in ("vivado", "vitis"):
-                if not path.exists():
-                    raise no_vivado_hls_at(path)
-                for folder in install_mounts(path):  # the tool folders of its tree: it reaches beside itself
-                    mounts.read_only(folder)
-            elif name == "samples":
-                require_samples_file(path)
-                mounts.read_only(path)
-            else:
-                if not path.exists():
-                    raise FlowError(f"The {name} file {path} does not exist: give the path of an existing file.")
-                mounts.read_only(path)
-            absolute[name] = str(path)
-        for name in spec.outputs:
-            target = values.get(name)
-            if name == "config" and not target and values.get("model"):  # init: beside the model
-                target = Path(absolute.get("model", values["model"])).with_name(CONFIG_NAME)
-            if target and target is not True:  # True: an optional-value flag given bare (stdout)
-                path = Path(os.path.abspath(cwd / str(target)))
-                mounts.writable_parent(path, name)
-                absolute[name] = str(path)
-        if any(values.get(name) for name in spec.network_flags):
-            mounts.network = "host"
-        if absolute.get("jobqueue"):
-            # The batch system's client config and authentication (Slurm: slurm.conf, munge's socket).
-            from ..search.cluster import submit_host
-
-            folders, env = submit_host(absolute["jobqueue"])
-            for folder in folders:
-                mounts.read_only(folder)
-            mounts.env.update(env)
-        argv.append(ctx.name)
-        for name, arg in args.items():
-            value = absolute.get(name, arg.value if arg.got_value else None)
-            if value is None or value is False:
-                continue
-            flag = "--" + arg.names[0]
-            argv += [flag] if value is True else [flag, str(value)]
-    mounts.create_folders()
-    return argv, mounts
 
 
 def container_settings(mounts: Mounts) -> dict:
@@ -567,7 +347,7 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None, ports=None) -> i
         settings["env"][KERNELS_ENV] = kernels
     # The container cannot see which image it is: the manifests it writes record what we pass.
     settings["env"].update(HLSFLOW_IMAGE_ID=image_id, HLSFLOW_IMAGE_LABELS=json.dumps(found.labels or {}),
-                           HLSFLOW_COMMAND=outdir.command_line())
+                           HLSFLOW_COMMAND=command_line())
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     binds, volumes = mounts.engine_mounts(podman=runtime_name(client) == "Podman")
     remove_orphans(client)

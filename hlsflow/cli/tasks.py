@@ -1,7 +1,7 @@
 """The tasks users run: `hlsflow TASK` (installed), `invoke TASK` in a checkout, or `docker run
 IMAGE TASK`. Each task is a few lines calling one stage; kinds.py's decorators give every flow task
 the shared flags and declare which of its arguments are paths, so the host side can check and
-mount them (launcher.py)."""
+mount them (mounts.py)."""
 
 from invoke import Collection
 
@@ -96,10 +96,9 @@ def report(c, cfg, vivado=None, vitis=None, options=None):
            inputs=("samples", "vivado", "vitis"), checks={"min_agreement": "fraction", "max_error": "positive"})
 def flow(c, cfg, samples=None, min_agreement=None, vivado=None, vitis=None, force=False, max_error=None):
     """convert, csim, synth (skipped with one line when no Vivado is found), report."""
-    from .. import flow as stages
+    from ..flow import run
 
-    stages.run(cfg, samples=samples, min_agreement=min_agreement, vivado=vitis or vivado, force=force,
-               max_error=max_error)
+    run(cfg, samples=samples, min_agreement=min_agreement, vivado=vitis or vivado, force=force, max_error=max_error)
 
 
 @flow_task(help={"grid": "YAML of config keys to lists of values (ReuseFactor may be `plan`)",
@@ -113,7 +112,8 @@ def flow(c, cfg, samples=None, min_agreement=None, vivado=None, vitis=None, forc
                  "workers": "local workers (default: by cores and memory)",
                  "vivado": "Vivado 2018.2 install dir, as the workers see it",
                  "max-points": "refuse a grid of more points than this (default 500)"},
-           inputs=("grid", "samples", "jobqueue"), with_options=True, network_flags=("scheduler", "jobqueue"),
+           inputs=("grid", "samples", "jobqueue"), remote=("vivado",), with_options=True,
+           network_flags=("scheduler", "jobqueue"),
            checks={"max_samples": "count", "min_agreement": "fraction", "workers": "count", "max_points": "count"},
            auto_shortflags=False)  # so many flags that invoke would run out of letters (and offer "--")
 def sweep(c, cfg, grid=None, samples=None, max_samples=None, min_agreement=None, synth_all=False, scheduler=None,
@@ -134,10 +134,10 @@ def sweep(c, cfg, grid=None, samples=None, max_samples=None, min_agreement=None,
            inputs=("samples",), outputs=("png",), checks={"max_samples": "count"})
 def profile(c, cfg, samples=None, max_samples=None, png=None):
     """Per-layer Keras ranges against the fixed-point types, with hls4ml's trace error: table and PNG."""
-    from ..stages import profile as stage
+    from .. import flow
 
     # Default None, not 50: invoke would convert the flag with int() itself, and fail with a traceback on "²".
-    stage.profile(cfg, samples=samples, max_samples=50 if max_samples is None else max_samples, png=png)
+    flow.profile(cfg, samples=samples, max_samples=max_samples, png=png)
 
 
 @flow_task(help={"samples": SAMPLES_HELP, "max-samples": "emulate at most this many",
@@ -163,7 +163,7 @@ def tune_precision(c, cfg, samples=None, max_samples=None, write=None, target=No
                   "io-type": "io_stream or io_parallel", "reuse-factor": "ReuseFactor for every layer",
                   "precision": "e.g. ap_fixed<16,6>", "clock": "clock period in ns",
                   "strategy": "Latency or Resource", "force": "overwrite an existing file"},
-            inputs=("model", "samples"), outputs=("config",))
+            inputs=("model", "samples"), outputs=("config",), beside=(("config", "model"),))
 def init(c, model=None, config=None, samples=None, part=None, io_type=None, reuse_factor=None, precision=None,
          clock=None, strategy=None, force=False):
     """Write a starter config for your model: hls4ml's schema with per-layer entries, commented; with

@@ -19,25 +19,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import console
+from .. import console, steps
 from ..design import convert_model
 from ..errors import FlowError
-from ..state import outdir
+from ..versions import gpp
 from . import _emulation_worker
 
 CHUNK = 8  # images per task handed to a worker: small enough for a live progress bar
-BUILD_LOG = "emulation_build.log"
-CHECK_LOG = "cpp_check.log"
+BUILD_LOG = steps.BUILD_EMULATION.outputs[0]
+CHECK_LOG = steps.CHECK_CPP.outputs[0]
 
 
-def build_library(cfg, project: dict) -> dict:
-    """g++ the emulation library of the current project unless the manifest says it is built."""
+def build_library(cfg, project: dict, caches) -> dict:
+    """g++ the emulation library of the current project unless `caches` (state.records.Caches)
+    holds it built."""
     out = cfg.output_dir
-    lib = outdir.emulation_library(out, cfg.project_name, project["stamp"])
+    lib = steps.emulation_library(out, cfg.project_name, project["stamp"])
     # build_lib.sh's objects (it removes them when it gets that far), its library and our log.
     leaves = [f"{cfg.project_name}.o", f"{cfg.project_name}_bridge.o", lib.relative_to(out).as_posix(), BUILD_LOG]
-    stage = outdir.Stage(out, "build-emulation", {"project": project["tree_hash"],
-                                                  "g++": outdir.environment()["versions"]["g++"]}, leaves=leaves)
 
     def work(into):
         console.step("Building the bit-accurate emulation with g++ (this is C emulation, not Vivado)")
@@ -60,9 +59,10 @@ def build_library(cfg, project: dict) -> dict:
                             f"output is in {out / BUILD_LOG}: {known_fix(output)}")
         console.say(f"  built {lib.name} in {seconds:.1f}s (peak g++ memory {peak_mb:.0f} MB)")
         result = {"library": str(lib), "built": True, "seconds": round(seconds, 2), "peak_mb": round(peak_mb, 1)}
-        return outdir.Outcome([lib.relative_to(out).as_posix(), BUILD_LOG], result=result)
+        return steps.Outcome([lib.relative_to(out).as_posix(), BUILD_LOG], result=result)
 
-    record, reused = stage.run(work, current=f"Emulation library up to date: {lib.name}")
+    record, reused = caches.keep(steps.BUILD_EMULATION, {"project": project["tree_hash"], "g++": gpp()}, work,
+                                 leaves=leaves, current=f"Emulation library up to date: {lib.name}")
     if reused:
         return {"library": str(lib), "built": False, "seconds": 0.0, "peak_mb": None}
     return record["result"]
@@ -97,14 +97,12 @@ def known_fix(compiler_output: str) -> str:
     return "change the layer or setting the errors above name, or report them to hls4ml."
 
 
-def check_compiles(cfg, project: dict) -> None:
+def check_compiles(cfg, project: dict, caches) -> None:
     """g++ -fsyntax-only on the written firmware, once per project tree: the fast engine reads the
     design's types and weights but not its C++, so without this a design hls4ml wrote wrongly (a
     config it names but never declares) would pass csim and fail only in Vivado. A few seconds,
     no code generated."""
     out = cfg.output_dir
-    stage = outdir.Stage(out, "check-cpp", {"project": project["tree_hash"],
-                                            "g++": outdir.environment()["versions"]["g++"]})
 
     def ready():
         if shutil.which("g++") is None:
@@ -124,9 +122,9 @@ def check_compiles(cfg, project: dict) -> None:
             console.say("\n".join(errors))
             raise FlowError(f"g++ rejects the C++ hls4ml wrote for this design (the errors are in {out / CHECK_LOG}), "
                             f"so neither emulation nor Vivado can use it: {known_fix(proc.stderr)}")
-        return outdir.Outcome([CHECK_LOG], result={"std": std})
+        return steps.Outcome([CHECK_LOG], result={"std": std})
 
-    stage.run(work, ready=ready)
+    caches.keep(steps.CHECK_CPP, {"project": project["tree_hash"], "g++": gpp()}, work, ready=ready)
 
 
 def cpp_trace(cfg, keras_model, x, workdir: Path) -> tuple:

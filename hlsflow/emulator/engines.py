@@ -12,18 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import console
+from .. import console, steps
 from ..design import convert_model, in_memory
 from ..errors import FlowError
 from ..files import write_atomically
-from ..state import outdir
 from . import fastemu
 from .cpp import build_library, cpp_trace, run_emulation
 from .fixedpoint import Unsupported
 
 FAST_CHUNK = 100  # images per fast-engine batch: whole-array work, memory in the hundreds of MB at most
-ENGINE_RECORD = "fast-engine"  # the manifest's record of the cached engine
-ENGINE_FILE = f"{outdir.CACHE_DIR}/fast_engine.pkl"
+ENGINE_RECORD = steps.FAST_ENGINE.name  # the manifest's record of the cached engine
+ENGINE_FILE = steps.FAST_ENGINE.outputs[0]
 # What the engine's state is computed by: a change to any of these builds it again.
 ENGINE_CODE = ("emulator/*.py", "fixedtype.py", "design.py")
 
@@ -38,24 +37,23 @@ def code_version() -> str:
     return digest.hexdigest()
 
 
-def fast_engine(cfg, project: dict, keras, required: bool):
+def fast_engine(cfg, project: dict, load_keras, required: bool, caches):
     """The fast engine for the project in the output directory, or None (with one line saying
     which layer) when a layer has no fast implementation and the C++ path is acceptable. Built
-    once per project tree and engine code, and kept in the output folder (ENGINE_FILE, recorded in
-    the manifest): a current project's csim then needs neither hls4ml's conversion nor the Keras
-    model, which `keras()` loads only when the engine is built."""
-    stage = outdir.Stage(cfg.output_dir, ENGINE_RECORD,
-                         {"project": project["tree_hash"], "design": project.get("key"), "engine": code_version(),
-                          "Python": platform.python_version(), "numpy": np.__version__})
-    cached = _cached_engine(stage)
+    once per project tree and engine code, and kept in the output folder (ENGINE_FILE, recorded by
+    `caches`, state.records.Caches): a current project's csim then needs neither hls4ml's conversion
+    nor the Keras model, which `load_keras()` loads only when the engine is built."""
+    inputs = {"project": project["tree_hash"], "design": project.get("key"), "engine": code_version(),
+              "Python": platform.python_version(), "numpy": np.__version__}
+    cached = _cached_engine(caches, inputs)
     if cached is None:
-        with in_memory(keras(), cfg) as hls_model:  # the engine reads the written project, not this folder
+        with in_memory(load_keras(), cfg) as hls_model:  # the engine reads the written project, not this folder
             try:
                 cached = fastemu.build(hls_model, cfg.output_dir)
             except Unsupported as exc:
                 cached = str(exc)
 
-        _keep(stage, cached)
+        _keep(caches, inputs, cached)
     if isinstance(cached, str):
         if required:
             raise FlowError(f"The fast engine cannot emulate this design: {cached}. Run with --engine cpp "
@@ -77,11 +75,13 @@ def unsupported_while_running(exc: Unsupported, required: bool, check=None):
     return None
 
 
-def _keep(stage, built) -> None:
-    """Record the engine just built (or why there is none) for the next csim on this project. An
-    engine that cannot be stored is simply not kept: csim goes on, the next one builds it again."""
+def _keep(caches, inputs: dict, built) -> None:
+    """Hand the engine just built (or why there is none) to `caches` for the next csim on this
+    project. An engine that cannot be stored is simply not kept: csim goes on, the next one builds
+    it again."""
     if isinstance(built, str):
-        stage.run(lambda into: outdir.Outcome([], result={"unsupported": built}), force=True)
+        caches.keep(steps.FAST_ENGINE, inputs, lambda into: steps.Outcome([], result={"unsupported": built}),
+                    force=True)
         return
     try:
         # The engine's layers are closures over their weights, types and tables: cloudpickle stores
@@ -94,29 +94,29 @@ def _keep(stage, built) -> None:
         return
 
     def work(into):
-        (into / outdir.CACHE_DIR).mkdir(exist_ok=True)
+        (into / steps.CACHE_DIR).mkdir(exist_ok=True)
         write_atomically(into / ENGINE_FILE, data)
-        return outdir.Outcome([ENGINE_FILE], result={"unsupported": None})
+        return steps.Outcome([ENGINE_FILE], result={"unsupported": None})
 
-    stage.run(work, force=True)
+    caches.keep(steps.FAST_ENGINE, inputs, work, force=True)
 
 
-def _cached_engine(stage):
+def _cached_engine(caches, inputs: dict):
     """The recorded engine (or the recorded reason it cannot be built) when its record is current
     and its file loads; None otherwise, and the engine is built again: a damaged or foreign file
     is never trusted."""
-    result = stage.current_result()
+    result = caches.kept(steps.FAST_ENGINE, inputs)
     if result is None:
         return None
     if result.get("unsupported"):
         return str(result["unsupported"])
     try:
-        engine = pickle.loads((stage.out_dir / ENGINE_FILE).read_bytes())
+        engine = pickle.loads((caches.out_dir / ENGINE_FILE).read_bytes())
     except Exception:  # noqa: BLE001 -- anything unpickling fails with means "build it again"
         return None
     if not isinstance(engine, fastemu.Engine):
         return None
-    console.say(f"Fast engine: reused from {stage.out_dir / ENGINE_FILE} (project and engine code unchanged).")
+    console.say(f"Fast engine: reused from {caches.out_dir / ENGINE_FILE} (project and engine code unchanged).")
     return engine
 
 
@@ -133,10 +133,11 @@ def run_fast(engine, x: np.ndarray, workers: int) -> np.ndarray:
     return np.concatenate(results) if results else np.zeros((0, 0), np.float32)
 
 
-def cross_check(cfg, project, engine, keras_model, x: np.ndarray, y_fast: np.ndarray, workers: int) -> dict:
+def cross_check(cfg, project, engine, keras_model, x: np.ndarray, y_fast: np.ndarray, workers: int,
+                caches) -> dict:
     """Both engines on the same samples, compared bit for bit; the first difference is traced
     layer by layer through hls4ml's own trace and named."""
-    build = build_library(cfg, project)
+    build = build_library(cfg, project, caches)
     n_out = y_fast.shape[1]
     console.step(f"Cross-check: {len(x)} samples through hls4ml's C++ emulation too")
     y_cpp = run_emulation(build["library"], f"{cfg.project_name}_float", x, n_out, workers)

@@ -25,8 +25,9 @@ import traceback
 from pathlib import Path
 
 from .. import console, stats
-from ..errors import FlowError, whole_number
+from ..errors import FlowError
 from ..files import read_json, write_atomically, write_json
+from ..stages.plan import PLANNED
 from ..state import outdir, signing
 
 # Grid keys, as in the config file, with the load_config flag each one sets.
@@ -38,7 +39,6 @@ ALIASES = {**{k.lower(): k for k in KEYS}, "reuse_factor": "ReuseFactor", "reuse
            "io_type": "IOType", "io-type": "IOType", "clock": "ClockPeriod"}
 PREFIX = {"ReuseFactor": "rf", "ClockPeriod": "clk"}  # in point names: rf4, clk5
 PLAN = "plan"
-DEFAULT_GATE = 0.99
 # Points a grid may have unless --max-points says more: each is a whole flow (minutes with synthesis),
 # and a grid's product grows faster than one notices (1000 x 1000 values are a million flows).
 MAX_POINTS = 500
@@ -110,7 +110,7 @@ def make_specs(grid_points: list, options: dict, sweep_dir: Path, max_samples=No
             if not (key == "ReuseFactor" and plan):
                 opts[KEYS[key]] = str(value)
         specs.append({"name": name, "values": values, "options": opts, "plan": plan,
-                      "plan_file": str(sweep_dir / f"{name}.plan.yml"), "log": str(sweep_dir / f"{name}.log"),
+                      "plan_file": str(sweep_dir / f"{name}{PLANNED}"), "log": str(sweep_dir / f"{name}.log"),
                       "max_samples": max_samples, "synth_all": bool(synth_all), "vivado": vivado,
                       "command": outdir.command_line()})
     return specs
@@ -221,12 +221,11 @@ def current_config(spec: dict):
     all), else None. The stages are the flow's, in its order."""
     from .. import flow
     from ..stages import synthesize
-    from ..table import STAGES
 
     cfg = point_config(spec, make_plan=False)
     if cfg is None:
         return None
-    for row in STAGES:
+    for row in flow.STAGES:
         if row.name == "synth" and skips_synthesis(spec, cfg):
             return cfg
         flags = {"max_samples": spec["max_samples"]} if row.name == "csim" else {}
@@ -470,25 +469,18 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
           scheduler=None, jobqueue=None, memory_per_point="4GB", workers=None, vivado=None, max_points=None) -> dict:
     # The grid first, before Dask is even imported: a grid too big is refused at once.
     grid = Path(grid).resolve()
-    grid_points = read_grid(grid, whole_number(max_points, "--max-points", "--max-points 500") or MAX_POINTS)
+    grid_points = read_grid(grid, max_points or MAX_POINTS)
 
     from distributed import wait
 
+    from ..config import gate_of
     from . import cluster
 
     # --out names the sweep's folder; by default it sits beside the config's output directory.
     sweep_dir = cfg.output_dir if options.get("out") else cfg.output_dir.with_name(cfg.output_dir.name + "-sweep")
-    max_samples = whole_number(max_samples, "--max-samples", "50")
-    cluster.parse_memory(memory_per_point)  # flags are checked before anything runs
-    whole_number(workers, "--workers", "--workers 2")
-    try:
-        gate = float(min_agreement) if min_agreement is not None else None
-    except ValueError:
-        gate = -1.0
-    if gate is not None and not 0 <= gate <= 1:
-        raise FlowError(f"--min-agreement '{min_agreement}' is not a fraction between 0 and 1: give e.g. 0.99.")
-    gate = gate if gate is not None else (
-        cfg.flow["emulation"].get("min_agreement") or DEFAULT_GATE)
+    # The numeric flags come checked (cli/kinds.py); the memory budget is read here.
+    cluster.parse_memory(memory_per_point)
+    gate = gate_of(cfg, min_agreement)
     base = dict(options, samples=samples) if samples else dict(options)
     base.pop("out", None)
     # Absolute paths: a worker elsewhere (another cwd, another machine) reads the same files.

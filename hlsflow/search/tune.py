@@ -21,13 +21,13 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import console, flow, preflight, stats
-from ..config import config_is_for, parse_precision
+from .. import console, flow, preflight, stats, steps
+from ..config import CONFIG_NAME, config_is_for, gate_of, parse_precision
 from ..fixedtype import FixedType
 from ..design import in_memory
 from ..emulator import propose, ranges
 from ..emulator.ranges import Finding, fixed_type, type_text
-from ..errors import FlowError, check_flag
+from ..errors import FlowError
 from ..files import sha256, write_atomically, write_json
 from ..loading import load_keras_model, load_samples, resolve_samples
 from ..state import outdir
@@ -292,7 +292,8 @@ def _config_yaml(cfg, changes: dict, target: Path) -> str:
     return "\n".join(lines) + "\n" + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=120)
 
 
-TUNE_RESULT = "tune.json"
+TUNE_RESULT = steps.TUNE.outputs[0]
+TUNED = ".tuned.yml"  # the tuned config's name: <config>.tuned.yml beside the config
 
 
 def _labels_measured(cfg, keras_model, samples):
@@ -331,8 +332,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     # Checked before the search, which takes minutes: its results go into the output directory.
     outdir.check_output_path(cfg.output_dir, outdir.run_inputs(cfg, samples))
     outdir.check_owned(cfg.output_dir)
-    target = check_flag(target if target is not None else cfg.flow["emulation"].get("min_agreement") or 0.99,
-                        "target", "share")
+    target = gate_of(cfg, target)  # --target comes checked (cli/kinds.py)
     keras_model = load_keras_model(cfg.keras_model)
     measured = _labels_measured(cfg, keras_model, samples)
     relabelled, cfg = measured is not cfg, measured
@@ -346,9 +346,9 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     if write:
         config_path = Path(write)
     elif own:
-        config_path = Path(cfg.source).with_name(Path(cfg.source).stem + ".tuned.yml")
+        config_path = Path(cfg.source).with_name(Path(cfg.source).stem + TUNED)
     else:  # a model alone: its tuned config belongs with its output, never in this checkout's project/
-        config_path = cfg.output_dir / "hls4ml_config.tuned.yml"
+        config_path = cfg.output_dir / (Path(CONFIG_NAME).stem + TUNED)
     tuner = Tuner(cfg, keras_model, samples, max_samples, target, ACCURACY_TOLERANCE)
     tuner.softmax, tuner.types = softmax, every_type
     tuner.relabelled = relabelled
@@ -435,10 +435,8 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
                     f"{_accuracy_text(auto)}, gate {'met' if auto.gate else 'not met'} ({verdict}).")
         result["auto_verdict"] = verdict
     out = cfg.output_dir
-    stage = outdir.Stage(out, "tune-precision", {"design": outdir.digest(outdir.design_inputs(cfg)),
-                                                 "samples": sha256(samples, cache=True),
-                                                 "max_samples": max_samples, "target": target})
-    with outdir.claimed(out, outdir.run_inputs(cfg, samples)), stage.running():  # recorded for `hlsflow verify`
+
+    def work(into):
         # Written once the folder is claimed: a tuned config in the output folder, written before,
         # was a file of no record's there, and the claim refused the folder for it.
         if tuned is not None:
@@ -447,7 +445,11 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
         made = [TUNE_RESULT]
         if result["config"] and config_path.resolve().parent == out.resolve():
             made.append(config_path.name)
-        stage.done(made, result={"outcome": result["outcome"], "after": best_seen.label})
+        return steps.Outcome(made, result={"outcome": result["outcome"], "after": best_seen.label})
+
+    inputs = {"design": outdir.digest(outdir.design_inputs(cfg)), "samples": sha256(samples, cache=True),
+              "max_samples": max_samples, "target": target}
+    flow.record_command(steps.TUNE, cfg, inputs, work, samples)  # recorded for `hlsflow verify`
     console.say(final)
     return result
 

@@ -1,10 +1,10 @@
 """Keras model + flow config -> hls4ml ModelGraph -> HLS project on disk.
 
-The project is written into a staging directory beside the output (outdir.staging, as table.py
+The project is written into a staging directory beside the output (outdir.staging, as steps.py
 says of convert) and moved into place only when complete, so a failure never leaves a
 half-written project that looks finished and the previous good one survives. The project is a function of the design alone: the same model and
 config give the same bytes in any folder, on any machine (see _neutralise). What marks a complete
-project, and whether it is current, is outdir.py's business.
+project, and whether it is current, is state/records.py's business.
 """
 
 import contextlib
@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .. import console
+from .. import console, steps
 from ..design import convert_model
 from ..errors import FlowError
 from ..loading import load_keras_model, model_files
@@ -142,3 +142,6 @@ def shown(cfg, record: dict, reused: bool) -> dict:
         console.say(f"HLS project written to {out}" + (f"; model graph in {out / graph}" if graph else ""))
         console.say(f"Project tree sha256: {record['tree_hash']}")
     return record
+
+
+WORK = steps.Work(steps.CONVERT, work, made_from=made_from, ready=ready, shown=shown, current=CURRENT, again=AGAIN)

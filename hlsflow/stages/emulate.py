@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .. import console, stats
+from .. import console, stats, steps
 from ..emulator import cpp, engines, ranges
 from ..emulator.fixedpoint import Unsupported
 from ..errors import FlowError, whole_number
@@ -27,7 +27,7 @@ from ..loading import load_keras_model, load_samples, resolve_samples
 from ..state import outdir
 
 ENGINES = ("auto", "fast", "cpp")
-RESULT = "csim.json"
+RESULT = steps.CSIM.outputs[0]
 LOW_AGREEMENT = 0.99  # below this, csim looks for the layers at fault
 HIGH_ERROR = 0.05  # or, for an output measured by its error, above this mean relative error
 METRICS = ("auto", "top1", "threshold", "error")  # Flow.emulation.metric
@@ -37,9 +37,9 @@ PASS_THROUGH = ("Dropout", "Flatten", "Reshape", "GaussianNoise", "GaussianDropo
 ACCURACY_DROP = 0.005  # or when emulation loses more than half a point of Keras's accuracy
 CURRENT = "csim up to date: {out}/csim.json (project, samples and sample count unchanged)"
 AGAIN = "csim runs again"
-REFERENCE_RECORD = "keras-reference"  # the manifest's record of Keras's outputs on the samples, kept
-REFERENCE = f"{outdir.CACHE_DIR}/keras_reference.npy"
-FAULTS_RECORD = "fault-analysis"  # which types are at fault, when the figure is low
+REFERENCE_RECORD = steps.KERAS_REFERENCE.name  # the manifest's record of Keras's outputs on the samples, kept
+REFERENCE = steps.KERAS_REFERENCE.outputs[0]
+FAULTS_RECORD = steps.FAULT_ANALYSIS.name  # which types are at fault, when the figure is low
 
 
 def accuracy_drop(r: dict) -> float:
@@ -71,10 +71,10 @@ def made_from(cfg, project: dict, samples=None, max_samples=None, engine=None, *
 
 
 def work(cfg, into, project: dict, samples=None, max_samples=None, workers=None, engine=None, cross_check=None,
-         quiet_advice=False) -> outdir.Outcome:
+         quiet_advice=False, caches=None) -> outdir.Outcome:
     samples = resolve_samples(cfg, samples)
     limit = max_samples or cfg.flow["emulation"].get("max_samples")
-    result = _emulate(cfg, project, samples, limit, workers, quiet_advice, check_engine(engine), cross_check)
+    result = _emulate(cfg, project, samples, limit, workers, quiet_advice, check_engine(engine), cross_check, caches)
     write_json(into / RESULT, result)
     return outdir.Outcome([RESULT], result=result,
                           sources={"samples": {"path": str(samples), "sha256": sha256(samples, cache=True)}})
@@ -86,6 +86,9 @@ def shown(cfg, record: dict, reused: bool) -> dict:
         print_result(result)
         print_faults(result)
     return result
+
+
+WORK = steps.Work(steps.CSIM, work, made_from=made_from, shown=shown, current=CURRENT, again=AGAIN, caches=True)
 
 
 def gate(cfg, result: dict, min_agreement=None, max_error=None) -> None:
@@ -333,15 +336,15 @@ def _cached_reference(stage):
     return (facts, y_keras) if ok else None
 
 
-def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto", check=None) -> dict:
+def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto", check=None, caches=None) -> dict:
     keras = _Keras(cfg)
     cores = workers or os.cpu_count() or 1
-    fast = engines.fast_engine(cfg, project, keras, required=engine == "fast") if engine != "cpp" else None
+    fast = engines.fast_engine(cfg, project, keras, engine == "fast", caches) if engine != "cpp" else None
     if check and fast is None:
         raise FlowError("--cross-check compares the fast engine with the C++ one, and this design runs on the "
                         "C++ engine only (see the line above).")
     if fast is not None:
-        cpp.check_compiles(cfg, project)  # the C++ engine's own build checks this
+        cpp.check_compiles(cfg, project, caches)  # the C++ engine's own build checks this
 
     x, y, y_keras, facts = keras_reference(cfg, samples, limit, keras)
     n_out, activation = facts["outputs"], facts["output_activation"]
@@ -359,11 +362,11 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     if fast is not None:
         build = {"library": None, "built": False, "seconds": 0.0, "peak_mb": None}
     else:
-        build = cpp.build_library(cfg, project)
+        build = cpp.build_library(cfg, project, caches)
         start = time.monotonic()  # images/s is the emulation's speed; g++'s seconds are in emulation_build
         y_hls = cpp.run_emulation(build["library"], f"{cfg.project_name}_float", x, n_out, workers)
     seconds = time.monotonic() - start
-    checked = engines.cross_check(cfg, project, fast, keras(), x[:check], y_hls, cores) if check else None
+    checked = engines.cross_check(cfg, project, fast, keras(), x[:check], y_hls, cores, caches) if check else None
 
     result = {
         "samples": len(x),

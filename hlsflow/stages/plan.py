@@ -24,6 +24,7 @@ from ..files import write_atomically
 from .. import preflight
 
 DEFAULT_MARGIN = 0.8  # of the part's DSPs and BRAM: routing and the rest of the design need some
+PLANNED = ".plan.yml"  # the planned config's name: <config>.plan.yml (or <out>.plan.yml)
 
 
 def valid_reuse_factors(backend, n_in: int, n_out: int) -> list:
@@ -234,8 +235,8 @@ def plan_target(cfg, write=None) -> Path:
     if write:
         return Path(os.path.abspath(write))
     if cfg.source is not None and resolve_paths(cfg.source).model == cfg.keras_model:
-        return Path(cfg.source).with_name(Path(cfg.source).stem + ".plan.yml")
-    return cfg.output_dir.with_name(cfg.output_dir.name + ".plan.yml")
+        return Path(cfg.source).with_name(Path(cfg.source).stem + PLANNED)
+    return cfg.output_dir.with_name(cfg.output_dir.name + PLANNED)
 
 
 def planned_output(cfg) -> Path:

@@ -13,26 +13,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import console
+from .. import console, steps
 from ..emulator import ranges
 from ..emulator.engines import layer_trace
-from ..files import sha256, write_atomically, write_json
-from ..loading import load_keras_model, load_samples, resolve_samples
-from ..state import outdir
+from ..files import write_atomically, write_json
+from ..loading import load_keras_model, load_samples
+
+DEFAULT_SAMPLES = 50  # profiled when --max-samples is not given
 
 
-def profile(cfg, samples=None, max_samples=50, png=None) -> dict:
-    samples = resolve_samples(cfg, samples)
+def work(cfg, samples, max_samples, png) -> tuple:
+    """(the profile, the Outcome the runner records: profile.json and the picture, when it is in the
+    output folder). flow.profile claims the folder and records the run."""
     out = cfg.output_dir
-    stage = outdir.Stage(out, "profile", {"design": outdir.digest(outdir.design_inputs(cfg)),
-                                          "samples": sha256(samples, cache=True), "max_samples": max_samples})
-    with outdir.claimed(out, outdir.run_inputs(cfg, samples)):
-        out.mkdir(parents=True, exist_ok=True)
-        with stage.running():
-            result, picture = _profile(cfg, samples, max_samples, png)
-            made = ["profile.json"] + ([picture.relative_to(out).as_posix()] if picture.parent == out else [])
-            stage.done(made, result={"samples": result["samples"]})
-    return result
+    result, picture = _profile(cfg, samples, max_samples, png)
+    made = [steps.PROFILE.outputs[0]] + ([picture.relative_to(out).as_posix()] if picture.parent == out else [])
+    return result, steps.Outcome(made, result={"samples": result["samples"]})
 
 
 def _profile(cfg, samples, max_samples, png) -> tuple:

@@ -9,7 +9,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from .. import console, standin
+from .. import console, standin, steps
 from ..errors import FlowError
 from ..files import read_json, sha256, write_atomically, write_json
 from ..parts import find_part
@@ -269,7 +269,7 @@ def write_report(out_dir, project_name, part=None, xml=None, foreign=False) -> d
     return report
 
 
-REPORT_FILES = ("report.md", "utilisation.png", "layers.png", "report.json")
+REPORT_FILES = steps.REPORT.outputs
 
 
 CURRENT = "Report up to date: {out}/report.md (synthesis results and part unchanged)"
@@ -296,6 +296,9 @@ def shown(cfg, record: dict, reused: bool) -> dict:
     if reused:
         console.say((cfg.output_dir / "report.md").read_text())
     return read_json(cfg.output_dir / "report.json")
+
+
+WORK = steps.Work(steps.REPORT, work, made_from=made_from, shown=shown, current=CURRENT, again=AGAIN)
 
 
 # ------------------------------------------- a project synthesised outside hlsflow

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from .. import console, standin
+from .. import console, standin, steps
 from ..errors import FlowError, check_flag
 from ..parts import family_of
 from ..state import outdir
@@ -239,3 +239,7 @@ def shown(cfg, record: dict, reused: bool) -> dict:
         console.say(f"Synthesis finished{by} in {result['seconds']:.0f} s (peak {result['peak_mb'] or 0:.0f} MB); "
                     "`hlsflow report` summarises it.")
     return result
+
+
+WORK = steps.Work(steps.SYNTH, work, made_from=made_from, precheck=precheck, ready=ready, shown=shown, leaves=leaves,
+                  current=CURRENT, again=AGAIN)

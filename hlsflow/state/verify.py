@@ -3,26 +3,29 @@ matches it. Pure file hashing: it runs on the host as well as in the image, and 
 
 from pathlib import Path
 
-from .. import __version__, console
+from .. import __version__, console, steps
 from ..errors import FlowError
 from ..files import sha256
-from . import outdir, signing
+from . import signing
+from .folder import all_files
+from .inputs import tree_hash
+from .manifest import MANIFEST, Manifest, changed_outputs
 
 
-def _manifest(out: Path) -> outdir.Manifest:
+def _manifest(out: Path) -> Manifest:
     if not out.is_dir():
         raise FlowError(f"{out} is not a directory: give the output directory of a flow run.")
-    manifest = outdir.Manifest(out)
+    manifest = Manifest(out)
     if not manifest.exists:
-        if (out / outdir.MANIFEST).exists():
-            raise FlowError(f"{out / outdir.MANIFEST} is not an hlsflow manifest, so {out} is not an output folder "
+        if (out / MANIFEST).exists():
+            raise FlowError(f"{out / MANIFEST} is not an hlsflow manifest, so {out} is not an output folder "
                             "of hlsflow: give the folder a flow run wrote (its --out).")
-        raise FlowError(f"{out} has no {outdir.MANIFEST}, so it is not an output folder of hlsflow (hlsflow "
+        raise FlowError(f"{out} has no {MANIFEST}, so it is not an output folder of hlsflow (hlsflow "
                         f"{__version__} writes one with every stage): give the folder a flow run wrote (its --out).")
     return manifest
 
 
-def _inputs_changed(manifest: outdir.Manifest) -> tuple:
+def _inputs_changed(manifest: Manifest) -> tuple:
     """(problems, notes) for the user's files the manifest names: changed ones are problems (the
     outputs are stale), ones not reachable from here are only noted."""
     problems, notes = [], []
@@ -56,11 +59,14 @@ def verify(out_dir) -> dict:
                          "not checked")
             continue
         checked += len(outputs)
-        for rel, what in outdir.changed_outputs(out, record):
+        if name not in {step.name for step in steps.REGISTRY}:
+            notes.append(f"{name} is a record no step of this hlsflow declares (a newer hlsflow wrote it?): its "
+                         "files were checked as recorded")
+        for rel, what in changed_outputs(out, record):
             problems.append(f"{what}: {rel} (made by {name})")
-        if name == "convert" and record.get("tree_hash") != outdir.tree_hash(outputs):
+        if name == steps.CONVERT.name and record.get("tree_hash") != tree_hash(outputs):
             problems.append("the manifest's project tree hash is not the hash of the files it lists")
-    untracked = [rel for rel in outdir.all_files(out) if rel not in tracked]
+    untracked = [rel for rel in all_files(out) if rel not in tracked]
     problems += [f"added: {rel} (made by no recorded stage)" for rel in untracked]
     input_problems, input_notes = _inputs_changed(manifest)
     problems += input_problems

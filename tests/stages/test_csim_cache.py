@@ -157,14 +157,14 @@ def test_an_engine_that_cannot_be_stored_is_built_again_next_time(tmp_path, caps
     engine = fastemu.Engine([fastemu.Step("x", "Input", [], ["x"], FixedType(16, 6), None),
                              fastemu.Step("y", "Activation", ["x"], ["y"], FixedType(16, 6),
                                           lambda ins: ins[0][0] if lock else None)], (2,), "y")
-    stage = outdir.Stage(tmp_path, engines.ENGINE_RECORD, {"project": "p"})
-    engines._keep(stage, engine)
+    caches, inputs = outdir.Caches(tmp_path), {"project": "p"}
+    engines._keep(caches, inputs, engine)
     assert "Fast engine: not kept for the next csim (TypeError)" in capsys.readouterr().out
     assert outdir.stage_record(tmp_path, engines.ENGINE_RECORD) is None
-    assert engines._cached_engine(stage) is None
+    assert engines._cached_engine(caches, inputs) is None
 
     engine.steps[1].run = lambda ins: ins[0][0]  # storable: kept, and read back as the same engine
-    engines._keep(stage, engine)
-    again = engines._cached_engine(stage)
+    engines._keep(caches, inputs, engine)
+    again = engines._cached_engine(caches, inputs)
     x = np.array([[0.5, -1.25]], np.float32)
     assert isinstance(again, fastemu.Engine) and np.array_equal(again.run(x), engine.run(x))
