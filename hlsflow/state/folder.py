@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import FlowError
+from . import signing
 from .manifest import MANIFEST, Manifest
 
 # Unfinished runs of these statuses may have left files they never recorded as outputs: a run that
@@ -97,7 +98,9 @@ def foreign_files(out_dir) -> list:
     manifest = Manifest(out_dir)
     if not manifest.exists:  # a manifest.json of something else (a web app's) is named first
         return sorted(entries, key=lambda rel: rel != MANIFEST)
-    files, folders = accounted_files(manifest.stages.values())
+    # Only records this user's key signed vouch for files: a handed manifest.json that names a
+    # user's thesis.tex as an output must not make the folder look like hlsflow's to replace.
+    files, folders = accounted_files(r for r in manifest.stages.values() if signing.holds(r))
     return [rel for rel in entries if not is_accounted(rel, files, folders)]
 
 
@@ -138,6 +141,11 @@ def check_owned(out_dir) -> None:
     foreign = foreign_files(out_dir)
     if foreign:
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        manifest = Manifest(out_dir)
+        if manifest.exists and not any(signing.holds(r) for r in manifest.stages.values()):
+            raise FlowError(f"{out_dir} holds {foreign[0]}{more} and a manifest.json whose records were not made by "
+                            "you (not signed with your key), so hlsflow cannot prove it wrote them and will not "
+                            "replace them: choose another --out, or remove that folder yourself if it is yours.")
         raise FlowError(f"{out_dir} holds {foreign[0]}{more}, which hlsflow did not write, and hlsflow writes only "
                         "into an empty folder or one of its own outputs: choose another --out, or move that file out "
                         "of the folder.")
@@ -151,8 +159,23 @@ def remove_dead_staging(out_dir) -> None:
         return
     for pattern in (f".{out_dir.name}.partial-*", f".{out_dir.name}.old-*"):
         for folder in out_dir.parent.glob(pattern):
-            if folder.is_dir() and not folder.is_symlink() and (folder / STAGING_MARK).is_file():
+            if folder.is_dir() and not folder.is_symlink() and _marked(folder):
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def _mark(folder: Path) -> None:
+    """The staging mark: the folder's name signed with this user's key, so that a folder someone
+    else made (in an archive unpacked beside the output, say) never passes for one to remove."""
+    (folder / STAGING_MARK).write_text(signing.vouch(f"staging:{folder.name}"))
+
+
+def _marked(folder: Path) -> bool:
+    mark = folder / STAGING_MARK
+    try:
+        return mark.is_file() and not mark.is_symlink() and signing.vouches(f"staging:{folder.name}",
+                                                                           mark.read_text()[:200])
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def cannot_write(out_dir, exc: OSError) -> FlowError:
@@ -164,9 +187,8 @@ def check_writable(out: Path) -> None:
     hlsflow's files: it is about to be replaced whole."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        probe = out.parent / f".hlsflow-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".hlsflow-write-test-"):
+            pass  # a name of its own, made exclusively: never one of the user's files
     except OSError as exc:
         raise cannot_write(out, exc) from exc
     check_owned(out)
@@ -183,15 +205,15 @@ def staging(out: Path):
         umask = os.umask(0)
         os.umask(umask)
         folder.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the project from the user's group
-        (folder / STAGING_MARK).touch()
+        _mark(folder)
         yield folder
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         (folder / STAGING_MARK).unlink()
         if out.exists():
             os.replace(out, old)
-            (old / STAGING_MARK).touch()  # a run killed now leaves it for the next one to remove
+            _mark(old)  # a run killed now leaves it for the next one to remove
         os.replace(folder, out)
         shutil.rmtree(old, ignore_errors=True)
     finally:
-        if (folder / STAGING_MARK).is_file():  # still ours: not swapped into place
+        if _marked(folder):  # still ours: not swapped into place
             shutil.rmtree(folder, ignore_errors=True)

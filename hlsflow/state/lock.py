@@ -5,9 +5,11 @@ hlsflow's."""
 import contextlib
 import fcntl
 import os
+import tempfile
 from pathlib import Path
 
 from ..errors import FlowError
+from . import signing
 from .folder import cannot_write, check_output_path, check_owned, remove_dead_staging
 
 
@@ -41,8 +43,30 @@ def locked(out_dir):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _mark(lock_path: Path) -> str:
+    return signing.vouch(f"lock:{lock_path.name}")
+
+
+def _create(lock_path: Path) -> None:
+    """The lock file, made whole with this user's mark in it (linked into place: never half-written,
+    never over a file that is there), so that the file removed at the end is provably hlsflow's."""
+    if lock_path.exists():
+        return
+    with tempfile.NamedTemporaryFile("w", dir=lock_path.parent, prefix=f"{lock_path.name}.") as made:
+        made.write(_mark(lock_path))
+        made.flush()
+        try:
+            os.link(made.name, lock_path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: made exclusively, then written
+            with contextlib.suppress(FileExistsError), open(lock_path, "x") as f:
+                f.write(_mark(lock_path))
+
+
 def _acquire(lock_path: Path, out_dir: Path):
     while True:
+        _create(lock_path)
         handle = open(lock_path, "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -52,7 +76,14 @@ def _acquire(lock_path: Path, out_dir: Path):
                 from None
         try:
             if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
-                return handle
+                with open(lock_path, errors="replace") as f:
+                    ours = signing.vouches(f"lock:{lock_path.name}", f.read(200))
+                if ours:
+                    return handle
+                handle.close()
+                raise FlowError(f"{lock_path} is not a lock file of your hlsflow runs (hlsflow keeps one of that name "
+                                f"beside {out_dir.name} while it works, and removes it after): if it is yours, move "
+                                "it; if an earlier hlsflow run left it and none is running now, delete it.")
         except FileNotFoundError:
             pass
         handle.close()  # the run before removed this file as we opened it: lock the new one

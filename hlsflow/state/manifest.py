@@ -110,11 +110,16 @@ class Manifest:
         return env_id
 
     def mark_stale(self, names, why: str) -> None:
+        from . import signing
+
         for name in names:
             record = self.stages.get(name)
             if record and record.get("status") == "ok":
+                held = signing.holds(record)
                 record["status"] = "stale"
                 record["stale_because"] = why
+                if held:  # still vouches for its files; a record that was not the user's stays unsigned
+                    signing.sign(record)
 
 
 def stage_record(out_dir, name):

@@ -150,12 +150,14 @@ class Record:
         does not write them again must not disown them), and say what this run may leave if it is
         killed."""
         self._before = snapshot(self.out_dir)
-        record = manifest.stages.setdefault(self.name, {})
+        record = manifest.stages.get(self.name) or {}
         # Its earlier runs' files stay its own, if this run does not write them again (a log of
-        # an earlier run with other flags).
-        files, folders = accounted_files([record])
+        # an earlier run with other flags): only as far as the user's key signed that record.
+        files, folders = accounted_files([record] if signing.holds(record) else [])
         self._left = [rel for rel in self._before if is_accounted(rel, files, folders) and rel != MANIFEST]
-        record.update(status="running", started=self._started, may_leave=self.leaves, left=self._left)
+        record = dict(record if signing.holds(record) else {}, status="running", started=self._started,
+                      may_leave=self.leaves, left=self._left)
+        manifest.stages[self.name] = signing.sign(record)
 
     def _left_now(self, outputs=()) -> list:
         """The files this stage's runs left in the folder and do not record as outputs."""
@@ -179,7 +181,10 @@ class Record:
         manifest = Manifest(self.out_dir)
         if self.in_place:
             record = manifest.stages.setdefault(self.name, {})
+            held = signing.holds(record)
             record.update(status=status, exit_status=code, left=self._left_now(record.get("outputs") or {}))
+            if held:  # signed by this run's start: what it left is the user's run's, provably
+                signing.sign(record)
         self._end_run(manifest, status, code)
         manifest.save()
 

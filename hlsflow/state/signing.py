@@ -106,3 +106,12 @@ def holds(record: dict) -> bool:
         return False
     expected = hmac.new(current_key(), _message(record), hashlib.sha256).hexdigest()
     return hmac.compare_digest(given.lower(), expected)
+
+
+def vouch(text: str) -> str:
+    """A mark only this user's key makes for `text` (a staging folder's or a lock file's name)."""
+    return hmac.new(current_key(), f"hlsflow-mark\0{text}".encode(), hashlib.sha256).hexdigest()
+
+
+def vouches(text: str, mark: str) -> bool:
+    return hmac.compare_digest(mark.strip().lower().encode(), vouch(text).encode())

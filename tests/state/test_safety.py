@@ -248,16 +248,21 @@ def test_dead_runs_leftovers_are_cleaned_and_the_lock_file_goes(converted_user, 
     removes both (and nothing unmarked), and leaves no lock file of its own."""
     root = tmp_path / "user"
     shutil.copytree(converted_user, root, symlinks=True)
+    from hlsflow.state import signing  # the marks a killed run of this user leaves: its key's
+
     dead = root / "build" / ".tiny.partial-abc123"
     (dead / "firmware").mkdir(parents=True)
-    (dead / ".hlsflow-staging").touch()
+    (dead / ".hlsflow-staging").write_text(signing.vouch(f"staging:{dead.name}"))
     (dead / "firmware" / "half.h").write_text("// half written\n")
     unmarked = root / "build" / ".tiny.partial-mine"
     unmarked.mkdir()
     (unmarked / "keep.txt").write_text("not hlsflow's\n")
-    (root / "build" / ".tiny.lock").touch()
+    forged = root / "build" / ".tiny.partial-forged"  # a mark anyone can make: an empty file
+    forged.mkdir()
+    (forged / ".hlsflow-staging").touch()
+    (root / "build" / ".tiny.lock").write_text(signing.vouch("lock:.tiny.lock"))
     proc = hlsflow("convert", *CONFIG, *OUT, "--force", cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not dead.exists()
     assert (unmarked / "keep.txt").read_text() == "not hlsflow's\n"
-    assert sorted(p.name for p in (root / "build").iterdir()) == [".tiny.partial-mine", "tiny"]
+    assert sorted(p.name for p in (root / "build").iterdir()) == [".tiny.partial-forged", ".tiny.partial-mine", "tiny"]

@@ -435,7 +435,9 @@ def test_a_failed_convert_leaves_the_previous_project_and_no_staging_folder(out)
 
 
 def test_staging_replaces_a_folder_and_removes_its_copy_on_failure(tmp_path):
-    target = tmp_path / "proj"
+    target = tmp_path / "w" / "proj"  # beside it only what staging makes (the key is in tmp_path/config)
+    target.parent.mkdir()
+    tmp_path = target.parent
     with outdir.staging(target) as into:
         write(into / "f", "first")
         assert (into / outdir.STAGING_MARK).is_file()
@@ -586,10 +588,12 @@ def test_an_unfinished_run_owns_exactly_what_it_said_it_may_leave(out):
     assert outdir.is_accounted(".vivado.log.9.tmp", files, folders)
     manifest = outdir.Manifest(out)
     manifest.stages["synth"]["status"] = "ok"  # a finished run owns its outputs and `left` alone
+    signing.sign(manifest.stages["synth"])
     manifest.save()
     assert "vivado.log" in outdir.foreign_files(out) and "synth_prj/solution1/a.rpt" in outdir.foreign_files(out)
     for status in ("failed", "interrupted"):
         manifest.stages["synth"]["status"] = status
+        signing.sign(manifest.stages["synth"])
         manifest.save()
         assert outdir.foreign_files(out) == ["synth_prj.txt", "vivado.log.old"]
 
@@ -684,7 +688,8 @@ def test_the_lock_is_one_run_at_a_time_and_is_removed_at_the_end(out):
             with pytest.raises(BlockingIOError):
                 fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert not lock.exists()
-    with open(lock, "a") as other:  # another run holds it
+    write(lock, signing.vouch(f"lock:{lock.name}"))  # another run's, which holds it
+    with open(lock, "a") as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(FlowError) as caught:
             with outdir.locked(out):
@@ -704,8 +709,8 @@ def test_a_lock_beside_a_folder_that_cannot_be_made_is_one_sentence(tmp_path):
 
 def test_claiming_removes_dead_staging_folders_hlsflow_marked_and_nothing_else(out, tmp_path):
     record_stage(out)
-    dead = write(out.parent / ".proj.partial-abc" / outdir.STAGING_MARK).parent
-    old = write(out.parent / ".proj.old-12" / outdir.STAGING_MARK).parent
+    dead = write(out.parent / ".proj.partial-abc" / outdir.STAGING_MARK, signing.vouch("staging:.proj.partial-abc")).parent
+    old = write(out.parent / ".proj.old-12" / outdir.STAGING_MARK, signing.vouch("staging:.proj.old-12")).parent
     write(dead / "half.cpp")
     unmarked = write(out.parent / ".proj.partial-users" / "thesis.tex").parent
     other = write(out.parent / ".other.partial-x" / outdir.STAGING_MARK).parent
@@ -1000,3 +1005,57 @@ def test_a_project_is_required_current_in_one_sentence(tmp_path):
         outdir.require_project(flow_config(tmp_path, part="xcu250-figd2104-2L-e"))
     assert str(caught.value) == (f"The HLS project at {cfg.output_dir} is not current (its hls4ml_settings changed): "
                                  "run `hlsflow convert` first.")
+
+
+# ------------------------------------------------------------------ what others hand a user
+
+def test_a_handed_manifest_cannot_claim_a_users_file(out, key):
+    """Records signed with another key (or none) vouch for no file: a manifest.json someone hands
+    over that names the user's thesis.tex as an output does not make the folder hlsflow's to replace."""
+    record_stage(out, files={"result.txt": "1"})
+    write(out / "thesis.tex", "mine")
+    forged = manifest_json(out)
+    forged["stages"]["csim"]["outputs"]["thesis.tex"] = "0" * 64
+    (out / outdir.MANIFEST).write_text(json.dumps(forged))
+    assert outdir.foreign_files(out) == ["result.txt", "thesis.tex"]
+    with pytest.raises(FlowError, match=r"not made by you \(not signed with your key\).*remove that folder yourself"):
+        outdir.check_owned(out)
+    signed = manifest_json(out)
+    signed["stages"]["csim"] = signing.sign(signed["stages"]["csim"])  # the same claim, signed by this user
+    (out / outdir.MANIFEST).write_text(json.dumps(signed))
+    assert outdir.foreign_files(out) == []
+    assert (out / "thesis.tex").read_text() == "mine"
+
+
+def test_only_staging_folders_marked_with_the_users_key_are_removed(out):
+    forged = write(out.parent / f".{out.name}.partial-abc" / outdir.STAGING_MARK, "").parent
+    write(forged / "data.bin", "theirs")
+    copied = write(out.parent / f".{out.name}.old-7" / outdir.STAGING_MARK, signing.vouch("staging:.proj.old-1")).parent
+    with pytest.raises(RuntimeError):  # a run whose staging folder is left as a killed run leaves it
+        with outdir.staging(out) as into:
+            left = Path(into)
+            os.rename(left, out.parent / ".proj.partial-killed")
+            raise RuntimeError("killed")
+    killed = out.parent / ".proj.partial-killed"
+    (killed / outdir.STAGING_MARK).write_text(signing.vouch(f"staging:{killed.name}"))
+    outdir.remove_dead_staging(out)
+    assert not killed.exists()
+    assert (forged / "data.bin").read_text() == "theirs" and copied.is_dir()  # unmarked, or marked for another name
+
+
+def test_a_lock_file_of_that_name_that_is_not_hlsflows_is_never_removed(out):
+    users = write(out.with_name(f".{out.name}.lock"), "my notes")
+    with pytest.raises(FlowError, match=r"is not a lock file of your hlsflow runs.*move it"):
+        with outdir.locked(out):
+            pass
+    assert users.read_text() == "my notes"
+    users.unlink()
+    with outdir.locked(out):
+        assert signing.vouches(f"lock:{users.name}", users.read_text())
+    assert not users.exists() and sorted(os.listdir(out.parent)) == ["proj"]
+
+
+def test_the_write_probe_never_touches_a_file_of_the_users(out):
+    users = write(out.parent / f".hlsflow-write-test-{os.getpid()}", "mine")
+    outdir.check_writable(out)
+    assert users.read_text() == "mine" and sorted(os.listdir(out.parent)) == [users.name, "proj"]
