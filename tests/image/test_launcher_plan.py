@@ -29,6 +29,8 @@ def project(tmp_path, monkeypatch):
         "KerasModel: tiny_cnn.keras\nOutputDir: ../build/tiny\nFlow:\n  emulation: {samples: tiny_samples.npz}\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HLSFLOW_CONFIG", raising=False)
+    for var in ("XILINXD_LICENSE_FILE", "LM_LICENSE_FILE"):  # no licence server to forward from this machine
+        monkeypatch.delenv(var, raising=False)
     return tmp_path
 
 

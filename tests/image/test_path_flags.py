@@ -4,41 +4,19 @@ flag from that declaration: here each one is given a real path and launcher.moun
 what it mounts. A new flag with no declaration fails the first test, before it can reach a
 container unmounted."""
 
-import shutil
 from pathlib import Path
 
 import pytest
-from invoke.parser import Parser
 
-from hlsflow.cli import kinds, launcher, program as cli
+from hlsflow.cli import kinds, launcher
 from hlsflow.cli.tasks import namespace
+from test_launcher_plan import parse, project  # noqa: F401 -- the same parser and user folder
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 IMAGE_TASKS = [ctx.name for ctx in namespace.to_contexts() if kinds.spec_of(namespace[ctx.name]).where == "image"]
-
-
-def parse(*argv):
-    contexts = list(Parser(contexts=namespace.to_contexts()).parse_argv(list(argv)))
-    cli._share_flags(contexts)
-    return contexts
 
 
 def flags_of(task: str) -> list:
     return [arg.name for ctx in namespace.to_contexts() if ctx.name == task for arg in ctx.args.values()]
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    (tmp_path / "models").mkdir()
-    for name in ("tiny_cnn.keras", "tiny_samples.npz"):
-        shutil.copy(DATA / name, tmp_path / "models" / name)
-    (tmp_path / "models" / "hls4ml_config.yml").write_text(
-        "KerasModel: tiny_cnn.keras\nOutputDir: ../build/tiny\nFlow:\n  emulation: {samples: tiny_samples.npz}\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("HLSFLOW_CONFIG", raising=False)
-    for var in ("XILINXD_LICENSE_FILE", "LM_LICENSE_FILE"):
-        monkeypatch.delenv(var, raising=False)
-    return tmp_path
 
 
 def test_every_flag_of_an_image_task_is_declared_a_path_or_a_value():
