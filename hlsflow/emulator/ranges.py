@@ -222,6 +222,73 @@ def range_findings(hls_model, keras_model, keras_outs, x=None, values=None) -> l
     return findings
 
 
+SOFTMAX_TABLE_TYPES = ("exp_table", "inv_table", "inv_inp", "accum")  # hls4ml 1.3.0's Precision keys of a softmax
+
+
+@dataclass
+class TableSetting:
+    """A layer that looks values up in tables: its sizes, implementation and table types, as the
+    config sets them (LayerName: TableSize, Implementation, Precision)."""
+    layer: str
+    activation: str  # softmax, sigmoid, tanh, ...
+    implementation: str  # a softmax's (stable, latency, legacy, argmax); "" otherwise
+    table_size: int
+    types: dict  # {Precision key: (FixedType, modes)}
+    input_type: FixedType = None
+    input_layer: str = None
+
+    @property
+    def step(self) -> float:
+        """The input step between two table entries: a softmax's stable exp table is indexed by the
+        top log2(size) bits of x_max - x in a type of its input's integer bits less the sign
+        (hls4ml's inp_norm_t); sigmoid-style tables by data * size / 16, tanh's by / 8."""
+        if self.activation == "softmax":
+            if self.input_type is None or self.implementation not in ("stable", "latency"):
+                return None
+            integer = self.input_type.integer - int(self.input_type.signed)
+            span = 2.0 ** integer if self.implementation == "stable" else 2.0 ** self.input_type.integer
+            return span / self.table_size
+        span = 8.0 if self.activation == "tanh" else 16.0
+        return span / self.table_size
+
+    def describe(self) -> str:
+        kinds = ", ".join(f"{k} {type_text(t, m)}" for k, (t, m) in self.types.items())
+        what = f"{self.activation} ({self.implementation})" if self.implementation else self.activation
+        step = f", input step {self.step:.3g}" if self.step else ""
+        return f"{self.layer} {what}: TableSize {self.table_size}{step}; {kinds}"
+
+
+def table_settings(hls_model) -> list:
+    """A TableSetting for every softmax and table-based activation (sigmoid, tanh, ...) of the design."""
+    found = []
+    for layer in hls_model.get_layers():
+        activation = str(layer.get_attr("activation", "") or "").lower()
+        if layer.class_name == "Softmax" or activation == "softmax":
+            keys, implementation = SOFTMAX_TABLE_TYPES, str(layer.get_attr("implementation", "stable")).lower()
+        elif layer.class_name == "Activation" and activation in TABLE_ACTIVATIONS:
+            keys, implementation = ("table",), ""
+        else:
+            continue
+        types = {}
+        for key in keys:
+            named = layer.types.get(f"{key}_t")
+            if named is None:
+                continue
+            try:
+                types[key] = (fixed_type(named.precision), _modes(named.precision))
+            except fixedtype.NotFixedPoint:
+                continue
+        node = layer.get_input_node()
+        try:
+            in_t = fixed_type(layer.get_input_variable().type.precision)
+        except fixedtype.NotFixedPoint:
+            in_t = None
+        found.append(TableSetting(layer.name, "softmax" if keys is SOFTMAX_TABLE_TYPES else activation,
+                                  implementation, int(layer.get_attr("table_size", 1024) or 1024), types, in_t,
+                                  node.name if node is not None else None))
+    return found
+
+
 def findings_for(cfg, keras_model, x) -> list:
     """Every type's finding from Keras values alone (hls4ml's conversion in memory, no g++)."""
     with in_memory(keras_model, cfg) as hls_model:
