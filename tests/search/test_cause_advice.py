@@ -1,0 +1,106 @@
+"""Cause before cure (issue 37), as a new user meets it: from an empty folder, the installed command's
+`init --samples`, then `csim` and `tune-precision`, on two models nobody tuned by hand:
+- a softmax whose exp table limits agreement: logits up to 60 (the input type needs 8 integer
+  bits, so hls4ml's table steps by 1/8) whose top two differ by 0.03 to 0.2. Keras is sure of each
+  label, the table ties them. csim names the table; tune buys table entries, no type bits, and
+  says their BRAM cost;
+- a truly near-tied model: the same logits with the top two 0 to 3e-4 apart. Keras's own margins
+  (top-1 minus top-2 probability) show it, and tune reports the gate unreachable, buying nothing.
+Weights are set by hand (no training): deterministic, and built in a second."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from state.test_safety import hlsflow
+
+MARGIN = 2.0**-10  # emulator/cause.py's near-tie margin: one step of ap_fixed<16,6>
+
+
+def _make(root, name, lo, hi, n=300, seed=0):
+    """Three logits z0 = 30u, z1 = 30u + v, z2 = -30u, softmax; the label is v's sign, |v| in [lo, hi]."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    rng = np.random.default_rng(seed)
+    inp = tf.keras.Input((2,), name="x")
+    logits = layers.Dense(3, name="logits")(inp)
+    model = tf.keras.Model(inp, layers.Activation("softmax", name="prob")(logits))
+    model.get_layer("logits").set_weights([np.array([[30, 30, -30], [0, 1, 0]], np.float32), np.zeros(3, np.float32)])
+    x = np.stack([rng.uniform(0.5, 2.0, n), rng.uniform(lo, hi, n) * rng.choice([-1, 1], n)], 1).astype(np.float32)
+    model.save(root / f"{name}.keras")
+    np.savez(root / f"{name}.npz", x=x)
+    return model, x
+
+
+def _ok(proc):
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout[-4000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _user(tmp_path_factory, name, lo, hi):
+    root = tmp_path_factory.mktemp(name)
+    model, x = _make(root, name, lo, hi)
+    _ok(hlsflow("init", "--model", f"{name}.keras", "--samples", f"{name}.npz", cwd=root))
+    return root, model, x
+
+
+@pytest.fixture(scope="module")
+def table_user(tmp_path_factory):
+    return _user(tmp_path_factory, "table", 0.03, 0.2)
+
+
+@pytest.fixture(scope="module")
+def tied_user(tmp_path_factory):
+    return _user(tmp_path_factory, "tied", 0.0, 3e-4)
+
+
+def test_csim_names_the_softmax_table_as_the_cause(table_user):
+    root, _, _ = table_user
+    out = _ok(hlsflow("csim", cwd=root))
+    csim = json.loads((root / "build" / "table" / "csim.json").read_text())
+    assert csim["agreement"] < 0.95, csim["agreement"]  # the first flow is far off: the table ties the labels
+    assert csim["cause"]["kind"] == "table" and csim["cause"]["tables"] == ["prob"], csim["cause"]
+    line = next(line for line in out.splitlines() if line.startswith("What limits agreement:"))
+    assert "a table: prob" in line and "TableSize" in line, line
+    # The old advice, "rounding that adds up", is no longer what csim says here.
+    assert "rounding of weights and values that adds up" not in out
+
+
+def test_tune_buys_table_entries_not_bits_and_says_their_cost(table_user):
+    root, _, _ = table_user
+    out = _ok(hlsflow("tune-precision", "--no-compare-auto", cwd=root))
+    result = json.loads((root / "build" / "table" / "tune.json").read_text())
+    assert result["outcome"] == "met" and result["cause"]["kind"] == "table", result["outcome"]
+    after = result["after"]
+    assert after["agreement"] >= 0.99 and after["added_bits"] == 0, after
+    assert set(after["changes"]) == {"prob"} and after["changes"]["prob"]["TableSize"] > 1024, after["changes"]
+    assert after["table_bram"] > 0, after
+    final = out.strip().splitlines()[-1]
+    assert final.startswith("Gate met:") and "prob TableSize" in final and "BRAM_18K of tables" in final, final
+    tuned = yaml.safe_load((root / "hls4ml_config.tuned.yml").read_text())
+    assert tuned["HLSConfig"]["LayerName"]["prob"]["TableSize"] == after["changes"]["prob"]["TableSize"]
+    # The cheapest table that passes: half as many entries fails (the search's own step before it).
+    smaller = [t for t in result["trials"] if t["changes"].get("prob", {}).get("TableSize", 0)
+               == after["changes"]["prob"]["TableSize"] // 2]
+    assert smaller and not smaller[0]["gate"], [(t["label"], t["gate"]) for t in result["trials"]]
+
+
+def test_tune_reports_near_ties_unreachable_with_keras_margins(tied_user):
+    root, model, x = tied_user
+    out = _ok(hlsflow("tune-precision", "--no-compare-auto", cwd=root))
+    result = json.loads((root / "build" / "tied" / "tune.json").read_text())
+    assert result["outcome"] == "unreachable" and result["config"] is None, result["outcome"]
+    found = result["cause"]
+    assert found["kind"] == "near ties" and not found["reachable"], found
+    # The evidence is Keras's own: its margins on the samples csim measures, computed here.
+    p = np.sort(model.predict(x[:300], verbose=0), axis=1)
+    tiny = int(np.sum(p[:, -1] - p[:, -2] < MARGIN))
+    assert found["margins"]["flipped"] <= tiny and found["margins"]["below"] * 2 >= found["margins"]["flipped"], found
+    assert found["margins"]["flipped"] > 3, found  # the gate is out of reach, not missed by a sample
+    final = out.strip().splitlines()[-1]
+    assert final.startswith("Gate NOT reachable:") and "Keras margin" in final and "nothing written" in final, final
+    assert not (root / "hls4ml_config.tuned.yml").exists()
+    assert len(result["trials"]) == 1  # no bits bought: only your configuration was measured
