@@ -78,6 +78,8 @@ def test_tune_buys_table_entries_not_bits_and_says_their_cost(table_user):
     assert after["agreement"] >= 0.99 and after["added_bits"] == 0, after
     assert set(after["changes"]) == {"prob"} and after["changes"]["prob"]["TableSize"] > 1024, after["changes"]
     assert after["table_bram"] > 0, after
+    # It searched where the cause is: no step bought a type bit on the way.
+    assert all(t["added_bits"] == 0 for t in result["trials"]), [(t["label"], t["added_bits"]) for t in result["trials"]]
     final = out.strip().splitlines()[-1]
     assert final.startswith("Gate met:") and "prob TableSize" in final and "BRAM_18K of tables" in final, final
     tuned = yaml.safe_load((root / "hls4ml_config.tuned.yml").read_text())
