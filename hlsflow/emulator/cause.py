@@ -31,6 +31,7 @@ WIDE_FRAC = 12  # fractional bits a diagnostic design adds to every type
 WIDE_INT = 2  # and integer bits to the data path, above what Keras's values need
 TABLE_GROWTH = 64  # a diagnostic table has this many times the entries
 MAX_ACTIVATION_TABLE = 2**16
+MAX_SOFTMAX_TABLE = 2**18  # hls4ml's own cap with its 18-bit 1/sum table; the fast engine fills each entry
 MARGIN = 2.0**-10  # a Keras margin below one step of hls4ml's default ap_fixed<16,6> is a near tie
 DEPART = 0.05  # a layer departs from Keras where its largest error passes this share of its range
 CONSTANTS = ("weight", "bias", "depthwise", "pointwise", "scale")  # a layer's trained values
@@ -135,7 +136,7 @@ def kept_steps(settings, changes) -> dict:
 def _capped(size: int, input_t: FixedType) -> int:
     """hls4ml's own cap (fix_softmax_table_size: 2^(input width)), and the index taken from a type
     of one bit less (inp_norm_t drops the sign)."""
-    return int(min(size, 2 ** (input_t.width - int(input_t.signed))))
+    return int(min(size, 2 ** (input_t.width - int(input_t.signed)), MAX_SOFTMAX_TABLE))
 
 
 def wide_tables(settings, changes, growth: int = TABLE_GROWTH, frac: int = WIDE_FRAC) -> dict:

@@ -42,6 +42,9 @@ class Change:
 
 
 TABLE_SIZE = "TableSize"  # a change to a softmax layer's entry, not to its Precision
+# hls4ml 1.3.0 reads a table's type from the layer's own `<kind>_t` key (Layer.__init__ takes any
+# key ending in _t); the same kinds under Precision are silently ignored.
+LAYER_TYPE_KEYS = ("table", "exp_table", "inv_table", "inv_inp")
 
 
 @dataclass
@@ -131,6 +134,9 @@ def with_changes(cfg, changes: dict, output_dir=None):
         for kind, value in kinds.items():
             if kind == TABLE_SIZE:
                 entry[TABLE_SIZE] = int(value)
+                continue
+            if kind in LAYER_TYPE_KEYS:
+                entry[f"{kind}_t"] = value
                 continue
             prec = entry.get("Precision")
             if not isinstance(prec, dict):

@@ -20,11 +20,12 @@ ACCUM_FROM_OUTPUT = ("Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D", "
 ACCUM_POOLING = ("GlobalPooling2D", "GlobalPooling1D", "Pooling2D", "Pooling1D")
 RESOLUTION_SHARE = 0.05  # above this share of non-zero values below the resolution, a type loses resolution
 # Types the tuner may change: what the data flows through, not the trained weights.
-TUNABLE = ("result", "accum", "table", "exp_table", "inv_table")
+TUNABLE = ("result", "accum", "table", "exp_table", "inv_table", "inv_inp")
 BN_TUNABLE = ("scale", "bias")  # BatchNormalization's own scale and bias are data-path types too
 TABLE_ACTIVATIONS = ("sigmoid", "tanh", "softsign", "softplus", "elu", "selu")
 KIND_WORDS = {"accum": "accumulator", "result": "output", "exp_table": "softmax exp table",
-              "inv_table": "softmax 1/sum table", "table": "activation table"}
+              "inv_table": "softmax 1/sum table", "table": "activation table", "inv_inp": "softmax sum (1/sum table's input)"}
+QUANTILES = (5, 25, 50, 75, 95)  # of log2 |value|: the profile picture's box and whiskers, as hls4ml's numerical()
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Finding:
     keras_layer: str = None  # the Keras layer the values come from
     layer_class: str = None  # hls4ml's class of the layer
     modes: str = ""  # rounding/saturation modes of the type, kept when it is widened
+    log2_quantiles: list = None  # QUANTILES of log2 |value| over the non-zero values, for the picture
 
     @property
     def loses_resolution(self) -> bool:
@@ -148,7 +150,10 @@ def _softmax_tables(layer, z):
     if str(layer.get_attr("implementation", "stable")).lower() == "stable":
         z = z - z.max(axis=1, keepdims=True)
     e = np.exp(np.clip(z, -50, 50))
-    return {"exp_table": e, "inv_table": 1.0 / e.sum(axis=1)}
+    total = e.sum(axis=1)
+    # accum_t holds each exp and the adder tree's sums, inv_inp_t the sum the 1/sum table is indexed by
+    return {"exp_table": e, "inv_table": 1.0 / total, "accum": np.concatenate([e.reshape(-1), total]),
+            "inv_inp": total}
 
 
 def _finding(layer, kind, values, precision, source) -> Finding:
@@ -157,9 +162,11 @@ def _finding(layer, kind, values, precision, source) -> Finding:
     lo, hi = float(values.min()), float(values.max())
     nonzero = np.abs(values[values != 0])
     share = float(np.mean(nonzero < t.resolution)) if nonzero.size else 0.0
+    quantiles = [float(q) for q in np.percentile(np.log2(nonzero), QUANTILES)] if nonzero.size else None
     return Finding(layer.name, kind, lo, hi, type_text(t, _modes(precision)), t.min_value, t.max_value,
                    t.resolution, overflow=hi > t.max_value or lo < t.min_value, underflow_share=share, fixed=t,
-                   keras_layer=source, layer_class=layer.class_name, modes=_modes(precision))
+                   keras_layer=source, layer_class=layer.class_name, modes=_modes(precision),
+                   log2_quantiles=quantiles)
 
 
 def range_findings(hls_model, keras_model, keras_outs, x=None, values=None) -> list:
@@ -198,12 +205,12 @@ def range_findings(hls_model, keras_model, keras_outs, x=None, values=None) -> l
             vals = None
             if kind == "result":
                 vals = out
-            elif kind == "accum":
-                vals = _accumulator_values(layer, out, keras_model)
-            elif kind in ("exp_table", "inv_table") and layer.class_name == "Softmax":
+            elif kind in ("exp_table", "inv_table", "inv_inp", "accum") and layer.class_name == "Softmax":
                 node = layer.get_input_node()
                 if node is not None and node.name in values:
                     vals = _softmax_tables(layer, values[node.name])[kind]
+            elif kind == "accum":
+                vals = _accumulator_values(layer, out, keras_model)
             elif kind == "table" and str(layer.get_attr("activation", "")).lower() in TABLE_ACTIVATIONS:
                 vals = out  # only these activations look their output up in a table
             elif kind in layer.weights:
@@ -216,7 +223,7 @@ def range_findings(hls_model, keras_model, keras_outs, x=None, values=None) -> l
                 continue  # a QKeras power-of-two (exponent) type: no fixed-point range to check
             if layer.class_name == "Softmax" and kind == "result":
                 f.underflow_share = 0.0  # tiny probabilities rounding to 0 do not change the label
-            if kind == "exp_table":
+            if kind == "exp_table" or (layer.class_name == "Softmax" and kind in ("accum", "inv_inp")):
                 f.underflow_share = 0.0  # exp of far-below-max inputs rounding to 0 is what softmax does
             findings.append(f)
     return findings
@@ -236,6 +243,7 @@ class TableSetting:
     types: dict  # {Precision key: (FixedType, modes)}
     input_type: FixedType = None
     input_layer: str = None
+    tied_share: float = None  # a softmax's samples whose top two inputs share a table entry (profile's)
 
     @property
     def step(self) -> float:
@@ -263,7 +271,7 @@ def table_settings(hls_model) -> list:
     found = []
     for layer in hls_model.get_layers():
         activation = str(layer.get_attr("activation", "") or "").lower()
-        if layer.class_name == "Softmax" or activation == "softmax":
+        if layer.class_name == "Softmax":  # (a Dense's activation attribute names the softmax hls4ml splits off)
             keys, implementation = SOFTMAX_TABLE_TYPES, str(layer.get_attr("implementation", "stable")).lower()
         elif layer.class_name == "Activation" and activation in TABLE_ACTIVATIONS:
             keys, implementation = ("table",), ""

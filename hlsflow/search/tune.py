@@ -304,7 +304,11 @@ def _config_yaml(cfg, changes: dict, target: Path) -> str:
         entry = layers.setdefault(layer, {})
         if propose.TABLE_SIZE in kinds:
             entry[propose.TABLE_SIZE] = int(kinds[propose.TABLE_SIZE])
-        types = {kind: value for kind, value in kinds.items() if kind != propose.TABLE_SIZE}
+        for kind in propose.LAYER_TYPE_KEYS:  # hls4ml's own keys for table types (see propose)
+            if kind in kinds:
+                entry[f"{kind}_t"] = kinds[kind]
+        types = {kind: value for kind, value in kinds.items()
+                 if kind != propose.TABLE_SIZE and kind not in propose.LAYER_TYPE_KEYS}
         if not types:
             continue
         prec = entry.setdefault("Precision", {})
@@ -403,11 +407,12 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
         chosen = _table_search(tuner, every_type + findings, {} if found.kind == "table" else overflow)
         # Types as well: every step below on top of the largest tables (pruned at the end when not needed).
         overflow = _merge(overflow, causes.wide_tables(tuner.settings, overflow, growth=2 ** TABLE_STEPS[-1], frac=0))
-    if chosen is None and reachable and overflow:
+    weights = found is not None and found.kind == "weights"  # the data-path steps would search elsewhere
+    if chosen is None and reachable and overflow and not weights:
         step = tuner.measure(Trial("overflow", f"integer bits where values overflow ({_count(overflow)} types)",
                                    overflow, _bits(findings, overflow)), findings)
         chosen = step if step.gate else None
-    if chosen is None and reachable:
+    if chosen is None and reachable and not weights:
         chosen = _fraction_search(tuner, findings, overflow)
     if chosen is None and reachable:
         chosen = _wider_search(tuner, keras_model, x, every_type + findings, overflow)
@@ -457,7 +462,8 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
                  f"{config_path}: adopt it with --config {config_path}.")
     elif not reachable:
         result["outcome"] = "unreachable"
-        final = (f"Gate NOT reachable: your configuration agrees on {before.figure(target)}, and what limits it is "
+        final = (f"Gate NOT reachable: your configuration agrees on {before.figure(target)} ({_short(before, target)}), "
+                 "and what limits it is "
                  f"{found.text}; tried: the diagnostic designs above; no bits bought, nothing written.")
     elif best_seen is not before and not tuner.noise(best_seen):
         tuned = _config_yaml(cfg, best_seen.changes, config_path)
@@ -677,6 +683,12 @@ def _diagnose(tuner, keras_model, samples, max_samples):
     except Unsupported as exc:
         console.say(f"The diagnostic designs need the fast engine, and {exc}: the search looks everywhere.")
         return None
+    except FlowError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- hls4ml may refuse a diagnostic design; the search still runs
+        console.say(f"The diagnostic designs could not run on this model ({type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:160]}): the search looks everywhere.")
+        return None
     console.say(f"What limits agreement: {found.text}.")
     return found
 
@@ -715,7 +727,7 @@ def _prune(tuner, chosen, findings):
         if layer not in chosen.changes or len(chosen.changes) < 2:
             continue
         changes = {name: kinds for name, kinds in chosen.changes.items() if name != layer}
-        trial = tuner.measure(Trial(f"without-{layer}", f"the step so far without its changes to {layer}", changes,
+        trial = tuner.measure(Trial(f"{chosen.label}-without-{layer}", f"the step so far without its changes to {layer}", changes,
                                     _bits(findings, changes)), findings)
         if trial.gate and _cost(trial) <= _cost(chosen):
             chosen = trial

@@ -122,9 +122,10 @@ def gate(cfg, result: dict, min_agreement=None, max_error=None) -> None:
 
 def _advice(result: dict) -> str:
     """What to do about a missed gate, true to what the fault analysis found (or did not look for)."""
-    if result.get("cause"):
-        return f"what limits it is {result['cause']['text']}; {_cause_advice(result['cause'])}"
     faults = result.get("layers_at_fault")
+    if result.get("cause"):
+        first = "no single layer's type is at fault, and " if faults == [] else ""
+        return f"{first}what limits it is {result['cause']['text']}; {_cause_advice(result['cause'])}"
     if faults:
         named = sorted({line.split()[0] for line in faults})
         return (f"widen the types of the layers named above ({', '.join(named)}), or let `hlsflow tune-precision` "
@@ -430,7 +431,10 @@ def _cause(cfg, keras_model, x, y_keras, metric):
         return cause.diagnose(cfg, keras_model, x, y_keras, metric, gate, say=console.say).as_dict()
     except Unsupported as exc:
         console.say(f"The diagnostic designs need the fast engine, and {exc}: no cause named.")
-        return None
+    except Exception as exc:  # noqa: BLE001 -- hls4ml may refuse a diagnostic design; the figures above stand
+        console.say(f"The diagnostic designs could not run on this model ({type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:160]}): no cause named.")
+    return None
 
 
 def _cause_advice(found: dict) -> str:
@@ -438,7 +442,7 @@ def _cause_advice(found: dict) -> str:
     kind = found["kind"]
     if kind == "table":
         return (f"give the table of {', '.join(found['tables'])} more entries (LayerName: TableSize) or wider "
-                "types (Precision: exp_table, inv_table), or let `hlsflow tune-precision` measure them")
+                "types (exp_table_t, inv_table_t beside TableSize), or let `hlsflow tune-precision` measure them")
     if kind in ("data path", "weights", "types and table"):
         return "`hlsflow tune-precision` searches there and measures each step"
     if kind == "near ties":
@@ -449,8 +453,13 @@ def _cause_advice(found: dict) -> str:
 def print_faults(result: dict) -> None:
     found = result.get("cause")
     if found:
-        for line in result.get("layers_at_fault") or []:
-            console.say(f"  type at fault: {line}")
+        if result.get("layers_at_fault") == []:
+            console.say("No single data-path type is at fault: each layer's output and accumulator type holds the "
+                        "Keras values of the checked samples at its resolution.")
+        elif result.get("layers_at_fault"):
+            console.say("Layers at fault (Keras values outside their fixed-point type, or below its resolution):")
+            for line in result["layers_at_fault"]:
+                console.say(f"  {line}")
         console.say(f"What limits agreement: {found['text']}. Next: {_cause_advice(found)}.")
         return
     if result.get("layers_at_fault") == []:  # checked, and no type is to blame on its own

@@ -106,3 +106,32 @@ def test_tune_reports_near_ties_unreachable_with_keras_margins(tied_user):
     assert final.startswith("Gate NOT reachable:") and "Keras margin" in final and "nothing written" in final, final
     assert not (root / "hls4ml_config.tuned.yml").exists()
     assert len(result["trials"]) == 1  # no bits bought: only your configuration was measured
+
+
+def test_profile_shows_the_table_and_each_types_distribution(table_user):
+    from types import SimpleNamespace
+
+    from matplotlib.patches import PathPatch
+
+    from hlsflow.stages.profile import profile_figure
+
+    root, _, x = table_user
+    out = _ok(hlsflow("profile", cwd=root))
+    profile = json.loads((root / "build" / "table" / "profile.json").read_text())
+    table = profile["tables"][0]
+    assert (table["layer"], table["activation"], table["table_size"]) == ("prob", "softmax", 1024), table
+    # The logits need 8 integer bits: the exp table's 1024 entries step by 2^(8-1) / 1024.
+    assert table["input_step"] == 2.0**7 / 1024, table
+    logits = x[:profile["samples"]] @ np.array([[30, 30, -30], [0, 1, 0]])
+    top = np.sort(logits, axis=1)
+    assert table["tied_share"] == pytest.approx(np.mean(top[:, -1] - top[:, -2] < 0.125), abs=0.021), table
+    assert "Tables that tie labels: prob's top two inputs are closer than its table's step 0.125" in out
+    kinds = {(f["layer"], f["kind"]) for f in profile["findings"]}
+    assert {("prob", "exp_table"), ("prob", "inv_table"), ("prob", "inv_inp"), ("prob", "accum")} <= kinds, kinds
+    # Each type's distribution, as hls4ml's numerical() draws it: log2 |value| quantiles, the input's from the samples.
+    first = next(f for f in profile["findings"] if (f["layer"], f["kind"]) == ("x", "result"))
+    values = np.abs(x[:profile["samples"]].astype(np.float64))
+    assert first["log2_quantiles"] == pytest.approx(np.percentile(np.log2(values[values > 0]), [5, 25, 50, 75, 95]))
+    drawn = profile_figure([SimpleNamespace(**f) for f in profile["findings"]], "table").axes[0]
+    boxes = [p for p in drawn.patches if isinstance(p, PathPatch)]
+    assert len(boxes) == sum(1 for f in profile["findings"] if f["log2_quantiles"]), len(boxes)
