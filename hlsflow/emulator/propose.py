@@ -17,6 +17,8 @@ values overflow them; the softmax's own types (tables, saturating) are left to h
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..fixedtype import FixedType
 from . import ranges
 
@@ -106,20 +108,48 @@ def pinned_types(hls_config: dict) -> set:
 
 
 def look(cfg, keras_model, x, outs=None) -> tuple:
-    """(every type's finding, {softmax: (the layer it reads, its table size)}) of the design `cfg`
-    describes, from one conversion in memory; `outs`: Keras's layer outputs on x, when known."""
+    """(every type's finding, {softmax: (the layer it reads, its table size, the gap between its top
+    two inputs that TIED_SHARE of the samples fall below, or None)}) of the design `cfg` describes,
+    from one conversion in memory; `outs`: Keras's layer outputs on x, when known."""
     from ..design import in_memory
 
     outs = ranges.keras_layer_outputs(keras_model, x) if outs is None else outs
+    values = {}
     with in_memory(keras_model, cfg) as hls_model:
-        findings = ranges.range_findings(hls_model, keras_model, outs, x)
+        findings = ranges.range_findings(hls_model, keras_model, outs, x, values)
         softmax = {}
         for layer in hls_model.get_layers():
             node = layer.get_input_node() if layer.class_name == "Softmax" else None
             if node is not None:
+                stable = str(layer.get_attr("implementation", "stable")).lower() == "stable"
                 softmax[layer.name] = (node.name, int(layer.get_attr("table_size", DEFAULT_TABLE_SIZE) or
-                                                      DEFAULT_TABLE_SIZE))
+                                                      DEFAULT_TABLE_SIZE),
+                                       _top_gap(values.get(node.name), len(x)) if stable else None)
     return findings, softmax
+
+
+TIED_SHARE = 0.01  # init gives a softmax the table that tells apart the top two inputs of all but this share
+
+
+def _top_gap(z, n: int):
+    """The gap between the two largest inputs of a softmax that TIED_SHARE of the samples fall below."""
+    if z is None:
+        return None
+    z = np.asarray(z, np.float64).reshape(n, -1)
+    if z.shape[1] < 2:
+        return None
+    top = np.sort(z, axis=1)
+    return float(np.quantile(top[:, -1] - top[:, -2], TIED_SHARE))
+
+
+def table_size_for_gap(input_integer: int, gap) -> int:
+    """The fewest entries (a power of two) whose exp-table step, on an input of `input_integer`
+    integer bits, is no larger than `gap`; None when that is beyond MAX_TABLE_SIZE (ties no table
+    size resolves: tune-precision's diagnosis shows them)."""
+    if not gap or gap <= 0:
+        return None
+    size = 2 ** max(0, math.ceil(math.log2(2.0 ** (input_integer - 1) / gap)))
+    return size if size <= MAX_TABLE_SIZE else None
 
 
 def with_changes(cfg, changes: dict, output_dir=None):
@@ -184,15 +214,19 @@ def _softmax_changes(softmax: dict, findings, changes: dict) -> list:
 
     types = {(f.layer, f.kind): f.fixed for f in findings}
     out = []
-    for name, (source, size) in softmax.items():
+    for name, (source, size, *gap) in softmax.items():
         text = changes.get(source, {}).get("result")
         t = parse_precision(text) if text else types.get((source, "result"))
         if t is None:
             continue
         wanted = table_size_for(t.integer, t.width)
+        why = f"keeps its exp table's step at 2^-{SOFTMAX_STEP_BITS} on {source}'s {t}"
+        apart = table_size_for_gap(t.integer, gap[0] if gap else None)
+        if apart is not None and apart > wanted and apart <= 2 ** (t.width - 1):
+            wanted, why = apart, (f"its step tells apart the two largest values of {source} on all but "
+                                  f"{TIED_SHARE:.0%} of the samples (gap {gap[0]:.3g})")
         if wanted > size:
-            out.append(Change(name, TABLE_SIZE, wanted, "softmax",
-                              f"keeps its exp table's step at 2^-{SOFTMAX_STEP_BITS} on {source}'s {t}"))
+            out.append(Change(name, TABLE_SIZE, wanted, "softmax", why))
     return out
 
 

@@ -384,7 +384,8 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     else:  # a model alone: its tuned config belongs with its output, never in this checkout's project/
         config_path = cfg.output_dir / "hls4ml_config.tuned.yml"
     tuner = Tuner(cfg, keras_model, samples, max_samples, target, ACCURACY_TOLERANCE)
-    tuner.softmax, tuner.types = softmax, every_type
+    # Each step's table only keeps its step on a widened input (the trap); tables for the samples' ties are searched
+    tuner.softmax, tuner.types = {name: entry[:2] for name, entry in softmax.items()}, every_type
     tuner.relabelled = relabelled
     console.step(f"Gate: top-1 agreement >= {stats.percent(target)}, and with labels emulated accuracy within "
                  f"{100 * ACCURACY_TOLERANCE:.1f} point of Keras; every step is measured by emulation, and counts only "

@@ -2,8 +2,9 @@
 `init --samples`, then `csim` and `tune-precision`, on two models nobody tuned by hand:
 - a softmax whose exp table limits agreement: logits up to 60 (the input type needs 8 integer
   bits, so hls4ml's table steps by 1/8) whose top two differ by 0.03 to 0.2. Keras is sure of each
-  label, the table ties them. csim names the table; tune buys table entries, no type bits, and
-  says their BRAM cost;
+  label, the table ties them. init gives the table the entries the samples' gaps need; with
+  hls4ml's default table instead, csim names the table, and tune buys table entries, no type bits,
+  and says their BRAM cost;
 - a truly near-tied model: the same logits with the top two 0 to 3e-4 apart. Keras's own margins
   (top-1 minus top-2 probability) show it, and tune reports the gate unreachable, buying nothing.
 Weights are set by hand (no training): deterministic, and built in a second."""
@@ -49,7 +50,14 @@ def _user(tmp_path_factory, name, lo, hi):
 
 @pytest.fixture(scope="module")
 def table_user(tmp_path_factory):
-    return _user(tmp_path_factory, "table", 0.03, 0.2)
+    """init's folder, and default.yml: init's config with hls4ml's default softmax table (1024
+    entries), as a user's own config would have it, into build/default."""
+    root, model, x = _user(tmp_path_factory, "table", 0.03, 0.2)
+    config = yaml.safe_load((root / "hls4ml_config.yml").read_text())
+    config["HLSConfig"]["LayerName"]["prob"].pop("TableSize")
+    config["OutputDir"] = "build/default"
+    (root / "default.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return root, model, x
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +65,22 @@ def tied_user(tmp_path_factory):
     return _user(tmp_path_factory, "tied", 0.0, 3e-4)
 
 
+def test_init_gives_the_softmax_the_table_its_samples_need(table_user):
+    root, _, _ = table_user
+    config = (root / "hls4ml_config.yml").read_text()
+    size = yaml.safe_load(config)["HLSConfig"]["LayerName"]["prob"]["TableSize"]
+    # The step 2^7 / size tells apart the two largest logits of 99% of the samples (gaps from 0.03).
+    assert size == 4096, config
+    assert "prob TableSize: 4096  for the softmax: its step tells apart the two largest values" in config
+    _ok(hlsflow("csim", cwd=root))
+    csim = json.loads((root / "build" / "table" / "csim.json").read_text())
+    assert csim["agreement"] >= 0.95, csim["agreement"]
+
+
 def test_csim_names_the_softmax_table_as_the_cause(table_user):
     root, _, _ = table_user
-    out = _ok(hlsflow("csim", cwd=root))
-    csim = json.loads((root / "build" / "table" / "csim.json").read_text())
+    out = _ok(hlsflow("csim", "--config", "default.yml", cwd=root))
+    csim = json.loads((root / "build" / "default" / "csim.json").read_text())
     assert csim["agreement"] < 0.95, csim["agreement"]  # the first flow is far off: the table ties the labels
     assert csim["cause"]["kind"] == "table" and csim["cause"]["tables"] == ["prob"], csim["cause"]
     line = next(line for line in out.splitlines() if line.startswith("What limits agreement:"))
@@ -71,8 +91,8 @@ def test_csim_names_the_softmax_table_as_the_cause(table_user):
 
 def test_tune_buys_table_entries_not_bits_and_says_their_cost(table_user):
     root, _, _ = table_user
-    out = _ok(hlsflow("tune-precision", "--no-compare-auto", cwd=root))
-    result = json.loads((root / "build" / "table" / "tune.json").read_text())
+    out = _ok(hlsflow("tune-precision", "--no-compare-auto", "--config", "default.yml", cwd=root))
+    result = json.loads((root / "build" / "default" / "tune.json").read_text())
     assert result["outcome"] == "met" and result["cause"]["kind"] == "table", result["outcome"]
     after = result["after"]
     assert after["agreement"] >= 0.99 and after["added_bits"] == 0, after
@@ -82,7 +102,7 @@ def test_tune_buys_table_entries_not_bits_and_says_their_cost(table_user):
     assert all(t["added_bits"] == 0 for t in result["trials"]), [(t["label"], t["added_bits"]) for t in result["trials"]]
     final = out.strip().splitlines()[-1]
     assert final.startswith("Gate met:") and "prob TableSize" in final and "BRAM_18K of tables" in final, final
-    tuned = yaml.safe_load((root / "hls4ml_config.tuned.yml").read_text())
+    tuned = yaml.safe_load((root / "default.tuned.yml").read_text())
     assert tuned["HLSConfig"]["LayerName"]["prob"]["TableSize"] == after["changes"]["prob"]["TableSize"]
     # The cheapest table that passes: half as many entries fails (the search's own step before it).
     smaller = [t for t in result["trials"] if t["changes"].get("prob", {}).get("TableSize", 0)
@@ -116,8 +136,8 @@ def test_profile_shows_the_table_and_each_types_distribution(table_user):
     from hlsflow.stages.profile import profile_figure
 
     root, _, x = table_user
-    out = _ok(hlsflow("profile", cwd=root))
-    profile = json.loads((root / "build" / "table" / "profile.json").read_text())
+    out = _ok(hlsflow("profile", "--config", "default.yml", cwd=root))
+    profile = json.loads((root / "build" / "default" / "profile.json").read_text())
     table = profile["tables"][0]
     assert (table["layer"], table["activation"], table["table_size"]) == ("prob", "softmax", 1024), table
     # The logits need 8 integer bits: the exp table's 1024 entries step by 2^(8-1) / 1024.
