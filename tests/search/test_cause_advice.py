@@ -155,3 +155,20 @@ def test_profile_shows_the_table_and_each_types_distribution(table_user):
     drawn = profile_figure([SimpleNamespace(**f) for f in profile["findings"]], "table").axes[0]
     boxes = [p for p in drawn.patches if isinstance(p, PathPatch)]
     assert len(boxes) == sum(1 for f in profile["findings"] if f["log2_quantiles"]), len(boxes)
+
+
+def test_table_types_go_where_hls4ml_reads_them(table_user, tmp_path):
+    """hls4ml 1.3.0 reads a table's type from the layer's `<kind>_t` key and ignores the same kind
+    under Precision: the first is honoured, the second said so, in one line."""
+    root, _, _ = table_user
+    config = yaml.safe_load((root / "hls4ml_config.yml").read_text())
+    config["OutputDir"] = "build/keys"
+    config["HLSConfig"]["LayerName"]["prob"].update({"inv_table_t": "ap_fixed<20,8,AP_RND,AP_SAT>"})
+    config["HLSConfig"]["LayerName"]["prob"]["Precision"]["exp_table"] = "ap_fixed<22,8>"
+    (root / "keys.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = hlsflow("convert", "--config", "keys.yml", cwd=root)
+    _ok(proc)
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("WARNING: Layer prob: Precision exp_table")]
+    assert warning and "write exp_table_t: 'ap_fixed<22,8>' beside Precision." in warning[0], proc.stderr[-2000:]
+    defines = (root / "build" / "keys" / "firmware" / "defines.h").read_text()
+    assert "typedef ap_fixed<20,8,AP_RND,AP_SAT,0> prob_inv_table_t;" in defines, defines
