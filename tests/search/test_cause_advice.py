@@ -36,6 +36,27 @@ def _make(root, name, lo, hi, n=300, seed=0):
     return model, x
 
 
+def jet_mlp(root):
+    """16 inputs, 5 classes, BatchNormalization and Dropout, as hls4ml's tutorial part 1 (seeded,
+    trained for seconds on labels from a fixed projection of the inputs); (model, samples)."""
+    import tensorflow as tf
+    from tensorflow.keras import layers as L
+
+    tf.keras.utils.set_random_seed(3)
+    x = np.random.default_rng(3).normal(0, 1, (1500, 16)).astype(np.float32)
+    y = (x @ np.random.default_rng(4).normal(size=(16, 5))).argmax(1)
+    model = tf.keras.Sequential([tf.keras.Input((16,), name="jets"), L.Dense(64, name="fc1"),
+                                 L.BatchNormalization(name="bn1"), L.Activation("relu", name="relu1"),
+                                 L.Dropout(0.25, name="drop1"), L.Dense(32, name="fc2"), L.BatchNormalization(name="bn2"),
+                                 L.Activation("relu", name="relu2"), L.Dropout(0.25, name="drop2"),
+                                 L.Dense(5, name="out"), L.Activation("softmax", name="prob")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x[:1200], y[:1200], epochs=8, batch_size=64, verbose=0)
+    model.save(root / "jet_mlp.keras")
+    np.savez(root / "jet_mlp.npz", X=x[1200:], y=y[1200:])
+    return root / "jet_mlp.keras", root / "jet_mlp.npz"
+
+
 def _ok(proc):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout[-4000:] + proc.stderr[-3000:]
     return proc.stdout
@@ -172,3 +193,20 @@ def test_table_types_go_where_hls4ml_reads_them(table_user, tmp_path):
     assert warning and "write exp_table_t: 'ap_fixed<22,8>' beside Precision." in warning[0], proc.stderr[-2000:]
     defines = (root / "build" / "keys" / "firmware" / "defines.h").read_text()
     assert "typedef ap_fixed<20,8,AP_RND,AP_SAT,0> prob_inv_table_t;" in defines, defines
+
+
+def test_jet_tagging_mlp_agrees_from_init_and_tune_says_so(tmp_path):
+    """hls4ml's tutorial-1 shape (BatchNormalization, Dropout, softmax over 5 classes): init's types
+    (its softmax's table included: without it, 294 of 300) meet the 99% gate on the first flow, and
+    tune-precision says so."""
+    model, samples = jet_mlp(tmp_path)
+    _ok(hlsflow("init", "--model", model.name, "--samples", samples.name, cwd=tmp_path))
+    _ok(hlsflow("csim", cwd=tmp_path))
+    csim = json.loads((tmp_path / "build" / "jet_mlp" / "csim.json").read_text())
+    assert csim["agreement_count"] >= 297 and csim["samples"] == 300, csim
+    out = _ok(hlsflow("tune-precision", "--no-compare-auto", cwd=tmp_path))
+    result = json.loads((tmp_path / "build" / "jet_mlp" / "tune.json").read_text())
+    final = out.strip().splitlines()[-1]
+    assert result["outcome"] in ("already met", "met") and result["after"]["agreeing"] >= 297, result["outcome"]
+    assert final.startswith(("The gate was met already", "Gate met:")) and "added bits" in final or \
+        "0 bits added" in final, final
