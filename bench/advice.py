@@ -46,7 +46,9 @@ def models():
             return root / model, root / samples, None
         return make
 
-    return [("softmax table (test)", made("table", 0.03, 0.2)), ("near ties (test)", made("tied", 0.0, 3e-4)),
+    return [("softmax table (test)", made("table", 0.03, 0.2)),
+            ("softmax table, hls4ml's 1024-entry table (test)", made("table", 0.03, 0.2)),
+            ("near ties (test)", made("tied", 0.0, 3e-4)),
             ("Conv1D stand-in", standin("conv")), ("MLP on N(0,1000)", standin("mlp")), ("jet MLP, BN+Dropout", lambda root: (*jet_mlp(root), "io_parallel")),
             ("digits_cnn (bundled)", bundled("digits_cnn.keras", "digits_samples.npz")),
             ("model_2_15 (bundled)", bundled("model_2_15.keras", "samples_2_15.npz")),
@@ -67,6 +69,13 @@ def run(code: Path, only=None) -> list:
             init = ["hlsflow", "init", "--model", model.name, "--samples", samples.name]
             init += ["--io-type", io_type] if io_type else []
             steps = [subprocess.run(init, cwd=root, env=env, capture_output=True, text=True)]
+            if "hls4ml's 1024-entry table" in name:  # a user's config with hls4ml's default table, as the test's
+                import yaml
+
+                config = yaml.safe_load((root / "hls4ml_config.yml").read_text())
+                for entry in (config["HLSConfig"].get("LayerName") or {}).values():
+                    entry.pop("TableSize", None)
+                (root / "hls4ml_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
             steps.append(subprocess.run(["hlsflow", "csim"], cwd=root, env=env, capture_output=True, text=True))
             out = next(root.joinpath("build").iterdir(), None) if root.joinpath("build").is_dir() else None
             csim = json.loads((out / "csim.json").read_text()) if out and (out / "csim.json").is_file() else {}
