@@ -447,6 +447,9 @@ def _cause_advice(found: dict) -> str:
         return "`hlsflow tune-precision` searches there and measures each step"
     if kind == "near ties":
         return "no type can change that: more decisive samples, or a gate these samples can reach"
+    if kind == "layer":
+        return (f"no type or table can change that: check what hls4ml supports of {found['layer']}'s Keras options; "
+                "`hlsflow profile` shows each layer's departure from Keras")
     return "`hlsflow profile` shows each layer's departure from Keras"
 
 

@@ -210,3 +210,28 @@ def test_jet_tagging_mlp_agrees_from_init_and_tune_says_so(tmp_path):
     assert result["outcome"] in ("already met", "met") and result["after"]["agreeing"] >= 297, result["outcome"]
     assert final.startswith(("The gate was met already", "Gate met:")) and "added bits" in final or \
         "0 bits added" in final, final
+
+
+def test_a_layer_hls4ml_computes_otherwise_is_named_and_nothing_bought(tmp_path):
+    """ReLU(max_value=6): hls4ml 1.3.0's Keras converter writes a plain relu (no clip at 6), so no
+    type reaches Keras's labels. csim names the layer from the widest design's trace; tune buys nothing."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    rng = np.random.default_rng(0)
+    inp = tf.keras.Input((4,), name="x")
+    clipped = layers.ReLU(max_value=6.0, name="clip")(layers.Dense(8, name="fc1")(inp))
+    model = tf.keras.Model(inp, layers.Dense(3, activation="softmax", name="out")(clipped))
+    model.get_layer("fc1").set_weights([rng.normal(0, 3, (4, 8)).astype(np.float32), np.zeros(8, np.float32)])
+    model.get_layer("out").set_weights([rng.normal(0, 1, (8, 3)).astype(np.float32), np.zeros(3, np.float32)])
+    model.save(tmp_path / "clip.keras")
+    np.savez(tmp_path / "clip.npz", x=rng.normal(0, 1, (300, 4)).astype(np.float32))
+    _ok(hlsflow("init", "--model", "clip.keras", "--samples", "clip.npz", cwd=tmp_path))
+    out = _ok(hlsflow("csim", cwd=tmp_path))
+    csim = json.loads((tmp_path / "build" / "clip" / "csim.json").read_text())
+    assert csim["cause"]["kind"] == "layer" and csim["cause"]["layer"] == "clip", csim["cause"]
+    assert "What limits agreement: a layer hls4ml computes otherwise than Keras: clip departs" in out
+    out = _ok(hlsflow("tune-precision", "--no-compare-auto", cwd=tmp_path))
+    result = json.loads((tmp_path / "build" / "clip" / "tune.json").read_text())
+    assert result["outcome"] == "unreachable" and len(result["trials"]) == 1, result["outcome"]
+    assert "Gate NOT reachable" in out.strip().splitlines()[-1] and "clip departs" in out.strip().splitlines()[-1]
