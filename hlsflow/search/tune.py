@@ -389,7 +389,8 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     tuner.relabelled = relabelled
     console.step(f"Gate: top-1 agreement >= {stats.percent(target)}, and with labels emulated accuracy within "
                  f"{100 * ACCURACY_TOLERANCE:.1f} point of Keras; every step is measured by emulation, and counts only "
-                 "when it improves on your configuration beyond the 95% interval of its figure")
+                 "when it improves on your configuration beyond the 95% interval of its figure; the cost minimised: "
+                 "added type bits, then the BRAM_18K tables add (the preflight's DSP and BRAM estimates are shown)")
     for f in findings:
         if f.verdict != "ok":
             console.say(f"  {ranges.describe(f)}")
