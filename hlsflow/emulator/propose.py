@@ -9,7 +9,9 @@ From the samples' Keras values through hls4ml's graph (ranges.py's findings, no 
   values need at the default width, so small weights gain resolution for free;
 - a softmax whose input gained integer bits gets a larger table: hls4ml indexes its exp table by
   the top bits of x_max - x in a type of its input's integer bits (inp_norm_t), so every integer
-  bit added there doubles the table's step unless the table doubles too.
+  bit added there doubles the table's step unless the table doubles too; and a softmax whose two
+  largest inputs lie closer than its table's step on more than TIED_SHARE of the samples gets the
+  table that tells them apart (up to MAX_TABLE_SIZE: closer ties are for tune's diagnosis to show).
 Types the config sets apart from the default (a quantizer's, the user's) are kept unless their
 values overflow them; the softmax's own types (tables, saturating) are left to hls4ml.
 """
