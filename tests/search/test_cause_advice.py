@@ -235,3 +235,35 @@ def test_a_layer_hls4ml_computes_otherwise_is_named_and_nothing_bought(tmp_path)
     result = json.loads((tmp_path / "build" / "clip" / "tune.json").read_text())
     assert result["outcome"] == "unreachable" and len(result["trials"]) == 1, result["outcome"]
     assert "Gate NOT reachable" in out.strip().splitlines()[-1] and "clip departs" in out.strip().splitlines()[-1]
+
+
+def test_types_and_table_together_cost_one_bit_and_one_table(tmp_path):
+    """Inputs up to 40 in an ap_fixed<16,6> input and hls4ml's default softmax table: neither wider
+    types nor wider tables alone reach the gate, both do. tune buys the input's one integer bit and
+    the table that tells the logits apart, then tries each without the other: both are needed."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    rng = np.random.default_rng(0)
+    inp = tf.keras.Input((2,), name="x")
+    model = tf.keras.Model(inp, layers.Activation("softmax", name="prob")(layers.Dense(3, name="logits")(inp)))
+    model.get_layer("logits").set_weights([np.array([[1.5, 1.5, -1.5], [0, 1, 0]], np.float32), np.zeros(3, np.float32)])
+    x = np.stack([rng.uniform(10, 40, 300), rng.uniform(0.03, 0.2, 300) * rng.choice([-1, 1], 300)], 1)
+    model.save(tmp_path / "both.keras")
+    np.savez(tmp_path / "both.npz", x=x.astype(np.float32))
+    _ok(hlsflow("init", "--model", "both.keras", "--samples", "both.npz", cwd=tmp_path))
+    config = yaml.safe_load((tmp_path / "hls4ml_config.yml").read_text())
+    layer_names = config["HLSConfig"]["LayerName"]
+    layer_names["prob"].pop("TableSize")  # a user's config: hls4ml's table, and the default input type
+    layer_names["x"]["Precision"]["result"] = "ap_fixed<16,6>"
+    (tmp_path / "mine.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    out = _ok(hlsflow("tune-precision", "--config", "mine.yml", "--no-compare-auto", cwd=tmp_path))
+    result = json.loads((tmp_path / "build" / "both" / "tune.json").read_text())
+    assert result["cause"]["kind"] == "types and table", result["cause"]
+    after = result["after"]
+    assert result["outcome"] == "met" and after["agreement"] >= 0.99, after
+    assert after["changes"] == {"x": {"result": "ap_fixed<17,7>"}, "prob": {"TableSize": 4096}}, after["changes"]
+    assert after["added_bits"] == 1 and after["table_bram"] > 0, after
+    dropped = {t["label"].split("-without-")[1]: t["gate"] for t in result["trials"] if "-without-" in t["label"]}
+    assert dropped == {"x": False, "prob": False}, dropped  # each tried without, neither could go
+    assert "for 1 added bits on 1 types and +" in out.strip().splitlines()[-1]
