@@ -25,7 +25,7 @@ def models():
     """(name, make(root) -> (model, samples, io_type))."""
     sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "search")]
     import precision_standins
-    from test_cause_advice import _make, jet_mlp
+    from test_cause_advice import _make, both_model, clip_model, jet_mlp
 
     def made(name, lo, hi):
         def make(root):
@@ -49,6 +49,8 @@ def models():
     return [("softmax table (test)", made("table", 0.03, 0.2)),
             ("softmax table, hls4ml's 1024-entry table (test)", made("table", 0.03, 0.2)),
             ("near ties (test)", made("tied", 0.0, 3e-4)),
+            ("ReLU(max_value=6) (test)", lambda root: (*clip_model(root), "io_parallel")),
+            ("input overflow + hls4ml's table (test)", lambda root: (*both_model(root), "io_parallel")),
             ("Conv1D stand-in", standin("conv")), ("MLP on N(0,1000)", standin("mlp")), ("jet MLP, BN+Dropout", lambda root: (*jet_mlp(root), "io_parallel")),
             ("digits_cnn (bundled)", bundled("digits_cnn.keras", "digits_samples.npz")),
             ("model_2_15 (bundled)", bundled("model_2_15.keras", "samples_2_15.npz")),
@@ -69,12 +71,16 @@ def run(code: Path, only=None) -> list:
             init = ["hlsflow", "init", "--model", model.name, "--samples", samples.name]
             init += ["--io-type", io_type] if io_type else []
             steps = [subprocess.run(init, cwd=root, env=env, capture_output=True, text=True)]
-            if "hls4ml's 1024-entry table" in name:  # a user's config with hls4ml's default table, as the test's
+            if "hls4ml's" in name:  # a user's config with hls4ml's default table, as the tests'
                 import yaml
 
                 config = yaml.safe_load((root / "hls4ml_config.yml").read_text())
                 for entry in (config["HLSConfig"].get("LayerName") or {}).values():
                     entry.pop("TableSize", None)
+                if "input overflow" in name:
+                    from test_cause_advice import both_user_config  # on sys.path: models() put it there
+
+                    config = both_user_config(config)
                 (root / "hls4ml_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
             steps.append(subprocess.run(["hlsflow", "csim"], cwd=root, env=env, capture_output=True, text=True))
             out = next(root.joinpath("build").iterdir(), None) if root.joinpath("build").is_dir() else None

@@ -57,6 +57,45 @@ def jet_mlp(root):
     return root / "jet_mlp.keras", root / "jet_mlp.npz"
 
 
+def clip_model(root):
+    """Dense, ReLU(max_value=6) (hls4ml 1.3.0 writes a plain relu), Dense, softmax; (model, samples)."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    rng = np.random.default_rng(0)
+    inp = tf.keras.Input((4,), name="x")
+    clipped = layers.ReLU(max_value=6.0, name="clip")(layers.Dense(8, name="fc1")(inp))
+    model = tf.keras.Model(inp, layers.Dense(3, activation="softmax", name="out")(clipped))
+    model.get_layer("fc1").set_weights([rng.normal(0, 3, (4, 8)).astype(np.float32), np.zeros(8, np.float32)])
+    model.get_layer("out").set_weights([rng.normal(0, 1, (8, 3)).astype(np.float32), np.zeros(3, np.float32)])
+    model.save(root / "clip.keras")
+    np.savez(root / "clip.npz", x=rng.normal(0, 1, (300, 4)).astype(np.float32))
+    return root / "clip.keras", root / "clip.npz"
+
+
+def both_model(root):
+    """The softmax-table model on inputs up to 40; (model, samples)."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    rng = np.random.default_rng(0)
+    inp = tf.keras.Input((2,), name="x")
+    model = tf.keras.Model(inp, layers.Activation("softmax", name="prob")(layers.Dense(3, name="logits")(inp)))
+    model.get_layer("logits").set_weights([np.array([[1.5, 1.5, -1.5], [0, 1, 0]], np.float32), np.zeros(3, np.float32)])
+    x = np.stack([rng.uniform(10, 40, 300), rng.uniform(0.03, 0.2, 300) * rng.choice([-1, 1], 300)], 1)
+    model.save(root / "both.keras")
+    np.savez(root / "both.npz", x=x.astype(np.float32))
+    return root / "both.keras", root / "both.npz"
+
+
+def both_user_config(config: dict) -> dict:
+    """init's config as a user's own might be: hls4ml's default softmax table, the default input type."""
+    layer_names = config["HLSConfig"]["LayerName"]
+    layer_names["prob"].pop("TableSize", None)
+    layer_names["x"]["Precision"]["result"] = "ap_fixed<16,6>"
+    return config
+
+
 def _ok(proc):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout[-4000:] + proc.stderr[-3000:]
     return proc.stdout
@@ -215,17 +254,7 @@ def test_jet_tagging_mlp_agrees_from_init_and_tune_says_so(tmp_path):
 def test_a_layer_hls4ml_computes_otherwise_is_named_and_nothing_bought(tmp_path):
     """ReLU(max_value=6): hls4ml 1.3.0's Keras converter writes a plain relu (no clip at 6), so no
     type reaches Keras's labels. csim names the layer from the widest design's trace; tune buys nothing."""
-    import tensorflow as tf
-    from tensorflow.keras import layers
-
-    rng = np.random.default_rng(0)
-    inp = tf.keras.Input((4,), name="x")
-    clipped = layers.ReLU(max_value=6.0, name="clip")(layers.Dense(8, name="fc1")(inp))
-    model = tf.keras.Model(inp, layers.Dense(3, activation="softmax", name="out")(clipped))
-    model.get_layer("fc1").set_weights([rng.normal(0, 3, (4, 8)).astype(np.float32), np.zeros(8, np.float32)])
-    model.get_layer("out").set_weights([rng.normal(0, 1, (8, 3)).astype(np.float32), np.zeros(3, np.float32)])
-    model.save(tmp_path / "clip.keras")
-    np.savez(tmp_path / "clip.npz", x=rng.normal(0, 1, (300, 4)).astype(np.float32))
+    clip_model(tmp_path)
     _ok(hlsflow("init", "--model", "clip.keras", "--samples", "clip.npz", cwd=tmp_path))
     out = _ok(hlsflow("csim", cwd=tmp_path))
     csim = json.loads((tmp_path / "build" / "clip" / "csim.json").read_text())
@@ -241,22 +270,10 @@ def test_types_and_table_together_cost_one_bit_and_one_table(tmp_path):
     """Inputs up to 40 in an ap_fixed<16,6> input and hls4ml's default softmax table: neither wider
     types nor wider tables alone reach the gate, both do. tune buys the input's one integer bit and
     the table that tells the logits apart, then tries each without the other: both are needed."""
-    import tensorflow as tf
-    from tensorflow.keras import layers
-
-    rng = np.random.default_rng(0)
-    inp = tf.keras.Input((2,), name="x")
-    model = tf.keras.Model(inp, layers.Activation("softmax", name="prob")(layers.Dense(3, name="logits")(inp)))
-    model.get_layer("logits").set_weights([np.array([[1.5, 1.5, -1.5], [0, 1, 0]], np.float32), np.zeros(3, np.float32)])
-    x = np.stack([rng.uniform(10, 40, 300), rng.uniform(0.03, 0.2, 300) * rng.choice([-1, 1], 300)], 1)
-    model.save(tmp_path / "both.keras")
-    np.savez(tmp_path / "both.npz", x=x.astype(np.float32))
+    both_model(tmp_path)
     _ok(hlsflow("init", "--model", "both.keras", "--samples", "both.npz", cwd=tmp_path))
     config = yaml.safe_load((tmp_path / "hls4ml_config.yml").read_text())
-    layer_names = config["HLSConfig"]["LayerName"]
-    layer_names["prob"].pop("TableSize")  # a user's config: hls4ml's table, and the default input type
-    layer_names["x"]["Precision"]["result"] = "ap_fixed<16,6>"
-    (tmp_path / "mine.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (tmp_path / "mine.yml").write_text(yaml.safe_dump(both_user_config(config), sort_keys=False))
     out = _ok(hlsflow("tune-precision", "--config", "mine.yml", "--no-compare-auto", cwd=tmp_path))
     result = json.loads((tmp_path / "build" / "both" / "tune.json").read_text())
     assert result["cause"]["kind"] == "types and table", result["cause"]
