@@ -269,8 +269,8 @@ def diagnose(cfg, keras_model, x, y_keras, metric: str, gate: float, say=None) -
                      margins=margin_info)
     if settings:
         wide, _ = measure("wide types", typed, f"every type +{WIDE_FRAC} fractional bits, tables as yours")
-    else:
-        wide = True
+    else:  # no table: the widest design is the wide-types one
+        wide, figures["wide types"] = True, figures["widest"]
     if wide:
         path = wide_design(cfg, keras_model, xs, findings, weights=False)
         dp, _ = measure("wide data path", _merge(path, kept_steps(settings, path)),

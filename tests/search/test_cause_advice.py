@@ -284,3 +284,24 @@ def test_types_and_table_together_cost_one_bit_and_one_table(tmp_path):
     dropped = {t["label"].split("-without-")[1]: t["gate"] for t in result["trials"] if "-without-" in t["label"]}
     assert dropped == {"x": False, "prob": False}, dropped  # each tried without, neither could go
     assert "for 1 added bits on 1 types and +" in out.strip().splitlines()[-1]
+
+
+def test_weights_named_where_their_rounding_limits(tmp_path):
+    """Ten logits that differ by a few weight LSBs, no table: with the data path wider the labels
+    still flip, with the weights wider too they do not, so csim names a weight or bias type."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    rng = np.random.default_rng(1)
+    inp = tf.keras.Input((64,), name="features")
+    model = tf.keras.Model(inp, layers.Dense(10, name="fc")(inp))
+    model.get_layer("fc").set_weights([(0.1 + rng.normal(0, 0.002, (64, 10))).astype(np.float32),
+                                       np.zeros(10, np.float32)])
+    model.save(tmp_path / "lsb.keras")
+    x = rng.uniform(0.5, 1.0, (200, 64)).astype(np.float32)
+    np.savez(tmp_path / "lsb.npz", X=x, y=model.predict(x, verbose=0).argmax(1))
+    _ok(hlsflow("init", "--model", "lsb.keras", "--precision", "ap_fixed<16,6>", cwd=tmp_path))
+    out = _ok(hlsflow("csim", "--samples", "lsb.npz", cwd=tmp_path))
+    csim = json.loads((tmp_path / "build" / "lsb" / "csim.json").read_text())
+    assert csim["agreement"] < 0.99 and csim["cause"]["kind"] == "weights", csim.get("cause")
+    assert "What limits agreement: a weight or bias type" in out
