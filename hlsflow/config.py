@@ -186,6 +186,19 @@ def _check_precisions(hls_config: dict) -> None:
         for name, layer in (hls_config.get(section) or {}).items():
             if "Precision" in layer:
                 check(layer["Precision"], f"{word} {name}")
+            for key in TABLE_TYPE_KEYS:
+                if f"{key}_t" in layer:
+                    check(layer[f"{key}_t"], f"{word} {name} {key}_t")
+                if isinstance(layer.get("Precision"), dict) and key in layer["Precision"]:
+                    from . import console
+
+                    console.warn(f"{word.capitalize()} {name}: Precision {key} is ignored by hls4ml 1.3.0, which reads "
+                                 f"a table's type from the layer's own key: write {key}_t: "
+                                 f"'{layer['Precision'][key]}' beside Precision.")
+
+
+# hls4ml 1.3.0 reads these types from a layer's `<kind>_t` key (Layer.__init__), not from its Precision
+TABLE_TYPE_KEYS = ("table", "exp_table", "inv_table", "inv_inp")
 
 
 CONFIG_NAME = "hls4ml_config.yml"

@@ -258,7 +258,7 @@ def _inline(fig):
 
 
 def profile_figure(table, title: str = "model"):
-    """The precision profile (Keras range against each type's range, red where it overflows) of a
+    """The precision profile (each type's values, log2 |value|, against its type's span, red where it overflows) of a
     `profile` DataFrame, as a matplotlib Figure; the same drawing as precision_profile.png."""
     from .stages import profile as stage
 

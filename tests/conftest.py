@@ -20,7 +20,7 @@ if str(TESTS_DIR.parent) not in sys.path:
 # Image tests: test_docker_image.py starts at once, as its first test makes the session's tarball
 # the CI and Podman files wait for; test_slurm_lost.py has two tests, so xdist gives its worker
 # the fifth file at once, to run after them: a short one.
-LONGEST_FIRST = ("test_fastemu.py", "test_quantized_models.py", "test_sweep.py", "test_any_part.py", "test_notebook_own_config.py", "test_library.py",
+LONGEST_FIRST = ("test_fastemu.py", "test_cause_advice.py", "test_quantized_models.py", "test_sweep.py", "test_any_part.py", "test_notebook_own_config.py", "test_library.py",
                  "test_tune_widening.py", "test_wide_products.py", "test_spatial.py", "test_precision.py", "test_activations.py",
                  "test_safety.py", "test_handed_files.py", "test_model_safety.py", "test_kernels.py", "test_ap_fixed_table.py", "test_manifest.py", "test_init_types.py",
                  "test_csim_metrics.py", "test_steps.py", "test_quiet.py", "test_flow.py", "test_csim_cache.py", "test_flag_grammar.py",

@@ -9,13 +9,17 @@ From the samples' Keras values through hls4ml's graph (ranges.py's findings, no 
   values need at the default width, so small weights gain resolution for free;
 - a softmax whose input gained integer bits gets a larger table: hls4ml indexes its exp table by
   the top bits of x_max - x in a type of its input's integer bits (inp_norm_t), so every integer
-  bit added there doubles the table's step unless the table doubles too.
+  bit added there doubles the table's step unless the table doubles too; and a softmax whose two
+  largest inputs lie closer than its table's step on more than TIED_SHARE of the samples gets the
+  table that tells them apart (up to MAX_TABLE_SIZE: closer ties are for tune's diagnosis to show).
 Types the config sets apart from the default (a quantizer's, the user's) are kept unless their
 values overflow them; the softmax's own types (tables, saturating) are left to hls4ml.
 """
 
 import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..fixedtype import FixedType
 from . import ranges
@@ -42,6 +46,9 @@ class Change:
 
 
 TABLE_SIZE = "TableSize"  # a change to a softmax layer's entry, not to its Precision
+# hls4ml 1.3.0 reads a table's type from the layer's own `<kind>_t` key (Layer.__init__ takes any
+# key ending in _t); the same kinds under Precision are silently ignored.
+LAYER_TYPE_KEYS = ("table", "exp_table", "inv_table", "inv_inp")
 
 
 @dataclass
@@ -103,20 +110,48 @@ def pinned_types(hls_config: dict) -> set:
 
 
 def look(cfg, keras_model, x, outs=None) -> tuple:
-    """(every type's finding, {softmax: (the layer it reads, its table size)}) of the design `cfg`
-    describes, from one conversion in memory; `outs`: Keras's layer outputs on x, when known."""
+    """(every type's finding, {softmax: (the layer it reads, its table size, the gap between its top
+    two inputs that TIED_SHARE of the samples fall below, or None)}) of the design `cfg` describes,
+    from one conversion in memory; `outs`: Keras's layer outputs on x, when known."""
     from ..design import in_memory
 
     outs = ranges.keras_layer_outputs(keras_model, x) if outs is None else outs
+    values = {}
     with in_memory(keras_model, cfg) as hls_model:
-        findings = ranges.range_findings(hls_model, keras_model, outs, x)
+        findings = ranges.range_findings(hls_model, keras_model, outs, x, values)
         softmax = {}
         for layer in hls_model.get_layers():
             node = layer.get_input_node() if layer.class_name == "Softmax" else None
             if node is not None:
+                stable = str(layer.get_attr("implementation", "stable")).lower() == "stable"
                 softmax[layer.name] = (node.name, int(layer.get_attr("table_size", DEFAULT_TABLE_SIZE) or
-                                                      DEFAULT_TABLE_SIZE))
+                                                      DEFAULT_TABLE_SIZE),
+                                       _top_gap(values.get(node.name), len(x)) if stable else None)
     return findings, softmax
+
+
+TIED_SHARE = 0.01  # init gives a softmax the table that tells apart the top two inputs of all but this share
+
+
+def _top_gap(z, n: int):
+    """The gap between the two largest inputs of a softmax that TIED_SHARE of the samples fall below."""
+    if z is None:
+        return None
+    z = np.asarray(z, np.float64).reshape(n, -1)
+    if z.shape[1] < 2:
+        return None
+    top = np.sort(z, axis=1)
+    return float(np.quantile(top[:, -1] - top[:, -2], TIED_SHARE))
+
+
+def table_size_for_gap(input_integer: int, gap) -> int:
+    """The fewest entries (a power of two) whose exp-table step, on an input of `input_integer`
+    integer bits, is no larger than `gap`; None when that is beyond MAX_TABLE_SIZE (ties no table
+    size resolves: tune-precision's diagnosis shows them)."""
+    if not gap or gap <= 0:
+        return None
+    size = 2 ** max(0, math.ceil(math.log2(2.0 ** (input_integer - 1) / gap)))
+    return size if size <= MAX_TABLE_SIZE else None
 
 
 def with_changes(cfg, changes: dict, output_dir=None):
@@ -131,6 +166,9 @@ def with_changes(cfg, changes: dict, output_dir=None):
         for kind, value in kinds.items():
             if kind == TABLE_SIZE:
                 entry[TABLE_SIZE] = int(value)
+                continue
+            if kind in LAYER_TYPE_KEYS:
+                entry[f"{kind}_t"] = value
                 continue
             prec = entry.get("Precision")
             if not isinstance(prec, dict):
@@ -178,15 +216,19 @@ def _softmax_changes(softmax: dict, findings, changes: dict) -> list:
 
     types = {(f.layer, f.kind): f.fixed for f in findings}
     out = []
-    for name, (source, size) in softmax.items():
+    for name, (source, size, *gap) in softmax.items():
         text = changes.get(source, {}).get("result")
         t = parse_precision(text) if text else types.get((source, "result"))
         if t is None:
             continue
         wanted = table_size_for(t.integer, t.width)
+        why = f"keeps its exp table's step at 2^-{SOFTMAX_STEP_BITS} on {source}'s {t}"
+        apart = table_size_for_gap(t.integer, gap[0] if gap else None)
+        if apart is not None and apart > wanted and apart <= 2 ** (t.width - 1):
+            wanted, why = apart, (f"its step tells apart the two largest values of {source} on all but "
+                                  f"{TIED_SHARE:.0%} of the samples (gap {gap[0]:.3g})")
         if wanted > size:
-            out.append(Change(name, TABLE_SIZE, wanted, "softmax",
-                              f"keeps its exp table's step at 2^-{SOFTMAX_STEP_BITS} on {source}'s {t}"))
+            out.append(Change(name, TABLE_SIZE, wanted, "softmax", why))
     return out
 
 

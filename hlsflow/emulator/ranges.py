@@ -20,11 +20,12 @@ ACCUM_FROM_OUTPUT = ("Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D", "
 ACCUM_POOLING = ("GlobalPooling2D", "GlobalPooling1D", "Pooling2D", "Pooling1D")
 RESOLUTION_SHARE = 0.05  # above this share of non-zero values below the resolution, a type loses resolution
 # Types the tuner may change: what the data flows through, not the trained weights.
-TUNABLE = ("result", "accum", "table", "exp_table", "inv_table")
+TUNABLE = ("result", "accum", "table", "exp_table", "inv_table", "inv_inp")
 BN_TUNABLE = ("scale", "bias")  # BatchNormalization's own scale and bias are data-path types too
 TABLE_ACTIVATIONS = ("sigmoid", "tanh", "softsign", "softplus", "elu", "selu")
 KIND_WORDS = {"accum": "accumulator", "result": "output", "exp_table": "softmax exp table",
-              "inv_table": "softmax 1/sum table", "table": "activation table"}
+              "inv_table": "softmax 1/sum table", "table": "activation table", "inv_inp": "softmax sum (1/sum table's input)"}
+QUANTILES = (5, 25, 50, 75, 95)  # of log2 |value|: the profile picture's box and whiskers, as hls4ml's numerical()
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Finding:
     keras_layer: str = None  # the Keras layer the values come from
     layer_class: str = None  # hls4ml's class of the layer
     modes: str = ""  # rounding/saturation modes of the type, kept when it is widened
+    log2_quantiles: list = None  # QUANTILES of log2 |value| over the non-zero values, for the picture
 
     @property
     def loses_resolution(self) -> bool:
@@ -149,7 +151,10 @@ def _softmax_tables(layer, z):
     if str(layer.get_attr("implementation", "stable")).lower() == "stable":
         z = z - z.max(axis=1, keepdims=True)
     e = np.exp(np.clip(z, -50, 50))
-    return {"exp_table": e, "inv_table": 1.0 / e.sum(axis=1)}
+    total = e.sum(axis=1)
+    # accum_t holds each exp and the adder tree's sums, inv_inp_t the sum the 1/sum table is indexed by
+    return {"exp_table": e, "inv_table": 1.0 / total, "accum": np.concatenate([e.reshape(-1), total]),
+            "inv_inp": total}
 
 
 def _finding(layer, kind, values, precision, source) -> Finding:
@@ -158,9 +163,11 @@ def _finding(layer, kind, values, precision, source) -> Finding:
     lo, hi = float(values.min()), float(values.max())
     nonzero = np.abs(values[values != 0])
     share = float(np.mean(nonzero < t.resolution)) if nonzero.size else 0.0
+    quantiles = [float(q) for q in np.percentile(np.log2(nonzero), QUANTILES)] if nonzero.size else None
     return Finding(layer.name, kind, lo, hi, type_text(t, _modes(precision)), t.min_value, t.max_value,
                    t.resolution, overflow=hi > t.max_value or lo < t.min_value, underflow_share=share, fixed=t,
-                   keras_layer=source, layer_class=layer.class_name, modes=_modes(precision))
+                   keras_layer=source, layer_class=layer.class_name, modes=_modes(precision),
+                   log2_quantiles=quantiles)
 
 
 def range_findings(hls_model, keras_model, keras_outs, x=None, values=None) -> list:
@@ -199,12 +206,12 @@ def range_findings(hls_model, keras_model, keras_outs, x=None, values=None) -> l
             vals = None
             if kind == "result":
                 vals = out
-            elif kind == "accum":
-                vals = _accumulator_values(layer, out, keras_model)
-            elif kind in ("exp_table", "inv_table") and layer.class_name == "Softmax":
+            elif kind in ("exp_table", "inv_table", "inv_inp", "accum") and layer.class_name == "Softmax":
                 node = layer.get_input_node()
                 if node is not None and node.name in values:
                     vals = _softmax_tables(layer, values[node.name])[kind]
+            elif kind == "accum":
+                vals = _accumulator_values(layer, out, keras_model)
             elif kind == "table" and str(layer.get_attr("activation", "")).lower() in TABLE_ACTIVATIONS:
                 vals = out  # only these activations look their output up in a table
             elif kind in layer.weights:
@@ -217,10 +224,78 @@ def range_findings(hls_model, keras_model, keras_outs, x=None, values=None) -> l
                 continue  # a QKeras power-of-two (exponent) type: no fixed-point range to check
             if layer.class_name == "Softmax" and kind == "result":
                 f.underflow_share = 0.0  # tiny probabilities rounding to 0 do not change the label
-            if kind == "exp_table":
+            if kind == "exp_table" or (layer.class_name == "Softmax" and kind in ("accum", "inv_inp")):
                 f.underflow_share = 0.0  # exp of far-below-max inputs rounding to 0 is what softmax does
             findings.append(f)
     return findings
+
+
+SOFTMAX_TABLE_TYPES = ("exp_table", "inv_table", "inv_inp", "accum")  # hls4ml 1.3.0's Precision keys of a softmax
+
+
+@dataclass
+class TableSetting:
+    """A layer that looks values up in tables: its sizes, implementation and table types, as the
+    config sets them (LayerName: TableSize, Implementation, Precision)."""
+    layer: str
+    activation: str  # softmax, sigmoid, tanh, ...
+    implementation: str  # a softmax's (stable, latency, legacy, argmax); "" otherwise
+    table_size: int
+    types: dict  # {Precision key: (FixedType, modes)}
+    input_type: FixedType = None
+    input_layer: str = None
+    tied_share: float = None  # a softmax's samples whose top two inputs share a table entry (profile's)
+
+    @property
+    def step(self) -> float:
+        """The input step between two table entries: a softmax's stable exp table is indexed by the
+        top log2(size) bits of x_max - x in a type of its input's integer bits less the sign
+        (hls4ml's inp_norm_t); sigmoid-style tables by data * size / 16, tanh's by / 8."""
+        if self.activation == "softmax":
+            if self.input_type is None or self.implementation not in ("stable", "latency"):
+                return None
+            integer = self.input_type.integer - int(self.input_type.signed)
+            span = 2.0 ** integer if self.implementation == "stable" else 2.0 ** self.input_type.integer
+            return span / self.table_size
+        span = 8.0 if self.activation == "tanh" else 16.0
+        return span / self.table_size
+
+    def describe(self) -> str:
+        kinds = ", ".join(f"{k} {type_text(t, m)}" for k, (t, m) in self.types.items())
+        what = f"{self.activation} ({self.implementation})" if self.implementation else self.activation
+        step = f", input step {self.step:.3g}" if self.step else ""
+        return f"{self.layer} {what}: TableSize {self.table_size}{step}; {kinds}"
+
+
+def table_settings(hls_model) -> list:
+    """A TableSetting for every softmax and table-based activation (sigmoid, tanh, ...) of the design."""
+    found = []
+    for layer in hls_model.get_layers():
+        activation = str(layer.get_attr("activation", "") or "").lower()
+        if layer.class_name == "Softmax":  # (a Dense's activation attribute names the softmax hls4ml splits off)
+            keys, implementation = SOFTMAX_TABLE_TYPES, str(layer.get_attr("implementation", "stable")).lower()
+        elif layer.class_name == "Activation" and activation in TABLE_ACTIVATIONS:
+            keys, implementation = ("table",), ""
+        else:
+            continue
+        types = {}
+        for key in keys:
+            named = layer.types.get(f"{key}_t")
+            if named is None:
+                continue
+            try:
+                types[key] = (fixed_type(named.precision), _modes(named.precision))
+            except fixedtype.NotFixedPoint:
+                continue
+        node = layer.get_input_node()
+        try:
+            in_t = fixed_type(layer.get_input_variable().type.precision)
+        except fixedtype.NotFixedPoint:
+            in_t = None
+        found.append(TableSetting(layer.name, "softmax" if keys is SOFTMAX_TABLE_TYPES else activation,
+                                  implementation, int(layer.get_attr("table_size", 1024) or 1024), types, in_t,
+                                  node.name if node is not None else None))
+    return found
 
 
 def findings_for(cfg, keras_model, x) -> list:

@@ -25,7 +25,7 @@ from .. import console, flow, preflight, stats, steps
 from ..config import CONFIG_NAME, config_is_for, gate_of, parse_precision
 from ..fixedtype import FixedType
 from ..design import in_memory
-from ..emulator import propose, ranges
+from ..emulator import cause as causes, propose, ranges
 from ..emulator.ranges import Finding, fixed_type, type_text
 from ..errors import FlowError
 from ..files import sha256, write_atomically, write_json
@@ -73,6 +73,7 @@ class Trial:
     agreement_ci95: list = None
     hls_correct: int = None
     inside_noise: str = ""  # why a step that met the gate did so by a change no larger than noise: not taken
+    table_bram: int = 0  # BRAM_18K the step's larger or wider tables add (estimate: ceil(bits / 18 Kib) per table)
 
     def figure(self, gate=None) -> str:
         """The agreement with its 95% interval and count: "99.0% [97.1%, 99.7%] (297 of 300)"."""
@@ -113,6 +114,35 @@ def resource_estimate(cfg, keras_model) -> tuple:
     return dsp, report.total_bram_18k
 
 
+BRAM_BITS = 18 * 1024
+
+
+def table_bram(settings, changes: dict) -> int:
+    """BRAM_18K the changed tables add: a softmax holds two tables (exp and 1/sum) of TableSize
+    entries, a sigmoid's or tanh's one; each as many BRAM_18K as its bits need (an estimate)."""
+    from ..config import parse_precision
+
+    added = 0
+    for s in settings:
+        entry = changes.get(s.layer, {})
+        if not entry:
+            continue
+        size = int(entry.get(propose.TABLE_SIZE, s.table_size))
+        for key in (("exp_table", "inv_table") if s.activation == "softmax" else ("table",)):
+            if key not in s.types:
+                continue
+            old = s.types[key][0].width
+            new = parse_precision(entry[key]).width if key in entry else old
+            added += math.ceil(size * new / BRAM_BITS) - math.ceil(s.table_size * old / BRAM_BITS)
+    return added
+
+
+def _cost(t: "Trial") -> tuple:
+    """The cost tune minimises: added type bits first (each is logic, or a DSP's width, on every
+    value it carries), then the BRAM its tables add."""
+    return (t.added_bits, t.table_bram)
+
+
 class Tuner:
     """Measures configurations by bit-accurate emulation against the gate, each in its own
     output directory under <out>-tune/, so that a run again reuses every trial still current."""
@@ -126,6 +156,7 @@ class Tuner:
         # csim's metric set to top-1 for tune: the user's configuration is then measured in a folder
         # of tune's own, so the user's output folder keeps the csim its own config records
         self.relabelled = False
+        self.settings = []  # the design's tables (ranges.TableSetting), for the cost of a table step
 
     def passes(self, r: dict) -> bool:
         """The gate, on the exact count of agreeing samples (never a rounded share)."""
@@ -176,6 +207,7 @@ class Tuner:
         trial.agreement_ci95 = list(stats.interval(trial.agreeing, trial.samples))
         if trial.hls_accuracy is not None:
             trial.hls_correct = stats.count(trial.hls_accuracy, trial.samples)
+        trial.table_bram = table_bram(self.settings, trial.changes)
         trial.gate = self.passes(r)
         noise = self.noise(trial) if trial.gate else ""
         if noise:  # bits are never bought for what another draw of samples could give by itself
@@ -183,7 +215,8 @@ class Tuner:
         verdict = (f"gate met by a change inside noise ({noise}): not taken as an improvement" if noise
                    else "gate met" if trial.gate else "gate not met")
         self.trials.append(trial)
-        console.say(f"  {'baseline' if trial.label == 'auto' else f'step {len(self.trials) - 1}'} [{trial.label}] {trial.what}: {trial.added_bits:+d} bits, "
+        tables = f", {trial.table_bram:+d} BRAM_18K of tables" if trial.table_bram else ""
+        console.say(f"  {'baseline' if trial.label == 'auto' else f'step {len(self.trials) - 1}'} [{trial.label}] {trial.what}: {trial.added_bits:+d} bits{tables}, "
                     f"agreement {trial.figure(self.target)}{_accuracy_text(trial)} -> {verdict}")
         return trial
 
@@ -271,7 +304,11 @@ def _config_yaml(cfg, changes: dict, target: Path) -> str:
         entry = layers.setdefault(layer, {})
         if propose.TABLE_SIZE in kinds:
             entry[propose.TABLE_SIZE] = int(kinds[propose.TABLE_SIZE])
-        types = {kind: value for kind, value in kinds.items() if kind != propose.TABLE_SIZE}
+        for kind in propose.LAYER_TYPE_KEYS:  # hls4ml's own keys for table types (see propose)
+            if kind in kinds:
+                entry[f"{kind}_t"] = kinds[kind]
+        types = {kind: value for kind, value in kinds.items()
+                 if kind != propose.TABLE_SIZE and kind not in propose.LAYER_TYPE_KEYS}
         if not types:
             continue
         prec = entry.setdefault("Precision", {})
@@ -350,26 +387,42 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     else:  # a model alone: its tuned config belongs with its output, never in this checkout's project/
         config_path = cfg.output_dir / (Path(CONFIG_NAME).stem + TUNED)
     tuner = Tuner(cfg, keras_model, samples, max_samples, target, ACCURACY_TOLERANCE)
-    tuner.softmax, tuner.types = softmax, every_type
+    # Each step's table only keeps its step on a widened input (the trap); tables for the samples' ties are searched
+    tuner.softmax, tuner.types = {name: entry[:2] for name, entry in softmax.items()}, every_type
     tuner.relabelled = relabelled
     console.step(f"Gate: top-1 agreement >= {stats.percent(target)}, and with labels emulated accuracy within "
                  f"{100 * ACCURACY_TOLERANCE:.1f} point of Keras; every step is measured by emulation, and counts only "
-                 "when it improves on your configuration beyond the 95% interval of its figure")
+                 "when it improves on your configuration beyond the 95% interval of its figure; the cost minimised: "
+                 "added type bits, then the BRAM_18K tables add (the preflight's DSP and BRAM estimates are shown)")
     for f in findings:
         if f.verdict != "ok":
             console.say(f"  {ranges.describe(f)}")
 
+    from ..design import in_memory as converted
+
+    with converted(keras_model, cfg) as hls_model:
+        tuner.settings = ranges.table_settings(hls_model)
     best = tuner.measure(Trial("before", "your configuration", {}, 0), findings)
     chosen = best if best.gate else None
+    # Cause before cure: what limits agreement decides where the search looks, and whether it can reach the gate.
+    found = _diagnose(tuner, keras_model, samples, max_samples) if chosen is None else None
+    reachable = found is None or found.reachable
     overflow, findings = _overflow_fix(cfg, keras_model, x, findings)
-    if chosen is None and overflow:
+    if chosen is None and reachable and found is not None and found.kind in ("table", "types and table"):
+        chosen = _table_search(tuner, every_type + findings, {} if found.kind == "table" else overflow)
+        # Types as well: every step below on top of the largest tables (pruned at the end when not needed).
+        overflow = _merge(overflow, causes.wide_tables(tuner.settings, overflow, growth=2 ** TABLE_STEPS[-1], frac=0))
+    weights = found is not None and found.kind == "weights"  # the data-path steps would search elsewhere
+    if chosen is None and reachable and overflow and not weights:
         step = tuner.measure(Trial("overflow", f"integer bits where values overflow ({_count(overflow)} types)",
                                    overflow, _bits(findings, overflow)), findings)
         chosen = step if step.gate else None
-    if chosen is None:
+    if chosen is None and reachable and not weights:
         chosen = _fraction_search(tuner, findings, overflow)
-    if chosen is None:
+    if chosen is None and reachable:
         chosen = _wider_search(tuner, keras_model, x, every_type + findings, overflow)
+    if chosen is not None and chosen is not best:
+        chosen = _prune(tuner, chosen, every_type + findings)
     best_seen = chosen or max(tuner.trials, key=lambda t: (t.gate, t.agreement, t.hls_accuracy or 0, -t.added_bits))
 
     auto = None
@@ -390,7 +443,8 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     result = {"target": target, "accuracy_tolerance": ACCURACY_TOLERANCE, "samples": str(samples),
               "trials": [asdict(t) for t in tuner.trials], "auto": asdict(auto) if auto else None,
               "before": asdict(tuner.trials[0]), "after": asdict(best_seen), "config": None,
-              "outcome": None}
+              "outcome": None, "cause": found.as_dict() if found is not None else None,
+              "cost": "added type bits, then BRAM_18K of tables (DSP and BRAM_18K of the preflight shown)"}
     before = tuner.trials[0]
     n = before.samples
     tuned = None  # the tuned config's text, written with tune.json below
@@ -406,16 +460,24 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
         final = (f"Gate met: agreement {before.agreement:.1%} -> {chosen.agreement:.1%} ({chosen.agreeing} of {n} "
                  f"samples, 95% interval {stats.ci_text(chosen.agreeing, n)}; was {before.agreeing} of {n}, "
                  f"{stats.ci_text(before.agreeing, n)}){_accuracy_text(chosen)}{'; ' + note if note else ''}, "
-                 f"for {chosen.added_bits} added bits on {_count(chosen.changes)} types (estimate: ~{chosen.dsp} DSP, "
+                 f"for {chosen.added_bits} added bits on {_count(chosen.changes)} types"
+                 f"{f' and {chosen.table_bram:+d} BRAM_18K of tables' if chosen.table_bram else ''} "
+                 f"({_changes_text(chosen.changes)}; estimate: ~{chosen.dsp} DSP, "
                  f"~{chosen.bram} BRAM_18K; was ~{before.dsp} DSP, ~{before.bram} BRAM_18K). Tuned config written to "
                  f"{config_path}: adopt it with --config {config_path}.")
+    elif not reachable:
+        result["outcome"] = "unreachable"
+        final = (f"Gate NOT reachable: your configuration agrees on {before.figure(target)} ({_short(before, target)}), "
+                 "and what limits it is "
+                 f"{found.text}; tried: the diagnostic designs above; no bits bought, nothing written.")
     elif best_seen is not before and not tuner.noise(best_seen):
         tuned = _config_yaml(cfg, best_seen.changes, config_path)
         result["outcome"], result["config"] = "not met", str(config_path)
         final = (f"Gate NOT met: the best step reached agreement {best_seen.figure(target)}{_accuracy_text(best_seen)} "
                  f"(from {before.figure(target)}), {_short(best_seen, target)}, for {best_seen.added_bits} added bits; "
-                 f"that config is written to {config_path}, but it does not meet the gate: look at the model itself "
-                 "or its samples (near-ties that any rounding flips).")
+                 f"that config is written to {config_path}, but it does not meet the gate: "
+                 + (f"what limits it is {found.text}." if found is not None else
+                    "look at the model itself or its samples (near-ties that any rounding flips)."))
     else:
         result["outcome"] = "nothing improved"
         reason = tuner.noise(best_seen) if best_seen is not before else ""
@@ -493,7 +555,7 @@ def _fraction_search(tuner, findings, overflow):
     plans = [("frac", "flagged", lossy, True)] if lossy else []
     plans += [("int", "every data-path", every, False), ("frac", "every data-path", every, True)]
     integers = {(layer, kind): parse_precision(text).integer for layer, kinds in overflow.items()
-                for kind, text in kinds.items()}
+                for kind, text in kinds.items() if kind != propose.TABLE_SIZE}
     for bits, name, types, top_first in plans:
         def run(k, bits=bits, name=name, types=types):
             extra = {}
@@ -604,3 +666,83 @@ def _wider_search(tuner, keras_model, x, findings, overflow):
         if passed is not None:
             return passed
     return None
+
+
+TABLE_STEPS = (1, 2, 4, 6)  # a table's entries doubled this many times (x2 .. x64), the fewest that pass
+PRUNE_MAX = 12  # layers whose changes the end of the search tries to drop, the most bits first
+
+
+def _diagnose(tuner, keras_model, samples, max_samples):
+    """emulator/cause.py's finding on the samples csim measures, or None where the diagnostic designs
+    cannot run (one line why)."""
+    from ..emulator.fixedpoint import Unsupported
+    from ..stages import emulate
+
+    limit = max_samples or tuner.cfg.flow["emulation"].get("max_samples")
+    x, y = load_samples(samples, tuple(keras_model.inputs[0].shape), limit, labels_as_stored=True)
+    y_keras = keras_model.predict(x, batch_size=64, verbose=0).reshape(len(x), -1)
+    n_out = y_keras.shape[1]
+    metric = emulate.choose_metric(tuner.cfg.flow["emulation"].get("metric") or "auto",
+                                   emulate.output_activation(keras_model), n_out, emulate.labels_kind(y, n_out))
+    console.step("What limits agreement, before anything is bought (diagnostic designs, never written as advice)")
+    try:
+        found = causes.diagnose(tuner.cfg, keras_model, x, y_keras, metric, tuner.target, say=console.say)
+    except Unsupported as exc:
+        console.say(f"The diagnostic designs need the fast engine, and {exc}: the search looks everywhere.")
+        return None
+    except FlowError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- hls4ml may refuse a diagnostic design; the search still runs
+        console.say(f"The diagnostic designs could not run on this model ({type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:160]}): the search looks everywhere.")
+        return None
+    console.say(f"What limits agreement: {found.text}.")
+    return found
+
+
+def _table_search(tuner, findings, base):
+    """The fewest table entries (TableSize x2 .. x64), then the fewest fractional bits on the table
+    types at x64, that meet the gate on top of `base`; None when none does."""
+    settings = tuner.settings
+    names = ", ".join(s.layer for s in settings)
+
+    def sized(k):
+        changes = _merge(base, causes.wide_tables(settings, base, growth=2**k, frac=0))
+        return tuner.measure(Trial(f"table-x{2**k}", f"TableSize x{2**k} on {names}", changes,
+                                   _bits(findings, changes)), findings)
+
+    passed = _fewest(sized, TABLE_STEPS, top_first=True)
+    if passed is not None:
+        return passed
+
+    def finer(k):
+        changes = _merge(base, causes.wide_tables(settings, base, growth=2 ** TABLE_STEPS[-1], frac=k))
+        return tuner.measure(Trial(f"table-x{2 ** TABLE_STEPS[-1]}+{k}", f"TableSize x{2 ** TABLE_STEPS[-1]} and +{k} "
+                                   f"fractional bits on the table types of {names}", changes,
+                                   _bits(findings, changes)), findings)
+
+    return _fewest(finer, FRACTION_STEPS, top_first=True)
+
+
+def _prune(tuner, chosen, findings):
+    """The chosen step without each layer's changes that a later step made unnecessary: each layer's
+    changes (the most bits first) dropped in turn, the drop kept where the gate still holds."""
+    if len(chosen.changes) < 2:
+        return chosen  # without its one layer's changes it is your configuration, which failed
+    order = sorted(chosen.changes, key=lambda layer: -_bits(findings, {layer: chosen.changes[layer]}))
+    for layer in order[:PRUNE_MAX]:
+        if layer not in chosen.changes or len(chosen.changes) < 2:
+            continue
+        changes = {name: kinds for name, kinds in chosen.changes.items() if name != layer}
+        trial = tuner.measure(Trial(f"{chosen.label}-without-{layer}", f"the step so far without its changes to {layer}", changes,
+                                    _bits(findings, changes)), findings)
+        if trial.gate and _cost(trial) <= _cost(chosen):
+            chosen = trial
+    return chosen
+
+
+def _changes_text(changes: dict, most: int = 8) -> str:
+    """"prob TableSize 8192, fc result ap_fixed<20,8>, ...": what a config changes."""
+    items = [f"{layer} {kind} {value}" for layer, kinds in changes.items() for kind, value in kinds.items()]
+    more = f", and {len(items) - most} more" if len(items) > most else ""
+    return ", ".join(items[:most]) + more

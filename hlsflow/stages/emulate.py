@@ -126,6 +126,9 @@ def gate(cfg, result: dict, min_agreement=None, max_error=None) -> None:
 def _advice(result: dict) -> str:
     """What to do about a missed gate, true to what the fault analysis found (or did not look for)."""
     faults = result.get("layers_at_fault")
+    if result.get("cause"):
+        first = "no single layer's type is at fault, and " if faults == [] else ""
+        return f"{first}what limits it is {result['cause']['text']}; {_cause_advice(result['cause'])}"
     if faults:
         named = sorted({line.split()[0] for line in faults})
         return (f"widen the types of the layers named above ({', '.join(named)}), or let `hlsflow tune-precision` "
@@ -385,7 +388,7 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     print_result(result)
     low = result["mean_rel_error"] > HIGH_ERROR if metric == "error" else result["agreement"] < LOW_AGREEMENT
     if (low or accuracy_drop(result) > ACCURACY_DROP) and not quiet_advice:
-        result.update(_fault_analysis(cfg, project, samples, limit, keras, x))
+        result.update(_fault_analysis(cfg, project, samples, limit, keras, x, y_keras, metric))
         if result.get("fault_analysis_error"):
             console.warn(f"The analysis of which types are at fault failed on this model "
                          f"({result['fault_analysis_error']}); the emulation figures above stand. `hlsflow profile` "
@@ -395,10 +398,11 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     return result
 
 
-def _fault_analysis(cfg, project, samples, limit, keras, x) -> dict:
-    """{"layers_at_fault": [lines]}, or None there and why in "fault_analysis_error". Kept in the
-    manifest by the project, the samples and the code, like the rest of csim's set-up: it needs the
-    Keras model and hls4ml."""
+def _fault_analysis(cfg, project, samples, limit, keras, x, y_keras=None, metric="top1") -> dict:
+    """{"layers_at_fault": [lines], "cause": what limits agreement (emulator/cause.py, for a figure
+    of agreement)}, or None there and why in "fault_analysis_error". Kept in the manifest by the
+    project, the samples and the code, like the rest of csim's set-up: it needs the Keras model and
+    hls4ml."""
     stage = outdir.Stage(cfg.output_dir, FAULTS_RECORD,
                          {"project": project["tree_hash"], "design": project.get("key"),
                           "samples": sha256(samples, cache=True), "max_samples": limit, "code": engines.code_version(),
@@ -413,11 +417,57 @@ def _fault_analysis(cfg, project, samples, limit, keras, x) -> dict:
         found = {"layers_at_fault": None, "fault_analysis_error": f"{type(exc).__name__}: {reason}"}
     else:
         found = {"layers_at_fault": [ranges.describe(f) for f in faults]}
+        if metric != "error" and y_keras is not None:
+            found["cause"] = _cause(cfg, keras(), x, y_keras, metric)
     stage.run(lambda into: outdir.Outcome([], result=found), force=True)
     return found
 
 
+def _cause(cfg, keras_model, x, y_keras, metric):
+    """emulator/cause.py's finding as a dict, or None (and one line why) where the diagnostic designs
+    cannot run on the fast engine."""
+    from ..emulator import cause
+
+    gate = cfg.flow["emulation"].get("min_agreement") or LOW_AGREEMENT
+    console.step("Looking for what limits agreement (diagnostic designs, never written as advice)")
+    try:
+        return cause.diagnose(cfg, keras_model, x, y_keras, metric, gate, say=console.say).as_dict()
+    except Unsupported as exc:
+        console.say(f"The diagnostic designs need the fast engine, and {exc}: no cause named.")
+    except Exception as exc:  # noqa: BLE001 -- hls4ml may refuse a diagnostic design; the figures above stand
+        console.say(f"The diagnostic designs could not run on this model ({type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:160]}): no cause named.")
+    return None
+
+
+def _cause_advice(found: dict) -> str:
+    """What to do, given what limits agreement."""
+    kind = found["kind"]
+    if kind == "table":
+        return (f"give the table of {', '.join(found['tables'])} more entries (LayerName: TableSize) or wider "
+                "types (exp_table_t, inv_table_t beside TableSize), or let `hlsflow tune-precision` measure them")
+    if kind in ("data path", "weights", "types and table"):
+        return "`hlsflow tune-precision` searches there and measures each step"
+    if kind == "near ties":
+        return "no type can change that: more decisive samples, or a gate these samples can reach"
+    if kind == "layer":
+        return (f"no type or table can change that: check what hls4ml supports of {found['layer']}'s Keras options; "
+                "`hlsflow profile` shows each layer's departure from Keras")
+    return "`hlsflow profile` shows each layer's departure from Keras"
+
+
 def print_faults(result: dict) -> None:
+    found = result.get("cause")
+    if found:
+        if result.get("layers_at_fault") == []:
+            console.say("No single data-path type is at fault: each layer's output and accumulator type holds the "
+                        "Keras values of the checked samples at its resolution.")
+        elif result.get("layers_at_fault"):
+            console.say("Layers at fault (Keras values outside their fixed-point type, or below its resolution):")
+            for line in result["layers_at_fault"]:
+                console.say(f"  {line}")
+        console.say(f"What limits agreement: {found['text']}. Next: {_cause_advice(found)}.")
+        return
     if result.get("layers_at_fault") == []:  # checked, and no type is to blame on its own
         console.say("No single data-path type is at fault: each layer's output and accumulator type holds the Keras "
                     "values of the checked samples at its resolution, so the difference is rounding of weights and "
