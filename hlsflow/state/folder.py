@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import FlowError
 from . import signing
+from .inputs import hash_files
 from .manifest import MANIFEST, Manifest
 
 # Unfinished runs of these statuses may have left files they never recorded as outputs: a run that
@@ -98,10 +99,19 @@ def foreign_files(out_dir) -> list:
     manifest = Manifest(out_dir)
     if not manifest.exists:  # a manifest.json of something else (a web app's) is named first
         return sorted(entries, key=lambda rel: rel != MANIFEST)
-    # Only records this user's key signed vouch for files: a handed manifest.json that names a
-    # user's thesis.tex as an output must not make the folder look like hlsflow's to replace.
-    files, folders = accounted_files(r for r in manifest.stages.values() if signing.holds(r))
-    return [rel for rel in entries if not is_accounted(rel, files, folders)]
+    # Records this user's key signed vouch for every file they name. Others (a handed folder, or a
+    # run in a container with a key of its own) vouch only for outputs still byte for byte as they
+    # recorded them: a manifest.json naming the user's thesis.tex cannot make it hlsflow's to delete.
+    records = list(manifest.stages.values())
+    files, folders = accounted_files(r for r in records if signing.holds(r))
+    claimed = {rel: h for r in records if not signing.holds(r) for rel, h in (r.get("outputs") or {}).items()}
+    return [rel for rel in entries if not is_accounted(rel, files, folders) and not _as_recorded(out_dir, rel, claimed)]
+
+
+def _as_recorded(out_dir: Path, rel: str, claimed: dict) -> bool:
+    path = out_dir / rel
+    return (rel in claimed and path.is_file() and not path.is_symlink()
+            and hash_files(out_dir, [rel])[rel] == claimed[rel])
 
 
 def check_output_path(out_dir, inputs=(), cwd=None, what="output directory") -> Path:
@@ -142,10 +152,11 @@ def check_owned(out_dir) -> None:
     if foreign:
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
         manifest = Manifest(out_dir)
-        if manifest.exists and not any(signing.holds(r) for r in manifest.stages.values()):
-            raise FlowError(f"{out_dir} holds {foreign[0]}{more} and a manifest.json whose records were not made by "
-                            "you (not signed with your key), so hlsflow cannot prove it wrote them and will not "
-                            "replace them: choose another --out, or remove that folder yourself if it is yours.")
+        if manifest.exists and not all(signing.holds(r) for r in manifest.stages.values()):
+            raise FlowError(f"{out_dir} holds {foreign[0]}{more}, which no record signed with your key names (its "
+                            "manifest.json was not all written by you: a handed folder, or a container without your "
+                            "key), so hlsflow will not replace it: choose another --out, or remove that folder "
+                            "yourself if it is yours.")
         raise FlowError(f"{out_dir} holds {foreign[0]}{more}, which hlsflow did not write, and hlsflow writes only "
                         "into an empty folder or one of its own outputs: choose another --out, or move that file out "
                         "of the folder.")

@@ -1017,9 +1017,12 @@ def test_a_handed_manifest_cannot_claim_a_users_file(out, key):
     forged = manifest_json(out)
     forged["stages"]["csim"]["outputs"]["thesis.tex"] = "0" * 64
     (out / outdir.MANIFEST).write_text(json.dumps(forged))
-    assert outdir.foreign_files(out) == ["result.txt", "thesis.tex"]
-    with pytest.raises(FlowError, match=r"not made by you \(not signed with your key\).*remove that folder yourself"):
+    # Unsigned now, the record still vouches for result.txt as it recorded it, not for thesis.tex.
+    assert outdir.foreign_files(out) == ["thesis.tex"]
+    with pytest.raises(FlowError, match=r"thesis.tex, which no record signed with your key names .*remove that folder"):
         outdir.check_owned(out)
+    write(out / "result.txt", "changed since")
+    assert outdir.foreign_files(out) == ["result.txt", "thesis.tex"]
     signed = manifest_json(out)
     signed["stages"]["csim"] = signing.sign(signed["stages"]["csim"])  # the same claim, signed by this user
     (out / outdir.MANIFEST).write_text(json.dumps(signed))
