@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from docker.errors import NotFound
 
 import waiting
 from hlsflow.cli import launcher
@@ -119,7 +120,10 @@ def test_kill_9_of_hlsflow_stops_its_container_and_the_next_run_removes_it(engin
     finish(proc)
 
     def stopped():
-        container.reload()
+        try:
+            container.reload()
+        except NotFound:  # another test's hlsflow run, meanwhile, found it exited and removed it
+            return True
         return container.status == "exited"
 
     waiting.wait_for(stopped, 60, "the flow container to stop after its hlsflow was killed")

@@ -103,6 +103,10 @@ def api(port, token, method, path, body=None) -> tuple:
         conn.close()
 
 
+IPYKERNEL_START_RACE = re.compile(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)+"
+                                  r"RuntimeError: Event loop is closed\n")
+
+
 def use_as_a_user(port, token, folder, uid) -> None:
     """A new notebook, written as `uid` into the folder, and a kernel that starts (its connection
     file goes to a runtime folder that must be writable), lives, and is shut down again."""
@@ -305,7 +309,10 @@ def test_lab_with_the_image_alone(built_image, lab_dir, tmp_path, mounted):
         proc.wait(timeout=60)
     text = log.read_text()
     assert proc.returncode == 128 + signal.SIGINT, text[-3000:]
-    assert "JupyterLab stopped (SIGINT)." in text and "Traceback" not in text
+    # ipykernel's own race, not hlsflow's: a kernel shut down while ipykernel is still starting it
+    # (seen under load in CI) prints this traceback from ipkernel.start. Any other one fails.
+    text = IPYKERNEL_START_RACE.sub("", text)
+    assert "JupyterLab stopped (SIGINT)." in text and "Traceback" not in text, text[-3000:]
     assert sorted(p.name for p in lab_dir.iterdir()) == (
         [".ipynb_checkpoints", "made.ipynb", MODEL] if mounted else [MODEL])
 
