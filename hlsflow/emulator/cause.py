@@ -108,7 +108,7 @@ def wide_design(cfg, keras_model, x, findings, weights: bool = True) -> dict:
                                                             weights).items()}
         if not more:
             break
-        changes = _merge(changes, more)
+        changes = merge(changes, more)
     return changes
 
 
@@ -159,7 +159,8 @@ def wide_tables(settings, changes, growth: int = TABLE_GROWTH, frac: int = WIDE_
     return out
 
 
-def _merge(*change_sets) -> dict:
+def merge(*change_sets) -> dict:
+    """Per-layer changes, later sets winning key by key."""
     merged = {}
     for changes in change_sets:
         for layer, kinds in changes.items():
@@ -235,8 +236,8 @@ def diagnose(cfg, keras_model, x, y_keras, metric: str, gate: float, say=None) -
     mine, _ = measure("yours", {}, "your configuration")
     xs = x[:min(n, 100)]
     types = wide_design(cfg, keras_model, xs, findings)
-    typed = _merge(types, kept_steps(settings, types))
-    widest_changes = _merge(types, wide_tables(settings, types)) if settings else typed
+    typed = merge(types, kept_steps(settings, types))
+    widest_changes = merge(types, wide_tables(settings, types)) if settings else typed
     widest_words = (f"every type +{WIDE_FRAC} fractional bits and the integer bits its values need, every table "
                     f"x{TABLE_GROWTH} entries and +{WIDE_FRAC} fractional bits") if settings else \
         f"every type +{WIDE_FRAC} fractional bits and the integer bits its values need"
@@ -273,7 +274,7 @@ def diagnose(cfg, keras_model, x, y_keras, metric: str, gate: float, say=None) -
         wide, figures["wide types"] = True, figures["widest"]
     if wide:
         path = wide_design(cfg, keras_model, xs, findings, weights=False)
-        dp, _ = measure("wide data path", _merge(path, kept_steps(settings, path)),
+        dp, _ = measure("wide data path", merge(path, kept_steps(settings, path)),
                         f"the data path +{WIDE_FRAC} fractional bits, weights and biases as yours")
         if dp:
             return Cause("data path", f"a data-path type: your configuration agrees on {share('yours')}, the same "

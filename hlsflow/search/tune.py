@@ -80,14 +80,6 @@ class Trial:
         return stats.figure(self.agreeing, self.samples, gate)
 
 
-def _merge(*change_sets) -> dict:
-    merged = {}
-    for changes in change_sets:
-        for layer, kinds in changes.items():
-            merged.setdefault(layer, {}).update(kinds)
-    return merged
-
-
 def _bits(findings, changes: dict) -> int:
     """Bits added over the types changed (new width - old width, summed)."""
     by_key = {(f.layer, f.kind): f for f in findings}
@@ -186,7 +178,7 @@ class Tuner:
 
     def measure(self, trial: Trial, findings) -> Trial:
         if trial.label not in ("before", "auto"):  # the user's and hls4ml's own types are measured as they are
-            trial.changes = _merge(trial.changes, propose.table_changes(self.softmax, self.types, trial.changes))
+            trial.changes = causes.merge(trial.changes, propose.table_changes(self.softmax, self.types, trial.changes))
         in_place = trial.label == "before" and not self.relabelled
         trial_cfg = self.cfg if in_place else propose.with_changes(self.cfg, trial.changes, self.root / trial.label)
         captured = io.StringIO()
@@ -411,7 +403,8 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     if chosen is None and reachable and found is not None and found.kind in ("table", "types and table"):
         chosen = _table_search(tuner, every_type + findings, {} if found.kind == "table" else overflow)
         # Types as well: every step below on top of the largest tables (pruned at the end when not needed).
-        overflow = _merge(overflow, causes.wide_tables(tuner.settings, overflow, growth=2 ** TABLE_STEPS[-1], frac=0))
+        overflow = causes.merge(overflow, causes.wide_tables(tuner.settings, overflow, growth=2 ** TABLE_STEPS[-1],
+                                                             frac=0))
     weights = found is not None and found.kind == "weights"  # the data-path steps would search elsewhere
     if chosen is None and reachable and overflow and not weights:
         step = tuner.measure(Trial("overflow", f"integer bits where values overflow ({_count(overflow)} types)",
@@ -531,7 +524,7 @@ def _overflow_fix(cfg, keras_model, x, findings) -> tuple:
                 if any(kinds.get(k) != changes.get(layer, {}).get(k) for k in kinds)}
         if not more:
             break
-        changes = _merge(changes, more)
+        changes = causes.merge(changes, more)
     return changes, list(seen.values())
 
 
@@ -563,7 +556,7 @@ def _fraction_search(tuner, findings, overflow):
                 integer = integers.get((f.layer, f.kind), f.fixed.integer)
                 t = _widened(f, integer, k) if bits == "frac" else _widened(f, integer + k)
                 extra.setdefault(f.layer, {})[f.kind] = type_text(t, f.modes)
-            changes = _merge(overflow, extra)
+            changes = causes.merge(overflow, extra)
             word = "fractional" if bits == "frac" else "integer"
             return tuner.measure(Trial(f"{bits}+{k}-{name.split()[0]}", f"+{k} {word} bits on {len(types)} {name} "
                                        "types" + (" with the overflow fix" if overflow else ""), changes,
@@ -633,7 +626,7 @@ def _wider_search(tuner, keras_model, x, findings, overflow):
     for f in [*findings, *proposal.findings]:
         seen.setdefault((f.layer, f.kind), f)  # each type at its width before any change, for counting bits
     counted = list(seen.values())
-    base = _merge(overflow, proposal.as_changes())
+    base = causes.merge(overflow, proposal.as_changes())
     if proposal.changes:  # else the ranges ask for nothing the overflow fix did not
         step = tuner.measure(Trial("ranges", f"types from the samples' ranges: weights and biases to their values, "
                                    f"accumulators and data path to theirs ({len(proposal.changes)} changes)", base,
@@ -658,7 +651,7 @@ def _wider_search(tuner, keras_model, x, findings, overflow):
                 t = current(f)
                 wider = FixedType(t.width + k, t.integer + (k if bits == "int" else 0), t.signed)
                 extra.setdefault(f.layer, {})[f.kind] = type_text(wider, f.modes)
-            changes = _merge(base, extra)
+            changes = causes.merge(base, extra)
             return tuner.measure(Trial(f"{bits}+{k}-{name}", f"+{k} {words} ({len(types)} types) on the "
                                        "samples' ranges", changes, _bits(counted, changes)), counted)
 
@@ -707,7 +700,7 @@ def _table_search(tuner, findings, base):
     names = ", ".join(s.layer for s in settings)
 
     def sized(k):
-        changes = _merge(base, causes.wide_tables(settings, base, growth=2**k, frac=0))
+        changes = causes.merge(base, causes.wide_tables(settings, base, growth=2**k, frac=0))
         return tuner.measure(Trial(f"table-x{2**k}", f"TableSize x{2**k} on {names}", changes,
                                    _bits(findings, changes)), findings)
 
@@ -716,7 +709,7 @@ def _table_search(tuner, findings, base):
         return passed
 
     def finer(k):
-        changes = _merge(base, causes.wide_tables(settings, base, growth=2 ** TABLE_STEPS[-1], frac=k))
+        changes = causes.merge(base, causes.wide_tables(settings, base, growth=2 ** TABLE_STEPS[-1], frac=k))
         return tuner.measure(Trial(f"table-x{2 ** TABLE_STEPS[-1]}+{k}", f"TableSize x{2 ** TABLE_STEPS[-1]} and +{k} "
                                    f"fractional bits on the table types of {names}", changes,
                                    _bits(findings, changes)), findings)

@@ -6,6 +6,8 @@ tests nothing).
   head: every data-path type overflows ap_fixed<16,6>, the max pooling's accumulator too.
 - `mlp_model`: an MLP whose inputs are ~N(0, 1000): a thousand times the default range, logits in
   the hundreds before its softmax (the softmax trap: hls4ml indexes its table by their top bits).
+- `lsb_model`: ten logits that differ by a few weight LSBs: no data-path type is at fault, the
+  weights' rounding is (also tests/search/test_cause_advice.py).
 """
 
 from pathlib import Path
@@ -69,3 +71,20 @@ def mlp_model(root: Path) -> tuple:
 
 IO_TYPE = {"conv": "io_stream", "mlp": "io_parallel"}  # as a user would pick: streams for a CNN
 MAKERS = {"conv": conv_model, "mlp": mlp_model}
+
+
+def lsb_model(root: Path) -> tuple:
+    """(model path, samples path): one Dense of ten logits whose weights differ by a few LSBs of
+    ap_fixed<16,6>, no table; labels are Keras's own predictions."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    rng = np.random.default_rng(1)
+    inp = tf.keras.Input((64,), name="features")
+    model = tf.keras.Model(inp, layers.Dense(10, name="fc")(inp))
+    model.get_layer("fc").set_weights([(0.1 + rng.normal(0, 0.002, (64, 10))).astype(np.float32),
+                                       np.zeros(10, np.float32)])
+    model.save(root / "lsb.keras")
+    x = rng.uniform(0.5, 1.0, (200, 64)).astype(np.float32)
+    np.savez(root / "lsb.npz", X=x, y=model.predict(x, verbose=0).argmax(1))
+    return root / "lsb.keras", root / "lsb.npz"

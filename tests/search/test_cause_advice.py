@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from state.test_safety import hlsflow
+import precision_standins
 
 MARGIN = 2.0**-10  # emulator/cause.py's near-tie margin: one step of ap_fixed<16,6>
 
@@ -289,17 +290,7 @@ def test_types_and_table_together_cost_one_bit_and_one_table(tmp_path):
 def test_weights_named_where_their_rounding_limits(tmp_path):
     """Ten logits that differ by a few weight LSBs, no table: with the data path wider the labels
     still flip, with the weights wider too they do not, so csim names a weight or bias type."""
-    import tensorflow as tf
-    from tensorflow.keras import layers
-
-    rng = np.random.default_rng(1)
-    inp = tf.keras.Input((64,), name="features")
-    model = tf.keras.Model(inp, layers.Dense(10, name="fc")(inp))
-    model.get_layer("fc").set_weights([(0.1 + rng.normal(0, 0.002, (64, 10))).astype(np.float32),
-                                       np.zeros(10, np.float32)])
-    model.save(tmp_path / "lsb.keras")
-    x = rng.uniform(0.5, 1.0, (200, 64)).astype(np.float32)
-    np.savez(tmp_path / "lsb.npz", X=x, y=model.predict(x, verbose=0).argmax(1))
+    precision_standins.lsb_model(tmp_path)
     _ok(hlsflow("init", "--model", "lsb.keras", "--precision", "ap_fixed<16,6>", cwd=tmp_path))
     out = _ok(hlsflow("csim", "--samples", "lsb.npz", cwd=tmp_path))
     csim = json.loads((tmp_path / "build" / "lsb" / "csim.json").read_text())

@@ -69,18 +69,8 @@ def test_tune_takes_the_standins_to_the_gate(name, tmp_path):
 def lsb_model(tmp_path):
     """Ten logits that differ by a few weight LSBs (csim: "no single data-path type is at fault"):
     no data-path type is at fault, the weights' rounding is."""
-    import tensorflow as tf
-    from tensorflow.keras import layers
-
-    rng = np.random.default_rng(1)
-    inp = tf.keras.Input((64,), name="features")
-    model = tf.keras.Model(inp, layers.Dense(10, name="fc")(inp))
-    model.get_layer("fc").set_weights([(0.1 + rng.normal(0, 0.002, (64, 10))).astype(np.float32),
-                                       np.zeros(10, np.float32)])
-    model.save(tmp_path / "lsb.keras")
-    x = rng.uniform(0.5, 1.0, (200, 64)).astype(np.float32)
-    np.savez(tmp_path / "lsb.npz", X=x, y=model.predict(x, verbose=0).argmax(1))
-    return _uniform_config(tmp_path, tmp_path / "lsb.keras", tmp_path / "lsb.npz", "io_parallel")
+    model, samples = precision_standins.lsb_model(tmp_path)
+    return _uniform_config(tmp_path, model, samples, "io_parallel")
 
 
 def test_tune_widens_weights_when_the_data_path_steps_fall_short(lsb_model):
