@@ -7,12 +7,16 @@ Run as a user would, from a folder outside the checkout, with tiny models."""
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
 import yaml
 
 from conftest import TESTS_DIR, error_lines, run_hlsflow
+
+sys.path.insert(0, str(TESTS_DIR / "search"))
+import precision_standins  # noqa: E402
 
 
 def _ok(proc):
@@ -176,18 +180,8 @@ def test_a_sweep_over_precision_keeps_per_layer_types(folder, tmp_path):
 @pytest.fixture(scope="module")
 def lsb(tmp_path_factory):
     """Ten logits that differ by a few weight LSBs: csim finds no single data-path type at fault."""
-    import tensorflow as tf
-    from tensorflow.keras import layers
-
     root = tmp_path_factory.mktemp("lsb")
-    rng = np.random.default_rng(1)
-    inp = tf.keras.Input((64,), name="features")
-    model = tf.keras.Model(inp, layers.Dense(10, name="fc")(inp))
-    model.get_layer("fc").set_weights([(0.1 + rng.normal(0, 0.002, (64, 10))).astype(np.float32),
-                                       np.zeros(10, np.float32)])
-    model.save(root / "lsb.keras")
-    x = rng.uniform(0.5, 1.0, (200, 64)).astype(np.float32)
-    np.savez(root / "lsb.npz", X=x, y=model.predict(x, verbose=0).argmax(1))
+    precision_standins.lsb_model(root)
     return root
 
 
