@@ -103,8 +103,17 @@ def api(port, token, method, path, body=None) -> tuple:
         conn.close()
 
 
-IPYKERNEL_START_RACE = re.compile(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)+"
-                                  r"RuntimeError: Event loop is closed\n")
+# Tracebacks of Jupyter's own races, not hlsflow's, seen under load in CI: a kernel shut down
+# while ipykernel still starts it, and jupyter_server listing a kernel it is still starting (a 500
+# of /api/kernels). Each chain is indented frames and blank lines up to its last exception; any
+# other traceback in a log still fails the tests.
+UPSTREAM_RACES = re.compile(r"[ \t]*Traceback \(most recent call last\):\n(?:(?:[ \t]+[^\n]*)?\n)*?[ \t]*(?:"
+                            r"RuntimeError: Event loop is closed|traitlets\.traitlets\.TraitError: The 'last_activity' "
+                            r"trait of a ServerKernelManager instance expected a datetime, not the NoneType None\.)\n")
+
+
+def without_upstream_races(text: str) -> str:
+    return UPSTREAM_RACES.sub("", text)
 
 
 def use_as_a_user(port, token, folder, uid) -> None:
@@ -309,9 +318,7 @@ def test_lab_with_the_image_alone(built_image, lab_dir, tmp_path, mounted):
         proc.wait(timeout=60)
     text = log.read_text()
     assert proc.returncode == 128 + signal.SIGINT, text[-3000:]
-    # ipykernel's own race, not hlsflow's: a kernel shut down while ipykernel is still starting it
-    # (seen under load in CI) prints this traceback from ipkernel.start. Any other one fails.
-    text = IPYKERNEL_START_RACE.sub("", text)
+    text = without_upstream_races(text)
     assert "JupyterLab stopped (SIGINT)." in text and "Traceback" not in text, text[-3000:]
     assert sorted(p.name for p in lab_dir.iterdir()) == (
         [".ipynb_checkpoints", "made.ipynb", MODEL] if mounted else [MODEL])
