@@ -283,33 +283,38 @@ def test_registry_without_auth(registries, pushed, built_image, tmp_path):
 @pytest.fixture
 def podman_for_registry(registries, tmp_path):
     """A `podman system service` of this test's own that knows the registry with auth as one
-    without TLS (Podman, unlike Docker, does not assume that of 127.0.0.1), on Podman's shared
-    storage."""
+    without TLS (Podman, unlike Docker, does not assume that of 127.0.0.1), on a storage of its
+    own: a fresh runner's engine. Podman's shared storage may hold the image under this digest
+    from an earlier run (an untag keeps the digest), and then nothing would be pulled."""
     require_podman("this test")
     guarded, _, _ = registries
     (tmp_path / "registries.conf").write_text(f'[[registry]]\nlocation = "{guarded.host}"\ninsecure = true\n')
-    yield from podman_service(tmp_path, CONTAINERS_REGISTRIES_CONF=str(tmp_path / "registries.conf"))
+    storage = tmp_path / "storage.conf"
+    storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{tmp_path / "graph"}"\n'
+                       f'runroot = "{tmp_path / "run"}"\n')
+    env = {"CONTAINERS_REGISTRIES_CONF": str(tmp_path / "registries.conf"), "CONTAINERS_STORAGE_CONF": str(storage)}
+    try:
+        yield from podman_service(tmp_path, **env)
+    finally:
+        subprocess.run(["podman", "rmi", "--all", "--force"], capture_output=True, env={**os.environ, **env})
+        shutil.rmtree(tmp_path / "graph", ignore_errors=True)
 
 
 def test_flow_under_podman_pulls_by_digest(registries, pushed, built_image, podman_for_registry, user_dir):
     _, _, config = registries
-    subprocess.run(["podman", "rmi", pushed], capture_output=True)  # a name an earlier run left
     env = {"DOCKER_CONFIG": str(config), "HLSFLOW_IMAGE": pushed, "DOCKER_HOST": podman_for_registry}
-    try:
-        flow, _ = hlsflow("flow", "--model", "models/tiny_cnn.keras", "--samples", "models/tiny_samples.npz",
-                          "--out", "podman", cwd=user_dir, **env)
-        assert flow.returncode == 0, flow.stdout[-3000:] + flow.stderr[-3000:]
-        assert flow.stdout.count("is not in this engine yet: pulling it once") == 1
-        assert f"Pulling {pushed} (Podman)" in flow.stdout and f"Pulled {pushed}: image " in flow.stdout
-        assert f"pull {pushed.partition('@')[0]}: " in flow.stderr and " layers (" in flow.stderr
-        local, _ = hlsflow("convert", "--model", "models/tiny_cnn.keras", "--out", "docker", cwd=user_dir,
-                           HLSFLOW_IMAGE=built_image)
-        assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
-        assert tree_hash(user_dir / "podman") == tree_hash(user_dir / "docker")
-        manifest = json.loads((user_dir / "podman" / "manifest.json").read_text())
-        assert manifest["image"]["id"].split(":")[-1] == image_id(built_image).split(":")[-1]
-    finally:
-        subprocess.run(["podman", "rmi", pushed], capture_output=True)
+    flow, _ = hlsflow("flow", "--model", "models/tiny_cnn.keras", "--samples", "models/tiny_samples.npz",
+                      "--out", "podman", cwd=user_dir, **env)
+    assert flow.returncode == 0, flow.stdout[-3000:] + flow.stderr[-3000:]
+    assert flow.stdout.count("is not in this engine yet: pulling it once") == 1
+    assert f"Pulling {pushed} (Podman)" in flow.stdout and f"Pulled {pushed}: image " in flow.stdout
+    assert f"pull {pushed.partition('@')[0]}: " in flow.stderr and " layers (" in flow.stderr
+    local, _ = hlsflow("convert", "--model", "models/tiny_cnn.keras", "--out", "docker", cwd=user_dir,
+                       HLSFLOW_IMAGE=built_image)
+    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    assert tree_hash(user_dir / "podman") == tree_hash(user_dir / "docker")
+    manifest = json.loads((user_dir / "podman" / "manifest.json").read_text())
+    assert manifest["image"]["id"].split(":")[-1] == image_id(built_image).split(":")[-1]
 
 
 # ---- The CI files against the registry, run for real by gitlab-ci-local ----
