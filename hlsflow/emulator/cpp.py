@@ -8,13 +8,17 @@ uses one core. Also: g++'s syntax check of the written firmware, and hls4ml's pe
 
 import contextlib
 import copy
+import hashlib
 import io
+import json
 import multiprocessing
+import os
 import re
 import resource
 import shutil
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -97,11 +101,41 @@ def known_fix(compiler_output: str) -> str:
     return "change the layer or setting the errors above name, or report them to hls4ml."
 
 
+def _accepted_dir() -> Path:
+    """This user's record of the C++ trees g++ accepted: a tree is a function of the design alone
+    (stages/convert.py), so the same design in another folder, or converted again, is not checked
+    twice. In the user's own cache, never in an output folder, which someone may hand over."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hlsflow" / "cpp-accepted"
+
+
+def _accepted_key(tree_hash: str, std: str) -> str:
+    return hashlib.sha256(json.dumps([tree_hash, gpp(), std]).encode()).hexdigest()
+
+
+def _accepted_before(key: str):
+    """g++'s output when it accepted this tree before, else None (an unreadable entry counts as none)."""
+    try:
+        return zlib.decompress((_accepted_dir() / key).read_bytes()).decode()
+    except (OSError, zlib.error, UnicodeDecodeError):
+        return None
+
+
+def _remember_accepted(key: str, output: str) -> None:
+    folder = _accepted_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.{os.getpid()}.tmp"
+        tmp.write_bytes(zlib.compress(output.encode()))
+        os.replace(tmp, folder / key)
+    except OSError:  # a read-only home: the next run checks again
+        pass
+
+
 def check_compiles(cfg, project: dict, caches) -> None:
     """g++ -fsyntax-only on the written firmware, once per project tree: the fast engine reads the
     design's types and weights but not its C++, so without this a design hls4ml wrote wrongly (a
     config it names but never declares) would pass csim and fail only in Vivado. A few seconds,
-    no code generated."""
+    no code generated; a tree g++ accepted before (in any folder, same g++) is not checked again."""
     out = cfg.output_dir
 
     def ready():
@@ -110,18 +144,27 @@ def check_compiles(cfg, project: dict, caches) -> None:
                             "apt-get install g++) or run hlsflow from its image.")
 
     def work(into):
-        console.step("Checking that g++ accepts the written C++ (syntax and templates only)")
         std = "-std=c++23" if subprocess.run(["g++", "-Werror", "-fsyntax-only", "-std=c++23", "-xc++", "-"], input="",
                                              capture_output=True, text=True).returncode == 0 else "-std=c++11"
-        # build_lib.sh chooses the standard the same way; WEIGHTS_DIR is what it defines too
-        proc = subprocess.run(["g++", "-fsyntax-only", std, "-Ifirmware/ap_types/", f'-DWEIGHTS_DIR="{out / "firmware" / "weights"}"',
-                               f"firmware/{cfg.project_name}.cpp"], cwd=out, capture_output=True, text=True)
-        (out / CHECK_LOG).write_text(proc.stdout + proc.stderr)
-        if proc.returncode != 0:
-            errors = [line for line in proc.stderr.splitlines() if "error" in line][:5]
-            console.say("\n".join(errors))
-            raise FlowError(f"g++ rejects the C++ hls4ml wrote for this design (the errors are in {out / CHECK_LOG}), "
-                            f"so neither emulation nor Vivado can use it: {known_fix(proc.stderr)}")
+        key = _accepted_key(project["tree_hash"], std)
+        output = _accepted_before(key)
+        if output is not None:
+            console.step("g++ accepted this same C++ before (same design, same g++): not checked again")
+        else:
+            console.step("Checking that g++ accepts the written C++ (syntax and templates only)")
+            # build_lib.sh chooses the standard the same way; WEIGHTS_DIR is what it defines too
+            proc = subprocess.run(["g++", "-fsyntax-only", std, "-Ifirmware/ap_types/",
+                                   f'-DWEIGHTS_DIR="{out / "firmware" / "weights"}"', f"firmware/{cfg.project_name}.cpp"],
+                                  cwd=out, capture_output=True, text=True)
+            output = proc.stdout + proc.stderr
+            if proc.returncode != 0:
+                (out / CHECK_LOG).write_text(output)
+                errors = [line for line in proc.stderr.splitlines() if "error" in line][:5]
+                console.say("\n".join(errors))
+                raise FlowError(f"g++ rejects the C++ hls4ml wrote for this design (the errors are in {out / CHECK_LOG}), "
+                                f"so neither emulation nor Vivado can use it: {known_fix(proc.stderr)}")
+            _remember_accepted(key, output)
+        (out / CHECK_LOG).write_text(output)
         return steps.Outcome([CHECK_LOG], result={"std": std})
 
     caches.keep(steps.CHECK_CPP, {"project": project["tree_hash"], "g++": gpp()}, work, ready=ready)

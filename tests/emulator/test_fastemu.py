@@ -302,17 +302,33 @@ def test_csim_fails_on_cpp_that_g_plus_plus_rejects(tmp_path):
         inp = tf.keras.Input((6,))
         tf.keras.Model(inp, last(layers.Dense(4, name="d")(inp))).save(tmp_path / f"{name}.keras")
     cfg = _config(tmp_path, tmp_path / "layer.keras", tmp_path / "s.npz")
-    bad = _csim("--config", cfg)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stdout[-3000:] + bad.stderr[-2000:]
-    assert "g++ rejects the C++ hls4ml wrote" in bad.stderr and "Activation('softmax')" in bad.stderr
-    assert "softmax_config" in (tmp_path / "prj" / "cpp_check.log").read_text()
-    assert not (tmp_path / "prj" / "csim.json").exists()
-    good = _csim("--config", _config(tmp_path, tmp_path / "activation.keras", tmp_path / "s.npz"), "--out", tmp_path / "ok")
+    env = flow_env(XDG_CACHE_HOME=tmp_path / "cache")  # what g++ accepted before: this test's own record
+
+    def csim(*args):
+        return run_hlsflow("csim", *args, cwd=os.getcwd(), env=env)
+
+    for out in ("prj", "prj-again"):  # a rejected tree is never remembered as accepted
+        bad = csim("--config", cfg, "--out", tmp_path / out)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stdout[-3000:] + bad.stderr[-2000:]
+        assert "g++ rejects the C++ hls4ml wrote" in bad.stderr and "Activation('softmax')" in bad.stderr
+        assert "softmax_config" in (tmp_path / out / "cpp_check.log").read_text()
+        assert not (tmp_path / out / "csim.json").exists()
+    good_cfg = _config(tmp_path, tmp_path / "activation.keras", tmp_path / "s.npz")
+    good = csim("--config", good_cfg, "--out", tmp_path / "ok")
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-2000:]
+    assert "Checking that g++ accepts" in good.stdout
     assert json.loads((tmp_path / "ok" / "csim.json").read_text())["engine"] == "fast"
-    again = _csim("--config", _config(tmp_path, tmp_path / "activation.keras", tmp_path / "s.npz"), "--out", tmp_path / "ok",
-                  "--max-samples", 8)
+    again = csim("--config", good_cfg, "--out", tmp_path / "ok", "--max-samples", 8)
     assert again.returncode == 0 and "Checking that g++ accepts" not in again.stdout  # once per project tree
+    # The same design in another folder: the same tree, which g++ accepted; its output is kept as it was.
+    elsewhere = csim("--config", good_cfg, "--out", tmp_path / "ok2")
+    assert elsewhere.returncode == 0, elsewhere.stdout[-3000:] + elsewhere.stderr[-2000:]
+    assert "Checking that g++ accepts" not in elsewhere.stdout and "g++ accepted this same C++ before" in elsewhere.stdout
+    assert (tmp_path / "ok2" / "cpp_check.log").read_bytes() == (tmp_path / "ok" / "cpp_check.log").read_bytes()
+    for entry in (tmp_path / "cache" / "hlsflow" / "cpp-accepted").iterdir():
+        entry.write_bytes(b"damaged")  # an entry that cannot be read counts as none: g++ checks again
+    damaged = csim("--config", good_cfg, "--out", tmp_path / "ok3")
+    assert damaged.returncode == 0 and "Checking that g++ accepts" in damaged.stdout, damaged.stdout[-3000:]
     # With no g++ on PATH the check cannot run: one sentence, exit 2, no results.
     bare = tmp_path / "bin"  # every command on PATH but g++
     bare.mkdir()
