@@ -131,43 +131,68 @@ def _remember_accepted(key: str, output: str) -> None:
         pass
 
 
-def check_compiles(cfg, project: dict, caches) -> None:
-    """g++ -fsyntax-only on the written firmware, once per project tree: the fast engine reads the
-    design's types and weights but not its C++, so without this a design hls4ml wrote wrongly (a
-    config it names but never declares) would pass csim and fail only in Vivado. A few seconds,
-    no code generated; a tree g++ accepted before (in any folder, same g++) is not checked again."""
+def _gpp_ready():
+    if shutil.which("g++") is None:
+        raise FlowError("csim checks the written C++ with g++, which is not on PATH: install g++ (Debian: "
+                        "apt-get install g++) or run hlsflow from its image.")
+
+
+@contextlib.contextmanager
+def compiles_checked(cfg, project: dict, caches):
+    """g++ -fsyntax-only on the written firmware, once per project tree, run beside the block (the
+    emulation) and recorded at its end: the fast engine reads the design's types and weights but
+    not its C++, so without this a design hls4ml wrote wrongly (a config it names but never
+    declares) would pass csim and fail only in Vivado. A few seconds of g++, no code generated; a
+    tree g++ accepted before (in any folder, same g++) is not checked again."""
     out = cfg.output_dir
-
-    def ready():
-        if shutil.which("g++") is None:
-            raise FlowError("csim checks the written C++ with g++, which is not on PATH: install g++ (Debian: "
-                            "apt-get install g++) or run hlsflow from its image.")
-
-    def work(into):
+    inputs = {"project": project["tree_hash"], "g++": gpp()}
+    proc = std = key = remembered = None
+    if caches.kept(steps.CHECK_CPP, inputs) is None:
+        _gpp_ready()
         std = "-std=c++23" if subprocess.run(["g++", "-Werror", "-fsyntax-only", "-std=c++23", "-xc++", "-"], input="",
                                              capture_output=True, text=True).returncode == 0 else "-std=c++11"
         key = _accepted_key(project["tree_hash"], std)
-        output = _accepted_before(key)
-        if output is not None:
+        remembered = _accepted_before(key)
+        if remembered is not None:
             console.step("g++ accepted this same C++ before (same design, same g++): not checked again")
         else:
-            console.step("Checking that g++ accepts the written C++ (syntax and templates only)")
+            console.step("Checking that g++ accepts the written C++ (syntax and templates only), beside the emulation")
             # build_lib.sh chooses the standard the same way; WEIGHTS_DIR is what it defines too
-            proc = subprocess.run(["g++", "-fsyntax-only", std, "-Ifirmware/ap_types/",
-                                   f'-DWEIGHTS_DIR="{out / "firmware" / "weights"}"', f"firmware/{cfg.project_name}.cpp"],
-                                  cwd=out, capture_output=True, text=True)
-            output = proc.stdout + proc.stderr
+            proc = subprocess.Popen(["g++", "-fsyntax-only", std, "-Ifirmware/ap_types/",
+                                     f'-DWEIGHTS_DIR="{out / "firmware" / "weights"}"', f"firmware/{cfg.project_name}.cpp"],
+                                    cwd=out, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield
+        if proc is not None:
+            stdout, stderr = proc.communicate()
+    finally:
+        if proc is not None and proc.poll() is None:  # the block failed or was cancelled: g++ goes with it
+            proc.kill()
+            proc.communicate()
+
+    def work(into):
+        output = remembered
+        if output is None:
+            if proc is None:  # the record went stale meanwhile: not possible under the folder's lock
+                raise FlowError(f"The syntax check's record in {out} changed during this run: run csim again.")
+            output = stdout + stderr
             if proc.returncode != 0:
                 (out / CHECK_LOG).write_text(output)
-                errors = [line for line in proc.stderr.splitlines() if "error" in line][:5]
+                errors = [line for line in stderr.splitlines() if "error" in line][:5]
                 console.say("\n".join(errors))
                 raise FlowError(f"g++ rejects the C++ hls4ml wrote for this design (the errors are in {out / CHECK_LOG}), "
-                                f"so neither emulation nor Vivado can use it: {known_fix(proc.stderr)}")
+                                f"so neither emulation nor Vivado can use it: {known_fix(stderr)}")
             _remember_accepted(key, output)
         (out / CHECK_LOG).write_text(output)
         return steps.Outcome([CHECK_LOG], result={"std": std})
 
-    caches.keep(steps.CHECK_CPP, {"project": project["tree_hash"], "g++": gpp()}, work, ready=ready)
+    caches.keep(steps.CHECK_CPP, inputs, work, ready=_gpp_ready)
+
+
+def check_compiles(cfg, project: dict, caches) -> None:
+    """The syntax check alone, beside nothing."""
+    with compiles_checked(cfg, project, caches):
+        pass
 
 
 def cpp_trace(cfg, keras_model, x, workdir: Path) -> tuple:
