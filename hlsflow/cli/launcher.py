@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..console import warn
 from ..errors import FlowError
+from ..emulator import accepted
 from ..emulator.kernelcache import USER_KERNELS as KERNELS_ENV
 from ..image.containers import docker_client, flow_image, runtime_name
 from ..state import signing
@@ -82,6 +83,15 @@ def container_settings(mounts: Mounts) -> dict:
                         f"{signing.ENV} to the path of a file it may create, readable by you alone.") from exc
     mounts.read_only(key)
     env[signing.ENV] = str(key.absolute())
+    # The C++ trees g++ accepted (emulator/accepted.py), so a design checked once is not checked in
+    # every new container; without a folder of its own the container's check just runs.
+    trees = accepted.folder()
+    try:
+        trees.mkdir(parents=True, exist_ok=True)
+        mounts.read_write(trees)
+        env[accepted.ENV] = str(trees.absolute())
+    except OSError:
+        pass
     network = "none"  # the flow needs no network: keep it reproducible
     for var in LICENCE_VARS:
         if not os.environ.get(var):

@@ -8,9 +8,7 @@ uses one core. Also: g++'s syntax check of the written firmware, and hls4ml's pe
 
 import contextlib
 import copy
-import hashlib
 import io
-import json
 import multiprocessing
 import os
 import re
@@ -18,7 +16,6 @@ import resource
 import shutil
 import subprocess
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +24,7 @@ from .. import console, steps
 from ..design import convert_model
 from ..errors import FlowError
 from ..versions import gpp
-from . import _emulation_worker
+from . import _emulation_worker, accepted
 
 CHUNK = 8  # images per task handed to a worker: small enough for a live progress bar
 BUILD_LOG = steps.BUILD_EMULATION.outputs[0]
@@ -101,36 +98,6 @@ def known_fix(compiler_output: str) -> str:
     return "change the layer or setting the errors above name, or report them to hls4ml."
 
 
-def _accepted_dir() -> Path:
-    """This user's record of the C++ trees g++ accepted: a tree is a function of the design alone
-    (stages/convert.py), so the same design in another folder, or converted again, is not checked
-    twice. In the user's own cache, never in an output folder, which someone may hand over."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hlsflow" / "cpp-accepted"
-
-
-def _accepted_key(tree_hash: str, std: str) -> str:
-    return hashlib.sha256(json.dumps([tree_hash, gpp(), std]).encode()).hexdigest()
-
-
-def _accepted_before(key: str):
-    """g++'s output when it accepted this tree before, else None (an unreadable entry counts as none)."""
-    try:
-        return zlib.decompress((_accepted_dir() / key).read_bytes()).decode()
-    except (OSError, zlib.error, UnicodeDecodeError):
-        return None
-
-
-def _remember_accepted(key: str, output: str) -> None:
-    folder = _accepted_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.tmp"
-        tmp.write_bytes(zlib.compress(output.encode()))
-        os.replace(tmp, folder / key)
-    except OSError:  # a read-only home: the next run checks again
-        pass
-
-
 def _gpp_ready():
     if shutil.which("g++") is None:
         raise FlowError("csim checks the written C++ with g++, which is not on PATH: install g++ (Debian: "
@@ -151,8 +118,8 @@ def compiles_checked(cfg, project: dict, caches):
         _gpp_ready()
         std = "-std=c++23" if subprocess.run(["g++", "-Werror", "-fsyntax-only", "-std=c++23", "-xc++", "-"], input="",
                                              capture_output=True, text=True).returncode == 0 else "-std=c++11"
-        key = _accepted_key(project["tree_hash"], std)
-        remembered = _accepted_before(key)
+        key = accepted.key(project["tree_hash"], std)
+        remembered = accepted.before(key)
         if remembered is not None:
             console.step("g++ accepted this same C++ before (same design, same g++): not checked again")
         else:
@@ -182,7 +149,7 @@ def compiles_checked(cfg, project: dict, caches):
                 console.say("\n".join(errors))
                 raise FlowError(f"g++ rejects the C++ hls4ml wrote for this design (the errors are in {out / CHECK_LOG}), "
                                 f"so neither emulation nor Vivado can use it: {known_fix(stderr)}")
-            _remember_accepted(key, output)
+            accepted.remember(key, output)
         (out / CHECK_LOG).write_text(output)
         return steps.Outcome([CHECK_LOG], result={"std": std})
 
