@@ -82,13 +82,20 @@ def test_init_then_flow_from_the_host(built_image, user_dir):
 
 def test_relative_paths_from_a_subfolder_and_csim_converts_first(built_image, user_dir):
     (user_dir / "work").mkdir()
-    proc = run_hlsflow("csim", "--model", "../models/tiny_cnn.keras", "--samples", "../models/tiny_samples.npz",
-                   "--out", "../out/tiny", "--max-samples", "16", cwd=user_dir / "work")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trees = user_dir / "accepted"  # the C++ trees g++ accepted: this test's own, mounted into each container
+    runs = [run_hlsflow("csim", "--model", "../models/tiny_cnn.keras", "--samples", "../models/tiny_samples.npz",
+                        "--out", f"../out/{name}", "--max-samples", "16", cwd=user_dir / "work",
+                        HLSFLOW_CPP_ACCEPTED=str(trees)) for name in ("tiny", "again")]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = user_dir / "out" / "tiny"
-    assert f"==> csim: there is no HLS project at {out}; converting first" in proc.stdout
-    assert "using hlsflow's defaults" in proc.stdout
+    assert f"==> csim: there is no HLS project at {out}; converting first" in runs[0].stdout
+    assert "using hlsflow's defaults" in runs[0].stdout
     assert csim_figures(out)["samples"] == 16
+    # The same design in another folder, in another container: g++ accepted its tree in the first.
+    assert "Checking that g++ accepts" in runs[0].stdout and "Checking that g++ accepts" not in runs[1].stdout
+    assert "g++ accepted this same C++ before" in runs[1].stdout
+    assert [entry.stat().st_uid for entry in trees.iterdir()] == [os.getuid()]
 
 
 def test_missing_model_is_named_on_the_host(built_image, user_dir):
