@@ -77,12 +77,23 @@ def check_layer_names(keras_model, hls_model, cfg) -> None:
         if isinstance(activation, str):
             known.add(f"{layer.name}_{activation}")
     for name in cfg.hls_config.get("LayerName") or {}:
+        if name not in known and name in _named_by_hls4ml(keras_model):
+            continue  # a layer hls4ml makes and then removes again (an HGQ quantizer fused into a DA layer)
         if name not in known:
             close = difflib.get_close_matches(str(name), sorted(known), n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             where = cfg.source or "the config"
             raise FlowError(f"LayerName '{name}' in {where} names no layer of {cfg.keras_model.name}, so hls4ml would "
                             f"ignore its settings: {hint}fix the name, or remove the entry.")
+
+
+def _named_by_hls4ml(keras_model) -> set:
+    """The layer names hls4ml's own config for this model has (asked only when a name is not found)."""
+    import hls4ml
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        made = hls4ml.utils.config_from_keras_model(keras_model, granularity="name", backend="Vivado")
+    return set(made.get("LayerName") or {})
 
 
 def convert_model(keras_model, cfg, output_dir):
