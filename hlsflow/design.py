@@ -87,6 +87,19 @@ def check_layer_names(keras_model, hls_model, cfg) -> None:
                             f"ignore its settings: {hint}fix the name, or remove the entry.")
 
 
+def check_strategy_available(cfg) -> None:
+    """distributed_arithmetic needs da4ml, which needs numpy 2: the keras3 lane has it, the reference
+    lane (numpy 1.25) cannot; hls4ml would fail deep in its optimizer instead."""
+    import importlib.util
+
+    hls = cfg.hls_config
+    asked = [hls.get("Model", {}).get("Strategy")] + [layer.get("Strategy") for layer in
+                                                       (hls.get("LayerName") or {}).values() if isinstance(layer, dict)]
+    if any(str(s).lower() == "distributed_arithmetic" for s in asked) and importlib.util.find_spec("da4ml") is None:
+        raise FlowError("Strategy distributed_arithmetic needs da4ml, which needs numpy 2 and is only in the keras3 "
+                        "lane: run a Keras 3 model with --lane keras3, or use Latency or Resource here.")
+
+
 def _named_by_hls4ml(keras_model) -> set:
     """The layer names hls4ml's own config for this model has (asked only when a name is not found)."""
     import hls4ml
@@ -102,6 +115,7 @@ def convert_model(keras_model, cfg, output_dir):
 
     check_layers_supported(keras_model)
     check_layer_names_are_safe(keras_model)
+    check_strategy_available(cfg)
     kwargs = cfg.hls4ml_kwargs()
     kwargs["output_dir"] = str(output_dir)
     captured = io.StringIO()

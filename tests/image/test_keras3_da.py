@@ -1,0 +1,35 @@
+"""Distributed arithmetic in the keras3 lane (issue 42): hls4ml 1.3.0's `distributed_arithmetic`
+strategy needs da4ml, which needs numpy 2, so it runs in the keras3 lane only. From an empty user
+folder through the installed host `hlsflow`: init with the strategy, flow on the fast engine, bit
+for bit with hls4ml's C++ on --cross-check, and a plan of 0 DSPs (adder graphs in LUTs instead)."""
+
+import shutil
+
+from test_handover_identity import hlsflow
+from test_keras3_lane import MODELS, NO_REFERENCE, keras3_image  # noqa: F401 (the fixture)
+
+
+def test_distributed_arithmetic_model_is_bit_exact_and_plans_no_dsp(keras3_image, tmp_path):  # noqa: F811
+    """The bundled HGQ2 MLP with Strategy distributed_arithmetic for every layer: its HGQ quantizers
+    are fused into the adder graphs by hls4ml, its weights are in no file of the project."""
+    for suffix in (".keras", "_samples.npz"):
+        shutil.copy(MODELS / f"hgq2_mlp{suffix}", tmp_path / f"hgq2_mlp{suffix}")
+    env = {"HLSFLOW_IMAGE": NO_REFERENCE, "HLSFLOW_IMAGE_KERAS3": keras3_image}
+    proc, _ = hlsflow("init", "--model", "hgq2_mlp.keras", "--samples", "hgq2_mlp_samples.npz",
+                      "--strategy", "distributed_arithmetic", cwd=tmp_path, **env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Strategy: distributed_arithmetic" in (tmp_path / "hls4ml_config.yml").read_text()
+
+    proc, _ = hlsflow("flow", cwd=tmp_path, **env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "fast engine" in proc.stdout and "top-1 agreement HLS vs Keras" in proc.stdout, proc.stdout[-3000:]
+
+    proc, _ = hlsflow("csim", "--cross-check", "300", cwd=tmp_path, **env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Cross-check: the fast engine and the C++ emulation agree bit for bit on all 300 samples." in proc.stdout, \
+        proc.stdout[-3000:]
+
+    proc, _ = hlsflow("plan", cwd=tmp_path, **env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Estimated multipliers: ~0 of" in proc.stdout, proc.stdout[-3000:]
+    assert "Distributed arithmetic (fc1, fc2, fc3): 0 DSPs and no weight BRAM, ~" in proc.stdout, proc.stdout[-3000:]
