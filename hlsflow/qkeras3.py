@@ -1,0 +1,70 @@
+"""QKeras v3 layers for hls4ml 1.3.0's Keras 3 front end (the keras3 lane), through hls4ml's own
+registration API: a subclass of hls4ml's KerasV3LayerHandler is entered in its handler registry
+for the layers it names (its metaclass does it); hls4ml itself is not changed.
+
+hls4ml 1.3.0 has no Keras 3 handler for QKeras's layers (hls4ml/converters/keras_v3/ handles
+Keras's and HGQ2's only), so its dispatcher (converters/keras_v3_to_hls.py,
+KerasV3HandlerDispatcher.v2_call) falls back to the Keras 2 QKeras handlers
+(converters/keras/qkeras.py) and fails twice on the way:
+- it asserts that a layer's `activation` is a Python function, and a QActivation's is a QKeras
+  quantizer object ("Activation function for layer ... is not a function");
+- the QKerasQuantizer those handlers attach (hls4ml/model/quantizers.py) returns
+  `quantizer_fn(data).numpy()`, which a TensorFlow tensor has and a JAX array does not.
+The handler here calls the same Keras 2 QKeras handlers, as the fallback does, without the first
+and with quantizers that return numpy arrays. What hls4ml then makes of the layers (types,
+rounding, saturation) is its own QKeras conversion, unchanged."""
+
+import numpy as np
+
+# QKeras v3 layers whose Keras 2 handler in hls4ml 1.3.0 takes no activation of its own apart from
+# QActivation's (which is the layer): a QDense or QConv with an activation is refused by name.
+LAYERS = {"qkeras.qlayers.QDense": "QDense", "qkeras.qlayers.QActivation": "QActivation",
+          "qkeras.qconvolutional.QConv1D": "QConv1D", "qkeras.qconvolutional.QConv2D": "QConv2D",
+          "qkeras.qnormalization.QBatchNormalization": "QBatchNormalization"}
+
+
+def register() -> None:
+    """Enter the handler in hls4ml's registry once (importing hls4ml's Keras 3 front end)."""
+    from hls4ml.converters.keras_v3._base import KerasV3LayerHandler, registry
+    from hls4ml.model.quantizers import QKerasQuantizer
+
+    if all(name in registry for name in LAYERS):
+        return
+
+    class NumpyQKerasQuantizer(QKerasQuantizer):
+        """hls4ml's QKeras quantizer, returning numpy whatever Keras's backend returns."""
+
+        def __call__(self, data):
+            return np.asarray(self.quantizer_fn(np.array(data, dtype="float32")))
+
+    class QKerasV3Handler(KerasV3LayerHandler):
+        handles = tuple(LAYERS)
+
+        def __call__(self, layer, in_tensors, out_tensors):
+            import keras
+            from hls4ml.converters.keras_v2_to_hls import layer_handlers
+
+            name = type(layer).__name__
+            activation = getattr(layer, "activation", None)
+            if name != "QActivation" and activation not in (None, keras.activations.linear):
+                raise ValueError(f"the QKeras v3 layer {layer.name} has an activation of its own, which hls4ml 1.3.0 "
+                                 "cannot convert in Keras 3: put it in a QActivation layer after it")
+
+            class Reader:  # as hls4ml's fallback reads a layer's weights
+                def get_weights_data(self, layer_name, var_name):
+                    for w in layer.weights:
+                        if var_name in w.name:
+                            return np.array(w)
+                    return None
+
+            found, _ = layer_handlers[LAYERS[f"{type(layer).__module__}.{name}"]](
+                {"config": layer.get_config(), "class_name": name}, [t.name for t in in_tensors],
+                [list(t.shape) for t in in_tensors], Reader())
+            for key, value in list(found.items()):
+                if type(value) is QKerasQuantizer:
+                    numpy_quantizer = NumpyQKerasQuantizer.__new__(NumpyQKerasQuantizer)
+                    numpy_quantizer.__dict__.update(value.__dict__)
+                    found[key] = numpy_quantizer
+            found["input_keras_tensor_names"] = [t.name for t in in_tensors]
+            found["output_keras_tensor_names"] = [t.name for t in out_tensors]
+            return (found,)
