@@ -11,13 +11,13 @@ KerasV3HandlerDispatcher.v2_call) falls back to the Keras 2 QKeras handlers
 - the QKerasQuantizer those handlers attach (hls4ml/model/quantizers.py) returns
   `quantizer_fn(data).numpy()`, which a TensorFlow tensor has and a JAX array does not.
 The handler here calls the same Keras 2 QKeras handlers, as the fallback does, without the first
-and with quantizers that return numpy arrays. What hls4ml then makes of the layers (types,
+and with quantizers that return numpy arrays; a layer's own activation is split into a layer after
+it as hls4ml's Keras 2 parser does. What hls4ml then makes of the layers (types,
 rounding, saturation) is its own QKeras conversion, unchanged."""
 
 import numpy as np
 
-# QKeras v3 layers whose Keras 2 handler in hls4ml 1.3.0 takes no activation of its own apart from
-# QActivation's (which is the layer): a QDense or QConv with an activation is refused by name.
+# QKeras v3's layers (module.class as hls4ml's registry keys them) and their Keras 2 handler in hls4ml.
 LAYERS = {"qkeras.qlayers.QDense": "QDense", "qkeras.qlayers.QActivation": "QActivation",
           "qkeras.qconvolutional.QConv1D": "QConv1D", "qkeras.qconvolutional.QConv2D": "QConv2D",
           "qkeras.qnormalization.QBatchNormalization": "QBatchNormalization"}
@@ -45,11 +45,6 @@ def register() -> None:
             from hls4ml.converters.keras_v2_to_hls import layer_handlers
 
             name = type(layer).__name__
-            activation = getattr(layer, "activation", None)
-            if name != "QActivation" and activation not in (None, keras.activations.linear):
-                raise ValueError(f"the QKeras v3 layer {layer.name} has an activation of its own, which hls4ml 1.3.0 "
-                                 "cannot convert in Keras 3: put it in a QActivation layer after it")
-
             class Reader:  # as hls4ml's fallback reads a layer's weights
                 def get_weights_data(self, layer_name, var_name):
                     for w in layer.weights:
@@ -67,4 +62,17 @@ def register() -> None:
                     found[key] = numpy_quantizer
             found["input_keras_tensor_names"] = [t.name for t in in_tensors]
             found["output_keras_tensor_names"] = [t.name for t in out_tensors]
-            return (found,)
+            act = found.get("activation") if name != "QActivation" else None
+            if act in (None, "linear"):
+                return (found,)
+            # A layer's own activation becomes a layer after it, as hls4ml's Keras 2 parser splits it
+            # (keras_v2_to_hls.parse_keras_model): a QKeras quantizer a QActivation, else an Activation.
+            quantizer = isinstance(act, dict)
+            split = {"class_name": "QActivation" if quantizer else "Activation",
+                     "config": {"name": f"{layer.name}_{act['class_name'] if quantizer else act}", "activation": act}}
+            act_layer, _ = layer_handlers[split["class_name"]](split, None, [list(out_tensors[0].shape)], Reader())
+            between = f"{out_tensors[0].name}_activation"
+            found["output_keras_tensor_names"] = [between]
+            act_layer["input_keras_tensor_names"] = [between]
+            act_layer["output_keras_tensor_names"] = [t.name for t in out_tensors]
+            return found, act_layer
