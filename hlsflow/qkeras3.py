@@ -23,28 +23,39 @@ LAYERS = {"qkeras.qlayers.QDense": "QDense", "qkeras.qlayers.QActivation": "QAct
           "qkeras.qnormalization.QBatchNormalization": "QBatchNormalization"}
 
 
+class _Array(np.ndarray):
+    """A numpy array with TensorFlow's `.numpy()`, which hls4ml's QKeras quantizers call."""
+
+    def numpy(self):
+        return np.asarray(self)
+
+
+class _NumpyOut:
+    """A QKeras quantizer function whose output is an _Array, whatever Keras's backend returns (JAX here)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, data):
+        return np.asarray(self.fn(data)).view(_Array)
+
+
 def register() -> None:
     """Enter the handler in hls4ml's registry once (importing hls4ml's Keras 3 front end)."""
     from hls4ml.converters.keras_v3._base import KerasV3LayerHandler, registry
-    from hls4ml.model.quantizers import QKerasQuantizer
+    from hls4ml.model.quantizers import QKerasBinaryQuantizer, QKerasPO2Quantizer, QKerasQuantizer
 
     if all(name in registry for name in LAYERS):
         return
-
-    class NumpyQKerasQuantizer(QKerasQuantizer):
-        """hls4ml's QKeras quantizer, returning numpy whatever Keras's backend returns."""
-
-        def __call__(self, data):
-            return np.asarray(self.quantizer_fn(np.array(data, dtype="float32")))
 
     class QKerasV3Handler(KerasV3LayerHandler):
         handles = tuple(LAYERS)
 
         def __call__(self, layer, in_tensors, out_tensors):
-            import keras
             from hls4ml.converters.keras_v2_to_hls import layer_handlers
 
             name = type(layer).__name__
+
             class Reader:  # as hls4ml's fallback reads a layer's weights
                 def get_weights_data(self, layer_name, var_name):
                     for w in layer.weights:
@@ -55,11 +66,9 @@ def register() -> None:
             found, _ = layer_handlers[LAYERS[f"{type(layer).__module__}.{name}"]](
                 {"config": layer.get_config(), "class_name": name}, [t.name for t in in_tensors],
                 [list(t.shape) for t in in_tensors], Reader())
-            for key, value in list(found.items()):
-                if type(value) is QKerasQuantizer:
-                    numpy_quantizer = NumpyQKerasQuantizer.__new__(NumpyQKerasQuantizer)
-                    numpy_quantizer.__dict__.update(value.__dict__)
-                    found[key] = numpy_quantizer
+            for value in found.values():
+                if isinstance(value, (QKerasQuantizer, QKerasBinaryQuantizer, QKerasPO2Quantizer)):
+                    value.quantizer_fn = _NumpyOut(value.quantizer_fn)
             found["input_keras_tensor_names"] = [t.name for t in in_tensors]
             found["output_keras_tensor_names"] = [t.name for t in out_tensors]
             act = found.get("activation") if name != "QActivation" else None
