@@ -7,6 +7,7 @@ and what hls4ml would silently ignore (a LayerName that names no layer) is refus
 """
 
 import contextlib
+import copy
 import io
 import re
 import tempfile
@@ -98,6 +99,23 @@ def check_strategy_available(cfg) -> None:
     if any(str(s).lower() == "distributed_arithmetic" for s in asked) and importlib.util.find_spec("da4ml") is None:
         raise FlowError("Strategy distributed_arithmetic needs da4ml, which needs numpy 2 and is only in the keras3 "
                         "lane: run a Keras 3 model with --lane keras3, or use Latency or Resource here.")
+
+
+def latency_twin(hls_model):
+    """hls_model's own Keras model and configuration converted again with Latency wherever
+    distributed_arithmetic is asked: the same layers with the float weights hls4ml deletes from a DA
+    layer once its adder graph is generated (the fast engine reads them, emulator/da.py)."""
+    import hls4ml
+
+    config = hls_model.config.config
+    hls_config = copy.deepcopy(config["HLSConfig"])
+    for entry in [hls_config.get("Model", {})] + list((hls_config.get("LayerName") or {}).values()):
+        if isinstance(entry, dict) and str(entry.get("Strategy", "")).lower() in ("distributed_arithmetic", "da"):
+            entry["Strategy"] = "Latency"
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        return hls4ml.converters.convert_from_keras_model(
+            config["KerasModel"], hls_config=hls_config, output_dir=f"{tmp}/prj", backend=config["Backend"],
+            io_type=config["IOType"], part=config["Part"], clock_period=config["ClockPeriod"])
 
 
 def _named_by_hls4ml(keras_model) -> set:

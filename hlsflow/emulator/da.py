@@ -13,11 +13,7 @@ distributed_arithmetic, where the same float data stays on the layer. Convolutio
 strategy are not reproduced here (Unsupported: the C++ path runs them).
 """
 
-import contextlib
-import copy
-import io
 import re
-import tempfile
 
 import numpy as np
 
@@ -37,20 +33,11 @@ def uses_da(layer) -> bool:
 def twin_weights(hls_model) -> dict:
     """{layer name: (weight, bias or None)} as float64 arrays, from the same model converted with
     every distributed_arithmetic strategy replaced by Latency."""
-    import hls4ml
+    from ..design import latency_twin
 
-    config = hls_model.config.config
-    keras_model = config.get("KerasModel")
-    if keras_model is None:
+    if "KerasModel" not in hls_model.config.config:
         raise Unsupported("distributed_arithmetic: the ModelGraph does not hold its Keras model")
-    hls_config = copy.deepcopy(config["HLSConfig"])
-    for entry in [hls_config.get("Model", {})] + list(hls_config.get("LayerName", {}).values()):
-        if isinstance(entry, dict) and str(entry.get("Strategy", "")).lower() in (STRATEGY, "da"):
-            entry["Strategy"] = "Latency"
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        twin = hls4ml.converters.convert_from_keras_model(
-            keras_model, hls_config=hls_config, output_dir=f"{tmp}/prj", backend=config["Backend"],
-            io_type=config["IOType"], part=config["Part"], clock_period=config["ClockPeriod"])
+    twin = latency_twin(hls_model)
     found = {}
     for layer in twin.get_layers():
         if "weight" in layer.weights:
