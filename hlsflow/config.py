@@ -26,7 +26,7 @@ DEFAULT_CONFIG = REPO_ROOT / "project" / "hls4ml_config.yml"
 
 IO_TYPES = ("io_stream", "io_parallel")
 BACKENDS = ("Vivado", "Vitis")  # hls4ml's backends; versions each runs: hlsflow/toolchain/xilinx.py
-STRATEGIES = ("Latency", "Resource")
+STRATEGIES = ("Latency", "Resource", "distributed_arithmetic")  # the last needs da4ml: keras3 lane
 
 FLOW_DEFAULTS = {
     "synthesis": {"csim": False, "export": False, "vsynth": False, "timeout_s": 12 * 3600},
@@ -114,9 +114,10 @@ def _resolve(base: Path, value) -> Path:
 
 
 def check_strategy(value) -> str:
-    strategy = str(value).capitalize()
-    if strategy not in STRATEGIES:
-        raise FlowError(f"Strategy '{value}' is unknown: use Latency or Resource.")
+    strategy = {s.lower(): s for s in STRATEGIES}.get(str(value).lower())
+    if strategy is None:
+        raise FlowError(f"Strategy '{value}' is unknown: use Latency, Resource or distributed_arithmetic "
+                        "(the keras3 lane's).")
     return strategy
 
 

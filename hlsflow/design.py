@@ -7,6 +7,7 @@ and what hls4ml would silently ignore (a LayerName that names no layer) is refus
 """
 
 import contextlib
+import copy
 import io
 import re
 import tempfile
@@ -77,6 +78,8 @@ def check_layer_names(keras_model, hls_model, cfg) -> None:
         if isinstance(activation, str):
             known.add(f"{layer.name}_{activation}")
     for name in cfg.hls_config.get("LayerName") or {}:
+        if name not in known and name in _named_by_hls4ml(keras_model):
+            continue  # a layer hls4ml makes and then removes again (an HGQ quantizer fused into a DA layer)
         if name not in known:
             close = difflib.get_close_matches(str(name), sorted(known), n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
@@ -85,12 +88,52 @@ def check_layer_names(keras_model, hls_model, cfg) -> None:
                             f"ignore its settings: {hint}fix the name, or remove the entry.")
 
 
+def check_strategy_available(cfg) -> None:
+    """distributed_arithmetic needs da4ml, which needs numpy 2: the keras3 lane has it, the reference
+    lane (numpy 1.25) cannot; hls4ml would fail deep in its optimizer instead."""
+    import importlib.util
+
+    hls = cfg.hls_config
+    asked = [hls.get("Model", {}).get("Strategy")] + [layer.get("Strategy") for layer in
+                                                       (hls.get("LayerName") or {}).values() if isinstance(layer, dict)]
+    if any(str(s).lower() == "distributed_arithmetic" for s in asked) and importlib.util.find_spec("da4ml") is None:
+        raise FlowError("Strategy distributed_arithmetic needs da4ml, which needs numpy 2 and is only in the keras3 "
+                        "lane: run a Keras 3 model with --lane keras3, or use Latency or Resource here.")
+
+
+def latency_twin(hls_model):
+    """hls_model's own Keras model and configuration converted again with Latency wherever
+    distributed_arithmetic is asked: the same layers with the float weights hls4ml deletes from a DA
+    layer once its adder graph is generated (the fast engine reads them, emulator/da.py)."""
+    import hls4ml
+
+    config = hls_model.config.config
+    hls_config = copy.deepcopy(config["HLSConfig"])
+    for entry in [hls_config.get("Model", {})] + list((hls_config.get("LayerName") or {}).values()):
+        if isinstance(entry, dict) and str(entry.get("Strategy", "")).lower() in ("distributed_arithmetic", "da"):
+            entry["Strategy"] = "Latency"
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        return hls4ml.converters.convert_from_keras_model(
+            config["KerasModel"], hls_config=hls_config, output_dir=f"{tmp}/prj", backend=config["Backend"],
+            io_type=config["IOType"], part=config["Part"], clock_period=config["ClockPeriod"])
+
+
+def _named_by_hls4ml(keras_model) -> set:
+    """The layer names hls4ml's own config for this model has (asked only when a name is not found)."""
+    import hls4ml
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        made = hls4ml.utils.config_from_keras_model(keras_model, granularity="name", backend="Vivado")
+    return set(made.get("LayerName") or {})
+
+
 def convert_model(keras_model, cfg, output_dir):
     """hls4ml's conversion with its chatter captured; returns (ModelGraph, captured text)."""
     import hls4ml
 
     check_layers_supported(keras_model)
     check_layer_names_are_safe(keras_model)
+    check_strategy_available(cfg)
     kwargs = cfg.hls4ml_kwargs()
     kwargs["output_dir"] = str(output_dir)
     captured = io.StringIO()

@@ -400,6 +400,10 @@ def _keras3_packages(config):
                 importlib.import_module(package)
             except ImportError as exc:
                 missing[name] = str(exc)
+    if "qkeras" in roots and "QKeras" not in missing:
+        from . import qkeras3
+
+        qkeras3.register()  # hls4ml 1.3.0 has no Keras 3 handler of its own for QKeras's layers
     return {}, missing
 
 

@@ -26,6 +26,11 @@ class LayerEstimate:
     reuse_used: int
     weight_bits: int
     n_weights: int
+    da_luts: float = None  # distributed_arithmetic: da4ml's LUT estimate of the adder graph; None otherwise
+
+    @property
+    def distributed(self) -> bool:
+        return self.da_luts is not None
 
     @property
     def macs(self) -> int:
@@ -33,11 +38,13 @@ class LayerEstimate:
 
     @property
     def multipliers(self) -> int:
-        return math.ceil(self.n_in * self.n_out / self.reuse_used)
+        # A DA layer's constant products are shifts and adds: no DSP (hls4ml's documentation).
+        return 0 if self.distributed else math.ceil(self.n_in * self.n_out / self.reuse_used)
 
     @property
     def bram_18k(self) -> int:
-        return math.ceil(self.n_weights * self.weight_bits / BRAM_18K_BITS)
+        # Its weights are wired into the adder graph, not stored.
+        return 0 if self.distributed else math.ceil(self.n_weights * self.weight_bits / BRAM_18K_BITS)
 
 
 @dataclass
@@ -58,6 +65,10 @@ class Preflight:
     @property
     def total_bram_18k(self) -> int:
         return sum(layer.bram_18k for layer in self.layers)
+
+    @property
+    def da_luts(self) -> int:
+        return round(sum(layer.da_luts for layer in self.layers if layer.distributed))
 
     @property
     def errors(self) -> list:
@@ -89,6 +100,7 @@ class Preflight:
             "estimated_multipliers": self.total_multipliers,
             "estimated_macs": self.total_macs,
             "estimated_weight_bram_18k": self.total_bram_18k,
+            "estimated_da_luts": self.da_luts,
             "available": self.part.resources() if self.part else None,
             "fits_estimate": self.fits,
             "findings": [{"level": level, "text": text} for level, text in self.findings],
@@ -125,7 +137,14 @@ def run(hls_model, cfg) -> Preflight:
         n_weights = int(weight.data.size) if weight is not None else n_in * n_out
         weight_type = layer.types.get("weight_t")
         width = int(getattr(weight_type.precision, "width", 16)) if weight_type else 16
-        est = LayerEstimate(layer.name, layer.class_name, n_in, n_out, positions, requested, used, width, n_weights)
+        strategy = str(layer.get_attr("strategy", "")).lower()
+        da_luts = None
+        if strategy == "distributed_arithmetic":  # da4ml's own figure (hls4ml keeps it on the layer)
+            # one adder graph per output position computed in parallel (n_partitions passes of a convolution)
+            instances = max(positions // max(int(layer.get_attr("n_partitions") or 1), 1), 1)
+            da_luts = float(layer.get_attr("da_kernel_cost") or 0) * instances
+        est = LayerEstimate(layer.name, layer.class_name, n_in, n_out, positions, requested, used, width, n_weights,
+                            da_luts)
         report.layers.append(est)
 
         if used != requested:
@@ -133,7 +152,6 @@ def run(hls_model, cfg) -> Preflight:
             shown = ", ".join(map(str, valid[:20])) + (", ..." if len(valid) > 20 else "")
             report.findings.append(("warning", f"{layer.name}: ReuseFactor {requested} is invalid for n_in={n_in}, "
                                     f"n_out={n_out}; hls4ml silently uses {used}. Valid: {shown}."))
-        strategy = str(layer.get_attr("strategy", "")).lower()
         if (cfg.io_type == "io_parallel" and strategy == "resource" and "Conv" in layer.class_name
                 and used > n_in):
             report.findings.append(("error", f"{layer.name}: io_parallel Resource convolution with ReuseFactor "
@@ -167,6 +185,15 @@ def print_report(report: Preflight) -> None:
          "est. BRAM_18K"], rows))
     if report.part is not None:
         console.say(f"Part {report.part.name}: {report.part.describe()} ({report.part.sheet})")
+    say_distributed(report.layers)
     for level, text in report.findings:
         console.say(f"  {level.upper()}: {text}")
     console.say(report.verdict())
+
+
+def say_distributed(estimates) -> None:
+    """One line for the distributed_arithmetic layers, whose cost is LUTs instead of DSPs."""
+    da = [e for e in estimates if e.distributed]
+    if da:
+        console.say(f"Distributed arithmetic ({', '.join(e.name for e in da)}): 0 DSPs and no weight BRAM, "
+                    f"~{round(sum(e.da_luts for e in da)):,} LUTs of adder graphs (da4ml's estimate).")

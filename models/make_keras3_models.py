@@ -6,6 +6,8 @@ trained briefly on scikit-learn's 8x8 digits with the same split as make_quantiz
 - models/hgq2_mlp.keras: the same shape in HGQ2's QDense layers (a bit width per weight and per
   input, learned; weights kbi with SAT_SYM, inputs kif with WRAP), logits out: its quantizers set
   every type, which hls4ml reads from the model;
+- models/qkeras3_cnn.keras: a small QKeras v3 CNN, QConv2D(4, 3x3), QActivation(quantized_relu(6,2)),
+  Flatten, QDense(10), 6-bit quantized_bits weights and biases (alpha=1), logits out;
 - models/<name>_samples.npz beside each: X (300, 8, 8, 1) and y, the held-out digits;
 - models/keras3_models.json: what each was trained on and its held-out accuracy.
 
@@ -14,6 +16,7 @@ Run in the keras3 image, with scikit-learn from wheels the host downloads (conta
       -d build/sklearn-wheels scikit-learn==1.9.1 joblib==1.6.0 threadpoolctl==3.8.0 narwhals==2.29.0
   docker run --rm -v "$PWD:$PWD" -w "$PWD" hlsflow-keras3:latest sh -c 'pip install -q --no-index --no-deps \
       --target /tmp/sk build/sklearn-wheels/*.whl && PYTHONPATH=/tmp/sk python models/make_keras3_models.py'
+(model names as arguments make only those, e.g. qkeras3_cnn; the others' files are then left as they are).
 """
 
 import json
@@ -55,7 +58,25 @@ def hgq2_mlp():
         return keras.Model(inp, out, name="hgq2_mlp")
 
 
-def main() -> None:
+def qkeras3_cnn():
+    import keras
+    from qkeras import QActivation, QConv2D, QDense
+    from qkeras.quantizers import quantized_bits, quantized_relu
+
+    def bits():
+        return quantized_bits(6, 0, alpha=1)
+
+    inp = keras.Input((8, 8, 1), name="pixels")
+    a = QConv2D(4, (3, 3), kernel_quantizer=bits(), bias_quantizer=bits(), name="conv1")(inp)
+    a = QActivation(quantized_relu(6, 2), name="relu1")(a)
+    a = keras.layers.Flatten(name="flatten")(a)
+    out = QDense(10, kernel_quantizer=bits(), bias_quantizer=bits(), name="fc2")(a)
+    return keras.Model(inp, out, name="qkeras3_cnn")
+
+
+def main(only=()) -> None:
+    import importlib.metadata
+
     import hgq
     import keras
     import sklearn
@@ -64,8 +85,14 @@ def main() -> None:
     (x, y), (x_test, y_test) = digits()
     record = {"dataset": "scikit-learn load_digits (8x8), pixels scaled to 0..1", "held_out": HELD_OUT,
               "seed": SEED, "epochs": EPOCHS, "keras": keras.__version__, "backend": keras.backend.backend(),
-              "scikit-learn": sklearn.__version__, "hgq2": hgq.__version__, "models": {}}
-    for name, make, logits in (("keras3_mlp", keras3_mlp, False), ("hgq2_mlp", hgq2_mlp, True)):
+              "scikit-learn": sklearn.__version__, "hgq2": hgq.__version__,
+              "qkeras-v3": importlib.metadata.version("qkeras-v3"), "models": {}}
+    if only and (HERE / "keras3_models.json").is_file():  # the other models' records stay
+        record["models"] = json.loads((HERE / "keras3_models.json").read_text())["models"]
+    for name, make, logits in (("keras3_mlp", keras3_mlp, False), ("hgq2_mlp", hgq2_mlp, True),
+                               ("qkeras3_cnn", qkeras3_cnn, True)):
+        if only and name not in only:
+            continue
         model = make()
         model.compile(optimizer=keras.optimizers.Adam(3e-3),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits), metrics=["accuracy"])
@@ -80,4 +107,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])

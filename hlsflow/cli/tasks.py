@@ -162,7 +162,7 @@ def tune_precision(c, cfg, samples=None, max_samples=None, write=None, target=No
                   "part": "FPGA part, or a board (`hlsflow parts`)",
                   "io-type": "io_stream or io_parallel", "reuse-factor": "ReuseFactor for every layer",
                   "precision": "e.g. ap_fixed<16,6>", "clock": "clock period in ns",
-                  "strategy": "Latency or Resource", "force": "overwrite an existing file"},
+                  "strategy": "Latency, Resource or distributed_arithmetic (keras3 lane)", "force": "overwrite an existing file"},
             inputs=("model", "samples"), outputs=("config",), beside=(("config", "model"),))
 def init(c, model=None, config=None, samples=None, part=None, io_type=None, reuse_factor=None, precision=None,
          clock=None, strategy=None, force=False):

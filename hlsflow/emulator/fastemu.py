@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import activations, fixedpoint as fp, quantizers, spatial
+from . import activations, da, fixedpoint as fp, quantizers, spatial
 from .layerdata import attr as _attr, type_of as _type_of, weights as _weights
 from ..fixedtype import FixedType
 from .fixedpoint import Unsupported
@@ -119,6 +119,7 @@ def build(hls_model, project_dir: Path) -> Engine:
     steps = []
     layers = {}
     input_shape = None
+    twin = None  # the distributed_arithmetic layers' weights, which hls4ml deletes from the graph
     for layer in hls_model.get_layers():
         cls = layer.class_name
         try:
@@ -126,6 +127,9 @@ def build(hls_model, project_dir: Path) -> Engine:
             if cls == "Input":
                 input_shape = tuple(layer.get_output_variable().shape)
                 run = None
+            elif da.uses_da(layer):
+                twin = da.twin_weights(hls_model) if twin is None else twin
+                run = da.layer_fn(layer, cls, out_t, twin)
             else:
                 run = _layer_fn(layer, cls, out_t, project_dir, types)
         except Unsupported as exc:

@@ -99,6 +99,9 @@ def _margin(value, name: str) -> float:
 def _layers(report: preflight.Preflight, backend, cfg) -> list:
     plans = []
     for est in report.layers:
+        if est.distributed:  # hls4ml accepts a DA layer at ReuseFactor 1 only; it uses no DSP anyway
+            plans.append(LayerPlan(est, [1]).at(1))
+            continue
         options = valid_reuse_factors(backend, est.n_in, est.n_out)
         if cfg.io_type == "io_parallel" and "Conv" in est.kind:
             # Above n_in, io_parallel Resource convolutions abort emulation (preflight's error).
@@ -217,6 +220,7 @@ def print_plan(plan: Plan, cfg, dsp_margin: float, bram_margin: float) -> None:
     console.say(f"Estimated multipliers: ~{plan.multipliers:,} of {plan.dsp_budget:,} allowed ({dsp_margin:.0%} of "
                 f"{plan.part.DSP:,} DSPs); weight BRAM_18K: ~{plan.bram_18k:,} of {plan.bram_budget:,} allowed "
                 f"({bram_margin:.0%} of {plan.part.BRAM_18K:,}).")
+    preflight.say_distributed([lp.estimate for lp in plan.layers])
     bound = plan.dsp_bound_cycles
     console.say(f"Estimated interval {plan.interval:,} cycles ({_us(plan.interval, plan.clock_ns)}, the busiest "
                 f"layer), latency at most {plan.latency:,} cycles ({_us(plan.latency, plan.clock_ns)}); "

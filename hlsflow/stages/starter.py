@@ -55,7 +55,8 @@ Flow:
 #     `hlsflow profile` shows where values overflow or lose resolution.
 #   ReuseFactor: how many times each multiplier is reused. 1 is fastest and largest; larger
 #     factors trade latency for DSPs. hls4ml moves an invalid value to the nearest valid one.
-#   Strategy: Latency (fully unrolled) or Resource (for large layers and ReuseFactor > 1).
+#   Strategy: Latency (fully unrolled) or Resource (for large layers and ReuseFactor > 1); in the
+#     keras3 lane also distributed_arithmetic (adder graphs in LUTs, no DSPs; ReuseFactor 1).
 """
 
 
