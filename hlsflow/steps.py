@@ -63,6 +63,11 @@ def emulation_library(out_dir, project_name: str, stamp: str) -> Path:
     return Path(out_dir) / "firmware" / f"{project_name}-{stamp}.so"
 
 
+def csynth_xml_path(out_dir, project_name) -> Path:
+    """Where Vivado HLS writes SYNTH's C synthesis report in an hls4ml project (REPORT reads it)."""
+    return Path(out_dir) / f"{project_name}_prj" / "solution1" / "syn" / "report" / f"{project_name}_csynth.xml"
+
+
 REGISTRY = (CONVERT, CSIM, SYNTH, REPORT, BUILD_EMULATION, CHECK_CPP, FAST_ENGINE, KERAS_REFERENCE, FAULT_ANALYSIS,
             PROFILE, TUNE)
 
