@@ -13,11 +13,11 @@ from pathlib import Path
 from . import console, steps
 from .errors import FlowError
 from .files import sha256
-from .samples import check_samples_fit, resolve_samples
+from .inputs import run_inputs
 from .parts import resolve_part
+from .samples import check_samples_fit, resolve_samples
 from .stages import convert as convert_stage, emulate, report as report_stage, synthesize
 from .state import records
-from .inputs import run_inputs
 from .state.lock import claimed
 from .state.manifest import stage_record
 
