@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from .errors import FlowError
-from .samples import load_samples, read_samples, resolve_samples  # noqa: F401 -- search/tune.py's, until it imports samples.py
+# search/tune.py's names, until it imports them from samples.py
+from .samples import load_samples, read_samples, resolve_samples  # noqa: F401
 
 MODEL_SUFFIXES = (".keras", ".h5", ".json")
 

@@ -36,6 +36,7 @@ def test_no_module_is_over_450_lines_but_those_named():
 
 def test_the_emulator_and_csims_stage_never_enter_state():
     files = [*sorted((PACKAGE / "emulator").glob("*.py")), PACKAGE / "stages" / "emulate.py"]
-    entering = {path.relative_to(PACKAGE).as_posix(): sorted(n for n in _imported(path) if n.startswith("hlsflow.state"))
+    entering = {path.relative_to(PACKAGE).as_posix(): sorted(name for name in _imported(path)
+                                                             if name.startswith("hlsflow.state"))
                 for path in files}
     assert not {name: names for name, names in entering.items() if names}, entering

@@ -6,10 +6,11 @@ fixed-point arithmetic on the whole batch; `cpp` is hls4ml's own C++ emulation, 
 `--cross-check N` runs N samples through both and fails on the first differing bit, naming the
 layer. Below 99% agreement the layers whose types are at fault are named.
 
-The figure fits the model's output (emulator/figures.py): top-1 agreement for a classifier (softmax, or
-logits with class labels), agreement at a threshold for one sigmoid output (or one logit with 0/1
-labels), and the absolute and relative error against Keras for anything else (a regression). The
-gates: min_agreement for the agreement figures, max_error (max |HLS - Keras|) for any output.
+The figure fits the model's output (emulator/figures.py): top-1 agreement for a classifier
+(softmax, or logits with class labels), agreement at a threshold for one sigmoid output (or one
+logit with 0/1 labels), and the absolute and relative error against Keras for anything else (a
+regression). The gates: min_agreement for the agreement figures, max_error (max |HLS - Keras|)
+for any output.
 """
 
 import io
@@ -284,7 +285,8 @@ def _fault_analysis(cfg, project, samples, limit, keras, x, caches, y_keras=None
     project, the samples and the code, like the rest of csim's set-up: it needs the Keras model and
     hls4ml."""
     inputs = {"project": project["tree_hash"], "design": project.get("key"), "samples": sha256(samples, cache=True),
-              "max_samples": limit, "code": engines.code_version(), "TensorFlow": environment()["versions"]["TensorFlow"]}
+              "max_samples": limit, "code": engines.code_version(),
+              "TensorFlow": environment()["versions"]["TensorFlow"]}
     found = caches.kept(steps.FAULT_ANALYSIS, inputs) or {}
     if isinstance(found.get("layers_at_fault"), list) or isinstance(found.get("fault_analysis_error"), str):
         return found
