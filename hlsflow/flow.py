@@ -18,6 +18,7 @@ from .parts import resolve_part
 from .samples import check_samples_fit, resolve_samples
 from .stages import convert as convert_stage, emulate, report as report_stage, synthesize
 from .state import records
+from .state.folder import check_writable
 from .state.lock import claimed
 from .state.manifest import stage_record
 
@@ -95,8 +96,17 @@ def run_stage(name: str, cfg, force=False, upstream=None, require=True, precheck
     caches = {"caches": records.Caches(cfg.output_dir)} if work.caches else {}
     record, reused = record_of.run(
         lambda into: work.work(cfg, into, project, **flags, **caches), force=force, current=work.current_line(cfg),
-        again=work.again, ready=(lambda: work.ready(cfg, **flags)) if work.ready else None)
+        again=work.again, ready=lambda: _ready(work, cfg, flags))
     return work.shown(cfg, record, reused) if work.shown else record.get("result")
+
+
+def _ready(work, cfg, flags: dict) -> None:
+    """What must hold before a stage runs (not when reused): a staged stage replaces the output
+    folder whole, so only one whose every file is hlsflow's; then the stage's own checks."""
+    if work.step.staged:
+        check_writable(cfg.output_dir)
+    if work.ready:
+        work.ready(cfg, **flags)
 
 
 def is_current(name: str, cfg, **flags) -> bool:

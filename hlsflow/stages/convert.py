@@ -18,7 +18,7 @@ from ..design import convert_model
 from ..errors import FlowError
 from ..inputs import NOT_IN_TREE, design_inputs, design_sources, lib_stamp
 from ..loading import load_keras_model, model_files
-from ..state.folder import all_files, check_writable
+from ..state.folder import all_files
 from .. import preflight
 
 
@@ -99,10 +99,6 @@ def made_from(cfg, project=None) -> dict:
     return design_inputs(cfg)
 
 
-def ready(cfg) -> None:
-    check_writable(cfg.output_dir)  # replaced whole: only when every file in it is hlsflow's
-
-
 def work(cfg, into: Path, project=None) -> steps.Outcome:
     """Convert and write the project into `into` (the runner's staging folder)."""
     out = cfg.output_dir
@@ -145,4 +141,4 @@ def shown(cfg, record: dict, reused: bool) -> dict:
     return record
 
 
-WORK = steps.Work(steps.CONVERT, work, made_from=made_from, ready=ready, shown=shown, current=CURRENT, again=AGAIN)
+WORK = steps.Work(steps.CONVERT, work, made_from=made_from, shown=shown, current=CURRENT, again=AGAIN)
