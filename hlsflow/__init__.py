@@ -11,11 +11,11 @@ The folders are the design:
              with activations, spatial and quantizers), hls4ml's C++ path, the ranges of
              Keras values against the design's types, and the types proposed from them;
 - search/    the flow over many designs: sweep (on Dask, cluster.py) and tune-precision;
-- state/     an output folder's state by job (inputs, manifest, folder, lock, records) and verify;
+- state/     an output folder's state by job (manifest, folder, lock, records) and verify;
 - image/     the toolchain image: build, wheels, Debian base, SBOM, hand-over, Docker/Podman;
 - dev/       working on hlsflow itself: its invoke tasks, the test runner, training.
-Below them: design.py (the one door to hls4ml's converter), config.py, loading.py,
-vivado_reports.py, fixedtype.py, parts.py, and files/console/errors.
+Below them: inputs.py (what a step is made from), design.py (the one door to hls4ml's converter),
+config.py, loading.py, samples.py, vivado_reports.py, fixedtype.py, parts.py, files/console/errors.
 Heavy imports (TensorFlow, hls4ml) happen inside functions so that the host side
 (invoke + the Docker SDK only) can import this package cheaply.
 """

@@ -3,21 +3,21 @@
 hls4ml keys (KerasModel, OutputDir, ProjectName, Part, Backend, IOType, ClockPeriod,
 HLSConfig) mean what they mean to hls4ml. Paths in a file are relative to that file;
 paths given as flags are relative to the current directory. Flags override the file.
-Everything is validated here, before any model is loaded, so that a typo costs seconds.
+Everything is validated here, before any model is loaded, so that a typo costs seconds; where
+the file is and which paths it names is config_files.py's.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from . import parts
-from .errors import FlowError, as_number, check_text
+from .config_files import CONFIG_NAME, find_config, no_config, read_raw, resolve_against, resolve_paths
+from .config_files import config_is_for  # noqa: F401 -- search/tune.py's, until it imports config_files.py
+from .errors import FlowError, as_number
 from .files import REPO_ROOT
 from .fixedtype import FixedType, NotFixedPoint
 from .fixedtype import parse as parse_fixed
@@ -31,7 +31,7 @@ STRATEGIES = ("Latency", "Resource", "distributed_arithmetic")  # the last needs
 FLOW_DEFAULTS = {
     "synthesis": {"csim": False, "export": False, "vsynth": False, "timeout_s": 12 * 3600},
     # csim's gates: min_agreement for a classifier's labels, max_error (max |HLS - Keras|) for any
-    # output; metric "auto" picks the figure from the model's last activation (stages/emulate.py).
+    # output; metric "auto" picks the figure from the model's last activation (emulator/figures.py).
     "emulation": {"samples": None, "max_samples": 300, "min_agreement": None, "max_error": None, "metric": "auto"},
 }
 # The agreement a sweep's best point and tune-precision's search ask for when the config names no gate.
@@ -105,12 +105,6 @@ class FlowConfig:
     def samples_path(self):
         samples = self.flow["emulation"].get("samples")
         return Path(samples) if samples else None
-
-
-def _resolve(base: Path, value) -> Path:
-    """An absolute path, `..` folded but symlinks kept: the host mounts the path as written, and
-    the container must find it under the same name."""
-    return Path(os.path.abspath(Path(base) / Path(str(value)).expanduser()))
 
 
 def check_strategy(value) -> str:
@@ -202,8 +196,6 @@ def _check_precisions(hls_config: dict) -> None:
 TABLE_TYPE_KEYS = ("table", "exp_table", "inv_table", "inv_inp")
 
 
-CONFIG_NAME = "hls4ml_config.yml"
-
 # Used when no config file is found and a model is given: hls4ml's own defaults, except io_stream
 # (with io_parallel a CNN's emulation can take many minutes and GB to build, then abort).
 GENERIC_CONFIG = {
@@ -228,99 +220,6 @@ UNSUPPORTED_HLS4ML_KEYS = {
     "Stamp": "the emulation library's stamp is set by hls4ml",
     "WriterConfig": "the project is written with hls4ml's defaults",
 }
-
-
-def checkout_config(start: Path):
-    """project/hls4ml_config.yml of the hlsflow checkout holding `start`, if it is in one."""
-    for folder in (start, *start.parents):
-        candidate = folder / "project" / CONFIG_NAME
-        if (folder / "tasks.py").is_file() and (folder / "hlsflow" / "__init__.py").is_file() \
-                and candidate.is_file():
-            return candidate
-    return None
-
-
-def find_config(cwd=None):
-    """The config used when --config is not given: $HLSFLOW_CONFIG, else hls4ml_config.yml in
-    the working directory, else the reference config when working in an hlsflow checkout."""
-    cwd = Path(cwd or Path.cwd())
-    if os.environ.get("HLSFLOW_CONFIG"):
-        return _resolve(cwd, os.environ["HLSFLOW_CONFIG"])
-    if (cwd / CONFIG_NAME).is_file():
-        return cwd / CONFIG_NAME
-    return checkout_config(cwd.resolve())
-
-
-def config_is_for(cfg) -> bool:
-    """Whether the config file names the model in use (not another one given with --model): only
-    then are its LayerName entries about this model's layers."""
-    named = (yaml.safe_load(Path(cfg.source).read_text()) or {}).get("KerasModel")
-    return bool(named) and (Path(cfg.source).parent / str(named)).resolve() == Path(cfg.keras_model).resolve()
-
-
-def no_config(cwd) -> FlowError:
-    return FlowError(f"No config given and no {CONFIG_NAME} in {cwd}: run `hlsflow init --model MODEL` to "
-                     "write one, or pass --config FILE or --model MODEL.")
-
-
-def only_out(out, config=None, model=None, cwd=None) -> bool:
-    """Whether --out is all there is: no --config, no --model, no config to find. A
-    hls4ml_config.yml in that output folder itself is hls4ml's record of the project, not a flow config."""
-    if not out or config or model:
-        return False
-    cwd = Path(cwd or Path.cwd())
-    found = find_config(cwd)
-    return found is None or Path(found).resolve().parent == _resolve(cwd, out).resolve()
-
-
-def read_raw(path: Path) -> dict:
-    """The config file's mapping, unvalidated, or FlowError for a missing or unreadable file."""
-    if not path.is_file():
-        raise FlowError(f"Config file {path} not found: pass --config with a YAML file written by "
-                        "`hlsflow init` (or like project/hls4ml_config.yml).")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise FlowError(f"Config file {path} is not valid YAML ({str(exc).splitlines()[0]}): fix the syntax.") from exc
-    if not isinstance(raw, dict):
-        raise FlowError(f"Config file {path} does not hold a mapping: start from `hlsflow init`.")
-    return raw
-
-
-@dataclass
-class ConfigPaths:
-    """Every file a config and the flags name, resolved: what the host checks and mounts."""
-    config: Path | None
-    model: Path | None
-    output_dir: Path
-    samples: Path | None
-
-
-def resolve_paths(config=None, model=None, out=None, samples=None, cwd=None) -> ConfigPaths:
-    """Resolve paths the way load_config does (flags against cwd, file entries against the file),
-    without validating anything else. Light: the host runs it before any container starts."""
-    cwd = Path(cwd or Path.cwd())
-    path = _resolve(cwd, config) if config else find_config(cwd)
-    raw = read_raw(path) if path else {}
-    base = path.parent if path else cwd
-    keras_model = _resolve(cwd, model) if model else (
-        _resolve(base, raw["KerasModel"]) if isinstance(raw.get("KerasModel"), str) else None)
-    if out:
-        output_dir = _resolve(cwd, out)
-    elif isinstance(raw.get("OutputDir"), str):
-        output_dir = _resolve(base, raw["OutputDir"])
-    else:
-        output_dir = _resolve(base, f"build/{keras_model.stem}" if keras_model else "my-hls-test")
-    # Unvalidated here: a malformed Flow section is the container's schema check to report.
-    emulation = raw["Flow"].get("emulation") if isinstance(raw.get("Flow"), dict) else None
-    sample_entry = emulation.get("samples") if isinstance(emulation, dict) else None
-    sample_path = _resolve(cwd, samples) if samples else (
-        _resolve(base, sample_entry) if isinstance(sample_entry, str) else None)
-    # The flags were checked by name (cli/program.py); what the config or the folder adds, here.
-    for what, resolved in (("The config file", path), ("The model", keras_model), ("The output directory", output_dir),
-                           ("The sample file", sample_path)):
-        check_text(resolved, what)
-    return ConfigPaths(path, keras_model, output_dir, sample_path)
 
 
 def _schema():
@@ -392,7 +291,7 @@ def load_config(path=None, model=None, out=None, part=None, io_type=None, reuse_
     generic defaults when a model is given, with flags overriding either. `precision` (--precision)
     sets every layer's types; `default_precision` (a sweep's Precision) keeps per-layer ones."""
     cwd = Path.cwd()
-    path = _resolve(cwd, path) if path else find_config(cwd)
+    path = resolve_against(cwd, path) if path else find_config(cwd)
     if path is not None:
         raw = read_raw(path)
         validate(raw, path)

@@ -65,7 +65,7 @@ def check_layer_names(keras_model, hls_model, cfg) -> None:
     layer at the model's defaults."""
     import difflib
 
-    from .config import config_is_for
+    from .config_files import config_is_for
 
     if cfg.source is not None and not config_is_for(cfg):
         return  # another model's config, used with --model: its entries are not about this model

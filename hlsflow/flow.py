@@ -13,11 +13,12 @@ from pathlib import Path
 from . import console, steps
 from .errors import FlowError
 from .files import sha256
-from .loading import check_samples_fit, resolve_samples
+from .inputs import run_inputs
 from .parts import resolve_part
+from .samples import check_samples_fit, resolve_samples
 from .stages import convert as convert_stage, emulate, report as report_stage, synthesize
 from .state import records
-from .state.inputs import run_inputs
+from .state.folder import check_writable
 from .state.lock import claimed
 from .state.manifest import stage_record
 
@@ -95,8 +96,17 @@ def run_stage(name: str, cfg, force=False, upstream=None, require=True, precheck
     caches = {"caches": records.Caches(cfg.output_dir)} if work.caches else {}
     record, reused = record_of.run(
         lambda into: work.work(cfg, into, project, **flags, **caches), force=force, current=work.current_line(cfg),
-        again=work.again, ready=(lambda: work.ready(cfg, **flags)) if work.ready else None)
+        again=work.again, ready=lambda: _ready(work, cfg, flags))
     return work.shown(cfg, record, reused) if work.shown else record.get("result")
+
+
+def _ready(work, cfg, flags: dict) -> None:
+    """What must hold before a stage runs (not when reused): a staged stage replaces the output
+    folder whole, so only one whose every file is hlsflow's; then the stage's own checks."""
+    if work.step.staged:
+        check_writable(cfg.output_dir)
+    if work.ready:
+        work.ready(cfg, **flags)
 
 
 def is_current(name: str, cfg, **flags) -> bool:
@@ -162,7 +172,7 @@ def csim(cfg, min_agreement=None, max_error=None, force=False, **options) -> dic
 def profile(cfg, samples=None, max_samples=None, png=None) -> dict:
     """`hlsflow profile`, recorded in the output folder as a stage's run is, beside the flow's."""
     from .stages import profile as command
-    from .state.inputs import design_inputs, digest
+    from .inputs import design_inputs, digest
 
     samples = resolve_samples(cfg, samples)
     max_samples = command.DEFAULT_SAMPLES if max_samples is None else max_samples
@@ -215,7 +225,7 @@ def report(cfg, vivado=None, out=None, part=None, force=False) -> dict:
     with _locked(cfg):
         _prechecks("report", cfg, {}, upstream)
         _project(cfg, "report")
-        xml = records.csynth_xml_path(cfg.output_dir, cfg.project_name)
+        xml = steps.csynth_xml_path(cfg.output_dir, cfg.project_name)
         if stage_record(cfg.output_dir, "synth") is None and xml.exists():
             # Synthesised outside hlsflow (by hand, or by an older version): report what is there.
             console.step(f"report: {xml.name} has no record of the synthesis that wrote it; reporting it as it is")

@@ -267,6 +267,6 @@ def profile_figure(table, title: str = "model"):
 
 def utilisation_figure(report_dict: dict):
     """The resources a `report` uses against the part, as a matplotlib Figure (utilisation.png)."""
-    from .stages import report as stage
+    from .stages import report_figures
 
-    return _inline(stage.utilisation_figure(report_dict))
+    return _inline(report_figures.utilisation_figure(report_dict))

@@ -8,7 +8,8 @@ refused (state/records.py), so staleness (`downstream`), `hlsflow verify` and th
 miss one. A stage's work is a `Work` in its own module (stages/*.py), the flow's order is
 flow.STAGES: this module stands below everything that reads it.
 
-Adding a step: one declaration here, and its function (for a stage, a `Work` in flow.STAGES).
+Adding a step: one declaration here, and its function (for a stage, a `Work` in flow.STAGES; for
+a command, a function of flow.py's that hands its work to flow.record_command).
 """
 
 from dataclasses import dataclass
@@ -63,8 +64,13 @@ def emulation_library(out_dir, project_name: str, stamp: str) -> Path:
     return Path(out_dir) / "firmware" / f"{project_name}-{stamp}.so"
 
 
-REGISTRY = (CONVERT, CSIM, SYNTH, REPORT, BUILD_EMULATION, CHECK_CPP, FAST_ENGINE, KERAS_REFERENCE, FAULT_ANALYSIS,
-            PROFILE, TUNE)
+def csynth_xml_path(out_dir, project_name) -> Path:
+    """Where Vivado HLS writes SYNTH's C synthesis report in an hls4ml project (REPORT reads it)."""
+    return Path(out_dir) / f"{project_name}_prj" / "solution1" / "syn" / "report" / f"{project_name}_csynth.xml"
+
+
+# Every Step declared above, in their order: declaring one registers it, with no list to keep beside it.
+REGISTRY = tuple(value for value in dict(globals()).values() if isinstance(value, Step))
 
 
 def named(step) -> Step:

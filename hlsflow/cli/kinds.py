@@ -85,7 +85,8 @@ def flow_task(help=None, inputs=(), outputs=(), writes_beside_config=False, writ
                   for name in SHARED_FLAGS]
 
         def body(c, **kwargs):
-            from ..config import load_config, only_out
+            from ..config import load_config
+            from ..config_files import only_out
 
             for name, kind in (checks or {}).items():
                 kwargs[name] = check_flag(kwargs.get(name), name, kind)

@@ -25,7 +25,7 @@ from ..emulator import accepted
 from ..emulator.kernelcache import USER_KERNELS as KERNELS_ENV
 from ..image.containers import docker_client, flow_image, runtime_name
 from ..state import signing
-from ..state.inputs import command_line
+from ..inputs import command_line
 from ..toolchain.xilinx import LICENCE_VARS
 from .mounts import Mounts, licence_files, mount_plan
 

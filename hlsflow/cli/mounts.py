@@ -114,7 +114,8 @@ def mount_plan(collection, contexts, cwd=None) -> tuple:
     path that is missing on the host. Paths in argv are made absolute: the container's working
     directory is the same path, but nothing of it is mounted unless something in it is used. What
     each path flag names is declared (cli/kinds.py): mounted by its kind, never by its name."""
-    from ..config import CONFIG_NAME, parse_clock, parse_reuse_factor
+    from ..config import parse_clock, parse_reuse_factor
+    from ..config_files import CONFIG_NAME
     from ..errors import check_flag
     from .kinds import CONFIG_PATHS, PATH_FLAGS, spec_of
 
@@ -164,8 +165,9 @@ def mount_plan(collection, contexts, cwd=None) -> tuple:
 def _mount_config(spec, values: dict, mounts: Mounts, cwd: Path) -> dict:
     """Mount what a flow task's config resolves (config, model, output folder, samples); their
     absolute paths for argv."""
-    from ..config import no_config, only_out, resolve_paths
-    from ..loading import model_files, require_samples_file
+    from ..config_files import no_config, only_out, resolve_paths
+    from ..loading import model_files
+    from ..samples import require_samples_file
     from ..stages.report import foreign_folder, no_report_without_config
 
     absolute = {}
@@ -216,7 +218,8 @@ def _mount_config(spec, values: dict, mounts: Mounts, cwd: Path) -> dict:
 def _mount_input(kind: str, name: str, value, mounts: Mounts, cwd: Path) -> str:
     """Check and mount a file a task reads, by what its flag names (kinds.PATH_FLAGS); its
     absolute path (or, for an install, a version) for argv."""
-    from ..loading import model_files, require_samples_file
+    from ..loading import model_files
+    from ..samples import require_samples_file
     from ..stages.synthesize import no_vivado_hls_at
     from ..toolchain.xilinx import install_mounts, version_key
     from .kinds import INSTALL, JOBQUEUE, MODEL, SAMPLES

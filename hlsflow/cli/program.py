@@ -15,8 +15,8 @@ import invoke
 
 from .. import __version__, console
 from ..errors import FlowError, check_text, from_os_error
+from ..inputs import remember_command
 from .kinds import SHARED_FLAGS, spec_of
-from ..state import outdir
 
 class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt: every clean-up that Ctrl-C
@@ -71,7 +71,7 @@ class Executor(invoke.Executor):
         # launcher. Taken out of the environment so that commands run by this one record their own.
         argv0 = os.path.abspath(sys.argv[0])  # python -m X runs X/__main__.py: call it X
         program = os.path.basename(os.path.dirname(argv0) if argv0.endswith("__main__.py") else argv0)
-        outdir.remember_command(os.environ.pop("HLSFLOW_COMMAND", None) or shlex.join([program, *sys.argv[1:]]))
+        remember_command(os.environ.pop("HLSFLOW_COMMAND", None) or shlex.join([program, *sys.argv[1:]]))
         try:
             _check_text(contexts)
             _share_flags(contexts)

@@ -200,7 +200,8 @@ def doctor(c, vivado=None, vitis=None, backend=None, config=None, export=False):
     something blocks synthesis."""
     from invoke import Exit
 
-    from ..config import BACKENDS, find_config, load_config
+    from ..config import BACKENDS, load_config
+    from ..config_files import find_config
     from ..toolchain import doctor as stage
 
     config = config or find_config()  # the folder's own flow config, as the flow tasks find it

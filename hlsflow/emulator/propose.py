@@ -288,7 +288,7 @@ def for_starter(hls_config: dict, keras_model, model_path, samples_path, io_type
     from pathlib import Path
 
     from ..config import FlowConfig
-    from ..loading import load_samples
+    from ..samples import load_samples
 
     x, _ = load_samples(samples_path, tuple(keras_model.inputs[0].shape), SAMPLES_USED)
     default = hls_config["Model"]["Precision"]["default"]

@@ -81,7 +81,7 @@ def _major(version: str) -> int | None:
 def models_in(argv: list, cwd=None) -> list[Path]:
     """The model files the container will load, from its argv as launcher.mount_plan made it
     (absolute paths): each --model, else the model each existing --config names."""
-    from ..config import resolve_paths
+    from ..config_files import resolve_paths
 
     flags = {}
     for flag, value in zip(argv, argv[1:]):

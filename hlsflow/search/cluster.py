@@ -47,7 +47,7 @@ def local_workers(memory_per_point: int, points: int) -> int:
 def read_jobqueue(path) -> dict:
     """The jobqueue file: `system` (slurm, htcondor, pbs), `jobs` (how many batch jobs), and
     `cluster` (keyword arguments of dask-jobqueue's cluster class)."""
-    from ..config import read_raw
+    from ..config_files import read_raw
 
     path = Path(path)
     raw = read_raw(path)

@@ -14,12 +14,8 @@ pareto.png and sweep.json in the sweep's folder.
 """
 
 import contextlib
-import csv
-import io
-import itertools
 import math
 import os
-import re
 import time
 import traceback
 from pathlib import Path
@@ -27,99 +23,21 @@ from pathlib import Path
 from .. import console, stats
 from ..errors import FlowError
 from ..files import read_json, write_atomically, write_json
-from ..stages.plan import PLANNED
-from ..state import outdir, signing
+from ..inputs import design_inputs, digest, remember_command, run_inputs
+from ..state import signing
+from ..state.folder import check_output_path
+from ..state.lock import locked
+from ..state.manifest import MANIFEST, stage_record
+from .grid import KEYS, MAX_POINTS, make_specs, read_grid
+from .sweep_results import final_line, render_pareto_png, write_table
 
-# Grid keys, as in the config file, with the load_config flag each one sets.
-# Precision sets the default and the per-layer types that were the default: init's per-layer types stay.
-KEYS = {"ReuseFactor": "reuse_factor", "Precision": "default_precision", "IOType": "io_type", "Strategy": "strategy",
-        "Part": "part", "ClockPeriod": "clock"}
-# Also accepted: the command-line spellings.
-ALIASES = {**{k.lower(): k for k in KEYS}, "reuse_factor": "ReuseFactor", "reuse-factor": "ReuseFactor",
-           "io_type": "IOType", "io-type": "IOType", "clock": "ClockPeriod"}
-PREFIX = {"ReuseFactor": "rf", "ClockPeriod": "clk"}  # in point names: rf4, clk5
-PLAN = "plan"
-# Points a grid may have unless --max-points says more: each is a whole flow (minutes with synthesis),
-# and a grid's product grows faster than one notices (1000 x 1000 values are a million flows).
-MAX_POINTS = 500
 PROGRESS_FROM = 50  # points from which checking them shows progress
-COLUMNS = ("point", *KEYS, "status", "synthesis", "reused", "samples", "agreement", "agreement_ci95", "keras_accuracy",
-           "keras_accuracy_ci95", "hls_accuracy", "hls_accuracy_ci95", "max_abs_diff", "est_multipliers", "est_bram_18k",
-           "fits_estimate", "latency_cycles", "latency_ns", "interval",
-           "DSP", "BRAM_18K", "LUT", "FF", "fits", "timing_met", "stand_in", "seconds", "error")
-
-
-# ------------------------------------------------------------------ the grid
-
-def read_grid(path, max_points: int = MAX_POINTS) -> list:
-    """The points of a grid file: a list of {config key: value}, in the file's order. A grid of no
-    key, or of more than max_points points (counted before any is made), is FlowError."""
-    from ..config import read_raw
-
-    path = Path(path)
-    if not path.is_file():
-        raise FlowError(f"The grid file {path} does not exist: give --grid a YAML file of config keys to lists of "
-                        "values.")
-    raw = read_raw(path)
-    if set(raw) == {"grid"} and isinstance(raw["grid"], dict):
-        raw = raw["grid"]
-    axes = {}
-    for key, values in raw.items():
-        name = key if key in KEYS else ALIASES.get(str(key).lower())
-        if name is None:
-            raise FlowError(f"{key}: unknown key in the grid {path}; use {', '.join(KEYS)}.")
-        if name in axes:
-            raise FlowError(f"{key} in the grid {path} repeats {name}: give each key once, with a list of values.")
-        values = values if isinstance(values, list) else [values]
-        if not values:
-            raise FlowError(f"{key} in the grid {path} has no values: give at least one.")
-        if name != "ReuseFactor" and PLAN in values:
-            raise FlowError(f"{key} in the grid {path} is 'plan', which only ReuseFactor can be.")
-        axes[name] = values
-    if not axes:  # itertools.product of nothing is one point, the config itself
-        raise FlowError(f"The grid {path} names no config key: give each key to sweep with a list of values, e.g. "
-                        "ReuseFactor: [4, 16].")
-    count = math.prod(len(values) for values in axes.values())
-    if count > max_points:
-        raise FlowError(f"The grid {path} has {count:,} points, more than --max-points {max_points}: give fewer "
-                        f"values, or pass --max-points {count} if you mean to run every one.")
-    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
-
-
-def _slug(value) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-") or "x"
-
-
-def point_name(values: dict) -> str:
-    return "_".join(PREFIX.get(k, "") + _slug(v) for k, v in values.items()) or "base"
-
-
-def make_specs(grid_points: list, options: dict, sweep_dir: Path, max_samples=None, synth_all=False,
-               vivado=None) -> list:
-    """One spec per point: a plain dict a worker can run (run_point) anywhere the paths are."""
-    specs, seen = [], {}
-    for values in grid_points:
-        name = point_name(values)
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:  # values that differ only in punctuation
-            name = f"{name}-{seen[name]}"
-        opts = {k: v for k, v in options.items() if v is not None}
-        opts["out"] = str(sweep_dir / name)
-        plan = str(values.get("ReuseFactor")).lower() == PLAN
-        for key, value in values.items():
-            if not (key == "ReuseFactor" and plan):
-                opts[KEYS[key]] = str(value)
-        specs.append({"name": name, "values": values, "options": opts, "plan": plan,
-                      "plan_file": str(sweep_dir / f"{name}{PLANNED}"), "log": str(sweep_dir / f"{name}.log"),
-                      "max_samples": max_samples, "synth_all": bool(synth_all), "vivado": vivado,
-                      "command": outdir.command_line()})
-    return specs
 
 
 # ------------------------------------------------------------------ one point
 
 def _plan_key(base) -> str:
-    return outdir.digest({"design": outdir.design_inputs(base), "samples": base.flow["emulation"].get("samples")})
+    return digest({"design": design_inputs(base), "samples": base.flow["emulation"].get("samples")})
 
 
 def _config_here(options: dict):
@@ -160,7 +78,7 @@ def point_config(spec: dict, make_plan: bool = True):
 
 
 def _preflight(cfg) -> dict:
-    record = outdir.stage_record(cfg.output_dir, "convert") or {}
+    record = stage_record(cfg.output_dir, "convert") or {}
     return ((record.get("result") or {}).get("preflight")) or {}
 
 
@@ -188,7 +106,7 @@ def collect_row(spec: dict, cfg) -> dict:
     pre = _preflight(cfg)
     row.update(est_multipliers=pre.get("estimated_multipliers"), est_bram_18k=pre.get("estimated_weight_bram_18k"),
                fits_estimate=pre.get("fits_estimate"))
-    csim = outdir.stage_record(cfg.output_dir, "csim") or {}
+    csim = stage_record(cfg.output_dir, "csim") or {}
     if csim.get("status") == "ok":
         result = csim.get("result") or {}
         row.update(agreement=result.get("top1_agreement"), keras_accuracy=result.get("keras_accuracy"),
@@ -198,7 +116,7 @@ def collect_row(spec: dict, cfg) -> dict:
                 row[f"{key}_ci95"] = stats.ci_text(stats.count(row[key], row["samples"]), row["samples"])
         if result.get("metric") == "error":  # a regression: no labels to agree on, its error instead
             row["max_abs_diff"] = result.get("max_abs_diff")
-    report_record = outdir.stage_record(cfg.output_dir, "report") or {}
+    report_record = stage_record(cfg.output_dir, "report") or {}
     report = read_json(cfg.output_dir / "report.json") if report_record.get("status") == "ok" else None
     if report:
         used = {name: (report["resources"].get(name) or {}).get("used") for name in ("DSP", "BRAM_18K", "LUT", "FF")}
@@ -231,7 +149,7 @@ def current_config(spec: dict):
         flags = {"max_samples": spec["max_samples"]} if row.name == "csim" else {}
         if not flow.is_current(row.name, cfg, **flags):
             # Never synthesised, and still no Vivado in sight: as complete as it can be.
-            unsynthesised = row.name == "synth" and outdir.stage_record(cfg.output_dir, "synth") is None
+            unsynthesised = row.name == "synth" and stage_record(cfg.output_dir, "synth") is None
             return cfg if unsynthesised and synthesize.find_vivado_hls(spec["vivado"]) is None else None
     return cfg
 
@@ -262,7 +180,7 @@ def run_point(spec: dict, signer=None) -> dict:
     if signer is not None:
         signing.use(signer.value)
     # The point's manifest records the sweep's command, not the worker's.
-    outdir.remember_command(spec["command"])
+    remember_command(spec["command"])
     log = Path(spec["log"])
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -284,129 +202,6 @@ def run_point(spec: dict, signer=None) -> dict:
     except ValueError:  # not on a Dask worker
         pass
     return {**_row_start(spec), **row, "reused": False, "seconds": round(time.monotonic() - start, 1)}
-
-
-# ------------------------------------------------------------------ results
-
-def _fmt(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def write_table(rows: list, sweep_dir: Path) -> None:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([_fmt(row.get(c)) for c in COLUMNS])
-    write_atomically(sweep_dir / "sweep.csv", text.getvalue())
-    shown = [c for c in COLUMNS if any(row.get(c) not in (None, "") for row in rows)]
-    write_atomically(sweep_dir / "sweep.md", console.table(shown, [[_fmt(r.get(c)) for c in shown] for r in rows]) + "\n")
-
-
-def best_point(rows: list, gate: float):
-    """The fastest point that fits (Vivado's figures) with agreement at or above the gate."""
-    good = [r for r in rows if r.get("fits") and r.get("agreement") is not None and _meets(r, gate)
-            and (r.get("latency_ns") is not None or r.get("latency_cycles") is not None)]
-    return min(good, key=lambda r: (r["latency_ns"] if r.get("latency_ns") is not None else math.inf,
-                                    r.get("latency_cycles") or 0, r["point"]), default=None)
-
-
-def _meets(row: dict, gate: float) -> bool:
-    """The row's agreement at or above the gate, on the exact count where the row has it."""
-    if row.get("samples"):
-        return stats.meets(stats.count(row["agreement"], row["samples"]), row["samples"], gate)
-    return row["agreement"] >= gate
-
-
-def _agreement_text(row: dict, gate: float) -> str:
-    if not row.get("samples"):
-        return stats.percent(row["agreement"], gate)
-    k, n = stats.count(row["agreement"], row["samples"]), row["samples"]
-    note = stats.gate_note(k, n, gate)
-    return stats.figure(k, n, gate) + (f"; {note}" if note else "")
-
-
-def pareto_front(points: list) -> list:
-    """(x, y) pairs no other pair beats in both, sorted by x."""
-    front, best_y = [], math.inf
-    for x, y in sorted(points):
-        if y < best_y:
-            front.append((x, y))
-            best_y = y
-    return front
-
-
-def render_pareto_png(rows: list, gate: float) -> bytes:
-    # Figure + Agg canvas directly, as report.py: no pyplot, no global backend state.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from .. import standin
-
-    synthesised = [r for r in rows if r.get("latency_cycles") is not None]
-    # A test double's figures are stamped as such, and never called Vivado's.
-    double = any(r.get("stand_in") for r in synthesised)
-    whose = "test double" if double else "Vivado"
-    resource = "DSP" if any(r.get("DSP") for r in synthesised) else "LUT"
-    fig = Figure(figsize=(7.5, 5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    points = [r for r in synthesised if r.get(resource) is not None]
-    if points:
-        xs = [r[resource] for r in points]
-        ys = [r["latency_ns"] if r.get("latency_ns") is not None else r["latency_cycles"] for r in points]
-        unit = "ns" if all(r.get("latency_ns") is not None for r in points) else "cycles"
-        agreement = [r["agreement"] if r.get("agreement") is not None else 0.0 for r in points]
-        low = min(min(agreement), gate) if agreement else gate
-        # A point the report says does not fit the part keeps its colour, ringed in red.
-        edges = ["black" if r.get("fits") else "tab:red" for r in points]
-        scatter = ax.scatter(xs, ys, c=agreement, cmap="viridis", vmin=low, vmax=1.0, s=60, edgecolors=edges,
-                             linewidths=[1 if r.get("fits") else 2.5 for r in points], zorder=3)
-        fig.colorbar(scatter, ax=ax, label="top-1 agreement with Keras")
-        if not all(r.get("fits") for r in points):
-            ax.scatter([], [], facecolors="none", edgecolors="tab:red", linewidths=2.5, label=f"does not fit ({whose})")
-        # Points with the same figures share one dot: one label names them all.
-        at = {}
-        for x, y, r in zip(xs, ys, points):
-            at.setdefault((x, y), []).append(r["point"])
-        for (x, y), names in at.items():
-            ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        front = pareto_front(list(zip(xs, ys)))
-        ax.plot([p[0] for p in front], [p[1] for p in front], color="tab:gray", linestyle=":", zorder=2,
-                label="Pareto front")
-        limits = sorted({r["limits"][resource] for r in points if (r.get("limits") or {}).get(resource)})
-        for i, limit in enumerate(limits):
-            ax.axvline(limit, color="tab:red", linestyle="--", linewidth=1,
-                       label=f"part limit ({limit:,} {resource})" if i == 0 or len(limits) > 1 else None)
-        ax.set_xlabel(f"{resource} used ({'test double, not Vivado HLS' if double else 'Vivado HLS estimate'})")
-        ax.set_ylabel(f"latency, worst case ({unit})")
-        ax.legend(loc="best", fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no point was synthesised", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-    ax.set_title(f"Sweep: latency against {resource} ({len(points)} of {len(rows)} points synthesised)")
-    standin.lay_out(fig, double)
-    return standin.png(fig, double)
-
-
-def final_line(rows: list, gate: float) -> str:
-    best = best_point(rows, gate)
-    if best is None and any(r.get("max_abs_diff") is not None for r in rows):
-        return ("No fastest point: this model's output is measured by its error against Keras, not by agreement "
-                "of labels, and the sweep picks its best point by agreement; compare max_abs_diff and latency in "
-                "the table.")
-    if best is None:
-        synthesised = sum(1 for r in rows if r.get("latency_cycles") is not None)
-        why = "no point was synthesised" if not synthesised else \
-            f"none of the {synthesised} synthesised point(s) fits with agreement at or above {gate:.1%}"
-        return f"No fastest point: {why}."
-    latency = f"{best['latency_ns']:g} ns" if best.get("latency_ns") is not None else f"{best['latency_cycles']} cycles"
-    return (f"Fastest point that fits with agreement >= {gate:.1%}: {best['point']} (latency {latency}, "
-            f"{best.get('DSP')} DSP, {best.get('LUT')} LUT, agreement {_agreement_text(best, gate)}).")
 
 
 # ------------------------------------------------------------------ the sweep
@@ -497,13 +292,13 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
             load_config(**spec["options"], announce=False)
         except FlowError as exc:
             raise FlowError(f"Point {spec['name']} of {grid}: {exc}") from None
-    outdir.check_output_path(sweep_dir, [grid, *outdir.run_inputs(cfg, samples)], what="sweep's folder")
+    check_output_path(sweep_dir, [grid, *run_inputs(cfg, samples)], what="sweep's folder")
     if sweep_dir.exists() and any(sweep_dir.iterdir()) and not (sweep_dir / "sweep.json").exists():
-        what = "an HLS project" if (sweep_dir / outdir.MANIFEST).exists() else "not a sweep's folder"
+        what = "an HLS project" if (sweep_dir / MANIFEST).exists() else "not a sweep's folder"
         raise FlowError(f"{sweep_dir} is {what} (it has no sweep.json), and hlsflow writes a sweep only into an "
                         "empty folder or an earlier sweep's: choose another --out.")
 
-    with outdir.locked(sweep_dir):
+    with locked(sweep_dir):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if not (sweep_dir / "sweep.json").exists():
             # The folder is a sweep's from now on: one cut short (its session or all its jobs gone) is
@@ -530,7 +325,7 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
                 # job's container has no file of it), never to a scheduler someone else may run.
                 signer = None if scheduler else signing.Secret(signing.current_key())
                 futures = {dask_client.submit(run_point, spec, signer, key=f"hlsflow-point-{spec['name']}-"
-                                              f"{outdir.digest(spec)[:8]}", pure=False): spec for spec in todo}
+                                              f"{digest(spec)[:8]}", pure=False): spec for spec in todo}
                 keys = {f.key for f in futures}
                 pending = set(futures)
                 console.say(tally.line(_running(dask_client, keys)))

@@ -1,6 +1,6 @@
 """Keras model + flow config -> hls4ml ModelGraph -> HLS project on disk.
 
-The project is written into a staging directory beside the output (outdir.staging, as steps.py
+The project is written into a staging directory beside the output (the runner's, as steps.py
 says of convert) and moved into place only when complete, so a failure never leaves a
 half-written project that looks finished and the previous good one survives. The project is a function of the design alone: the same model and
 config give the same bytes in any folder, on any machine (see _neutralise). What marks a complete
@@ -16,8 +16,9 @@ from pathlib import Path
 from .. import console, steps
 from ..design import convert_model
 from ..errors import FlowError
+from ..inputs import NOT_IN_TREE, design_inputs, design_sources, lib_stamp
 from ..loading import load_keras_model, model_files
-from ..state import outdir
+from ..state.folder import all_files
 from .. import preflight
 
 
@@ -83,7 +84,7 @@ def _neutralise(staging: Path, cfg, stamp: str, random_stamp: str) -> None:
     shutil.copyfile(files[0], staging / copy_name)
     for extra in files[1:]:  # the weights of a JSON model
         shutil.copyfile(extra, staging / f"keras_model{''.join(extra.suffixes)}")
-    leftovers = [rel for rel in outdir.all_files(staging) if rel not in outdir.NOT_IN_TREE
+    leftovers = [rel for rel in all_files(staging) if rel not in NOT_IN_TREE
                  and str(staging).encode() in (staging / rel).read_bytes()]
     if leftovers:
         raise FlowError(f"hls4ml wrote the path of the output directory into {leftovers[0]}: this hlsflow does not "
@@ -95,14 +96,10 @@ AGAIN = None  # the project's own line says it is written again
 
 
 def made_from(cfg, project=None) -> dict:
-    return outdir.design_inputs(cfg)
+    return design_inputs(cfg)
 
 
-def ready(cfg) -> None:
-    outdir.check_writable(cfg.output_dir)  # replaced whole: only when every file in it is hlsflow's
-
-
-def work(cfg, into: Path, project=None) -> outdir.Outcome:
+def work(cfg, into: Path, project=None) -> steps.Outcome:
     """Convert and write the project into `into` (the runner's staging folder)."""
     out = cfg.output_dir
     console.step(f"Loading {cfg.keras_model}")
@@ -118,7 +115,7 @@ def work(cfg, into: Path, project=None) -> outdir.Outcome:
     with contextlib.redirect_stdout(io.StringIO()) as write_chatter:
         hls_model.write()
     (into / "hlsflow_convert.log").write_text(chatter + write_chatter.getvalue())
-    stamp = outdir.lib_stamp(cfg)
+    stamp = lib_stamp(cfg)
     _neutralise(into, cfg, stamp, hls_model.config.get_config_value("Stamp"))
     graph = _plot(hls_model, into / "model_graph.png")
     result = {
@@ -130,8 +127,8 @@ def work(cfg, into: Path, project=None) -> outdir.Outcome:
         "preflight": check.as_dict(),
         "model_graph": "model_graph.png" if graph else None,
     }
-    return outdir.Outcome(outdir.all_files(into), result=result, extra={"stamp": stamp},
-                          sources=outdir.design_sources(cfg))
+    return steps.Outcome(all_files(into), result=result, extra={"stamp": stamp},
+                         sources=design_sources(cfg))
 
 
 def shown(cfg, record: dict, reused: bool) -> dict:
@@ -144,4 +141,4 @@ def shown(cfg, record: dict, reused: bool) -> dict:
     return record
 
 
-WORK = steps.Work(steps.CONVERT, work, made_from=made_from, ready=ready, shown=shown, current=CURRENT, again=AGAIN)
+WORK = steps.Work(steps.CONVERT, work, made_from=made_from, shown=shown, current=CURRENT, again=AGAIN)

@@ -6,10 +6,11 @@ fixed-point arithmetic on the whole batch; `cpp` is hls4ml's own C++ emulation, 
 `--cross-check N` runs N samples through both and fails on the first differing bit, naming the
 layer. Below 99% agreement the layers whose types are at fault are named.
 
-The figure fits the model's output (choose_metric): top-1 agreement for a classifier (softmax, or
-logits with class labels), agreement at a threshold for one sigmoid output (or one logit with 0/1
-labels), and the absolute and relative error against Keras for anything else (a regression). The
-gates: min_agreement for the agreement figures, max_error (max |HLS - Keras|) for any output.
+The figure fits the model's output (emulator/figures.py): top-1 agreement for a classifier
+(softmax, or logits with class labels), agreement at a threshold for one sigmoid output (or one
+logit with 0/1 labels), and the absolute and relative error against Keras for anything else (a
+regression). The gates: min_agreement for the agreement figures, max_error (max |HLS - Keras|)
+for any output.
 """
 
 import io
@@ -20,26 +21,22 @@ import numpy as np
 
 from .. import console, stats, steps
 from ..emulator import cpp, engines, ranges
+from ..emulator.figures import choose_metric, compare, labels_kind, output_activation
 from ..emulator.fixedpoint import Unsupported
 from ..errors import FlowError, whole_number
 from ..files import sha256, write_atomically, write_json
-from ..loading import load_keras_model, load_samples, resolve_samples
-from ..state import outdir
+from ..inputs import environment, model_hashes
+from ..loading import load_keras_model
+from ..samples import load_samples, resolve_samples
 
 ENGINES = ("auto", "fast", "cpp")
 RESULT = steps.CSIM.outputs[0]
 LOW_AGREEMENT = 0.99  # below this, csim looks for the layers at fault
 HIGH_ERROR = 0.05  # or, for an output measured by its error, above this mean relative error
-METRICS = ("auto", "top1", "threshold", "error")  # Flow.emulation.metric
-PROBABILITY = ("sigmoid", "hard_sigmoid")  # one value in [0, 1]: a binary classifier's, read at 0.5
-# Layers that hand their input on unchanged: the output's activation is the one before them.
-PASS_THROUGH = ("Dropout", "Flatten", "Reshape", "GaussianNoise", "GaussianDropout", "AlphaDropout")
 ACCURACY_DROP = 0.005  # or when emulation loses more than half a point of Keras's accuracy
 CURRENT = "csim up to date: {out}/csim.json (project, samples and sample count unchanged)"
 AGAIN = "csim runs again"
-REFERENCE_RECORD = steps.KERAS_REFERENCE.name  # the manifest's record of Keras's outputs on the samples, kept
 REFERENCE = steps.KERAS_REFERENCE.outputs[0]
-FAULTS_RECORD = steps.FAULT_ANALYSIS.name  # which types are at fault, when the figure is low
 
 
 def accuracy_drop(r: dict) -> float:
@@ -66,18 +63,18 @@ def made_from(cfg, project: dict, samples=None, max_samples=None, engine=None, *
     workers or a cross-check, which change no figure."""
     return {"project": project["tree_hash"], "samples": sha256(resolve_samples(cfg, samples), cache=True),
             "max_samples": max_samples or cfg.flow["emulation"].get("max_samples"),
-            "g++": outdir.environment()["versions"]["g++"], "engine": check_engine(engine),
+            "g++": environment()["versions"]["g++"], "engine": check_engine(engine),
             "metric": cfg.flow["emulation"].get("metric") or "auto"}
 
 
 def work(cfg, into, project: dict, samples=None, max_samples=None, workers=None, engine=None, cross_check=None,
-         quiet_advice=False, caches=None) -> outdir.Outcome:
+         quiet_advice=False, caches=None) -> steps.Outcome:
     samples = resolve_samples(cfg, samples)
     limit = max_samples or cfg.flow["emulation"].get("max_samples")
     result = _emulate(cfg, project, samples, limit, workers, quiet_advice, check_engine(engine), cross_check, caches)
     write_json(into / RESULT, result)
-    return outdir.Outcome([RESULT], result=result,
-                          sources={"samples": {"path": str(samples), "sha256": sha256(samples, cache=True)}})
+    return steps.Outcome([RESULT], result=result,
+                         sources={"samples": {"path": str(samples), "sha256": sha256(samples, cache=True)}})
 
 
 def shown(cfg, record: dict, reused: bool) -> dict:
@@ -141,121 +138,6 @@ def _advice(result: dict) -> str:
             "checked here), or let `hlsflow tune-precision` find and measure the widened types")
 
 
-def output_activation(keras_model) -> str:
-    """The activation of the model's output, by name ("softmax", "sigmoid", "linear", ...), looking
-    through layers that hand values on unchanged."""
-    try:
-        layer = keras_model.outputs[0]._keras_history.layer
-    except (AttributeError, IndexError):
-        layer = keras_model.layers[-1]
-    for _ in range(len(keras_model.layers)):
-        kind = type(layer).__name__
-        if kind not in PASS_THROUGH:
-            break
-        inbound = getattr(layer, "_inbound_nodes", None) or []
-        parents = inbound[0].inbound_layers if inbound else None
-        parents = parents if isinstance(parents, (list, tuple)) else [parents]
-        if len(parents) != 1 or parents[0] is None:
-            break
-        layer = parents[0]
-    kind = type(layer).__name__
-    if kind in ("Softmax", "ReLU", "LeakyReLU", "ELU", "PReLU", "ThresholdedReLU"):
-        return kind.lower()
-    function = getattr(layer, "activation", None)
-    return getattr(function, "__name__", None) or (function if isinstance(function, str) else "linear")
-
-
-def labels_kind(y, n_out: int):
-    """What the labels are: "indices" (a class per sample), "onehot", "binary" (0/1, one output),
-    "multilabel" (0/1 per output), or None (targets of a regression, or no labels)."""
-    if y is None or not len(y):
-        return None
-    flat = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-    integral = bool(np.all(flat == np.round(flat))) and flat.min() >= 0
-    if flat.shape[1] == 1 and integral:
-        if n_out == 1:
-            return "binary" if flat.max() <= 1 else None
-        return "indices" if flat.max() < n_out else None
-    if flat.shape[1] == n_out > 1 and integral and flat.max() <= 1:
-        return "onehot" if np.all(flat.sum(1) == 1) else "multilabel"
-    return None
-
-
-def choose_metric(setting: str, activation: str, n_out: int, kind) -> str:
-    """csim's figure: "top1", "threshold_0.5", "threshold_0" or "error". `setting` is the config's
-    metric; "auto" decides from the output's activation and, for a linear output, the labels (logits
-    of classes, or a regression's values, look alike)."""
-    if setting not in METRICS:
-        raise FlowError(f"Flow.emulation.metric '{setting}' is not one of {', '.join(METRICS)}: give auto (csim "
-                        "picks the figure from the model's output), top1, threshold or error.")
-    probability = activation in PROBABILITY
-    if setting == "top1" or setting == "error":
-        return setting
-    if setting == "threshold":
-        return "threshold_0.5" if probability else "threshold_0"
-    classes = kind in ("indices", "onehot")
-    if n_out > 1 and (activation == "softmax" or (classes and (probability or activation == "linear"))):
-        return "top1"
-    if probability:
-        return "threshold_0.5"  # one output, or one per label (multi-label)
-    if activation == "linear" and n_out == 1 and kind == "binary":
-        return "threshold_0"  # a binary classifier's logit
-    return "error"
-
-
-def compare(metric: str, y_hls, y_keras, y) -> dict:
-    """The figures of `metric` for the emulated outputs against Keras's (samples x values), with
-    the labels `y` (as stored) when there are any."""
-    n_out = y_keras.shape[1]
-    kind = labels_kind(y, n_out)
-    agreement = accuracy = keras_accuracy = None
-    if metric == "top1":
-        hls, keras = y_hls.argmax(1), y_keras.argmax(1)
-        agreement = float(np.mean(hls == keras))
-        if kind in ("indices", "onehot"):
-            labels = np.asarray(y).reshape(len(y), -1).argmax(1) if kind == "onehot" else np.asarray(y).reshape(-1)
-            keras_accuracy, accuracy = float(np.mean(keras == labels)), float(np.mean(hls == labels))
-    elif metric.startswith("threshold"):
-        level = float(metric.split("_")[1])
-        hls, keras = y_hls > level, y_keras > level
-        agreement = float(np.mean(np.all(hls == keras, axis=1)))  # every label of a sample the same
-        if kind in ("binary", "onehot", "multilabel") and np.asarray(y).size == y_keras.size:
-            labels = np.asarray(y).reshape(y_keras.shape) > 0.5
-            keras_accuracy = float(np.mean(np.all(keras == labels, axis=1)))
-            accuracy = float(np.mean(np.all(hls == labels, axis=1)))
-    diff = np.abs(y_hls - y_keras)
-    # Relative to |Keras|, but never to less than 1% of that output's largest value: an output near 0
-    # would make any rounding an enormous relative error.
-    scale = np.abs(y_keras).max(axis=0, initial=0.0) * 0.01
-    relative = diff / np.maximum(np.abs(y_keras), np.where(scale > 0, scale, 1.0))
-    figures = {
-        "agreement": agreement,
-        "keras_accuracy": keras_accuracy,
-        "hls_accuracy": accuracy,
-        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
-        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
-        "max_rel_error": float(relative.max()) if diff.size else 0.0,
-        "mean_rel_error": float(relative.mean()) if diff.size else 0.0,
-    }
-    if agreement is not None:
-        figures["top1_agreement"] = agreement  # the predicted labels' agreement, under the key tune and sweep read
-    figures.update(intervals(figures, len(y_keras)))
-    return figures
-
-
-def intervals(figures: dict, n: int) -> dict:
-    """Each share's count of the n samples and its 95% interval (stats.py): {"agreement_count": k,
-    "agreement_ci95": [low, high], "hls_accuracy_ci95": ..., "keras_accuracy_ci95": ...}."""
-    found = {}
-    for key in ("agreement", "keras_accuracy", "hls_accuracy"):
-        share = figures.get(key)
-        if share is not None and n:
-            k = stats.count(share, n)
-            found[f"{key}_count"] = k
-            found[f"{key}_ci95"] = list(stats.interval(k, n))
-    return found
-
-
 def _figure_text(metric: str) -> str:
     if metric == "top1":
         return "top-1 agreement HLS vs Keras"
@@ -291,15 +173,14 @@ class _Keras:
         return self.model
 
 
-def keras_reference(cfg, samples, limit, keras) -> tuple:
+def keras_reference(cfg, samples, limit, keras, caches) -> tuple:
     """(x, y, Keras's outputs (samples x values), facts: the model's input shape, output count and
-    output activation). Kept in the output folder (REFERENCE, recorded in the manifest) by the
+    output activation). Kept in the output folder (REFERENCE, recorded by `caches`) by the
     model's and the samples' hashes and the sample count, so that a csim with both unchanged
     imports no TensorFlow; a missing, damaged or mismatched file is computed again."""
-    stage = outdir.Stage(cfg.output_dir, REFERENCE_RECORD,
-                         {"model": list(outdir.model_hashes(cfg).values()), "samples": sha256(samples, cache=True),
-                          "max_samples": limit, "TensorFlow": outdir.environment()["versions"]["TensorFlow"]})
-    cached = _cached_reference(stage)
+    inputs = {"model": list(model_hashes(cfg).values()), "samples": sha256(samples, cache=True),
+              "max_samples": limit, "TensorFlow": environment()["versions"]["TensorFlow"]}
+    cached = _cached_reference(cfg, caches.kept(steps.KERAS_REFERENCE, inputs))
     if cached is not None:
         facts, y_keras = cached
         x, y = load_samples(samples, tuple(facts["input_shape"]), limit, labels_as_stored=True)
@@ -315,23 +196,23 @@ def keras_reference(cfg, samples, limit, keras) -> tuple:
     y_keras = model.predict(x, batch_size=64, verbose=0).reshape(len(x), -1)
 
     def work(into):
-        (into / outdir.CACHE_DIR).mkdir(exist_ok=True)
+        (into / steps.CACHE_DIR).mkdir(exist_ok=True)
         buffer = io.BytesIO()
         np.save(buffer, y_keras, allow_pickle=False)
         write_atomically(into / REFERENCE, buffer.getvalue())
-        return outdir.Outcome([REFERENCE], result=facts)
+        return steps.Outcome([REFERENCE], result=facts)
 
-    stage.run(work, force=True)
+    caches.keep(steps.KERAS_REFERENCE, inputs, work, force=True)
     return x, y, y_keras, facts
 
 
-def _cached_reference(stage):
-    """(facts, Keras's outputs) when the record is current and its file reads as it should; else None."""
-    facts = stage.current_result()
+def _cached_reference(cfg, facts):
+    """(facts, Keras's outputs) when the record is current (its facts kept) and its file reads as it
+    should; else None."""
     if facts is None:
         return None
     try:
-        y_keras = np.load(stage.out_dir / REFERENCE, allow_pickle=False)
+        y_keras = np.load(cfg.output_dir / REFERENCE, allow_pickle=False)
         ok = (isinstance(facts.get("input_shape"), list) and isinstance(facts.get("outputs"), int)
               and isinstance(facts.get("output_activation"), str) and y_keras.ndim == 2)
     except Exception:  # noqa: BLE001 -- whatever a damaged file fails with means "compute it again"
@@ -349,7 +230,7 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     if fast is not None:
         cpp.check_compiles(cfg, project, caches)  # the C++ engine's own build checks this
 
-    x, y, y_keras, facts = keras_reference(cfg, samples, limit, keras)
+    x, y, y_keras, facts = keras_reference(cfg, samples, limit, keras, caches)
     n_out, activation = facts["outputs"], facts["output_activation"]
     metric = choose_metric(cfg.flow["emulation"].get("metric") or "auto", activation, n_out, labels_kind(y, n_out))
     console.step("Bit-accurate emulation of the HLS design")
@@ -388,7 +269,7 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     print_result(result)
     low = result["mean_rel_error"] > HIGH_ERROR if metric == "error" else result["agreement"] < LOW_AGREEMENT
     if (low or accuracy_drop(result) > ACCURACY_DROP) and not quiet_advice:
-        result.update(_fault_analysis(cfg, project, samples, limit, keras, x, y_keras, metric))
+        result.update(_fault_analysis(cfg, project, samples, limit, keras, x, caches, y_keras, metric))
         if result.get("fault_analysis_error"):
             console.warn(f"The analysis of which types are at fault failed on this model "
                          f"({result['fault_analysis_error']}); the emulation figures above stand. `hlsflow profile` "
@@ -398,16 +279,15 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     return result
 
 
-def _fault_analysis(cfg, project, samples, limit, keras, x, y_keras=None, metric="top1") -> dict:
+def _fault_analysis(cfg, project, samples, limit, keras, x, caches, y_keras=None, metric="top1") -> dict:
     """{"layers_at_fault": [lines], "cause": what limits agreement (emulator/cause.py, for a figure
     of agreement)}, or None there and why in "fault_analysis_error". Kept in the manifest by the
     project, the samples and the code, like the rest of csim's set-up: it needs the Keras model and
     hls4ml."""
-    stage = outdir.Stage(cfg.output_dir, FAULTS_RECORD,
-                         {"project": project["tree_hash"], "design": project.get("key"),
-                          "samples": sha256(samples, cache=True), "max_samples": limit, "code": engines.code_version(),
-                          "TensorFlow": outdir.environment()["versions"]["TensorFlow"]})
-    found = stage.current_result() or {}
+    inputs = {"project": project["tree_hash"], "design": project.get("key"), "samples": sha256(samples, cache=True),
+              "max_samples": limit, "code": engines.code_version(),
+              "TensorFlow": environment()["versions"]["TensorFlow"]}
+    found = caches.kept(steps.FAULT_ANALYSIS, inputs) or {}
     if isinstance(found.get("layers_at_fault"), list) or isinstance(found.get("fault_analysis_error"), str):
         return found
     try:
@@ -419,7 +299,7 @@ def _fault_analysis(cfg, project, samples, limit, keras, x, y_keras=None, metric
         found = {"layers_at_fault": [ranges.describe(f) for f in faults]}
         if metric != "error" and y_keras is not None:
             found["cause"] = _cause(cfg, keras(), x, y_keras, metric)
-    stage.run(lambda into: outdir.Outcome([], result=found), force=True)
+    caches.keep(steps.FAULT_ANALYSIS, inputs, lambda into: steps.Outcome([], result=found), force=True)
     return found
 
 

@@ -234,7 +234,7 @@ def plan_target(cfg, write=None) -> Path:
     (--model without a config, or with one written for another model, such as the checkout's
     reference config) beside the output directory as <out>.plan.yml: inside it, converting into
     that directory would replace the folder holding the plan."""
-    from ..config import resolve_paths
+    from ..config_files import resolve_paths
 
     if write:
         return Path(os.path.abspath(write))
@@ -253,7 +253,7 @@ def plan_yaml(plan: Plan, cfg, target: Path, dsp_margin: float, bram_margin: flo
 
     import yaml
 
-    from ..config import config_is_for, read_raw
+    from ..config_files import config_is_for, read_raw
 
     raw = read_raw(Path(cfg.source)) if cfg.source is not None else {}
     here = target.parent

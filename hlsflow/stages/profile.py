@@ -17,7 +17,8 @@ from .. import console, steps
 from ..emulator import ranges
 from ..emulator.engines import layer_trace
 from ..files import write_atomically, write_json
-from ..loading import load_keras_model, load_samples
+from ..loading import load_keras_model
+from ..samples import load_samples
 
 DEFAULT_SAMPLES = 50  # profiled when --max-samples is not given
 

@@ -9,7 +9,6 @@ import yaml
 
 from .. import console, parts
 from ..config import (
-    CONFIG_NAME,
     GENERIC_CONFIG,
     check_io_type,
     check_strategy,
@@ -18,10 +17,12 @@ from ..config import (
     parse_reuse_factor,
     set_precisions,
 )
+from ..config_files import CONFIG_NAME
 from ..design import check_layers_supported
 from ..errors import FlowError
 from ..files import write_atomically
-from ..loading import load_keras_model, model_files, require_samples_file
+from ..loading import load_keras_model, model_files
+from ..samples import require_samples_file
 
 TEMPLATE = """\
 # hls4ml flow configuration for {model_name}, written by `hlsflow init`.

@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import console, standin, steps
 from ..errors import FlowError, check_flag
 from ..parts import family_of
-from ..state import outdir
+from ..state.folder import changed_since, snapshot
 from ..toolchain import doctor, xilinx
 from ..vivado_reports import is_stand_in_log, parse_finished_line
 
@@ -198,17 +198,17 @@ def leaves(cfg) -> list:
 
 
 def work(cfg, into: Path, project: dict, vivado=None, csim=None, export=None, vsynth=None,
-         timeout=None) -> outdir.Outcome:
+         timeout=None) -> steps.Outcome:
     """The HLS tool in the project; its outputs are the files it wrote or rewrote."""
     flags, args = _flags(cfg, csim, export, vsynth)
     install, version, _, _ = _install(cfg, vivado)
     shown, argv, build_opt = xilinx.command(install, version, flags)
-    xml = outdir.csynth_xml_path(into, cfg.project_name)
+    xml = steps.csynth_xml_path(into, cfg.project_name)
     console.step(f"{install.tool} {version} ({install.binary}){install.double_note} C synthesis of "
                  f"{cfg.project_name} for {cfg.part}")
     quoted = " ".join(f'"{a}"' if " " in a else a for a in shown)
     console.say(f"  {quoted}" + (f" with {BUILD_OPT}: {args}" if build_opt else "") + f"; log: {into / RUN_LOG}")
-    before = outdir.snapshot(into)
+    before = snapshot(into)
     original = (into / BUILD_OPT).read_bytes() if build_opt and (into / BUILD_OPT).is_file() else None
     try:
         if build_opt:
@@ -220,7 +220,7 @@ def work(cfg, into: Path, project: dict, vivado=None, csim=None, export=None, vs
         if original is not None:
             # Put back convert's file, so the project stays the one converted (its hash unchanged).
             (into / BUILD_OPT).write_bytes(original)
-    made = [rel for rel in outdir.changed_since(into, before) if rel != BUILD_OPT]
+    made = [rel for rel in changed_since(into, before) if rel != BUILD_OPT]
     # A report left by an earlier run must not pass for this one's.
     if xml.relative_to(into).as_posix() not in made or not xml.exists():
         console.say(_tail(into / RUN_LOG))
@@ -229,7 +229,7 @@ def work(cfg, into: Path, project: dict, vivado=None, csim=None, export=None, vs
     stand_in = install.test_double or is_stand_in_log(into / RUN_LOG)  # its results must never pass for Vivado's
     result = {"args": args, "command": " ".join(shown), "tool": install.tool, "vivado_hls": str(install.binary),
               "version": version, "stand_in": stand_in, **run}
-    return outdir.Outcome(made, result=result, extra={"vivado_version": version, "stand_in": stand_in})
+    return steps.Outcome(made, result=result, extra={"vivado_version": version, "stand_in": stand_in})
 
 
 def shown(cfg, record: dict, reused: bool) -> dict:

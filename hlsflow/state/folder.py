@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import FlowError
 from . import signing
-from .inputs import hash_files
+from ..inputs import hash_files
 from .manifest import MANIFEST, Manifest
 
 # Unfinished runs of these statuses may have left files they never recorded as outputs: a run that

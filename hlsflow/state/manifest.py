@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import FlowError
 from ..files import read_json, sha256, write_json
 from ..image import sbom
-from .inputs import command_line, digest, environment, hash_files
+from ..inputs import command_line, digest, environment, hash_files
 
 MANIFEST = "manifest.json"
 FORMAT = "hlsflow-manifest/1"

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 from .. import console, steps
-from ..steps import Outcome, emulation_library  # noqa: F401 (handed on: outdir)
+from ..steps import Outcome, csynth_xml_path, emulation_library  # noqa: F401 (handed on: outdir)
 from ..errors import FlowError, from_os_error
 from . import signing
 from .folder import accounted_files, atomic_temp_of, changed_since, is_accounted, snapshot, staging
-from .inputs import design_inputs, digest, hash_files, tree_hash
+from ..inputs import design_inputs, digest, hash_files, tree_hash
 from .manifest import MANIFEST, Manifest, changed_outputs, now, stage_record
 
 MISSING, STALE, CURRENT, UNFINISHED, CHANGED = "missing", "stale", "current", "unfinished", "changed"
@@ -241,11 +241,6 @@ def made_from(out_dir, name: str, project: dict) -> bool:
     return bool(record and record.get("status") == "ok"
                 and record.get("inputs", {}).get("project") == project["tree_hash"]
                 and not changed_outputs(out_dir, record))
-
-
-def csynth_xml_path(out_dir, project_name) -> Path:
-    """Where Vivado HLS writes its C synthesis report in an hls4ml project."""
-    return Path(out_dir) / f"{project_name}_prj" / "solution1" / "syn" / "report" / f"{project_name}_csynth.xml"
 
 
 class Caches:

@@ -8,7 +8,7 @@ from ..errors import FlowError
 from ..files import sha256
 from . import signing
 from .folder import all_files
-from .inputs import tree_hash
+from ..inputs import tree_hash
 from .manifest import MANIFEST, Manifest, changed_outputs
 
 

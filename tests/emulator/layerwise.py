@@ -11,7 +11,8 @@ def layerwise(cfg_path: Path, n: int, out_name="traced"):
     from hlsflow.emulator import fastemu
     from hlsflow.emulator.cpp import cpp_trace
     from hlsflow.config import load_config
-    from hlsflow.loading import load_keras_model, load_samples, resolve_samples
+    from hlsflow.loading import load_keras_model
+    from hlsflow.samples import load_samples, resolve_samples
 
     cfg = load_config(path=cfg_path, announce=False)
     keras_model = load_keras_model(cfg.keras_model)

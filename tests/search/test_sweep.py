@@ -75,7 +75,7 @@ def read_rows(folder):
 
 def test_grid_points_names_and_mistakes(tmp_path):
     from hlsflow.errors import FlowError
-    from hlsflow.search.sweep import point_name, read_grid
+    from hlsflow.search.grid import point_name, read_grid
 
     grid = tmp_path / "grid.yml"
     grid.write_text(GRID_6 + "io_type: io_stream\n")

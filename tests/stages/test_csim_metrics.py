@@ -136,7 +136,7 @@ def test_the_config_gates_and_a_bad_flag(models, monkeypatch):
 def test_choose_metric_from_the_output_and_labels():
     """The rules without a model: a linear output is a classifier's logits only when the labels are classes."""
     from hlsflow.errors import FlowError
-    from hlsflow.stages.emulate import choose_metric, labels_kind
+    from hlsflow.emulator.figures import choose_metric, labels_kind
 
     indices, onehot = np.array([0, 2, 1, 2]), np.eye(3)[[0, 2, 1, 2]]
     binary, targets = np.array([0, 1, 1, 0]), np.array([[0.2, 1.5], [3.0, -1.0], [0.1, 0.0], [2.0, 2.0]])

@@ -158,7 +158,7 @@ def test_a_sweep_over_precision_keeps_per_layer_types(folder, tmp_path):
     """A sweep point's config: the grid's Precision is the default, and types set per layer apart from
     the old default (init's proposals from the samples) stay."""
     from hlsflow.config import load_config
-    from hlsflow.search.sweep import KEYS
+    from hlsflow.search.grid import KEYS
 
     config = tmp_path / "proposed.yml"
     config.write_text(f"KerasModel: {folder / 'other.keras'}\nOutputDir: prj\nHLSConfig:\n"

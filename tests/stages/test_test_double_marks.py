@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import REPO_ROOT, TESTS_DIR
 from hlsflow import standin
-from hlsflow.search.sweep import render_pareto_png
+from hlsflow.search.sweep_results import render_pareto_png
 from hlsflow.stages import report
 
 STANDIN = TESTS_DIR / "standin_xilinx"

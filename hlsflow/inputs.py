@@ -12,10 +12,10 @@ import stat
 import sys
 from pathlib import Path
 
-from .. import __version__
-from ..files import sha256
-from ..loading import model_files
-from ..versions import gpp, package_version
+from . import __version__
+from .files import sha256
+from .loading import model_files
+from .versions import gpp, package_version
 
 # Written by convert but not part of the HLS project: hls4ml's chatter may name temporary paths.
 NOT_IN_TREE = ("hlsflow_convert.log",)
