@@ -6,11 +6,9 @@ to HOST_UID/HOST_GID).
 """
 
 import csv
-import hashlib
 import io
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -22,7 +20,7 @@ from pathlib import Path
 from ..console import warn
 from ..errors import FlowError
 from ..emulator import accepted
-from ..emulator.kernelcache import USER_KERNELS as KERNELS_ENV
+from ..emulator.kernelcache import USER_KERNELS as KERNELS_ENV, numba_cache
 from ..image.containers import docker_client, flow_image, runtime_name
 from ..state import signing
 from ..inputs import command_line
@@ -83,15 +81,10 @@ def container_settings(mounts: Mounts) -> dict:
                         f"{signing.ENV} to the path of a file it may create, readable by you alone.") from exc
     mounts.read_only(key)
     env[signing.ENV] = str(key.absolute())
-    # The C++ trees g++ accepted (emulator/accepted.py), so a design checked once is not checked in
-    # every new container; without a folder of its own the container's check just runs.
-    trees = accepted.folder()
-    try:
-        trees.mkdir(parents=True, exist_ok=True)
+    trees = accepted.made_folder()  # the C++ trees g++ accepted: a design is checked once, not in each container
+    if trees is not None:
         mounts.read_write(trees)
         env[accepted.ENV] = str(trees.absolute())
-    except OSError:
-        pass
     network = "none"  # the flow needs no network: keep it reproducible
     for var in LICENCE_VARS:
         if not os.environ.get(var):
@@ -280,26 +273,6 @@ def _watch_host(client, container):
         return client.api.exec_start(exec_id["Id"], socket=True)
     except docker.errors.APIError:
         return None
-
-
-def numba_cache(image_id: str):
-    """The host folder for the fast engine's kernels compiled for this CPU, where the image ships
-    none for it, created; None where it cannot be. Keyed by this CPU (model and flags) and the
-    image (its numba), so another machine's or image's code is never loaded; numba's own cache
-    index checks the CPU's name and features again."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = [line for line in lines if line.startswith(("model name", "flags"))][:2]
-    except OSError:  # no /proc (macOS): the container runs in a VM of this machine's CPU
-        cpu = [platform.machine(), platform.processor()]
-    key = hashlib.sha256("\n".join(cpu).encode()).hexdigest()[:12]
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    folder = base / "hlsflow" / "numba" / f"{key}-{image_id.split(':')[-1][:12]}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return str(folder) if os.access(folder, os.W_OK) else None
 
 
 KERNELS_DONE = ".compiled"  # in a numba_cache folder: the kernels-only container finished

@@ -23,6 +23,16 @@ def folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hlsflow" / "cpp-accepted"
 
 
+def made_folder():
+    """The folder, created; None where it cannot be (each container's check then just runs)."""
+    where = folder()
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return where
+
+
 def key(tree_hash: str, std: str) -> str:
     return hashlib.sha256(json.dumps([tree_hash, gpp(), std]).encode()).hexdigest()
 

@@ -10,7 +10,6 @@ import contextlib
 import copy
 import io
 import multiprocessing
-import os
 import re
 import resource
 import shutil

@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import tempfile
+from pathlib import Path
 
 SHIPPED = "HLSFLOW_KERNELS"  # the image's folder of compiled kernels (set in the Dockerfile)
 # Kernels compiled for this CPU where the image ships none for it: a per-user folder the launcher
@@ -101,3 +102,23 @@ def seed(cache: str, shipped, folder: str) -> int:
                     os.remove(partial)
             copied += 1
     return copied
+
+
+def numba_cache(image_id: str):
+    """The host folder for the fast engine's kernels compiled for this CPU, where the image ships
+    none for it, created; None where it cannot be. Keyed by this CPU (model and flags) and the
+    image (its numba), so another machine's or image's code is never loaded; numba's own cache
+    index checks the CPU's name and features again."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = [line for line in lines if line.startswith(("model name", "flags"))][:2]
+    except OSError:  # no /proc (macOS): the container runs in a VM of this machine's CPU
+        cpu = [platform.machine(), platform.processor()]
+    key = hashlib.sha256("\n".join(cpu).encode()).hexdigest()[:12]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = base / "hlsflow" / "numba" / f"{key}-{image_id.split(':')[-1][:12]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return str(folder) if os.access(folder, os.W_OK) else None

@@ -113,7 +113,7 @@ def test_conv_windows_in_tiles_equal_the_written_windows(kernel, strides, top_le
 def test_numba_cache_folder_is_per_cpu_and_image(tmp_path, monkeypatch):
     """The host folder the launcher mounts for numba's compiled kernels: under XDG_CACHE_HOME,
     one per image (another image may hold another numba), none where it cannot be written."""
-    from hlsflow.cli.launcher import numba_cache
+    from hlsflow.emulator.kernelcache import numba_cache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     first, second = numba_cache("sha256:" + "a" * 64), numba_cache("sha256:" + "b" * 64)
