@@ -155,12 +155,6 @@ def compiles_checked(cfg, project: dict, caches):
     caches.keep(steps.CHECK_CPP, inputs, work, ready=_gpp_ready)
 
 
-def check_compiles(cfg, project: dict, caches) -> None:
-    """The syntax check alone, beside nothing."""
-    with compiles_checked(cfg, project, caches):
-        pass
-
-
 def cpp_trace(cfg, keras_model, x, workdir: Path) -> tuple:
     """(ModelGraph, {layer: outputs}): hls4ml's bit-accurate per-layer trace, from a traced copy of
     the design compiled with g++ in workdir."""

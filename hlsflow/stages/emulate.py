@@ -13,6 +13,7 @@ regression). The gates: min_agreement for the agreement figures, max_error (max 
 for any output.
 """
 
+import contextlib
 import io
 import os
 import time
@@ -227,30 +228,30 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
     if check and fast is None:
         raise FlowError("--cross-check compares the fast engine with the C++ one, and this design runs on the "
                         "C++ engine only (see the line above).")
-    if fast is not None:
-        cpp.check_compiles(cfg, project, caches)  # the C++ engine's own build checks this
-
-    x, y, y_keras, facts = keras_reference(cfg, samples, limit, keras, caches)
-    n_out, activation = facts["outputs"], facts["output_activation"]
-    metric = choose_metric(cfg.flow["emulation"].get("metric") or "auto", activation, n_out, labels_kind(y, n_out))
-    console.step("Bit-accurate emulation of the HLS design")
-    if fast is not None:
-        try:
-            if len(x):
-                fast.run(x[:1])  # numba compiles its kernels on first use: a few seconds that are not emulation
-            start = time.monotonic()
-            y_hls = engines.run_fast(fast, x, cores)
-        except Unsupported as exc:  # what only the values show (a float too large to wrap): the C++ engine
-            fast = engines.unsupported_while_running(exc, required=engine == "fast", check=check)
-    workers = max(1, min(cores, (len(x) + cpp.CHUNK - 1) // cpp.CHUNK)) if fast is None else cores
-    if fast is not None:
-        build = {"library": None, "built": False, "seconds": 0.0, "peak_mb": None}
-    else:
-        build = cpp.build_library(cfg, project, caches)
-        start = time.monotonic()  # images/s is the emulation's speed; g++'s seconds are in emulation_build
-        y_hls = cpp.run_emulation(build["library"], f"{cfg.project_name}_float", x, n_out, workers)
-    seconds = time.monotonic() - start
-    checked = engines.cross_check(cfg, project, fast, keras(), x[:check], y_hls, cores, caches) if check else None
+    # g++'s syntax check of the C++ runs beside the Keras reference and the emulation (the C++
+    # engine's own build checks it); a rejection ends csim before anything is written.
+    with cpp.compiles_checked(cfg, project, caches) if fast is not None else contextlib.nullcontext():
+        x, y, y_keras, facts = keras_reference(cfg, samples, limit, keras, caches)
+        n_out, activation = facts["outputs"], facts["output_activation"]
+        metric = choose_metric(cfg.flow["emulation"].get("metric") or "auto", activation, n_out, labels_kind(y, n_out))
+        console.step("Bit-accurate emulation of the HLS design")
+        if fast is not None:
+            try:
+                if len(x):
+                    fast.run(x[:1])  # numba compiles its kernels on first use: a few seconds that are not emulation
+                start = time.monotonic()
+                y_hls = engines.run_fast(fast, x, cores)
+            except Unsupported as exc:  # what only the values show (a float too large to wrap): the C++ engine
+                fast = engines.unsupported_while_running(exc, required=engine == "fast", check=check)
+        workers = max(1, min(cores, (len(x) + cpp.CHUNK - 1) // cpp.CHUNK)) if fast is None else cores
+        if fast is not None:
+            build = {"library": None, "built": False, "seconds": 0.0, "peak_mb": None}
+        else:
+            build = cpp.build_library(cfg, project, caches)
+            start = time.monotonic()  # images/s is the emulation's speed; g++'s seconds are in emulation_build
+            y_hls = cpp.run_emulation(build["library"], f"{cfg.project_name}_float", x, n_out, workers)
+        seconds = time.monotonic() - start
+        checked = engines.cross_check(cfg, project, fast, keras(), x[:check], y_hls, cores, caches) if check else None
 
     result = {
         "samples": len(x),
