@@ -110,7 +110,35 @@ OWN_FLAGS = {"fetch": ("HLSFLOW_FETCH", "without the image: load $HLSFLOW_IMAGE_
 LANE_HELP = "run in this image lane: reference (TensorFlow 2.15, Keras 2) or keras3; default: the model's Keras"
 
 
+def _parse_error(exc: invoke.exceptions.ParseError) -> FlowError:
+    """invoke's parse error ("No idea what '--bogus' is!") as hlsflow's one sentence, exit 2."""
+    import re
+
+    text = str(exc)
+    unknown = re.fullmatch(r"No idea what '(.*)' is!", text)
+    missing = re.match(r"Flag <Argument: ([\w-]+)", text)
+    if unknown:
+        said = f"hlsflow has no task or flag '{unknown.group(1)}'"
+    elif missing and "needed value" in text:
+        said = f"--{missing.group(1).replace('_', '-')} needs a value"
+    else:
+        said = text.rstrip("!.")
+    return FlowError(f"{said}: `hlsflow --help` lists the tasks, `hlsflow TASK --help` a task's flags.", exit_code=2)
+
+
 class Program(invoke.Program):
+    def parse_core(self, argv):
+        try:
+            super().parse_core(argv)
+        except invoke.exceptions.ParseError as exc:
+            _fail(_parse_error(exc))
+
+    def parse_tasks(self):
+        try:
+            super().parse_tasks()
+        except invoke.exceptions.ParseError as exc:
+            _fail(_parse_error(exc))
+
     def core_args(self):
         return super().core_args() + [invoke.Argument(names=(name,), kind=bool, default=False, help=text)
                                       for name, (_, text) in OWN_FLAGS.items()] + [

@@ -76,6 +76,14 @@ CONTROLS = [
     (("convert", "--config", "newline.yml"), "The output directory"),
 ]
 
+# What invoke's parser refuses (an unknown task or flag, a flag without its value): hlsflow's sentence.
+PARSE = [
+    (("csimm", *MODEL), "hlsflow has no task or flag 'csimm': `hlsflow --help` lists the tasks"),
+    (("profile", *MODEL, "--bogus"), "hlsflow has no task or flag '--bogus'"),
+    (("--bogus", "convert", *MODEL), "hlsflow has no task or flag '--bogus'"),
+    (("csim", *MODEL, "--max-samples"), "--max-samples needs a value: `hlsflow --help` lists the tasks"),
+]
+
 # Grids refused before any point is made: no sweep folder is written.
 GRIDS = [
     (("sweep", *MODEL, "--grid", "empty.yml"), "names no config key"),
@@ -85,9 +93,9 @@ GRIDS = [
 ]
 
 
-@pytest.mark.parametrize("args, words", NUMBERS + CONTROLS + GRIDS,
+@pytest.mark.parametrize("args, words", NUMBERS + CONTROLS + PARSE + GRIDS,
                          ids=[" ".join(a[:1] + a[-2:]).encode("unicode_escape").decode() for a, _ in
-                              NUMBERS + CONTROLS + GRIDS])
+                              NUMBERS + CONTROLS + PARSE + GRIDS])
 def test_refused_by_its_grammar_and_nothing_written(user, args, words):
     before = folder_state(user)
     proc = run(user, *args)
