@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-from . import fixedpoint as fp
+from . import fixedpoint as fp, quantizers
 from ..fixedtype import FixedType
 from .fixedpoint import Unsupported
 
@@ -88,12 +88,7 @@ def layer_fn(layer, cls, out_t: FixedType, twin: dict):
     w_int, w_frac = _exact(w, "weights")
     b_int, b_frac = _exact(b, "biases") if b is not None else (np.zeros(n_out, np.int64), 0)
     types = _input_types(layer, n_in)
-    groups = None
-    if types is not None:
-        groups = {}
-        for i, t in enumerate(types):
-            groups.setdefault(t, []).append(i)
-        groups = [(t, np.array(idx)) for t, idx in groups.items()]
+    groups = quantizers.by_type(types) if types is not None else None
 
     def run(ins):
         raw, t = ins[0]

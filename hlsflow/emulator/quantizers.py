@@ -124,6 +124,14 @@ def _mask_function(name: str, project_dir: Path) -> str:
     return m.group(1)
 
 
+def by_type(types) -> list:
+    """[(type, indices of the elements of that type)]: one cast per type, not per element."""
+    groups = {}
+    for i, t in enumerate(types):
+        groups.setdefault(t, []).append(i)
+    return [(t, np.array(idx)) for t, idx in groups.items()]
+
+
 def fixed_point_quantizer(layer, out_t: FixedType, project_dir: Path):
     """Each element cast to its own type as the generated function does, then to the result type."""
     n = int(np.prod(layer.get_input_variable().shape))
@@ -138,10 +146,7 @@ def fixed_point_quantizer(layer, out_t: FixedType, project_dir: Path):
         seen += 1
     if seen != n:
         raise Unsupported(f"the quantizer function sets {seen} of {n} elements")
-    groups = {}
-    for i, t in enumerate(types):
-        groups.setdefault(t, []).append(i)
-    groups = [(t, np.array(idx)) for t, idx in groups.items()]
+    groups = by_type(types)
 
     def run(ins):
         raw, t = ins[0]
