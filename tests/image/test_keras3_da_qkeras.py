@@ -9,7 +9,7 @@
 import shutil
 
 from test_handover_identity import hlsflow
-from test_keras3_lane import MODELS, NO_REFERENCE, keras3_image  # noqa: F401 (the fixture)
+from test_keras3_lane import MODELS, NO_REFERENCE, assert_flow_bit_exact, keras3_image  # noqa: F401 (the fixture)
 
 
 def test_distributed_arithmetic_model_is_bit_exact_and_plans_no_dsp(keras3_image, tmp_path):  # noqa: F811
@@ -23,14 +23,7 @@ def test_distributed_arithmetic_model_is_bit_exact_and_plans_no_dsp(keras3_image
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Strategy: distributed_arithmetic" in (tmp_path / "hls4ml_config.yml").read_text()
 
-    proc, _ = hlsflow("flow", cwd=tmp_path, **env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "fast engine" in proc.stdout and "top-1 agreement HLS vs Keras" in proc.stdout, proc.stdout[-3000:]
-
-    proc, _ = hlsflow("csim", "--cross-check", "300", cwd=tmp_path, **env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Cross-check: the fast engine and the C++ emulation agree bit for bit on all 300 samples." in proc.stdout, \
-        proc.stdout[-3000:]
+    assert_flow_bit_exact(tmp_path, env)
 
     proc, _ = hlsflow("plan", cwd=tmp_path, **env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -50,11 +43,4 @@ def test_qkeras_v3_cnn_runs_bit_exact(keras3_image, tmp_path):  # noqa: F811
     assert "conv1: weight ap_fixed<6,1>, bias ap_fixed<6,1>" in written, written  # its quantized_bits(6, 0)
     assert "relu1: result ap_ufixed<6,2,AP_RND_CONV,AP_SAT>" in written, written  # its quantized_relu(6, 2)
 
-    proc, _ = hlsflow("flow", cwd=tmp_path, **env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "fast engine" in proc.stdout and "top-1 agreement HLS vs Keras" in proc.stdout, proc.stdout[-3000:]
-
-    proc, _ = hlsflow("csim", "--cross-check", "300", cwd=tmp_path, **env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Cross-check: the fast engine and the C++ emulation agree bit for bit on all 300 samples." in proc.stdout, \
-        proc.stdout[-3000:]
+    assert_flow_bit_exact(tmp_path, env)

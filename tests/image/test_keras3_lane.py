@@ -24,6 +24,18 @@ MODELS = REPO / "models"
 NO_REFERENCE = f"hlsflow-test-no-such-image:{uuid.uuid4().hex[:12]}"
 
 
+def assert_flow_bit_exact(folder: Path, env: dict) -> None:
+    """flow on the fast engine, then csim --cross-check 300: bit for bit with hls4ml's C++."""
+    proc, _ = hlsflow("flow", cwd=folder, **env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "fast engine" in proc.stdout and "top-1 agreement HLS vs Keras" in proc.stdout, proc.stdout[-3000:]
+
+    proc, _ = hlsflow("csim", "--cross-check", "300", cwd=folder, **env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Cross-check: the fast engine and the C++ emulation agree bit for bit on all 300 samples." in proc.stdout, \
+        proc.stdout[-3000:]
+
+
 @pytest.fixture(scope="session")
 def keras3_image(docker_client, tmp_path_factory) -> str:
     """The keras3 lane's image built from this checkout (`invoke build-image --lane keras3`): on a warm
@@ -58,14 +70,7 @@ def test_keras3_model_runs_in_the_keras3_lane_bit_exact(keras3_image, tmp_path, 
                     f"(Keras 3.15 on JAX), image {keras3_image}."], proc.stdout
     assert (user / "hls4ml_config.yml").is_file()
 
-    proc, _ = hlsflow("flow", cwd=user, **env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "fast engine" in proc.stdout and "top-1 agreement HLS vs Keras" in proc.stdout, proc.stdout[-3000:]
-
-    proc, _ = hlsflow("csim", "--cross-check", "300", cwd=user, **env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Cross-check: the fast engine and the C++ emulation agree bit for bit on all 300 samples." in proc.stdout, \
-        proc.stdout[-3000:]
+    assert_flow_bit_exact(user, env)
     if name == "keras3_mlp":  # a stage that imported TensorFlow itself (for its logger), once
         proc, _ = hlsflow("tune-precision", "--max-samples", "50", cwd=user, **env)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
