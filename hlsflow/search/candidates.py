@@ -55,8 +55,9 @@ def _count(changes: dict) -> int:
     return sum(len(kinds) - (propose.TABLE_SIZE in kinds) for kinds in changes.values())
 
 
-def _fraction_search(tuner, findings, overflow):
+def _fraction_search(tuner, findings, overflow, accumulators=False):
     """On top of the overflow fix, in this order, until the gate is met:
+    - fractional bits on the accumulators, first when the diagnosis named them (`accumulators`);
     - fractional bits on the types flagged as losing resolution;
     - integer bits on every data-path type: overflow Keras cannot show (a product or partial sum
       larger than the final one, softmax's x_max - x, which hls4ml types from its input);
@@ -68,6 +69,9 @@ def _fraction_search(tuner, findings, overflow):
     every = [f for f in findings if f.kind in ("result", "accum", "exp_table", "inv_table", "scale", "bias")
              and f.layer_class != "Softmax"]  # softmax's own types have saturating modes and tables
     plans = [("frac", "flagged", lossy, True)] if lossy else []
+    sums = [f for f in every if f.kind == "accum"]
+    if accumulators and sums:  # the diagnosis named them: each product truncated before adding
+        plans.insert(0, ("frac", "accumulator", sums, True))
     plans += [("int", "every data-path", every, False), ("frac", "every data-path", every, True)]
     integers = {(layer, kind): parse_precision(text).integer for layer, kinds in overflow.items()
                 for kind, text in kinds.items() if kind != propose.TABLE_SIZE}

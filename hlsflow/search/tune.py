@@ -126,7 +126,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
                                    overflow, _bits(findings, overflow)), findings)
         chosen = step if step.gate else None
     if chosen is None and reachable and not weights:
-        chosen = _fraction_search(tuner, findings, overflow)
+        chosen = _fraction_search(tuner, findings, overflow, found is not None and found.kind == "accumulators")
     if chosen is None and reachable:
         chosen = _wider_search(tuner, keras_model, x, every_type + findings, overflow)
     if chosen is not None and chosen is not best:
