@@ -207,11 +207,14 @@ def _prune(tuner, chosen, findings):
     if len(chosen.changes) < 2:
         return chosen  # without its one layer's changes it is your configuration, which failed
     order = sorted(chosen.changes, key=lambda layer: -_bits(findings, {layer: chosen.changes[layer]}))
+    # Each label names the step and the one layer dropped, not every drop kept before it: a folder's
+    # name of them all grew past the file system's 255 bytes on the published Conv1D example.
+    root = chosen.label
     for layer in order[:PRUNE_MAX]:
         if layer not in chosen.changes or len(chosen.changes) < 2:
             continue
         changes = {name: kinds for name, kinds in chosen.changes.items() if name != layer}
-        trial = tuner.measure(Trial(f"{chosen.label}-without-{layer}", f"the step so far without its changes to {layer}", changes,
+        trial = tuner.measure(Trial(f"{root}-without-{layer}", f"the step so far without its changes to {layer}", changes,
                                     _bits(findings, changes)), findings)
         if trial.gate and _cost(trial) <= _cost(chosen):
             chosen = trial
