@@ -1,9 +1,10 @@
 """The advice of issue 37 measured, before and after: for each model of tests/search/test_cause_advice.py
-and tests/search/precision_standins.py, a jet-tagging MLP like hls4ml's tutorial part 1, and the bundled
-models/, in an empty folder: `hlsflow init --samples`, `hlsflow csim` (the first flow's agreement),
-then `hlsflow tune-precision --no-compare-auto` (its outcome, agreement, added bits, wall time).
+and tests/search/precision_standins.py and test_published_like.py, a jet-tagging MLP like hls4ml's tutorial
+part 1, the bundled models/, and hls4ml's published examples (--published), in an empty folder: `hlsflow init
+--samples`, `hlsflow csim` (the first flow's agreement), then `hlsflow tune-precision --no-compare-auto` (its
+outcome, agreement, added bits, wall time).
 Run inside the image, once per code tree (PYTHONPATH picks the hlsflow the command runs):
-  python bench/advice.py --code /path/to/tree --label NAME --out NAME.json
+  python bench/advice.py --code /path/to/tree --label NAME --out NAME.json [--published DIR]
   python bench/advice.py --table before.json after.json --md bench/results/advice-DATE.md
 """
 
@@ -19,6 +20,11 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+# hls4ml's published examples (github.com/fastmachinelearning/example-models, keras/), never in this
+# repository: --published DIR holds each as NAME.keras (Keras's model_from_json and load_weights of its
+# json and h5, saved) and NAME.npz (samples); issue 37 measured these three.
+PUBLISHED = None
+PUBLISHED_NAMES = ("KERAS_conv1d", "KERAS_conv1d_small", "jetTagger_Conv2D_Small", "KERAS_conv2d_model")
 
 
 def models():
@@ -46,7 +52,25 @@ def models():
             return root / model, root / samples, None
         return make
 
-    return [("softmax table (test)", made("table", 0.03, 0.2)),
+    def like(make_like):  # tests/search/test_published_like.py's stand-ins
+        def make(root):
+            return (*make_like(root), None)
+        return make
+
+    def published(name):  # a json+h5 of hls4ml's example-models made a .keras, with samples, in PUBLISHED
+        def make(root):
+            for suffix in (".keras", ".npz"):
+                (root / f"{name}{suffix}").write_bytes((PUBLISHED / f"{name}{suffix}").read_bytes())
+            return root / f"{name}.keras", root / f"{name}.npz", None
+        return make
+
+    from test_published_like import conv_like, ties_like
+
+    extra = [(f"fastmachinelearning/example-models keras/{name}.json", published(name)) for name in PUBLISHED_NAMES
+             if PUBLISHED is not None and (PUBLISHED / f"{name}.keras").is_file()]
+    extra += [("Conv1D of 1024-product sums (test)", like(conv_like)), ("softmax, 1% ties no table resolves (test)",
+                                                                         like(ties_like))]
+    return extra + [("softmax table (test)", made("table", 0.03, 0.2)),
             ("softmax table, hls4ml's 1024-entry table (test)", made("table", 0.03, 0.2)),
             ("near ties (test)", made("tied", 0.0, 3e-4)),
             ("ReLU(max_value=6) (test)", lambda root: (*clip_model(root), "io_parallel")),
@@ -129,6 +153,7 @@ def main() -> None:
     parser.add_argument("--label")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--only", nargs="*")
+    parser.add_argument("--published", type=Path, help="a folder of the published examples (see PUBLISHED)")
     parser.add_argument("--table", nargs=2, type=Path)
     parser.add_argument("--md", type=Path)
     args = parser.parse_args()
@@ -139,6 +164,8 @@ def main() -> None:
             args.md.write_text(args.md.read_text() + text if args.md.exists() else text)
         print(text)
         return
+    global PUBLISHED
+    PUBLISHED = args.published.resolve() if args.published else None
     rows = run(args.code.resolve(), args.only)
     args.out.write_text(json.dumps({"label": args.label, "code": str(args.code), "rows": rows}, indent=1))
 

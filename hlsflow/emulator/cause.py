@@ -9,8 +9,10 @@ Diagnostic designs, each run on the fast engine in a temporary folder, are never
   grows only to keep its step on the wider input: its index is the top bits of that input's type);
 - "wide data path": wide types with the weights and biases as configured;
 - "tables": the user's types with every table widened.
-Which of them meets the gate says what limits the design: a data-path type, a weight or bias type,
-a table. When even the widest does not, the samples it still flips are shown with Keras's own
+Which of them meets the gate says what limits the design: a data-path type (the accumulators,
+when "wide accumulators" alone meets it or comes within noise of "wide data path": hls4ml truncates
+each product before adding), a weight or bias
+type, a table. When even the widest does not, the samples it still flips are shown with Keras's own
 margins (top-1 minus top-2 probability): near ties when most are below MARGIN, else the first
 layer whose bit-accurate trace departs from Keras (one hls4ml inserted, or one it computes otherwise).
 """
@@ -39,7 +41,7 @@ CONSTANTS = ("weight", "bias", "depthwise", "pointwise", "scale")  # a layer's t
 
 @dataclass
 class Cause:
-    kind: str  # "data path", "weights", "table", "types and table", "near ties", "layer", "none"
+    kind: str  # "accumulators", "data path", "weights", "table", "types and table", "near ties", "layer", "none"
     text: str  # one sentence with the figures
     figures: dict = field(default_factory=dict)  # {design: [agreeing, samples]}
     tables: list = field(default_factory=list)  # the table layers, when a table is the cause
@@ -277,6 +279,18 @@ def diagnose(cfg, keras_model, x, y_keras, metric: str, gate: float, say=None) -
         dp, _ = measure("wide data path", merge(path, kept_steps(settings, path)),
                         f"the data path +{WIDE_FRAC} fractional bits, weights and biases as yours")
         if dp:
+            sums = {layer: {"accum": kinds["accum"]} for layer, kinds in path.items() if "accum" in kinds}
+            terms = {f.layer: f.terms for f in findings if f.kind == "accum" and f.terms}
+            if sums and terms:
+                alone, _ = measure("wide accumulators", sums, f"only the accumulators +{WIDE_FRAC} fractional bits")
+            # named when they alone meet the gate, or come within noise of the whole data path widened
+            if sums and terms and (alone or not stats.improves(figures["wide data path"][0],
+                                                               figures["wide accumulators"][0], n)):
+                most = max(terms, key=terms.get)
+                return Cause("accumulators", f"the accumulators' rounding: hls4ml cuts each product to accum_t "
+                             f"before adding ({terms[most]} products a sum in {most}), so sums drift low; with only "
+                             f"the accumulators wider it agrees on {share('wide accumulators')}, with the whole data "
+                             f"path wider on {share('wide data path')} (yours: {share('yours')})", figures)
             return Cause("data path", f"a data-path type: your configuration agrees on {share('yours')}, the same "
                          f"design with the data-path types wider on {share('wide data path')}", figures)
         return Cause("weights", f"a weight or bias type: with the data-path types wider it agrees on "

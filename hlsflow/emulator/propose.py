@@ -5,13 +5,17 @@ From the samples' Keras values through hls4ml's graph (ranges.py's findings, no 
 - the data path (the input, every layer's output and the sums of Dense/Conv/pooling) gets the
   integer bits its values need with headroom, never fewer than the default, its fractional bits
   kept, so a type is as wide as its range asks and no wider;
+- an accumulator of many products (a Dense's or Conv's sums) gets fractional bits too: hls4ml
+  truncates each product to accum_t before adding, so the sum drifts low by half a step a product
+  (accum_bias_bits);
 - weights and biases (BatchNormalization's scale and bias too) get the integer bits their own
   values need at the default width, so small weights gain resolution for free;
 - a softmax whose input gained integer bits gets a larger table: hls4ml indexes its exp table by
   the top bits of x_max - x in a type of its input's integer bits (inp_norm_t), so every integer
   bit added there doubles the table's step unless the table doubles too; and a softmax whose two
   largest inputs lie closer than its table's step on more than TIED_SHARE of the samples gets the
-  table that tells them apart (up to MAX_TABLE_SIZE: closer ties are for tune's diagnosis to show).
+  table that tells them apart (up to MAX_TABLE_SIZE, else the one for all but TIED_SHARE_AT_MOST;
+  closer ties are for tune's diagnosis to show).
 Types the config sets apart from the default (a quantizer's, the user's) are kept unless their
 values overflow them; the softmax's own types (tables, saturating) are left to hls4ml.
 """
@@ -79,6 +83,19 @@ def integer_for_constants(lo: float, hi: float, signed: bool) -> int:
     return max(1, math.floor(math.log2(peak)) + 1 + int(signed))
 
 
+ACCUM_BIAS_LSBS = 4  # an accumulator's truncation bias is kept within this many steps of the default type
+
+
+def accum_bias_bits(terms) -> int:
+    """Fractional bits an accumulator of `terms` products needs beyond the default's: hls4ml truncates
+    each product to accum_t before adding, half a step low on average, so n products drift n/2 steps
+    (the published Conv1D example's 1280-product sums lost 80% of its labels that way); with
+    log2(n) - 1 - log2(ACCUM_BIAS_LSBS) more bits the drift stays within ACCUM_BIAS_LSBS steps."""
+    if not terms or terms < 2:
+        return 0
+    return max(0, math.ceil(math.log2(terms)) - 1 - int(math.log2(ACCUM_BIAS_LSBS)))
+
+
 def table_size_for(input_integer: int, input_width: int) -> int:
     """The softmax table size that keeps the exp table's step at 2^-SOFTMAX_STEP_BITS on an input of
     `input_integer` integer bits: its index is the top log2(size) bits of a type of input_integer - 1
@@ -110,8 +127,8 @@ def pinned_types(hls_config: dict) -> set:
 
 
 def look(cfg, keras_model, x, outs=None) -> tuple:
-    """(every type's finding, {softmax: (the layer it reads, its table size, the gap between its top
-    two inputs that TIED_SHARE of the samples fall below, or None)}) of the design `cfg` describes,
+    """(every type's finding, {softmax: (the layer it reads, its table size, the gaps between its top
+    two inputs that TIED_SHARE and TIED_SHARE_AT_MOST of the samples fall below, or None)}) of the design `cfg` describes,
     from one conversion in memory; `outs`: Keras's layer outputs on x, when known."""
     from ..design import in_memory
 
@@ -131,17 +148,21 @@ def look(cfg, keras_model, x, outs=None) -> tuple:
 
 
 TIED_SHARE = 0.01  # init gives a softmax the table that tells apart the top two inputs of all but this share
+# or, when that takes more than MAX_TABLE_SIZE entries, of all but this share (the published Conv1D
+# example's random-input samples: 1% apart by less than 2^14 entries can resolve, 5% by 4096)
+TIED_SHARE_AT_MOST = 0.05
 
 
 def _top_gap(z, n: int):
-    """The gap between the two largest inputs of a softmax that TIED_SHARE of the samples fall below."""
+    """The gaps between the two largest inputs of a softmax that TIED_SHARE and TIED_SHARE_AT_MOST
+    of the samples fall below."""
     if z is None:
         return None
     z = np.asarray(z, np.float64).reshape(n, -1)
     if z.shape[1] < 2:
         return None
     top = np.sort(z, axis=1)
-    return float(np.quantile(top[:, -1] - top[:, -2], TIED_SHARE))
+    return tuple(float(q) for q in np.quantile(top[:, -1] - top[:, -2], (TIED_SHARE, TIED_SHARE_AT_MOST)))
 
 
 def table_size_for_gap(input_integer: int, gap) -> int:
@@ -188,13 +209,18 @@ def _rule(f, default: FixedType, pinned: set, changed: dict):
         return None
     signed = f.fixed.signed
     if f.kind in DATA_PATH:
-        integer = integer_for_data(f.keras_min, f.keras_max, signed)
-        if integer <= f.fixed.integer:
+        integer = max(f.fixed.integer, integer_for_data(f.keras_min, f.keras_max, signed))
+        frac = max(f.fixed.frac, default.frac + accum_bias_bits(f.terms)) if f.kind == "accum" and \
+            not set_apart else f.fixed.frac
+        if integer == f.fixed.integer and frac == f.fixed.frac:
             return None
-        t = FixedType(integer + f.fixed.frac, integer, signed)
+        t = FixedType(integer + frac, integer, signed)
         where = "the samples span" if f.layer_class == "Input" else "Keras reaches"
-        return Change(f.layer, f.kind, ranges.type_text(t, f.modes), "samples",
-                      f"{where} [{f.keras_min:.3g}, {f.keras_max:.3g}]")
+        why = [f"{where} [{f.keras_min:.3g}, {f.keras_max:.3g}]"] if integer > f.fixed.integer else []
+        if frac > f.fixed.frac:
+            why.append(f"it sums {f.terms} products, each cut to its last bit, and +{frac - f.fixed.frac} fractional "
+                       f"bits keep their bias within {ACCUM_BIAS_LSBS} steps of {default}")
+        return Change(f.layer, f.kind, ranges.type_text(t, f.modes), "samples", "; ".join(why))
     # A layer's constants (weights, biases, BatchNormalization's scale and bias): exact, no headroom.
     integer = integer_for_constants(f.keras_min, f.keras_max, signed)
     t = FixedType(max(default.width, integer + default.frac), integer, signed)
@@ -223,10 +249,13 @@ def _softmax_changes(softmax: dict, findings, changes: dict) -> list:
             continue
         wanted = table_size_for(t.integer, t.width)
         why = f"keeps its exp table's step at 2^-{SOFTMAX_STEP_BITS} on {source}'s {t}"
-        apart = table_size_for_gap(t.integer, gap[0] if gap else None)
+        gaps = gap[0] if gap and gap[0] else (None, None)
+        share, apart = TIED_SHARE, table_size_for_gap(t.integer, gaps[0])
+        if apart is None:  # the closest 1% ask for more than MAX_TABLE_SIZE: the table for all but 5%
+            share, apart = TIED_SHARE_AT_MOST, table_size_for_gap(t.integer, gaps[1])
         if apart is not None and apart > wanted and apart <= 2 ** (t.width - 1):
             wanted, why = apart, (f"its step tells apart the two largest values of {source} on all but "
-                                  f"{TIED_SHARE:.0%} of the samples (gap {gap[0]:.3g})")
+                                  f"{share:.0%} of the samples (gap {gaps[0 if share == TIED_SHARE else 1]:.3g})")
         if wanted > size:
             out.append(Change(name, TABLE_SIZE, wanted, "softmax", why))
     return out

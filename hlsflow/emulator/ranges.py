@@ -47,6 +47,7 @@ class Finding:
     layer_class: str = None  # hls4ml's class of the layer
     modes: str = ""  # rounding/saturation modes of the type, kept when it is widened
     log2_quantiles: list = None  # QUANTILES of log2 |value| over the non-zero values, for the picture
+    terms: int = None  # an accumulator's products per output (a Dense's or Conv's inputs times its kernel)
 
     @property
     def loses_resolution(self) -> bool:
@@ -222,6 +223,9 @@ def range_findings(hls_model, keras_model, keras_outs, x=None, values=None) -> l
                 f = _finding(layer, kind, vals, precision, source)
             except fixedtype.NotFixedPoint:
                 continue  # a QKeras power-of-two (exponent) type: no fixed-point range to check
+            if kind == "accum" and getattr(layer.weights.get("weight"), "data", None) is not None:
+                # hls4ml casts each product to accum_t (truncating) before adding: the bias grows with their count
+                f.terms = int(np.prod(np.shape(layer.weights["weight"].data)[:-1]))
             if layer.class_name == "Softmax" and kind == "result":
                 f.underflow_share = 0.0  # tiny probabilities rounding to 0 do not change the label
             if kind == "exp_table" or (layer.class_name == "Softmax" and kind in ("accum", "inv_inp")):
