@@ -21,7 +21,7 @@ if str(TESTS_DIR.parent) not in sys.path:
 # the CI and Podman files wait for; test_slurm_lost.py has two tests, so xdist gives its worker
 # the fifth file at once, to run after them: a short one.
 LONGEST_FIRST = ("test_fastemu.py", "test_cause_advice.py", "test_quantized_models.py", "test_sweep.py", "test_any_part.py", "test_notebook_own_config.py", "test_library.py",
-                 "test_tune_widening.py", "test_distributed_arithmetic.py", "test_wide_products.py", "test_spatial.py", "test_precision.py", "test_activations.py",
+                 "test_tune_widening.py", "test_published_like.py", "test_distributed_arithmetic.py", "test_wide_products.py", "test_spatial.py", "test_precision.py", "test_activations.py",
                  "test_safety.py", "test_handed_files.py", "test_model_safety.py", "test_kernels.py", "test_ap_fixed_table.py", "test_manifest.py", "test_init_types.py",
                  "test_csim_metrics.py", "test_steps.py", "test_quiet.py", "test_flow.py", "test_csim_cache.py", "test_flag_grammar.py",
                  # tests/image
