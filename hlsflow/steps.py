@@ -49,7 +49,8 @@ KERAS_REFERENCE = Step("keras-reference", CACHE, "Keras's outputs on the samples
 FAULT_ANALYSIS = Step("fault-analysis", CACHE, "which types are at fault when the figure is low", requires=(CONVERT,),
                       inputs=("project", "design", "samples", "max_samples", "code", "TensorFlow"))
 CSIM = Step("csim", STAGE, "the bit-accurate emulation's figures", requires=(CONVERT,), keeps=(BUILD_EMULATION,),
-            inputs=("project", "samples", "max_samples", "g++", "engine", "metric"), outputs=("csim.json",))
+            inputs=("project", "samples", "max_samples", "g++", "engine", "metric", "cpp_checked"),
+            outputs=("csim.json",))
 SYNTH = Step("synth", STAGE, "the HLS tool's C synthesis", requires=(CONVERT,), inputs=("project", "args"))
 REPORT = Step("report", STAGE, "the report of the synthesis", requires=(SYNTH,),
               inputs=("csynth_xml", "part", "vivado_synth_rpt"),

@@ -132,6 +132,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     if chosen is not None and chosen is not best:
         chosen = _prune(tuner, chosen, every_type + findings)
     best_seen = chosen or max(tuner.trials, key=lambda t: (t.gate, t.agreement, t.hls_accuracy or 0, -t.added_bits))
+    tuner.confirm(best_seen)  # the design whose config may be written: g++ checks its C++ once
 
     auto = None
     if compare_auto:

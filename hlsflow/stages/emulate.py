@@ -59,20 +59,22 @@ def csim_flags(engine=None, cross_check=None) -> tuple:
     return check_engine(engine), whole_number(cross_check, "--cross-check", "--cross-check 20")
 
 
-def made_from(cfg, project: dict, samples=None, max_samples=None, engine=None, **flags) -> dict:
-    """The project, the samples and their count, the compiler and the engine; not the gate, the
-    workers or a cross-check, which change no figure."""
+def made_from(cfg, project: dict, samples=None, max_samples=None, engine=None, check_cpp=True, **flags) -> dict:
+    """The project, the samples and their count, the compiler and the engine, and whether g++ checked
+    the C++ (tune's trial designs skip it); not the gate, the workers or a cross-check, which change
+    no figure."""
     return {"project": project["tree_hash"], "samples": sha256(resolve_samples(cfg, samples), cache=True),
             "max_samples": max_samples or cfg.flow["emulation"].get("max_samples"),
             "g++": environment()["versions"]["g++"], "engine": check_engine(engine),
-            "metric": cfg.flow["emulation"].get("metric") or "auto"}
+            "metric": cfg.flow["emulation"].get("metric") or "auto", "cpp_checked": bool(check_cpp)}
 
 
 def work(cfg, into, project: dict, samples=None, max_samples=None, workers=None, engine=None, cross_check=None,
-         quiet_advice=False, caches=None) -> steps.Outcome:
+         quiet_advice=False, check_cpp=True, caches=None) -> steps.Outcome:
     samples = resolve_samples(cfg, samples)
     limit = max_samples or cfg.flow["emulation"].get("max_samples")
-    result = _emulate(cfg, project, samples, limit, workers, quiet_advice, check_engine(engine), cross_check, caches)
+    result = _emulate(cfg, project, samples, limit, workers, quiet_advice, check_engine(engine), cross_check, caches,
+                      check_cpp)
     write_json(into / RESULT, result)
     return steps.Outcome([RESULT], result=result,
                          sources={"samples": {"path": str(samples), "sha256": sha256(samples, cache=True)}})
@@ -221,7 +223,8 @@ def _cached_reference(cfg, facts):
     return (facts, y_keras) if ok else None
 
 
-def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto", check=None, caches=None) -> dict:
+def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto", check=None, caches=None,
+             check_cpp=True) -> dict:
     keras = _Keras(cfg)
     cores = workers or os.cpu_count() or 1
     fast = engines.fast_engine(cfg, project, keras, engine == "fast", caches) if engine != "cpp" else None
@@ -230,7 +233,7 @@ def _emulate(cfg, project, samples, limit, workers, quiet_advice, engine="auto",
                         "C++ engine only (see the line above).")
     # g++'s syntax check of the C++ runs beside the Keras reference and the emulation (the C++
     # engine's own build checks it); a rejection ends csim before anything is written.
-    with cpp.compiles_checked(cfg, project, caches) if fast is not None else contextlib.nullcontext():
+    with cpp.compiles_checked(cfg, project, caches) if fast is not None and check_cpp else contextlib.nullcontext():
         x, y, y_keras, facts = keras_reference(cfg, samples, limit, keras, caches)
         n_out, activation = facts["outputs"], facts["output_activation"]
         metric = choose_metric(cfg.flow["emulation"].get("metric") or "auto", activation, n_out, labels_kind(y, n_out))

@@ -285,6 +285,9 @@ def test_types_and_table_together_cost_one_bit_and_one_table(tmp_path):
     dropped = {t["label"].split("-without-")[1]: t["gate"] for t in result["trials"] if "-without-" in t["label"]}
     assert dropped == {"x": False, "prob": False}, dropped  # each tried without, neither could go
     assert "for 1 added bits on 1 types and +" in out.strip().splitlines()[-1]
+    # g++ checked the C++ of the step whose config tune wrote, and of no step it threw away.
+    checked = sorted(log.parent.name for log in (tmp_path / "build" / "both-tune").glob("*/cpp_check.log"))
+    assert checked == [after["label"]], (checked, after["label"])
 
 
 def test_weights_named_where_their_rounding_limits(tmp_path):
