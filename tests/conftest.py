@@ -23,7 +23,7 @@ if str(TESTS_DIR.parent) not in sys.path:
 LONGEST_FIRST = ("test_fastemu.py", "test_cause_advice.py", "test_quantized_models.py", "test_sweep.py", "test_any_part.py", "test_notebook_own_config.py", "test_library.py",
                  "test_tune_widening.py", "test_published_like.py", "test_distributed_arithmetic.py", "test_wide_products.py", "test_spatial.py", "test_precision.py", "test_activations.py",
                  "test_safety.py", "test_handed_files.py", "test_model_safety.py", "test_kernels.py", "test_ap_fixed_table.py", "test_manifest.py", "test_init_types.py",
-                 "test_csim_metrics.py", "test_steps.py", "test_quiet.py", "test_flow.py", "test_csim_cache.py", "test_flag_grammar.py",
+                 "test_csim_metrics.py", "test_unchanged_outputs.py", "test_steps.py", "test_quiet.py", "test_flow.py", "test_csim_cache.py", "test_flag_grammar.py",
                  # tests/image
                  "test_keras3_da_qkeras.py", "test_slurm_lost.py", "test_keras3_lane.py", "test_notebook_browser.py", "test_docker_image.py", "test_registry.py", "test_user_project.py", "test_slurm.py",
                  "test_sbom.py", "test_front_door.py", "test_input_grammar.py", "test_ci_files.py", "test_lab.py", "test_flow_in_image.py", "test_podman.py")
