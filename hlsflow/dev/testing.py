@@ -67,7 +67,13 @@ def refuse_skips_in_ci(junits, environ=os.environ) -> None:
 def run_flow_tests() -> int:
     """pytest on everything but tests/image, in this environment. The tests mostly keep one core
     busy each (TensorFlow, g++, numba), so two workers fill this 2-core machine; a test file stays
-    in one worker, so its module fixtures (models converted once) are not built twice."""
+    in one worker, so its module fixtures (models converted once) are not built twice. The C++
+    trees g++ accepted are this run's own (shared by its tests, never by an earlier run's)."""
+    import tempfile
+
+    from ..emulator import accepted
+
+    os.environ[accepted.ENV] = tempfile.mkdtemp(prefix="hlsflow-cpp-accepted-")
     return _pytest(["tests", "--ignore=tests/image", *_workers(os.cpu_count() or 1, "loadfile"),
                     "--no-loadscope-reorder"], RESULTS / "flow.xml")  # the order tests/conftest.py sets
 

@@ -302,7 +302,7 @@ def test_csim_fails_on_cpp_that_g_plus_plus_rejects(tmp_path):
         inp = tf.keras.Input((6,))
         tf.keras.Model(inp, last(layers.Dense(4, name="d")(inp))).save(tmp_path / f"{name}.keras")
     cfg = _config(tmp_path, tmp_path / "layer.keras", tmp_path / "s.npz")
-    env = flow_env(XDG_CACHE_HOME=tmp_path / "cache")  # what g++ accepted before: this test's own record
+    env = flow_env(HLSFLOW_CPP_ACCEPTED=tmp_path / "accepted")  # what g++ accepted before: this test's own
 
     def csim(*args):
         return run_hlsflow("csim", *args, cwd=os.getcwd(), env=env)
@@ -325,7 +325,7 @@ def test_csim_fails_on_cpp_that_g_plus_plus_rejects(tmp_path):
     assert elsewhere.returncode == 0, elsewhere.stdout[-3000:] + elsewhere.stderr[-2000:]
     assert "Checking that g++ accepts" not in elsewhere.stdout and "g++ accepted this same C++ before" in elsewhere.stdout
     assert (tmp_path / "ok2" / "cpp_check.log").read_bytes() == (tmp_path / "ok" / "cpp_check.log").read_bytes()
-    for entry in (tmp_path / "cache" / "hlsflow" / "cpp-accepted").iterdir():
+    for entry in (tmp_path / "accepted").iterdir():
         entry.write_bytes(b"damaged")  # an entry that cannot be read counts as none: g++ checks again
     damaged = csim("--config", good_cfg, "--out", tmp_path / "ok3")
     assert damaged.returncode == 0 and "Checking that g++ accepts" in damaged.stdout, damaged.stdout[-3000:]
