@@ -37,7 +37,8 @@ def containers_of(client, folder, running=False):
     """The containers with something under `folder` mounted: this test's alone. Whatever their
     image: the GitLab job test (test_ci_files.py) tags its own build hlsflow:latest for a while, so
     a container started meanwhile runs that image, not built_image."""
-    found = client.containers.list(all=not running)
+    # ignore_removed: a container another test's hlsflow run removes between the list and its inspect
+    found = client.containers.list(all=not running, ignore_removed=True)
     return [c for c in found if any(m["Source"].startswith(str(folder)) for m in c.attrs.get("Mounts", []))]
 
 

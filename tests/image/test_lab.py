@@ -236,7 +236,7 @@ def test_lab_from_the_host_in_a_browser(docker_client, built_image, lab_dir, tmp
     err = proc.logs[1].read_text()
     assert proc.returncode == 128 + signal.SIGINT, output(proc)[-3000:]
     assert "ERROR: Cancelled (SIGINT): the container was stopped and removed." in err
-    assert "Traceback" not in err
+    assert "Traceback" not in without_upstream_races(err), err[-3000:]
     assert containers_of(docker_client, lab_dir) == []
     # Nothing left in the user's folder but what was there and what the user made.
     assert sorted(p.name for p in lab_dir.iterdir()) == [".ipynb_checkpoints", "made.ipynb", MODEL]
@@ -327,7 +327,7 @@ def test_lab_with_the_image_alone(built_image, lab_dir, tmp_path, mounted):
 def mounting(client, folder) -> list:
     """Every container, running or not, with `folder` mounted (Podman's `ancestor` filter wants the
     image's full name)."""
-    return [c for c in client.containers.list(all=True)
+    return [c for c in client.containers.list(all=True, ignore_removed=True)
             if any(m.get("Source") == str(folder) for m in c.attrs.get("Mounts", []))]
 
 
