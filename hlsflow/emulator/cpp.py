@@ -137,19 +137,17 @@ def compiles_checked(cfg, project: dict, caches):
             proc.communicate()
 
     def work(into):
-        output = remembered
-        if output is None:
-            if proc is None:  # the record went stale meanwhile: not possible under the folder's lock
-                raise FlowError(f"The syntax check's record in {out} changed during this run: run csim again.")
-            output = stdout + stderr
+        if remembered is None and proc is None:  # the record went stale meanwhile: not under the folder's lock
+            raise FlowError(f"The syntax check's record in {out} changed during this run: run csim again.")
+        output = remembered if remembered is not None else stdout + stderr
+        (out / CHECK_LOG).write_text(output)
+        if remembered is None:
             if proc.returncode != 0:
-                (out / CHECK_LOG).write_text(output)
                 errors = [line for line in stderr.splitlines() if "error" in line][:5]
                 console.say("\n".join(errors))
                 raise FlowError(f"g++ rejects the C++ hls4ml wrote for this design (the errors are in {out / CHECK_LOG}), "
                                 f"so neither emulation nor Vivado can use it: {known_fix(stderr)}")
             accepted.remember(key, output)
-        (out / CHECK_LOG).write_text(output)
         return steps.Outcome([CHECK_LOG], result={"std": std})
 
     caches.keep(steps.CHECK_CPP, inputs, work, ready=_gpp_ready)

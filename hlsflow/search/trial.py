@@ -17,6 +17,18 @@ from ..errors import FlowError
 ACCURACY_TOLERANCE = 0.005  # emulated accuracy may be at most half a point below Keras's
 
 
+@contextlib.contextmanager
+def _shown_if_it_fails():
+    """The block's printing (a step's csim) held back, and its last lines shown only when it fails."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            yield
+    except FlowError:
+        console.say(captured.getvalue()[-3000:])
+        raise
+
+
 @dataclass
 class Trial:
     label: str
@@ -140,36 +152,23 @@ class Tuner:
     def confirm(self, trial: Trial) -> None:
         """The step whose config tune writes, with g++'s syntax check that its search skipped: its
         csim is recorded again with the check (the same figures); FlowError if g++ rejects its C++."""
-        if trial.label in ("before", "auto"):
-            return
-        trial_cfg = propose.with_changes(self.cfg, trial.changes, self.root / trial.label)
-        captured = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(captured):
-                flow.csim(trial_cfg, samples=self.samples, max_samples=self.max_samples, quiet_advice=True,
-                          min_agreement=0)
-        except FlowError:
-            console.say(captured.getvalue()[-3000:])
-            raise
+        with _shown_if_it_fails():
+            flow.csim(propose.with_changes(self.cfg, trial.changes, self.root / trial.label), samples=self.samples,
+                      max_samples=self.max_samples, quiet_advice=True, min_agreement=0)
 
     def measure(self, trial: Trial, findings) -> Trial:
         if trial.label not in ("before", "auto"):  # the user's and hls4ml's own types are measured as they are
             trial.changes = causes.merge(trial.changes, propose.table_changes(self.softmax, self.types, trial.changes))
         in_place = trial.label == "before" and not self.relabelled
         trial_cfg = self.cfg if in_place else propose.with_changes(self.cfg, trial.changes, self.root / trial.label)
-        captured = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(captured):
-                # As `hlsflow csim` on the step's folder: converted first when not current, csim recorded there.
-                # min_agreement=0: the config's gate is the target tune measures against, not a reason to stop
-                # g++'s syntax check only for your configuration: a step changes types and table sizes,
-                # and the one written out is checked by confirm(); the others are thrown away.
-                r = flow.csim(trial_cfg, samples=self.samples, max_samples=self.max_samples, quiet_advice=True,
-                              min_agreement=0, check_cpp=trial.label == "before")
-                trial.dsp, trial.bram = resource_estimate(trial_cfg, self.keras_model)
-        except FlowError:
-            console.say(captured.getvalue()[-3000:])
-            raise
+        with _shown_if_it_fails():
+            # As `hlsflow csim` on the step's folder: converted first when not current, csim recorded there.
+            # min_agreement=0: the config's gate is the target tune measures against, not a reason to stop
+            # g++'s syntax check only for your configuration: a step changes types and table sizes,
+            # and the one written out is checked by confirm(); the others are thrown away.
+            r = flow.csim(trial_cfg, samples=self.samples, max_samples=self.max_samples, quiet_advice=True,
+                          min_agreement=0, check_cpp=trial.label == "before")
+            trial.dsp, trial.bram = resource_estimate(trial_cfg, self.keras_model)
         trial.agreement, trial.keras_accuracy, trial.hls_accuracy = (r.get("agreement", r.get("top1_agreement")),
                                                                      r["keras_accuracy"], r["hls_accuracy"])
         trial.samples = r["samples"]

@@ -132,7 +132,6 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
     if chosen is not None and chosen is not best:
         chosen = _prune(tuner, chosen, every_type + findings)
     best_seen = chosen or max(tuner.trials, key=lambda t: (t.gate, t.agreement, t.hls_accuracy or 0, -t.added_bits))
-    tuner.confirm(best_seen)  # the design whose config may be written: g++ checks its C++ once
 
     auto = None
     if compare_auto:
@@ -163,6 +162,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
         final = (f"The gate was met already by your configuration (agreement {before.figure(target)}"
                  f"{_accuracy_text(before)}{'; ' + note if note else ''}): 0 bits added, nothing written.")
     elif chosen is not None:
+        tuner.confirm(chosen)  # the design whose config is written: g++ checks its C++ once
         tuned = _config_yaml(cfg, chosen.changes, config_path)
         result["outcome"], result["config"] = "met", str(config_path)
         note = stats.gate_note(chosen.agreeing, n, target)
@@ -180,6 +180,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
                  "and what limits it is "
                  f"{found.text}; tried: the diagnostic designs above; no bits bought, nothing written.")
     elif best_seen is not before and not tuner.noise(best_seen):
+        tuner.confirm(best_seen)
         tuned = _config_yaml(cfg, best_seen.changes, config_path)
         result["outcome"], result["config"] = "not met", str(config_path)
         final = (f"Gate NOT met: the best step reached agreement {best_seen.figure(target)}{_accuracy_text(best_seen)} "
