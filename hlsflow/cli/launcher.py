@@ -21,7 +21,8 @@ from ..console import warn
 from ..errors import FlowError
 from ..emulator import accepted
 from ..emulator.kernelcache import USER_KERNELS as KERNELS_ENV, numba_cache
-from ..image.containers import docker_client, flow_image, runtime_name
+from ..image.containers import docker_client, runtime_name
+from ..image.fetch import flow_image
 from ..state import signing
 from ..inputs import command_line
 from ..toolchain.xilinx import LICENCE_VARS

@@ -10,7 +10,6 @@ take seconds. Handing the image on is handover.py; finding Docker or Podman is c
 
 import contextlib
 import fnmatch
-import io
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from .. import __version__
 from ..console import error, say, step
 from ..errors import FlowError
 from ..files import REPO_ROOT as ROOT
-from .containers import REPO, docker_client, image_ref
+from .containers import KERAS3_REPO, REPO, docker_client, image_ref, image_sbom_bytes
 from .debian_base import base_image, check_debian_packages
 from .sbom import packages_of
 from .wheels import (BUILD_LOCK, KERAS3_DIR, KERAS3_LOCKS, KERAS3_WHEELHOUSE, LOCK, NODEPS_LOCK, SBOM_LOCK,
@@ -36,8 +35,6 @@ BUILD_DIR = ROOT / "build"
 # What of the repository goes into /opt/hlsflow (minus what .dockerignore leaves out). Not tests/
 # (8 MB): they run from a checkout (`invoke test` is a checkout task), which they mount.
 CODE = ("tasks.py", "invoke.yaml", "pyproject.toml", "hlsflow", "project", "models", "examples")
-# Where docker/Dockerfile puts the SBOM (its HLSFLOW_SBOM).
-SBOM_IN_IMAGE = "/usr/share/hlsflow/sbom.cdx.json"
 
 
 def build_image(tag: str | None = None, no_cache: bool = False, allow_drift: bool = False,
@@ -47,8 +44,6 @@ def build_image(tag: str | None = None, no_cache: bool = False, allow_drift: boo
     docker/debian-packages.lock are FlowError, unless `allow_drift` (which updates the lock).
     lane="keras3": docker/keras3/Dockerfile with its own locks and wheelhouse, on the same base,
     tagged `hlsflow-keras3:<version>-<git describe>` and `hlsflow-keras3:latest`."""
-    from .lanes import KERAS3_REPO
-
     keras3 = lane == "keras3"
     repo = KERAS3_REPO if keras3 else REPO
     client = docker_client()
@@ -103,22 +98,6 @@ def build_image(tag: str | None = None, no_cache: bool = False, allow_drift: boo
 def image_sbom_packages(client, image) -> dict[str, str]:
     """The package set of an image's SBOM."""
     return packages_of(json.loads(image_sbom_bytes(client, image)), f"the SBOM of image {image}")
-
-
-def image_sbom_bytes(client, image) -> bytes:
-    """An image's SBOM file as the build wrote it, copied out of a container that is never started."""
-    import docker
-
-    container = client.containers.create(image, ["true"], network_mode="none")
-    try:
-        stream, _ = container.get_archive(SBOM_IN_IMAGE)
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            return tar.extractfile(tar.getmembers()[0]).read()
-    except docker.errors.NotFound:
-        raise FlowError(f"Image {image} has no SBOM at {SBOM_IN_IMAGE}: it was built before "
-                        "SBOMs; rebuild it with `invoke build-image`.") from None
-    finally:
-        container.remove(force=True)
 
 
 # --- build ---------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ from ..errors import FlowError
 
 REPO = "hlsflow"
 DEFAULT_IMAGE = "hlsflow:latest"
+KERAS3_REPO = "hlsflow-keras3"  # the keras3 lane's image (image/lanes.py)
+# Where docker/Dockerfile puts the SBOM (its HLSFLOW_SBOM).
+SBOM_IN_IMAGE = "/usr/share/hlsflow/sbom.cdx.json"
 # Labels docker/Dockerfile gives every hlsflow image. The title says it is one, the revision which
 # commit it was built from (save-image records it, load-image compares it).
 TITLE_LABEL = "org.opencontainers.image.title"
@@ -120,35 +123,6 @@ def missing_label(labels) -> str | None:
     return next((name for name in (VERSION_LABEL, REVISION_LABEL) if not labels.get(name)), None)
 
 
-def flow_image(client, image=None):
-    """The image the flow runs in (image_name), refused unless it carries hlsflow's labels: another
-    image would end in the engine's "executable file not found" instead of a sentence."""
-    import docker
-
-    ref = image_name(image)
-    try:
-        found = client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        from .registry import pull_for_run, registry_host
-
-        # A registry's image (HLSFLOW_IMAGE=ghcr.io/lab/hlsflow@sha256:…) is pulled the first time;
-        # else the ways to get it are said (or, with --fetch, the first is taken).
-        if registry_host(ref):
-            found = pull_for_run(client, ref)
-        else:
-            from .fetch import missing
-
-            found = missing(client, ref)
-    missing = missing_label(found.labels)
-    if missing:
-        if not image and os.environ.get("HLSFLOW_IMAGE"):
-            raise FlowError(f"HLSFLOW_IMAGE names {ref}, which is not an hlsflow image (it has no {missing} "
-                            "label): set HLSFLOW_IMAGE to an hlsflow image such as hlsflow:latest, or unset it.")
-        raise FlowError(f"Image {ref} is not an hlsflow image (it has no {missing} label): load one with "
-                        "`hlsflow load-image FILE`, or build it in a checkout with `invoke build-image`.")
-    return found
-
-
 def image_exists(tag: str = "latest") -> bool:
     import docker
 
@@ -157,3 +131,31 @@ def image_exists(tag: str = "latest") -> bool:
         return True
     except docker.errors.ImageNotFound:
         return False
+
+
+def registry_host(ref: str) -> str | None:
+    """The registry a reference names (`ghcr.io`, `127.0.0.1:5000`), as the engines read it; None
+    for a local name such as hlsflow:latest (which `docker pull` would look up on Docker Hub)."""
+    first, slash, _ = ref.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
+def image_sbom_bytes(client, image) -> bytes:
+    """An image's SBOM file as the build wrote it, copied out of a container that is never started."""
+    import io
+    import tarfile
+
+    import docker
+
+    container = client.containers.create(image, ["true"], network_mode="none")
+    try:
+        stream, _ = container.get_archive(SBOM_IN_IMAGE)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            return tar.extractfile(tar.getmembers()[0]).read()
+    except docker.errors.NotFound:
+        raise FlowError(f"Image {image} has no SBOM at {SBOM_IN_IMAGE}: it was built before "
+                        "SBOMs; rebuild it with `invoke build-image`.") from None
+    finally:
+        container.remove(force=True)

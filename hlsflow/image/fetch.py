@@ -1,4 +1,5 @@
-"""The first run without the image, as FINN's run-docker.sh does it: what can get the image is
+"""Getting the image a command runs in (flow_image): the local one, a registry's pulled on first
+use, or, on the first run without it, as FINN's run-docker.sh does it: what can get the image is
 said in one line each; with `hlsflow --fetch` the first that applies is done, and the command goes
 on. A registry image (HLSFLOW_IMAGE=ghcr.io/…@sha256:…) needs neither: the launcher pulls it
 (registry.pull_for_run)."""
@@ -8,7 +9,9 @@ import os
 from ..console import detail, step
 from ..errors import FlowError
 from ..files import REPO_ROOT
-from .containers import DEFAULT_IMAGE, REPO, missing_image_message
+from .containers import (DEFAULT_IMAGE, REPO, image_name, missing_image_message, missing_label,
+                         registry_host)
+from .registry import pull_for_run
 
 FETCH_ENV = "HLSFLOW_FETCH"  # set by `hlsflow --fetch`
 TARBALL_ENV = "HLSFLOW_IMAGE_TARBALL"  # a save-image tarball to load (the CI templates' name too)
@@ -56,3 +59,28 @@ def missing(client, ref: str):
                             f"{ref}: unset HLSFLOW_IMAGE, or tag it with `docker tag {DEFAULT_IMAGE} {ref}`.")
         client.api.tag(image_id, REPO, ref.partition(":")[2])
     return client.images.get(ref)
+
+
+def flow_image(client, image=None):
+    """The image the flow runs in (image_name), refused unless it carries hlsflow's labels: another
+    image would end in the engine's "executable file not found" instead of a sentence."""
+    import docker
+
+    ref = image_name(image)
+    try:
+        found = client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        # A registry's image (HLSFLOW_IMAGE=ghcr.io/lab/hlsflow@sha256:…) is pulled the first time;
+        # else the ways to get it are said (or, with --fetch, the first is taken).
+        if registry_host(ref):
+            found = pull_for_run(client, ref)
+        else:
+            found = missing(client, ref)
+    lacking = missing_label(found.labels)
+    if lacking:
+        if not image and os.environ.get("HLSFLOW_IMAGE"):
+            raise FlowError(f"HLSFLOW_IMAGE names {ref}, which is not an hlsflow image (it has no {lacking} "
+                            "label): set HLSFLOW_IMAGE to an hlsflow image such as hlsflow:latest, or unset it.")
+        raise FlowError(f"Image {ref} is not an hlsflow image (it has no {lacking} label): load one with "
+                        "`hlsflow load-image FILE`, or build it in a checkout with `invoke build-image`.")
+    return found

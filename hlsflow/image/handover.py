@@ -26,7 +26,7 @@ from pathlib import Path
 from ..console import Progress, say, step, warn
 from ..errors import FlowError, from_os_error
 from ..files import sha256
-from .containers import (REPO, REVISION_LABEL, VERSION_LABEL, docker_client, get_image, image_ref,
+from .containers import (REPO, REVISION_LABEL, VERSION_LABEL, docker_client, get_image, image_ref, image_sbom_bytes,
                          missing_label)
 
 DEFAULT_DIR = Path("build")
@@ -98,8 +98,6 @@ def save_image(path=None, tag: str = "latest", force: bool = False) -> Path:
 
 def _identity(client, image, ref: str) -> dict:
     """What the .sha256 file records of the image; FlowError for an image that is not hlsflow's."""
-    from .build import image_sbom_bytes
-
     labels = image.labels or {}
     missing = missing_label(labels)
     if missing:
@@ -258,8 +256,6 @@ def _load_checked(path: Path, found: dict, recorded: dict | None) -> str:
                             f"{found['image_id'][7:19]}: nothing was tagged; load it with `docker load` "
                             "and compare the ids yourself.")
         if recorded and recorded.get("sbom_sha256"):
-            from .build import image_sbom_bytes
-
             if hashlib.sha256(image_sbom_bytes(client, image.id)).hexdigest() != recorded["sbom_sha256"]:
                 raise FlowError(f"The SBOM in {path.name} is not the one its .sha256 records: copy both files "
                                 "again from the same save-image.")

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from ..console import say
 from ..errors import FlowError
+from .containers import KERAS3_REPO, docker_client, image_ref, registry_host
 
 REFERENCE, KERAS3 = "reference", "keras3"
 LANES = (REFERENCE, KERAS3)
 LANE_ENV = "HLSFLOW_LANE"  # set by `hlsflow --lane NAME`
 KERAS3_IMAGE_ENV = "HLSFLOW_IMAGE_KERAS3"
-KERAS3_REPO = "hlsflow-keras3"
 KERAS3_IMAGE = f"{KERAS3_REPO}:latest"
 METADATA_LIMIT = 1 << 20
 WHAT = {REFERENCE: "the reference lane (TensorFlow 2.15, Keras 2)", KERAS3: "the keras3 lane (Keras 3.15 on JAX)"}
@@ -122,12 +122,8 @@ def lane_image(argv: list, cwd=None) -> str | None:
     if lane != KERAS3:
         return None
     ref = keras3_image()
-    from .registry import registry_host
-
-    if not registry_host(ref):  # a registry's image is pulled on first use (containers.flow_image)
+    if not registry_host(ref):  # a registry's image is pulled on first use (fetch.flow_image)
         import docker
-
-        from .containers import docker_client
 
         try:
             docker_client().images.get(ref)
@@ -137,8 +133,6 @@ def lane_image(argv: list, cwd=None) -> str | None:
 
 
 def keras3_image() -> str:
-    from .containers import image_ref
-
     return image_ref(os.environ.get(KERAS3_IMAGE_ENV) or KERAS3_IMAGE)
 
 

@@ -19,7 +19,8 @@ import time
 
 from ..console import say, step
 from ..errors import FlowError
-from .containers import REPO, REVISION_LABEL, docker_client, image_ref, missing_label, runtime_name
+from .containers import (REPO, REVISION_LABEL, docker_client, image_name, image_ref, image_sbom_bytes,
+                         missing_image_message, missing_label, registry_host, runtime_name)
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # What the engines' progress streams say of a layer that is finished (Docker push and pull, Podman).
@@ -37,15 +38,6 @@ def split_reference(ref: str) -> tuple[str, str | None, str | None]:
         last, tag = last.split(":", 1)
         name = f"{head}{slash}{last}"
     return name, tag, digest or None
-
-
-def registry_host(ref: str) -> str | None:
-    """The registry a reference names (`ghcr.io`, `127.0.0.1:5000`), as the engines read it; None
-    for a local name such as hlsflow:latest (which `docker pull` would look up on Docker Hub)."""
-    first, slash, _ = ref.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return None
 
 
 def _check_digest(digest: str) -> str:
@@ -158,16 +150,12 @@ def _not_hlsflow(ref: str, labels, advice: str) -> FlowError | None:
 
 
 def _sbom_sha256(client, image_id: str) -> str:
-    from .build import image_sbom_bytes
-
     return hashlib.sha256(image_sbom_bytes(client, image_id)).hexdigest()
 
 
 def push_image(ref: str, image: str | None = None) -> str:
     """Push the local hlsflow image `image` (default: HLSFLOW_IMAGE, else hlsflow:latest) as `ref`;
     returns `name@digest`, the reference that names exactly the image pushed."""
-    from .containers import image_name
-
     source = image_name(image)
     target = image_ref(ref)
     name, tag, digest = split_reference(target)
@@ -182,8 +170,6 @@ def push_image(ref: str, image: str | None = None) -> str:
     client = docker_client()
     found = _local(client, source)
     if found is None:
-        from .containers import missing_image_message
-
         raise FlowError(missing_image_message(source))
     refused = _not_hlsflow(source, found.labels, "push an image built by `invoke build-image` or loaded with "
                            "`hlsflow load-image`")
