@@ -1,6 +1,6 @@
 """`invoke kernel-signatures`: hlsflow/emulator/kernel_signatures.txt, the kernels the image
 compiles ahead of time, written from what the fast engine compiles for the bundled models and the
-tests' small CNN. Run it (in the image) after a change to kernels.py or to how the engine calls
+tests' small CNN. Run it (in the image) after a change to kernels/ or to how the engine calls
 it; tests/image/test_user_project.py fails while the image would still compile on first use."""
 
 from ..files import REPO_ROOT

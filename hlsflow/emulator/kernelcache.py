@@ -1,6 +1,6 @@
 """Where the fast engine's compiled kernels are kept, and the ones the image ships.
 
-numba compiles kernels.py's loops on first use (about 25 s for a CNN) and keeps them in a cache
+numba compiles kernels/'s loops on first use (about 25 s for a CNN) and keeps them in a cache
 folder (NUMBA_CACHE_DIR: the launcher mounts a per-machine one; else a folder in the temporary
 directory, which lives as long as the container). numba keys that cache by the CPU it compiled
 for, by name and features, so code compiled for this exact CPU loads on no other. The kernels are
@@ -26,7 +26,8 @@ SHIPPED = "HLSFLOW_KERNELS"  # the image's folder of compiled kernels (set in th
 # mounts read-only, filled only by a container that holds no user's file (cli/launcher.py). numba's
 # cache index is a pickle: nothing a model or project could write is ever read as one.
 USER_KERNELS = "HLSFLOW_USER_KERNELS"
-KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.py")
+# A file of kernels/: numba keeps the kernels of every file of that folder in one folder of its cache.
+KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "__init__.py")
 _V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave", "cx16", "popcnt", "sse4_1",
        "sse4_2", "ssse3"}
 # The flags /proc/cpuinfo must show for each level, highest first.
@@ -68,7 +69,7 @@ def prepare() -> str:
 def numba_folder(source: str) -> str:
     """The folder under the cache folder where numba keeps the kernels of the file `source`: named
     for the file's folder and a hash of its path (numba's rule, numba/core/caching.py). The image
-    compiled kernels.py under /opt/hlsflow; a checkout mounted elsewhere has other folders."""
+    compiled kernels/ under /opt/hlsflow; a checkout mounted elsewhere has other folders."""
     folder = os.path.dirname(os.path.abspath(source))
     return f"{os.path.basename(folder)}_{hashlib.sha1(folder.encode()).hexdigest()}"
 
@@ -77,7 +78,7 @@ def seed(cache: str, shipped, folder: str) -> int:
     """Copies into cache/folder each file that the shipped folder's own numba folder holds and
     cache/folder lacks (one that numba rewrote there, with more signatures, stays), each by a
     rename so that a process reading the folder meanwhile never sees half a file. The shipped
-    kernels serve a kernels.py at another path too (a checkout mounted into the image, as the
+    kernels serve a kernels/ at another path too (a checkout mounted into the image, as the
     tests run): numba loads them only where the file's content is the one they were compiled from,
     and compiles otherwise. Returns how many; an unwritable cache folder copies nothing (numba then
     compiles, as without a shipped folder)."""

@@ -10,7 +10,7 @@ SIGNATURES = Path(__file__).with_name("kernel_signatures.txt")
 
 
 def _dispatchers() -> dict:
-    """{name: numba dispatcher} of kernels.py's public functions that numba caches on disk. Its
+    """{name: numba dispatcher} of the kernels' public functions (kernels/__init__.py names them) that numba caches on disk. Its
     private ones run only inside those, compiled with them; they show signatures only in a process
     that compiled rather than loaded their callers, so listing them would depend on the cache."""
     from numba.core.caching import NullCache

@@ -296,8 +296,8 @@ def test_the_cpu_level_picks_the_highest_one_the_flags_allow(flags, level):
 
 
 def test_seeding_copies_what_is_missing_and_keeps_what_numba_rewrote(tmp_path):
-    """The shipped folder's numba folder (named for where the image compiled kernels.py) lands in
-    the numba folder of this kernels.py, wherever it is."""
+    """The shipped folder's numba folder (named for where the image compiled kernels/) lands in
+    the numba folder of this kernels/, wherever it is."""
     from hlsflow.emulator import kernelcache
 
     shipped, cache = tmp_path / "shipped", tmp_path / "cache"
@@ -317,10 +317,16 @@ def test_seeding_copies_what_is_missing_and_keeps_what_numba_rewrote(tmp_path):
 
 
 def test_the_numba_folder_is_the_one_numba_uses(tmp_path):
-    """kernelcache names the folder numba caches kernels.py's kernels in by numba's own rule."""
+    """kernelcache names the folder numba caches the kernels in by numba's own rule, one for every
+    file of kernels/."""
     from numba.core.caching import _CacheLocator
 
     from hlsflow.emulator import kernelcache
 
-    for source in (kernelcache.KERNELS, str(tmp_path / "elsewhere" / "kernels.py")):
+    from hlsflow.emulator.kernels import casts, dense, simd
+
+    for source in (kernelcache.KERNELS, str(tmp_path / "elsewhere" / "kernels" / "__init__.py")):
         assert kernelcache.numba_folder(source) == _CacheLocator.get_suitable_cache_subpath(source)
+    shipped_folder = kernelcache.numba_folder(kernelcache.KERNELS)
+    for module in (casts, dense, simd):  # each file's kernels are seeded into the same folder
+        assert _CacheLocator.get_suitable_cache_subpath(module.__file__) == shipped_folder
