@@ -53,3 +53,25 @@ def sha256(path, cache: bool = False) -> str:
             digest.update(block)
     _hash_cache[key] = digest.hexdigest()
     return _hash_cache[key]
+
+
+def all_files(root, skip=lambda rel: False) -> list:
+    """Relative paths of every file under root (symbolic links aside), sorted, but those `skip` names."""
+    root = Path(root)
+    return sorted(rel for rel in (path.relative_to(root).as_posix() for path in root.rglob("*")
+                                  if path.is_file() and not path.is_symlink()) if not skip(rel))
+
+
+def snapshot(root, skip=lambda rel: False) -> dict:
+    """{relative path: (size, mtime, inode)}: what a tool changed is what differs afterwards."""
+    root = Path(root)
+    result = {}
+    for rel in all_files(root, skip):
+        st = (root / rel).stat()
+        result[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return result
+
+
+def changed_since(root, before: dict, skip=lambda rel: False) -> list:
+    """Files under root that are new or rewritten since `snapshot` returned `before`."""
+    return [rel for rel, sig in snapshot(root, skip).items() if before.get(rel) != sig]

@@ -6,6 +6,10 @@ runs the stages it requires first, one line each; what is current is reused. `ru
 one runner: it finds the stage, satisfies what its step requires, and hands the stage's own
 functions to the manifest's record/reuse/run/done sequence (state/records.py, Record.run). The
 stages never call each other: they meet here. One run at a time works on an output directory.
+
+This is state/'s one door for everything that runs in the image: the stages, the emulator and
+the searches (tune-precision, sweeps) claim folders and read records through the functions below,
+never through state/ itself (tests/test_shape.py checks it).
 """
 
 from pathlib import Path
@@ -17,10 +21,10 @@ from .inputs import run_inputs
 from .parts import resolve_part
 from .samples import check_samples_fit, resolve_samples
 from .stages import convert as convert_stage, emulate, report as report_stage, synthesize
-from .state import records
-from .state.folder import check_writable
-from .state.lock import claimed
-from .state.manifest import stage_record
+from .state import records, signing
+from .state.folder import check_output_path, check_owned, check_writable
+from .state.lock import claimed, locked
+from .state.manifest import has_manifest, stage_record
 
 # The flow's stages, in the order they run: every STAGE step of steps.REGISTRY, once.
 STAGES = (convert_stage.WORK, emulate.WORK, synthesize.WORK, report_stage.WORK)
@@ -214,13 +218,14 @@ def synth(cfg, force=False, **options) -> dict:
 def report(cfg, vivado=None, out=None, part=None, force=False) -> dict:
     """`cfg` is None when only --out was given (then `out` and `part` are the flags)."""
     out_dir = cfg.output_dir if cfg is not None else Path(out).absolute()
-    if report_stage.foreign_folder(out_dir):
+    recorded = has_manifest(out_dir)
+    if report_stage.foreign_folder(out_dir, recorded):
         # Synthesised outside hlsflow (by hand or by plain hls4ml): read where it is, never
         # converted or synthesised into; not locked, as only the report's own files are written.
         return report_stage.report_foreign(out_dir, project=cfg.project_name if cfg else None,
                                            part=cfg.part if cfg else (resolve_part(part) if part else None))
     if cfg is None:
-        report_stage.no_report_without_config(out_dir)
+        report_stage.no_report_without_config(out_dir, recorded)
     upstream = {"synth": {"vivado": vivado}}
     with _locked(cfg):
         _prechecks("report", cfg, {}, upstream)
@@ -253,3 +258,37 @@ def run(cfg, samples=None, min_agreement=None, vivado=None, force=False, max_err
             if work.name == "csim":
                 emulate.gate(cfg, results["csim"], min_agreement, max_error)
     return results
+
+
+# ------------------------------------------------------------------ for the searches (tune, sweep)
+
+def check_claimable(cfg, samples=None) -> None:
+    """What claiming cfg's output folder would refuse (a path hlsflow may not write, a folder
+    holding a file it did not write), said before a search of minutes."""
+    check_output_path(cfg.output_dir, run_inputs(cfg, samples))
+    check_owned(cfg.output_dir)
+
+
+def check_folder(path, inputs=(), what="output directory") -> None:
+    """A folder of a command's own (a sweep's) that hlsflow may write at all (state/folder.py)."""
+    check_output_path(path, inputs, what=what)
+
+
+def lock(path):
+    """One hlsflow run at a time on a folder (a sweep's), also across containers."""
+    return locked(path)
+
+
+def record_of(out_dir, name: str):
+    """A step's record in an output folder's manifest, or None."""
+    return stage_record(out_dir, name)
+
+
+def signing_key() -> signing.Secret:
+    """This user's key to sign records with, as handed to the sweep's workers."""
+    return signing.Secret(signing.current_key())
+
+
+def sign_as(key: signing.Secret) -> None:
+    """Sign (and check) records with the sweep's user's key in this process (a sweep's worker)."""
+    signing.use(key.value)

@@ -20,6 +20,15 @@ STAGE, COMMAND, CACHE = "stage", "command", "cache"
 # csim's set-up, kept between runs (the fast engine, Keras's predictions): each file is the output
 # of a record of its own in the manifest, keyed by what it is made from, and goes with the project.
 CACHE_DIR = "csim_cache"
+# The files of an output folder that are hlsflow's own, never a step's output: the manifest (and
+# its temporary copies while it is rewritten), and the mark of a folder being staged.
+MANIFEST = "manifest.json"
+STAGING_MARK = ".hlsflow-staging"
+
+
+def bookkeeping(rel: str) -> bool:
+    """Whether a path (relative to an output folder) is one of the folder's own files above."""
+    return rel in (MANIFEST, STAGING_MARK) or (rel.startswith(f".{MANIFEST}.") and rel.endswith(".tmp"))
 
 
 @dataclass(frozen=True)

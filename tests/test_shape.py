@@ -81,6 +81,21 @@ def test_no_import_loop():
         "move what they share down into one of them"
 
 
+# Who may import state/: the runner (flow.py), `hlsflow verify` (cli/tasks.py), and the host's
+# launcher, which checks an output path and makes the user's signing key before any container (and
+# so any runner) starts.
+STATE_DOORS = {"flow.py", "cli/tasks.py", "cli/launcher.py", "cli/mounts.py"}
+
+
+def test_state_is_entered_only_by_the_runner_verify_and_the_launcher():
+    entering = sorted(path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py")
+                      if not path.relative_to(PACKAGE).as_posix().startswith("state/")
+                      and any(name.startswith("hlsflow.state") for name in _imported(path)))
+    assert "flow.py" in entering, entering  # the check reads imports at all
+    assert set(entering) <= STATE_DOORS, f"these enter state/ without the runner (flow.py): " \
+        f"{sorted(set(entering) - STATE_DOORS)}"
+
+
 def test_the_emulator_and_csims_stage_never_enter_state():
     files = [*sorted((PACKAGE / "emulator").glob("*.py")), PACKAGE / "stages" / "emulate.py"]
     entering = {path.relative_to(PACKAGE).as_posix(): sorted(name for name in _imported(path)

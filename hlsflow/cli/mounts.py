@@ -169,13 +169,14 @@ def _mount_config(spec, values: dict, mounts: Mounts, cwd: Path) -> dict:
     from ..loading import model_files
     from ..samples import require_samples_file
     from ..stages.report import foreign_folder, no_report_without_config
+    from ..state.manifest import has_manifest
 
     absolute = {}
     if spec.out_alone and only_out(values.get("out"), values.get("config"), values.get("model"), cwd):
         # --out alone: a folder synthesised elsewhere, read in place; only it is mounted.
         out = Path(os.path.abspath(cwd / str(values["out"])))
-        if not foreign_folder(out):
-            no_report_without_config(out)
+        if not foreign_folder(out, has_manifest(out)):
+            no_report_without_config(out, has_manifest(out))
         mounts.read_write(out)
         return {"out": str(out)}
     samples = values.get("samples") if "samples" in spec.inputs else None
@@ -184,7 +185,7 @@ def _mount_config(spec, values: dict, mounts: Mounts, cwd: Path) -> dict:
         raise no_config(cwd)
     # A folder synthesised elsewhere is only read (and given the report's files): it needs
     # no model, and is neither replaced nor checked as an output folder of hlsflow's.
-    foreign = spec.out_alone and foreign_folder(paths.output_dir)
+    foreign = spec.out_alone and foreign_folder(paths.output_dir, has_manifest(paths.output_dir))
     if paths.config is not None:
         mounts.read_only(paths.config)
         # Passed even when the host found it: the container has no folder to search.

@@ -20,14 +20,11 @@ import time
 import traceback
 from pathlib import Path
 
-from .. import console, stats
+from .. import console, flow, stats
 from ..errors import FlowError
 from ..files import read_json, write_atomically, write_json
 from ..inputs import design_inputs, digest, remember_command, run_inputs
-from ..state import signing
-from ..state.folder import check_output_path
-from ..state.lock import locked
-from ..state.manifest import MANIFEST, stage_record
+from ..steps import MANIFEST
 from .grid import KEYS, MAX_POINTS, make_specs, read_grid
 from .sweep_results import final_line, render_pareto_png, write_table
 
@@ -78,7 +75,7 @@ def point_config(spec: dict, make_plan: bool = True):
 
 
 def _preflight(cfg) -> dict:
-    record = stage_record(cfg.output_dir, "convert") or {}
+    record = flow.record_of(cfg.output_dir, "convert") or {}
     return ((record.get("result") or {}).get("preflight")) or {}
 
 
@@ -106,7 +103,7 @@ def collect_row(spec: dict, cfg) -> dict:
     pre = _preflight(cfg)
     row.update(est_multipliers=pre.get("estimated_multipliers"), est_bram_18k=pre.get("estimated_weight_bram_18k"),
                fits_estimate=pre.get("fits_estimate"))
-    csim = stage_record(cfg.output_dir, "csim") or {}
+    csim = flow.record_of(cfg.output_dir, "csim") or {}
     if csim.get("status") == "ok":
         result = csim.get("result") or {}
         row.update(agreement=result.get("top1_agreement"), keras_accuracy=result.get("keras_accuracy"),
@@ -116,7 +113,7 @@ def collect_row(spec: dict, cfg) -> dict:
                 row[f"{key}_ci95"] = stats.ci_text(stats.count(row[key], row["samples"]), row["samples"])
         if result.get("metric") == "error":  # a regression: no labels to agree on, its error instead
             row["max_abs_diff"] = result.get("max_abs_diff")
-    report_record = stage_record(cfg.output_dir, "report") or {}
+    report_record = flow.record_of(cfg.output_dir, "report") or {}
     report = read_json(cfg.output_dir / "report.json") if report_record.get("status") == "ok" else None
     if report:
         used = {name: (report["resources"].get(name) or {}).get("used") for name in ("DSP", "BRAM_18K", "LUT", "FF")}
@@ -149,7 +146,7 @@ def current_config(spec: dict):
         flags = {"max_samples": spec["max_samples"]} if row.name == "csim" else {}
         if not flow.is_current(row.name, cfg, **flags):
             # Never synthesised, and still no Vivado in sight: as complete as it can be.
-            unsynthesised = row.name == "synth" and stage_record(cfg.output_dir, "synth") is None
+            unsynthesised = row.name == "synth" and flow.record_of(cfg.output_dir, "synth") is None
             return cfg if unsynthesised and synthesize.find_vivado_hls(spec["vivado"]) is None else None
     return cfg
 
@@ -175,10 +172,10 @@ def _run_flow(spec: dict):
 def run_point(spec: dict, signer=None) -> dict:
     """Run one point on a Dask worker; returns its row. Never raises: a failure is a row with
     its error. Its output goes to <name>.log beside the point. `signer`: the sweep's user's
-    signing key (signing.Secret), which signs the point's records as theirs."""
+    signing key (flow.signing_key), which signs the point's records as theirs."""
     start = time.monotonic()
     if signer is not None:
-        signing.use(signer.value)
+        flow.sign_as(signer)
     # The point's manifest records the sweep's command, not the worker's.
     remember_command(spec["command"])
     log = Path(spec["log"])
@@ -292,13 +289,13 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
             load_config(**spec["options"], announce=False)
         except FlowError as exc:
             raise FlowError(f"Point {spec['name']} of {grid}: {exc}") from None
-    check_output_path(sweep_dir, [grid, *run_inputs(cfg, samples)], what="sweep's folder")
+    flow.check_folder(sweep_dir, [grid, *run_inputs(cfg, samples)], what="sweep's folder")
     if sweep_dir.exists() and any(sweep_dir.iterdir()) and not (sweep_dir / "sweep.json").exists():
         what = "an HLS project" if (sweep_dir / MANIFEST).exists() else "not a sweep's folder"
         raise FlowError(f"{sweep_dir} is {what} (it has no sweep.json), and hlsflow writes a sweep only into an "
                         "empty folder or an earlier sweep's: choose another --out.")
 
-    with locked(sweep_dir):
+    with flow.lock(sweep_dir):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if not (sweep_dir / "sweep.json").exists():
             # The folder is a sweep's from now on: one cut short (its session or all its jobs gone) is
@@ -323,7 +320,7 @@ def sweep(cfg, options: dict, grid, samples=None, max_samples=None, min_agreemen
                     tally.finished(row)
                 # The user's signing key goes with each point to workers this sweep started (a batch
                 # job's container has no file of it), never to a scheduler someone else may run.
-                signer = None if scheduler else signing.Secret(signing.current_key())
+                signer = None if scheduler else flow.signing_key()
                 futures = {dask_client.submit(run_point, spec, signer, key=f"hlsflow-point-{spec['name']}-"
                                               f"{digest(spec)[:8]}", pure=False): spec for spec in todo}
                 keys = {f.key for f in futures}

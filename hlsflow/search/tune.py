@@ -25,8 +25,8 @@ from ..config import CONFIG_NAME, config_is_for, gate_of
 from ..emulator import cause as causes, propose, ranges
 from ..errors import FlowError
 from ..files import sha256, write_atomically, write_json
+from ..inputs import design_inputs, digest
 from ..loading import load_keras_model, load_samples, resolve_samples
-from ..state import outdir
 # The search's parts, by job: the measure and its cost, the candidate steps, what is written.
 from .candidates import (TABLE_STEPS, _count, _fraction_search, _overflow_fix, _prune, _table_search,
                          _wider_search)
@@ -74,8 +74,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
         tf.get_logger().setLevel("ERROR")  # Keras's retracing notices, once per trial, say nothing useful here
     samples = resolve_samples(cfg, samples)
     # Checked before the search, which takes minutes: its results go into the output directory.
-    outdir.check_output_path(cfg.output_dir, outdir.run_inputs(cfg, samples))
-    outdir.check_owned(cfg.output_dir)
+    flow.check_claimable(cfg, samples)
     target = gate_of(cfg, target)  # --target comes checked (cli/kinds.py)
     keras_model = load_keras_model(cfg.keras_model)
     measured = _labels_measured(cfg, keras_model, samples)
@@ -219,7 +218,7 @@ def tune(cfg, samples=None, max_samples=None, write=None, target=None, compare_a
             made.append(config_path.name)
         return steps.Outcome(made, result={"outcome": result["outcome"], "after": best_seen.label})
 
-    inputs = {"design": outdir.digest(outdir.design_inputs(cfg)), "samples": sha256(samples, cache=True),
+    inputs = {"design": digest(design_inputs(cfg)), "samples": sha256(samples, cache=True),
               "max_samples": max_samples, "target": target}
     flow.record_command(steps.TUNE, cfg, inputs, work, samples)  # recorded for `hlsflow verify`
     console.say(final)

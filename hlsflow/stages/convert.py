@@ -14,11 +14,11 @@ import shutil
 from pathlib import Path
 
 from .. import console, steps
+from ..files import all_files
 from ..design import convert_model
 from ..errors import FlowError
 from ..inputs import NOT_IN_TREE, design_inputs, design_sources, lib_stamp
 from ..loading import load_keras_model, model_files
-from ..state.folder import all_files
 from .. import preflight
 
 
@@ -84,7 +84,7 @@ def _neutralise(staging: Path, cfg, stamp: str, random_stamp: str) -> None:
     shutil.copyfile(files[0], staging / copy_name)
     for extra in files[1:]:  # the weights of a JSON model
         shutil.copyfile(extra, staging / f"keras_model{''.join(extra.suffixes)}")
-    leftovers = [rel for rel in all_files(staging) if rel not in NOT_IN_TREE
+    leftovers = [rel for rel in all_files(staging, steps.bookkeeping) if rel not in NOT_IN_TREE
                  and str(staging).encode() in (staging / rel).read_bytes()]
     if leftovers:
         raise FlowError(f"hls4ml wrote the path of the output directory into {leftovers[0]}: this hlsflow does not "
@@ -127,7 +127,7 @@ def work(cfg, into: Path, project=None) -> steps.Outcome:
         "preflight": check.as_dict(),
         "model_graph": "model_graph.png" if graph else None,
     }
-    return steps.Outcome(all_files(into), result=result, extra={"stamp": stamp},
+    return steps.Outcome(all_files(into, steps.bookkeeping), result=result, extra={"stamp": stamp},
                          sources=design_sources(cfg))
 
 

@@ -14,7 +14,6 @@ from ..errors import FlowError
 from ..files import read_json, sha256, write_atomically, write_json
 from ..parts import find_part
 from .report_figures import render_layers_png, render_utilisation_png
-from ..state.manifest import has_manifest
 from ..steps import csynth_xml_path
 from ..vivado_reports import (LAYER_RESOURCES, head_text, is_stand_in_log, parse_csynth_xml, parse_instances,
                               parse_vivado_synth_rpt, percent)
@@ -234,11 +233,12 @@ _REPORT_KEYS = {"project", "csynth_xml", "tool", "tool_version", "part", "clock"
                 "resources", "fits", "timing_met"}
 
 
-def foreign_folder(out_dir) -> bool:
-    """An existing folder without hlsflow's manifest that holds Vivado HLS reports or an hls4ml
-    project: written by hand or by plain hls4ml, so it is read, never converted or synthesised into."""
+def foreign_folder(out_dir, recorded: bool) -> bool:
+    """An existing folder without hlsflow's manifest (`recorded`: it has one) that holds Vivado HLS
+    reports or an hls4ml project: written by hand or by plain hls4ml, so it is read, never converted
+    or synthesised into."""
     out = Path(out_dir)
-    if not out.is_dir() or has_manifest(out):
+    if not out.is_dir() or recorded:
         return False
     return (out / HLS4ML_CONFIG).is_file() or bool(find_csynth_reports(out))
 
@@ -367,13 +367,14 @@ def report_foreign(out_dir, project=None, part=None) -> dict:
     return write_report(out, name, part, xml=xml, foreign=True)
 
 
-def no_report_without_config(out_dir) -> None:
-    """The one sentence for `hlsflow report --out DIR` alone on a folder that is not one to read."""
+def no_report_without_config(out_dir, recorded: bool) -> None:
+    """The one sentence for `hlsflow report --out DIR` alone on a folder that is not one to read
+    (`recorded`: it has hlsflow's manifest)."""
     out = Path(out_dir)
     if not out.is_dir():
         raise FlowError(f"The output folder {out} does not exist: give --out the folder of a synthesised HLS "
                         "project.")
-    if has_manifest(out):
+    if recorded:
         raise FlowError(f"{out} is an output folder of hlsflow: pass the --config (or --model) it was made with, "
                         "so that the report knows whether its synthesis is current.")
     foreign_project(out)  # names what is missing

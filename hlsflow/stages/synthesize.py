@@ -17,8 +17,8 @@ from pathlib import Path
 
 from .. import console, standin, steps
 from ..errors import FlowError, check_flag
+from ..files import changed_since, snapshot
 from ..parts import family_of
-from ..state.folder import changed_since, snapshot
 from ..toolchain import doctor, xilinx
 from ..vivado_reports import is_stand_in_log, parse_finished_line
 
@@ -208,7 +208,7 @@ def work(cfg, into: Path, project: dict, vivado=None, csim=None, export=None, vs
                  f"{cfg.project_name} for {cfg.part}")
     quoted = " ".join(f'"{a}"' if " " in a else a for a in shown)
     console.say(f"  {quoted}" + (f" with {BUILD_OPT}: {args}" if build_opt else "") + f"; log: {into / RUN_LOG}")
-    before = snapshot(into)
+    before = snapshot(into, steps.bookkeeping)
     original = (into / BUILD_OPT).read_bytes() if build_opt and (into / BUILD_OPT).is_file() else None
     try:
         if build_opt:
@@ -220,7 +220,7 @@ def work(cfg, into: Path, project: dict, vivado=None, csim=None, export=None, vs
         if original is not None:
             # Put back convert's file, so the project stays the one converted (its hash unchanged).
             (into / BUILD_OPT).write_bytes(original)
-    made = [rel for rel in changed_since(into, before) if rel != BUILD_OPT]
+    made = [rel for rel in changed_since(into, before, steps.bookkeeping) if rel != BUILD_OPT]
     # A report left by an earlier run must not pass for this one's.
     if xml.relative_to(into).as_posix() not in made or not xml.exists():
         console.say(_tail(into / RUN_LOG))

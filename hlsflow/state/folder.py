@@ -9,54 +9,40 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .. import files, steps
 from ..errors import FlowError
-from . import signing
 from ..inputs import hash_files
-from .manifest import MANIFEST, Manifest
+from ..steps import MANIFEST, STAGING_MARK
+from . import signing
+from .manifest import Manifest
 
 # Unfinished runs of these statuses may have left files they never recorded as outputs: a run that
 # failed or was stopped records them exactly ("left"); one killed outright leaves only what it said
 # at its start it may write ("may_leave": exact paths, a folder ending in "/").
 UNFINISHED_STATUSES = ("running", "failed", "interrupted")
-# Written first into convert's staging folder (and into a replaced project before it is deleted),
-# so that a run killed half-way leaves folders the next run can prove are hlsflow's to remove.
-STAGING_MARK = ".hlsflow-staging"
+# STAGING_MARK (steps.py) is written first into convert's staging folder (and into a replaced
+# project before it is deleted), so that a run killed half-way leaves folders the next run can
+# prove are hlsflow's to remove.
 
 
 def all_files(root: Path) -> list:
-    """Relative paths of every file under root, the manifest (and its temporary copies) and the
-    staging mark aside."""
-    root = Path(root)
-    found = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            rel = path.relative_to(root).as_posix()
-            if rel not in (MANIFEST, STAGING_MARK) and not (rel.startswith(f".{MANIFEST}.") and rel.endswith(".tmp")):
-                found.append(rel)
-    return sorted(found)
+    """Relative paths of every file under root, the folder's own files (steps.bookkeeping) aside."""
+    return files.all_files(root, steps.bookkeeping)
 
 
 def snapshot(root: Path) -> dict:
-    """{relative path: (size, mtime, inode)}: what a tool changed is what differs afterwards."""
-    root = Path(root)
-    result = {}
-    for rel in all_files(root):
-        st = (root / rel).stat()
-        result[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
-    return result
+    return files.snapshot(root, steps.bookkeeping)
 
 
 def changed_since(root: Path, before: dict) -> list:
-    """Files under root that are new or rewritten since `snapshot` returned `before`."""
-    after = snapshot(root)
-    return [rel for rel, sig in after.items() if before.get(rel) != sig]
+    return files.changed_since(root, before, steps.bookkeeping)
 
 
 def _entries(root: Path):
     """Relative paths of every file and symbolic link under root (links are not followed)."""
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, names in os.walk(root):
         base = Path(folder)
-        for name in sorted(files) + sorted(d for d in dirs if (base / d).is_symlink()):
+        for name in sorted(names) + sorted(d for d in dirs if (base / d).is_symlink()):
             yield (base / name).relative_to(root).as_posix()
 
 

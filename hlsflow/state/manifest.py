@@ -16,8 +16,8 @@ from ..errors import FlowError
 from ..files import read_json, sha256, write_json
 from ..image import sbom
 from ..inputs import command_line, digest, environment, hash_files
+from ..steps import MANIFEST  # named beside the folder's other own files
 
-MANIFEST = "manifest.json"
 FORMAT = "hlsflow-manifest/1"
 RUNS_KEPT = 200
 
