@@ -96,6 +96,21 @@ def test_state_is_entered_only_by_the_runner_verify_and_the_launcher():
         f"{sorted(set(entering) - STATE_DOORS)}"
 
 
+def test_no_module_is_imported_under_another_modules_name():
+    """`from ..image import build as image` reads as the package image/ where build.py is meant."""
+    names = {path.stem if path.stem != "__init__" else path.parent.name for path in PACKAGE.rglob("*.py")}
+    misleading = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                misleading += [f"{path.relative_to(PACKAGE)}:{node.lineno}: {alias.name} as {alias.asname}"
+                               for alias in node.names
+                               if alias.asname and alias.asname != alias.name.rpartition(".")[2]
+                               and alias.asname in names]
+    assert len(names) > 50 and "image" in names and "build" in names, names
+    assert misleading == [], misleading
+
+
 def test_the_emulator_and_csims_stage_never_enter_state():
     files = [*sorted((PACKAGE / "emulator").glob("*.py")), PACKAGE / "stages" / "emulate.py"]
     entering = {path.relative_to(PACKAGE).as_posix(): sorted(name for name in _imported(path)

@@ -16,10 +16,10 @@ from ..files import REPO_ROOT as ROOT
                  "lane": "reference (default: hlsflow:*) or keras3 (docker/keras3/, hlsflow-keras3:*)"})
 def build_image(c, tag=None, no_cache=False, allow_drift=False, lane="reference"):
     """Build the toolchain image (debootstrapped base and host wheelhouse when no registry is reachable)."""
-    from ..image import build as image
+    from ..image import build
     from ..image.lanes import check_lane
 
-    image.build_image(tag=tag, no_cache=no_cache, allow_drift=allow_drift, lane=check_lane(lane))
+    build.build_image(tag=tag, no_cache=no_cache, allow_drift=allow_drift, lane=check_lane(lane))
 
 
 @host_task(help={"lane": "reference (default) or keras3 (docker/keras3/'s locks)"})
