@@ -13,5 +13,3 @@ from .manifest import (FORMAT, MANIFEST, RUNS_KEPT, Manifest, changed_outputs, d
                        manifest_problem, stage_record)
 from .records import (CHANGED, CURRENT, MISSING, STALE, UNFINISHED, WRITE_ERRORS, Caches, Outcome, Record,  # noqa: F401
                       csynth_xml_path, emulation_library, made_from, project_stage, require_project)
-
-Stage = Record  # its name before the caches were records too

@@ -60,7 +60,7 @@ def manifest_json(out: Path) -> dict:
 def record_stage(out, name="csim", inputs=None, files=None, in_place=True, leaves=()):
     """Run a stage whose work writes `files` ({relative path: text}) and records them as its outputs."""
     files = {"result.txt": "1"} if files is None else files
-    stage = outdir.Stage(out, name, inputs or {"project": "p1"}, in_place=in_place, leaves=leaves)
+    stage = outdir.Record(out, name, inputs or {"project": "p1"}, in_place=in_place, leaves=leaves)
 
     def work(into):
         for rel, text in files.items():
@@ -311,7 +311,7 @@ def test_a_stage_runs_then_is_current_and_is_reused(out):
     assert saved["stages"]["csim"]["environment"] in saved["environments"]
     assert [(r["stage"], r["status"], r["reused"]) for r in saved["runs"]] == [("csim", "ok", False)]
     assert outdir.stage_record(out, "csim") == saved["stages"]["csim"]
-    again = outdir.Stage(out, "csim", {"project": "p1"})
+    again = outdir.Record(out, "csim", {"project": "p1"})
     assert again.state() == (outdir.CURRENT, "nothing it depends on changed")
     assert again.current_result() == {"n": 1}
     calls = []
@@ -319,20 +319,20 @@ def test_a_stage_runs_then_is_current_and_is_reused(out):
     assert reused2 and calls == [] and record2 == saved["stages"]["csim"]
     assert [(r["status"], r["reused"], r["seconds"]) for r in manifest_json(out)["runs"]][-1] == ("ok", True, 0.0)
     forced = []
-    outdir.Stage(out, "csim", {"project": "p1"}).run(
+    outdir.Record(out, "csim", {"project": "p1"}).run(
         lambda into: forced.append(into) or outdir.Outcome(["result.txt"]), force=True)
     assert forced == [out]
 
 
 def test_a_stage_is_missing_stale_changed_or_unfinished_and_says_why(out, capsys):
-    assert outdir.Stage(out, "csim", {}).state() == (outdir.MISSING, "it has not run")
-    assert outdir.Stage(out, "csim", {}).current_result() is None
+    assert outdir.Record(out, "csim", {}).state() == (outdir.MISSING, "it has not run")
+    assert outdir.Record(out, "csim", {}).current_result() is None
     record_stage(out, inputs={"project": "p1", "samples": "s1"}, files={"a.txt": "a", "b.txt": "b", "c.txt": "c"})
-    assert outdir.Stage(out, "csim", {"project": "p2", "samples": "s1"}).state() == (outdir.STALE, "its project changed")
-    assert outdir.Stage(out, "csim", {"project": "p2", "samples": "s2"}).state() == \
+    assert outdir.Record(out, "csim", {"project": "p2", "samples": "s1"}).state() == (outdir.STALE, "its project changed")
+    assert outdir.Record(out, "csim", {"project": "p2", "samples": "s2"}).state() == \
         (outdir.STALE, "its project, samples changed")
-    assert outdir.Stage(out, "csim", {"project": "p1"}).state() == (outdir.STALE, "its samples changed")
-    same = outdir.Stage(out, "csim", {"project": "p1", "samples": "s1"})
+    assert outdir.Record(out, "csim", {"project": "p1"}).state() == (outdir.STALE, "its samples changed")
+    same = outdir.Record(out, "csim", {"project": "p1", "samples": "s1"})
     write(out / "b.txt", "B")
     assert same.state() == (outdir.CHANGED, "b.txt changed since it ran")
     (out / "a.txt").unlink()
@@ -360,7 +360,7 @@ def test_a_stage_is_missing_stale_changed_or_unfinished_and_says_why(out, capsys
 
 def test_a_record_not_signed_with_this_key_is_stale_however_intact(out):
     record_stage(out)
-    stage = outdir.Stage(out, "csim", {"project": "p1"})
+    stage = outdir.Record(out, "csim", {"project": "p1"})
     assert stage.state()[0] == outdir.CURRENT
     signing.use(os.urandom(32))  # another user reads the folder
     assert stage.state() == (outdir.STALE, "it was not recorded by you (its signature does not hold for your key)")
@@ -396,7 +396,7 @@ def test_a_new_run_marks_what_was_made_from_it_stale(out):
 def test_convert_writes_a_staging_folder_that_replaces_the_output_whole(out):
     write(out / "old.cpp", "old")
     outdir.Manifest(out).save()
-    stage = outdir.Stage(out, "convert", {"model": "m"}, in_place=False)
+    stage = outdir.Record(out, "convert", {"model": "m"}, in_place=False)
     seen = {}
 
     def work(into):
@@ -414,7 +414,7 @@ def test_convert_writes_a_staging_folder_that_replaces_the_output_whole(out):
     saved = manifest_json(out)
     assert saved["inputs"] == {"model": {"path": "m.keras"}} and saved["tree_hash"] == record["tree_hash"]
     assert [r["status"] for r in saved["runs"]] == ["ok"] and "id" not in saved["runs"][0]  # its "running" run, ended
-    assert outdir.Stage(out, "convert", {"model": "m"}, in_place=False).state()[0] == outdir.CURRENT
+    assert outdir.Record(out, "convert", {"model": "m"}, in_place=False).state()[0] == outdir.CURRENT
 
 
 def test_a_failed_convert_leaves_the_previous_project_and_no_staging_folder(out):
@@ -426,7 +426,7 @@ def test_a_failed_convert_leaves_the_previous_project_and_no_staging_folder(out)
         raise FlowError("broken model", exit_code=2)
 
     with pytest.raises(FlowError, match="broken model"):
-        outdir.Stage(out, "convert", {"model": "other"}, in_place=False).run(fails)
+        outdir.Record(out, "convert", {"model": "other"}, in_place=False).run(fails)
     assert sorted(os.listdir(out.parent)) == ["proj"]
     assert sorted(os.listdir(out)) == ["manifest.json", "p.cpp"]
     saved = manifest_json(out)
@@ -461,7 +461,7 @@ def ended_by(out, exc: BaseException) -> tuple:
         raise exc
 
     with pytest.raises(type(exc)):
-        outdir.Stage(out, "csim", {"project": "p1"}).run(work, force=True)
+        outdir.Record(out, "csim", {"project": "p1"}).run(work, force=True)
     record = outdir.stage_record(out, "csim")
     return record["status"], record["exit_status"]
 
@@ -480,7 +480,7 @@ def test_a_failed_or_interrupted_in_place_run_is_recorded_with_its_exit_status(o
     assert ended_by(out, KeyboardInterrupt()) == ("interrupted", 130)
     assert ended_by(out, Hangup()) == ("interrupted", 129)
     assert ended_by(out, ValueError("bug")) == ("failed", 1)
-    assert outdir.Stage(out, "csim", {"project": "p1"}).state() == (outdir.UNFINISHED, "its last run failed")
+    assert outdir.Record(out, "csim", {"project": "p1"}).state() == (outdir.UNFINISHED, "its last run failed")
     assert [r["status"] for r in manifest_json(out)["runs"]] == ["ok", "failed", "interrupted", "interrupted",
                                                                   "interrupted", "failed"]
 
@@ -490,7 +490,7 @@ def test_a_full_disk_while_a_stage_writes_is_one_sentence_naming_the_folder(out)
         raise OSError(errno.ENOSPC, "No space left on device", str(into / "big.bin"))
 
     with pytest.raises(FlowError, match=rf"^No space left on the disk of {out} ") as caught:
-        outdir.Stage(out, "csim", {"project": "p1"}).run(full)
+        outdir.Record(out, "csim", {"project": "p1"}).run(full)
     assert caught.value.exit_code == 2
     assert (outdir.stage_record(out, "csim")["status"], outdir.stage_record(out, "csim")["exit_status"]) == ("failed", 2)
 
@@ -498,11 +498,11 @@ def test_a_full_disk_while_a_stage_writes_is_one_sentence_naming_the_folder(out)
         raise OSError(errno.ENOENT, "No such file", "x")
 
     with pytest.raises(FileNotFoundError):  # not a write error: goes on up as it is
-        outdir.Stage(out, "csim", {"project": "p1"}).run(other)
+        outdir.Record(out, "csim", {"project": "p1"}).run(other)
 
 
 def test_a_run_killed_midway_stays_recorded_as_running(out):
-    stage = outdir.Stage(out, "synth", {"project": "p1"}, leaves=["synth_prj/", "vivado.log"])
+    stage = outdir.Record(out, "synth", {"project": "p1"}, leaves=["synth_prj/", "vivado.log"])
     with stage.running():
         saved = manifest_json(out)
         record = saved["stages"]["synth"]
@@ -510,7 +510,7 @@ def test_a_run_killed_midway_stays_recorded_as_running(out):
         assert record["left"] == [] and saved["runs"][-1]["status"] == "running" and "id" in saved["runs"][-1]
         pass  # the process is killed here: only done() records an end that is not a failure
     assert outdir.stage_record(out, "synth")["status"] == "running"
-    assert outdir.Stage(out, "synth", {"project": "p1"}).state() == (outdir.UNFINISHED, "its last run did not finish")
+    assert outdir.Record(out, "synth", {"project": "p1"}).state() == (outdir.UNFINISHED, "its last run did not finish")
 
 
 # ------------------------------------------------------------------ whose files they are
@@ -574,7 +574,7 @@ def test_atomic_copies_of_hlsflows_files_are_its_own(out):
 
 
 def test_an_unfinished_run_owns_exactly_what_it_said_it_may_leave(out):
-    stage = outdir.Stage(out, "synth", {"project": "p1"}, leaves=["synth_prj/", "vivado.log"])
+    stage = outdir.Record(out, "synth", {"project": "p1"}, leaves=["synth_prj/", "vivado.log"])
     with stage.running():
         write(out / "synth_prj" / "solution1" / "a.rpt")
         write(out / "vivado.log")
@@ -602,7 +602,7 @@ def test_a_failed_in_place_run_records_exactly_the_files_it_left(out):
     record_stage(out, files={"keep.txt": "k"})
     write(out / "users.txt", "mine")
     with pytest.raises(FlowError):
-        stage = outdir.Stage(out, "csim", {"project": "p2"})
+        stage = outdir.Record(out, "csim", {"project": "p2"})
         with stage.running():
             write(out / "half.bin")
             write(out / ".half.bin.5.tmp")
@@ -858,7 +858,7 @@ def test_verify_of_what_is_no_output_folder_is_one_sentence(tmp_path):
 
 
 def test_verify_of_a_folder_whose_only_run_did_not_finish(out, capsys):
-    with outdir.Stage(out, "csim", {"project": "p1"}).running():
+    with outdir.Record(out, "csim", {"project": "p1"}).running():
         pass  # killed: no stage finished, so the manifest names no inputs yet
     assert "inputs" not in manifest_json(out)
     assert verify.verify(out)["stages"] == []
@@ -873,7 +873,7 @@ def test_the_record_and_its_runs_say_when_in_utc_and_how_they_ended(out, capsys,
     monkeypatch.setenv(sbom.SBOM_ENV, str(bom))
     sbom.image_packages.cache_clear()  # read once per process: this test's SBOM, then the image's again
     request.addfinalizer(sbom.image_packages.cache_clear)
-    stage = outdir.Stage(out, "csim", {"project": "p1"})
+    stage = outdir.Record(out, "csim", {"project": "p1"})
 
     def work(into):
         record = manifest_json(out)["stages"]["csim"]
@@ -898,11 +898,11 @@ def test_the_record_and_its_runs_say_when_in_utc_and_how_they_ended(out, capsys,
     reused = manifest_json(out)["runs"][-1]
     assert reused["reused"] is True and reused["exit_status"] == 0 and reused["started"].endswith("+00:00")
     write(out / "r.txt", "changed")
-    outdir.Stage(out, "csim", {"project": "p1"}).run(lambda into: outdir.Outcome(["r.txt"]))  # no `again`: silent
+    outdir.Record(out, "csim", {"project": "p1"}).run(lambda into: outdir.Outcome(["r.txt"]))  # no `again`: silent
     assert capsys.readouterr().out == ""
     monkeypatch.delenv(sbom.SBOM_ENV)  # run outside the image: no SBOM
     sbom.image_packages.cache_clear()
-    outdir.Stage(out, "csim", {"project": "p1"}).run(lambda into: outdir.Outcome(["r.txt"]), force=True)
+    outdir.Record(out, "csim", {"project": "p1"}).run(lambda into: outdir.Outcome(["r.txt"]), force=True)
     image = manifest_json(out)["image"]
     assert image["sbom_sha256"] is None and image["packages"] is None
 
@@ -923,7 +923,7 @@ def test_an_in_place_stage_that_fails_before_its_folder_exists_records_the_failu
         raise FlowError("stopped", exit_code=3)
 
     with pytest.raises(FlowError, match="stopped"):
-        outdir.Stage(out, "csim", {"project": "p1"}).run(work)
+        outdir.Record(out, "csim", {"project": "p1"}).run(work)
     saved = manifest_json(out)
     assert saved["stages"]["csim"] == {"status": "failed", "exit_status": 3, "left": []}
     assert [(r["stage"], r["status"], r["exit_status"]) for r in saved["runs"]] == [("csim", "failed", 3)]
@@ -932,7 +932,7 @@ def test_an_in_place_stage_that_fails_before_its_folder_exists_records_the_failu
         raise FlowError("stopped early")
 
     with pytest.raises(FlowError, match="stopped early"):  # no folder: nothing recorded, nothing made
-        outdir.Stage(tmp_path / "never", "csim", {"project": "p1"}).run(nothing_made)
+        outdir.Record(tmp_path / "never", "csim", {"project": "p1"}).run(nothing_made)
     assert not (tmp_path / "never").exists()
 
 
@@ -942,10 +942,10 @@ def test_a_signed_record_without_its_inputs_or_with_another_key_is_stale(out):
     record = manifest.stages["csim"]
     manifest.stages["csim"] = signing.sign({k: v for k, v in record.items() if k not in ("inputs", signing.FIELD)})
     manifest.save()
-    assert outdir.Stage(out, "csim", {"project": "p2"}).state() == (outdir.STALE, "its project changed")
+    assert outdir.Record(out, "csim", {"project": "p2"}).state() == (outdir.STALE, "its project changed")
     manifest.stages["csim"] = signing.sign({**record, "key": "another"})
     manifest.save()
-    assert outdir.Stage(out, "csim", {"project": "p1"}).state() == (outdir.STALE, "its inputs changed")
+    assert outdir.Record(out, "csim", {"project": "p1"}).state() == (outdir.STALE, "its inputs changed")
 
 
 # ------------------------------------------------------------------ what a stage is made from

@@ -45,7 +45,7 @@ def test_a_record_of_an_unregistered_name_is_refused_before_it_is_written(tmp_pa
     from hlsflow.state import outdir
 
     with pytest.raises(LookupError, match="no step named 'made-up'"):
-        outdir.Stage(tmp_path, "made-up", {"project": "p"})
+        outdir.Record(tmp_path, "made-up", {"project": "p"})
     assert not any(tmp_path.iterdir())
 
 
