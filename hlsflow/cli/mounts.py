@@ -175,8 +175,9 @@ def _mount_config(spec, values: dict, mounts: Mounts, cwd: Path) -> dict:
     if spec.out_alone and only_out(values.get("out"), values.get("config"), values.get("model"), cwd):
         # --out alone: a folder synthesised elsewhere, read in place; only it is mounted.
         out = Path(os.path.abspath(cwd / str(values["out"])))
-        if not foreign_folder(out, has_manifest(out)):
-            no_report_without_config(out, has_manifest(out))
+        recorded = has_manifest(out)
+        if not foreign_folder(out, recorded):
+            no_report_without_config(out, recorded)
         mounts.read_write(out)
         return {"out": str(out)}
     samples = values.get("samples") if "samples" in spec.inputs else None
