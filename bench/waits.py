@@ -7,9 +7,12 @@ baseline timed in the same run, so a busy machine moves both sides:
   - one `flow` of a small MLP against a 4-point `sweep` of it on 2 workers.
 
 With `--baseline-image REF` every figure is timed again on that image (e.g. the previous commit's
-`hlsflow:0.2.0-<sha>`), side by side. Run on the host, from the checkout:
+`hlsflow:0.2.0-<sha>`), side by side; with `--warm SECONDS` again on `--image` with HLSFLOW_WARM set
+(cli/warm.py: a command after the first in the same folder and mounts is served by a container that
+has TensorFlow imported). `check again` and `flow --force` are the second command of their kind in
+the folder: what a user's loop costs once the first has run. Run on the host, from the checkout:
 
-    .venv-host/bin/python bench/waits.py [--image hlsflow:latest] [--baseline-image REF] [--all]
+    .venv-host/bin/python bench/waits.py [--image hlsflow:latest] [--baseline-image REF] [--warm 600] [--all]
 
 The models are made here, seeded, in the image (like those issue 41 names): a 16-input MLP on
 inputs ~N(0, 1000), a jet-tagging MLP with BatchNormalization and Dropout, a small Conv1D
@@ -78,11 +81,15 @@ def timed(cmd, cwd, env, label) -> float:
     return seconds
 
 
-def figures(image: str, models: list, made: Path, root: Path) -> dict:
-    """Every timing for one image, each in a folder of its own under `root`."""
+def figures(image: str, models: list, made: Path, root: Path, warm=None) -> dict:
+    """Every timing for one image, each in a folder of its own under `root`; with HLSFLOW_WARM=`warm`
+    when given."""
     root.mkdir()
     env = dict(os.environ, HLSFLOW_IMAGE=image)
     env.pop("HLSFLOW_CONFIG", None)
+    env.pop("HLSFLOW_WARM", None)
+    if warm:
+        env["HLSFLOW_WARM"] = str(warm)
     fig = {}
     starts = []
     for _ in range(3):
@@ -95,8 +102,10 @@ def figures(image: str, models: list, made: Path, root: Path) -> dict:
     m, s = "jet_mlp.keras", "jet_mlp_samples.npz"
     fig["init"] = timed([HLSFLOW, "init", "--model", m, "--samples", s], small, env, "init")
     fig["check"] = timed([HLSFLOW, "check"], small, env, "check")
+    fig["check again"] = timed([HLSFLOW, "check"], small, env, "check again")
     fig["plan"] = timed([HLSFLOW, "plan"], small, env, "plan")
     fig["flow"] = timed([HLSFLOW, "flow"], small, env, "flow")
+    fig["flow --force"] = timed([HLSFLOW, "flow", "--force"], small, env, "flow --force")
     (small / "grid.yml").write_text("ReuseFactor: [1, 2, 4, 8]\n")
     fig["sweep 4 points"] = timed([HLSFLOW, "sweep", "--grid", "grid.yml", "--workers", "2"], small, env,
                                   "sweep")
@@ -113,8 +122,10 @@ def figures(image: str, models: list, made: Path, root: Path) -> dict:
 def goals(fig: dict, models: list) -> list:
     """(goal, measured ratio or seconds, limit) as issue 41 states them."""
     rows = [("check / empty start", fig["check"] / fig["empty start"], 3.0),
+            ("check again / empty start", fig["check again"] / fig["empty start"], 3.0),
             ("sweep 4 points on 2 workers / flow", fig["sweep 4 points"] / fig["flow"], 1.2),
-            ("flow on a small model, s", fig["flow"], 5.0)]
+            ("flow on a small model, s", fig["flow"], 5.0),
+            ("flow --force again on it, s", fig["flow --force"], 5.0)]
     rows += [(f"{n}: tune-precision / convert csim", fig[f"{n}: tune-precision"] / fig[f"{n}: convert csim"], 2.5)
              for n in models]
     return rows
@@ -125,7 +136,8 @@ def render(results: dict, models: list) -> str:
     keys = list(next(iter(results.values())))
     out = [f"# What users wait on, {datetime.date.today()}", "",
            f"Machine: {machine()}. One run each (empty start: median of 3), host `hlsflow` -> one container per "
-           "command, from empty folders outside the checkout. Other work may have shared the machine; "
+           "command (with HLSFLOW_WARM: a warm container per folder and mounts), from empty folders outside the "
+           "checkout. Other work may have shared the machine; "
            "each goal is a ratio to a baseline timed in the same run.", "",
            "| seconds | " + " | ".join(f"`{n}`" for n in names) + " |",
            "|---|" + "---|" * len(names)]
@@ -147,6 +159,7 @@ def main():
     ap.add_argument("--image", default=os.environ.get("HLSFLOW_IMAGE", "hlsflow:latest"))
     ap.add_argument("--baseline-image")
     ap.add_argument("--all", action="store_true", help="also tune the bundled digits CNN")
+    ap.add_argument("--warm", type=float, help="also time --image with HLSFLOW_WARM set to this many seconds")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / f"waits-{datetime.date.today()}.md")
     args = ap.parse_args()
     models = ["wide_mlp", "jet_mlp", "conv1d"] + (["digits_cnn"] if args.all else [])
@@ -161,10 +174,13 @@ def main():
                 shutil.copy(REPO / "models" / f, root / "models" / f)
             (root / "models" / "digits_samples.npz").rename(root / "models" / "digits_cnn_samples.npz")
         results = {}
-        for image in [args.baseline_image, args.image]:
-            if image:
-                print(f"{image}:", file=sys.stderr)
-                results[image] = figures(image, models, root / "models", root / image.replace("/", "_").replace(":", "_"))
+        runs = [(image, image, None) for image in (args.baseline_image, args.image) if image]
+        if args.warm:
+            runs.append((f"{args.image}, HLSFLOW_WARM={args.warm:g}", args.image, args.warm))
+        for name, image, warm in runs:
+            print(f"{name}:", file=sys.stderr)
+            folder = root / f"{len(results)}-{image.replace('/', '_').replace(':', '_')}"
+            results[name] = figures(image, models, root / "models", folder, warm=warm)
     text = render(results, models)
     print(text)
     args.out.write_text(text)

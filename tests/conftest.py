@@ -26,7 +26,7 @@ LONGEST_FIRST = ("test_fastemu.py", "test_cause_advice.py", "test_quantized_mode
                  "test_csim_metrics.py", "test_unchanged_outputs.py", "test_steps.py", "test_quiet.py", "test_flow.py", "test_csim_cache.py", "test_flag_grammar.py",
                  # tests/image
                  "test_keras3_da_qkeras.py", "test_slurm_lost.py", "test_keras3_lane.py", "test_notebook_browser.py", "test_docker_image.py", "test_registry.py", "test_user_project.py", "test_slurm.py",
-                 "test_sbom.py", "test_front_door.py", "test_input_grammar.py", "test_ci_files.py", "test_lab.py", "test_flow_in_image.py", "test_podman.py")
+                 "test_sbom.py", "test_front_door.py", "test_input_grammar.py", "test_warm.py", "test_ci_files.py", "test_lab.py", "test_flow_in_image.py", "test_podman.py")
 
 
 def pytest_collection_modifyitems(items):

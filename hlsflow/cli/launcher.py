@@ -26,6 +26,8 @@ from ..image.fetch import flow_image
 from ..state import signing
 from ..inputs import command_line
 from ..toolchain.xilinx import LICENCE_VARS
+from . import warm
+from .orphans import HOST_LABEL, remove_orphans, run_labels
 from .mounts import Mounts, licence_files, mount_plan
 
 # Flow settings and the Vivado stand-in's test hooks.
@@ -34,11 +36,6 @@ FORWARDED_VARS = ("TF_CPP_MIN_LOG_LEVEL",)
 # Signals that cancel a run while its container lives; the exit status is 128 + the signal's
 # number, as a shell gives for a process a signal ended.
 CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-# Every flow container carries these labels: which hlsflow process on which host it belongs to, so that
-# a later run can tell one whose process was killed outright (remove_orphans).
-RUN_LABEL = "org.hlsflow.run"
-HOST_LABEL, PID_LABEL, START_LABEL, PIDNS_LABEL = (f"org.hlsflow.{key}" for key in
-                                                   ("host", "host-pid", "host-start", "host-pidns"))
 # Runs beside the flow in its container, as the host user, with the host process's connection as its
 # stdin: when that process is gone (kill -9, its machine's link lost), the engine closes that stdin and
 # the flow gets what `docker stop` gives it: SIGTERM (its clean-up: staging folders, the manifest, the
@@ -154,11 +151,13 @@ class _Cancel:
         threading.Thread(target=run, daemon=True).start()
 
     def error(self, mounts: Mounts) -> FlowError:
-        signum = self.signals[0]
-        kept = (f"; what had finished in {', '.join(mounts.outputs)} is kept, and the stopped stage runs again "
-                "next time") if mounts.outputs else ""
-        return FlowError(f"Cancelled ({signal.Signals(signum).name}): the container was stopped and removed{kept}.",
-                         exit_code=128 + signum)
+        return cancelled(self.signals[0], mounts, "the container was stopped and removed")
+
+
+def cancelled(signum: int, mounts: Mounts, what: str) -> FlowError:
+    kept = (f"; what had finished in {', '.join(mounts.outputs)} is kept, and the stopped stage runs again "
+            "next time") if mounts.outputs else ""
+    return FlowError(f"Cancelled ({signal.Signals(signum).name}): {what}{kept}.", exit_code=128 + signum)
 
 
 def _died(code: int, oom: bool, stats: str):
@@ -194,73 +193,6 @@ def _remove(container) -> None:
         if exc.status_code != 409:  # 409: "removal of container ... is already in progress"
             warn(f"Could not remove the flow container {container.short_id} ({exc.explanation or exc}): "
                  f"remove it with `docker rm -f {container.short_id}`.")
-
-
-def _process_start(pid: int) -> str:
-    """When process `pid` started (clock ticks since boot, /proc/PID/stat's 22nd field), which tells a
-    process from a later one given the same pid; "" where that cannot be read."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-def _pid_namespace() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return ""
-
-
-def run_labels() -> dict:
-    """The labels of a flow container started by this process (RUN_LABEL...)."""
-    return {RUN_LABEL: "1", HOST_LABEL: socket.gethostname(), PID_LABEL: str(os.getpid()),
-            START_LABEL: _process_start(os.getpid()), PIDNS_LABEL: _pid_namespace()}
-
-
-def _process_gone(labels: dict) -> bool:
-    """True when the hlsflow process these labels name has ended: no process has its pid, or a later
-    one does. Only for a process of this host and pid namespace; any doubt counts as alive."""
-    if labels.get(PIDNS_LABEL, "") != _pid_namespace() or not (labels.get(PID_LABEL) or "").isdecimal():
-        return False
-    pid = int(labels[PID_LABEL])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):  # another user's: alive
-        pass
-    start = _process_start(pid)
-    return bool(start and labels.get(START_LABEL) and start != labels[START_LABEL])
-
-
-def remove_orphans(client) -> None:
-    """Remove the flow containers of this host whose hlsflow process has ended without removing them
-    (it was killed outright, or the machine lost power), one line for each."""
-    import docker
-
-    try:
-        found = client.api.containers(all=True, filters={"label": [f"{RUN_LABEL}=1",
-                                                                    f"{HOST_LABEL}={socket.gethostname()}"]})
-    except docker.errors.APIError:  # an engine that cannot filter so: nothing is removed
-        return
-    for info in found:
-        labels = info.get("Labels") or {}
-        if not _process_gone(labels):
-            continue
-        short = info["Id"][:12]
-        try:
-            client.api.remove_container(info["Id"], force=True)
-        except docker.errors.NotFound:
-            continue
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409:  # "removal … already in progress": another run is removing it
-                continue
-            warn(f"Could not remove the flow container {short} of the ended hlsflow process {labels[PID_LABEL]} "
-                 f"({exc.explanation or exc}): remove it with `docker rm -f {short}`.")
-            continue
-        warn(f"Removed the flow container {short} ({info.get('State', 'state unknown')}), left by hlsflow process "
-             f"{labels[PID_LABEL]}, which ended without removing it.")
 
 
 def _watch_host(client, container):
@@ -332,6 +264,10 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None, ports=None) -> i
     # The container cannot see which image it is: the manifests it writes record what we pass.
     settings["env"].update(HLSFLOW_IMAGE_ID=image_id, HLSFLOW_IMAGE_LABELS=json.dumps(found.labels or {}),
                            HLSFLOW_COMMAND=command_line())
+    if warm.wanted(cmd, ports):
+        code = _run_warm(client, image_id, cmd, mounts, settings, workdir)
+        if code is not None:
+            return code
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     binds, volumes = mounts.engine_mounts(podman=runtime_name(client) == "Podman")
     remove_orphans(client)
@@ -380,6 +316,25 @@ def run_in_image(cmd, mounts: Mounts, workdir: str, image=None, ports=None) -> i
             watcher.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _run_warm(client, image_id, cmd, mounts: Mounts, settings: dict, workdir: str):
+    """`cmd` in a warm container (cli/warm.py); None when none can serve it."""
+    podman = runtime_name(client) == "Podman"
+
+    def create(server, name, folder):
+        both = Mounts()
+        both.modes = {**mounts.modes, os.path.abspath(folder): "rw"}
+        binds, volumes = both.engine_mounts(podman=podman)
+        env = {k: v for k, v in settings["env"].items() if k not in warm.UNKEYED}
+        return client.containers.run(image_id, server, detach=True, name=name, auto_remove=True,
+                                     network_mode=settings["network"], environment=env, mounts=binds, volumes=volumes,
+                                     working_dir=workdir, labels={warm.LABEL: "1", HOST_LABEL: socket.gethostname()},
+                                     **confinement())
+
+    return warm.run(client, image_id, mounts, settings, workdir, create, cmd[1:],
+                    cancel_error=lambda signum: cancelled(signum, mounts, "the command was stopped"),
+                    died=lambda code: _died(code, False, f"{runtime_name(client).lower()} stats"))
 
 
 def run_checkout_task(argv, root: Path, image=None) -> int:

@@ -22,7 +22,7 @@ import pytest
 from docker.errors import NotFound
 
 import waiting
-from hlsflow.cli import launcher
+from hlsflow.cli import launcher, orphans
 from state.test_safety import assert_one_sentence, folder_state
 from test_cancel import containers_of, finish, start_hlsflow, wait_for
 from test_user_project import REPO, run_hlsflow, user_env
@@ -111,7 +111,7 @@ def test_kill_9_of_hlsflow_stops_its_container_and_the_next_run_removes_it(engin
     try:
         wait_for("the stand-in's synthesis", lambda: (out / "vivado_hls_standin.args").exists(), proc)
         [container] = wait_for("the flow container", lambda: containers_of(client, user_dir, running=True), proc)
-        assert container.labels[launcher.PID_LABEL] == str(proc.pid)
+        assert container.labels[orphans.PID_LABEL] == str(proc.pid)
     except BaseException:
         if proc.poll() is None:
             proc.kill()

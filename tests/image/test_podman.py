@@ -32,3 +32,22 @@ def test_podman_mistake_is_one_sentence(podman_socket, podman_image, user_dir):
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and errors[0].startswith("ERROR: Part 'xc7z999;' is not a part name")
+
+
+def test_warm_commands_under_podman(podman_socket, podman_image, user_dir):
+    """HLSFLOW_WARM under Podman: the socket in a bind mount and the descriptors passed over it work
+    there too; the warm answer is the cold one, and the container ends when stopped."""
+    import docker
+
+    from hlsflow.cli import warm
+
+    env = {"DOCKER_HOST": podman_socket, "HLSFLOW_IMAGE": podman_image}
+    args = ("check", "--model", "models/tiny_cnn.keras")
+    cold = run_hlsflow(*args, cwd=user_dir, **env)
+    assert cold.returncode == 0, cold.stdout[-2000:] + cold.stderr[-2000:]
+    warm_runs = [run_hlsflow(*args, cwd=user_dir, HLSFLOW_WARM=60, **env) for _ in range(2)]
+    for proc in warm_runs:
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, cold.stdout, cold.stderr), proc.stderr[-2000:]
+    client = docker.DockerClient(base_url=podman_socket)
+    [container] = client.containers.list(filters={"label": f"{warm.LABEL}=1"})
+    container.stop(timeout=10)

@@ -29,7 +29,8 @@ def hlsflow_command() -> str:
 def user_env(**extra) -> dict:
     """A user's environment: nothing that would make hlsflow run natively or find Vivado."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("HLSFLOW_NATIVE", "HLSFLOW_IN_IMAGE", "HLSFLOW_CONFIG", "XILINX_ROOT", "VIVADO_DIR")}
+           if k not in ("HLSFLOW_NATIVE", "HLSFLOW_IN_IMAGE", "HLSFLOW_CONFIG", "HLSFLOW_WARM", "XILINX_ROOT",
+                         "VIVADO_DIR")}
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -1,0 +1,203 @@
+"""`HLSFLOW_WARM=SECONDS`: the host command hands each flow command to a warm container that has
+imported TensorFlow and hls4ml already (cli/warmserver.py), started by the first command and ended
+after SECONDS with no command, instead of a container of its own. The same program runs, with the
+host's own stdin, stdout and stderr, in the same mounts, image and environment.
+
+A warm container serves only commands that would get exactly its container: its key is the image's
+id, every mount with the identity (device, inode) of the path mounted, the working directory, the
+environment and the user. A rebuilt image, an edited config saved as a new file, a removed and
+remade output folder, another folder: each is another key, so another container; the old one ends
+when idle. Commands run side by side in one warm container as they would in two cold ones: each in
+its own process, under the same locks.
+
+Off by default. Not used for --verbose (TensorFlow was imported quiet), `hlsflow lab` (ports) or
+development tasks in a checkout (their code is the checkout's, which may change under a server).
+"""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from pathlib import Path
+
+from ..console import warn
+from ..errors import FlowError
+
+ENV = "HLSFLOW_WARM"
+LABEL = "org.hlsflow.warm"
+START_TIMEOUT = 120  # seconds for a new warm container to import TensorFlow and hls4ml
+PER_COMMAND = ("HLSFLOW_COMMAND",)  # sent with each command, not part of the container
+UNKEYED = (*PER_COMMAND, ENV)  # a container's idle time is its own: another HLSFLOW_WARM finds it too
+
+
+def idle_seconds():
+    """The idle time a warm container lives, from HLSFLOW_WARM; None when warm containers are off."""
+    value = os.environ.get(ENV, "").strip()
+    if value in ("", "0", "off", "no", "false"):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise FlowError(f"{ENV}={value!r} is not a number of seconds: set it to how long a warm container may "
+                        "wait for the next command (e.g. 600), or to 0 for none.", exit_code=2) from None
+    if not 0 < seconds <= 86400:
+        raise FlowError(f"{ENV}={value} is out of range: give 1 to 86400 seconds, or 0 for no warm container.",
+                        exit_code=2)
+    return seconds
+
+
+def wanted(cmd, ports) -> bool:
+    return (idle_seconds() is not None and not ports and cmd[:1] == ["hlsflow"]
+            and os.environ.get("HLSFLOW_VERBOSE") != "1" and sys.platform.startswith("linux"))
+
+
+def _identity(path: str) -> list:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return [path, None]
+    return [path, info.st_dev, info.st_ino, stat.S_IFMT(info.st_mode)]
+
+
+def key(image_id: str, mounts, settings: dict, workdir: str) -> str:
+    env = {k: v for k, v in settings["env"].items() if k not in UNKEYED}
+    described = {"image": image_id, "mounts": [[*_identity(path), mode] for path, mode in sorted(mounts.modes.items())],
+                 "env": sorted(env.items()), "network": settings["network"], "workdir": _identity(workdir),
+                 "user": [os.getuid(), os.getgid()]}
+    return hashlib.sha256(json.dumps(described).encode()).hexdigest()
+
+
+def socket_folder(name: str):
+    """This user's folder for warm sockets, readable by them alone; None where there is no safe one (a
+    socket path must stay under 108 bytes)."""
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/hlsflow-warm-{os.getuid()}")
+    folder = base / "hlsflow-warm" / name[:16] if os.environ.get("XDG_RUNTIME_DIR") else base / name[:16]
+    try:
+        base.mkdir(mode=0o700, exist_ok=True)
+        info = base.lstat()
+        if info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode) or info.st_mode & 0o077:
+            return None  # another user's, or opened to others: not a place for a socket that runs commands
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if len(str(folder / "s")) < 100 else None
+
+
+class _Cancel:
+    """Ctrl-C, SIGTERM, SIGHUP while a warm command runs: the first is sent on as SIGTERM (what `docker
+    stop` gives a cold container's command: the flow's own clean-up), a second as SIGKILL."""
+
+    def __init__(self, conn):
+        self.conn, self.signals = conn, []
+
+    def __call__(self, signum, frame) -> None:
+        self.signals.append(signum)
+        try:
+            sent = signal.SIGKILL if len(self.signals) > 1 else signal.SIGTERM
+            self.conn.sendall(json.dumps({"signal": int(sent)}).encode() + b"\n")
+        except OSError:
+            pass
+
+
+def _connect(path: Path, deadline: float, container):
+    """A connection to the server at `path` once it greets; None when it does not come up (the
+    container ended, or the deadline passed)."""
+    while time.monotonic() < deadline:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(str(path))
+            conn.settimeout(deadline - time.monotonic())
+            if conn.recv(6) == b"ready\n":
+                conn.settimeout(None)
+                return conn
+        except OSError:
+            pass
+        conn.close()
+        if container is None:
+            return None
+        try:
+            container.reload()
+            if container.status not in ("created", "running"):
+                return None
+        except Exception:  # removed meanwhile
+            return None
+        time.sleep(0.05)
+    return None
+
+
+def _started(client, image_id, name, folder: Path, idle, create) -> object:
+    """The warm container called `name`, started now unless it runs already; None when it cannot be."""
+    import docker
+
+    try:
+        return client.containers.get(name)
+    except docker.errors.NotFound:
+        pass
+    cmd = ["python", "-m", "hlsflow.cli.warmserver", str(folder / "s"), str(idle)]
+    try:
+        return create(cmd, name, folder)
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:  # another command started it a moment ago
+            try:
+                return client.containers.get(name)
+            except docker.errors.NotFound:
+                return None
+        warn(f"hlsflow could not start a warm container ({exc.explanation or exc}): this command runs in a "
+             "container of its own.")
+        return None
+
+
+def run(client, image_id: str, mounts, settings: dict, workdir: str, create, argv, cancel_error, died):
+    """The command `argv` (hlsflow's, without the program name) in this key's warm container; its exit
+    code, or None when no warm container can serve it (the caller then runs it cold).
+    `create(cmd, name, folder)` starts a detached container as the cold path would, with these mounts and
+    the socket's folder."""
+    name = "hlsflow-warm-" + key(image_id, mounts, settings, workdir)[:24]
+    folder = socket_folder(name[len("hlsflow-warm-"):])
+    if folder is None:
+        return None
+    path = folder / "s"
+    conn = _connect(path, time.monotonic() + 1, None) if path.exists() else None
+    if conn is None:
+        container = _started(client, image_id, name, folder, idle_seconds(), create)
+        if container is None:
+            return None
+        conn = _connect(path, time.monotonic() + START_TIMEOUT, container)
+        if conn is None:
+            warn(f"The warm container {name} did not answer: this command runs in a container of its own "
+                 f"(`docker logs {name}` may say why).")
+            try:
+                container.remove(force=True)
+            except Exception:
+                pass
+            return None
+    request = {"argv": argv, "cwd": workdir, "env": {k: v for k, v in settings["env"].items() if k in PER_COMMAND}}
+    cancel = _Cancel(conn)
+    previous = {signum: signal.signal(signum, cancel) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
+        answer = b""
+        while b"\n" not in answer:
+            try:
+                data = conn.recv(4096)
+            except InterruptedError:
+                continue
+            if not data:
+                raise FlowError(f"The warm container {name} ended before the command finished: run it again (with "
+                                f"{ENV}=0 it runs in a container of its own).", exit_code=1)
+            answer += data
+        code = json.loads(answer.split(b"\n", 1)[0])["exit"]
+        if cancel.signals:
+            raise cancel_error(cancel.signals[0])
+        failure = died(code)
+        if failure:
+            raise failure
+        return code
+    finally:
+        conn.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
