@@ -1,7 +1,7 @@
-"""`HLSFLOW_WARM=SECONDS`: the host command hands each flow command to a warm container that has
-imported TensorFlow and hls4ml already (cli/warmserver.py), started by the first command and ended
-after SECONDS with no command, instead of a container of its own. The same program runs, with the
-host's own stdin, stdout and stderr, in the same mounts, image and environment.
+"""Warm containers (`HLSFLOW_WARM=SECONDS`): the host command hands each flow command to a container
+that has imported TensorFlow and hls4ml already (cli/warmserver.py), started by the first command and
+ended after SECONDS with no command, instead of a container of its own. The same program runs, with
+the host's own stdin, stdout and stderr, in the same mounts, image and environment.
 
 A warm container serves only commands that would get exactly its container: its key is the image's
 id, every mount with the identity (device, inode) of the path mounted, the working directory, the
@@ -10,8 +10,10 @@ remade output folder, another folder: each is another key, so another container;
 when idle. Commands run side by side in one warm container as they would in two cold ones: each in
 its own process, under the same locks.
 
-Off by default. Not used for --verbose (TensorFlow was imported quiet), `hlsflow lab` (ports) or
-development tasks in a checkout (their code is the checkout's, which may change under a server).
+On by default at a terminal (DEFAULT_IDLE seconds, said in one line when one starts); for CI
+(CI=true) and scripts (no terminal) only when HLSFLOW_WARM is set, so a job leaves no container
+behind. Not used for --verbose (TensorFlow was imported quiet), `hlsflow lab` (ports) or the
+development tasks of a checkout (their code is the checkout's, which may change under a server).
 """
 
 import hashlib
@@ -24,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from .. import console
 from ..console import warn
 from ..errors import FlowError
 
@@ -32,12 +35,21 @@ LABEL = "org.hlsflow.warm"
 START_TIMEOUT = 120  # seconds for a new warm container to import TensorFlow and hls4ml
 PER_COMMAND = ("HLSFLOW_COMMAND",)  # sent with each command, not part of the container
 UNKEYED = (*PER_COMMAND, ENV)  # a container's idle time is its own: another HLSFLOW_WARM finds it too
+DEFAULT_IDLE = 600  # seconds, at a terminal when HLSFLOW_WARM is not set
+
+
+def interactive() -> bool:
+    """A person at a terminal, not CI or a script: where a warm container is kept unless told otherwise."""
+    return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
 
 
 def idle_seconds():
-    """The idle time a warm container lives, from HLSFLOW_WARM; None when warm containers are off."""
+    """The idle time a warm container lives: HLSFLOW_WARM's, else DEFAULT_IDLE at a terminal; None when
+    warm containers are off (HLSFLOW_WARM=0, and for CI and scripts unless they set it)."""
     value = os.environ.get(ENV, "").strip()
-    if value in ("", "0", "off", "no", "false"):
+    if value == "":
+        return DEFAULT_IDLE if interactive() else None
+    if value in ("0", "off", "no", "false"):
         return None
     try:
         seconds = float(value)
@@ -138,6 +150,11 @@ def _started(client, image_id, name, folder: Path, idle, create) -> object:
     except docker.errors.NotFound:
         pass
     cmd = ["python", "-m", "hlsflow.cli.warmserver", str(folder / "s"), str(idle)]
+    # Said when the default started it (a person at a terminal who did not ask), as a build daemon says it
+    # starts: the container outlives this command.
+    if not os.environ.get(ENV, "").strip():
+        console.detail(f"hlsflow: starting a warm container for commands like this one here (it ends after "
+                       f"{idle:g} s without one; {ENV}=0 runs each command in a container of its own)")
     try:
         return create(cmd, name, folder)
     except docker.errors.APIError as exc:

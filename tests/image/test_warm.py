@@ -5,8 +5,11 @@ its command in the container and leave the container serving; an idle container 
 config saved as a new file is not served by a container that mounted the old one."""
 
 import json
+import os
+import pty
 import re
 import signal
+import subprocess
 
 import pytest
 
@@ -14,7 +17,7 @@ import waiting
 from hlsflow.cli import warm
 from hlsflow.cli.mounts import Mounts
 from test_cancel import finish, start_hlsflow, wait_for
-from test_user_project import csim_figures, run_hlsflow
+from test_user_project import csim_figures, hlsflow_command, run_hlsflow, user_env
 
 LABEL = {"label": f"{warm.LABEL}=1"}
 CONFIG = ("--config", "models/hls4ml_config.yml")  # where init writes it: beside the model
@@ -66,7 +69,8 @@ def test_warm_commands_match_cold_and_cancel_as_cold(docker_client, built_image,
         assert csim_figures(project / "build" / out) == csim_figures(project / "build" / "cold")
         for name in ("firmware/myproject.cpp", "firmware/parameters.h", "firmware/defines.h"):
             assert (project / "build" / out / name).read_text() == (project / "build" / "cold" / name).read_text()
-    checks = [run_hlsflow("check", *CONFIG, cwd=project, HLSFLOW_IMAGE=built_image), run_hlsflow("check", *CONFIG, cwd=project, **env)]
+    checks = [run_hlsflow("check", *CONFIG, cwd=project, HLSFLOW_IMAGE=built_image),
+              run_hlsflow("check", *CONFIG, cwd=project, **env)]
     assert checks[0].returncode == checks[1].returncode == 0, checks[1].stdout[-2000:] + checks[1].stderr[-2000:]
     assert (checks[1].stdout, checks[1].stderr) == (checks[0].stdout, checks[0].stderr)
 
@@ -121,6 +125,42 @@ def test_a_config_saved_anew_gets_a_new_container_and_an_idle_one_ends(docker_cl
     idle = run_hlsflow("check", "--config", "hls4ml_config.yml", cwd=project / "models", **env | {"HLSFLOW_WARM": 2})
     assert idle.returncode == 0, idle.stdout[-2000:] + idle.stderr[-2000:]
     waiting.wait_for(lambda: warm_containers(docker_client, project) == [], 60, "the idle warm container to end")
+
+
+def at_a_terminal(*args, cwd, env) -> tuple:
+    """`hlsflow ARGS` with a terminal (a pty) as its stdin, stdout and stderr: (exit code, what it showed)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([hlsflow_command(), *args], cwd=cwd, env=env, stdin=follower, stdout=follower,
+                            stderr=follower)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            data = os.read(leader, 1 << 16)
+        except OSError:  # EIO: every holder of the terminal's other end has closed it
+            break
+        if not data:
+            break
+        shown += data
+    os.close(leader)
+    return proc.wait(timeout=60), shown.decode(errors="replace")
+
+
+def test_at_a_terminal_a_warm_container_is_kept_unless_ci(docker_client, built_image, project):
+    """Without HLSFLOW_WARM: a person at a terminal gets a warm container, said in one line; CI=true
+    (or a pipe, as every other test here) gets none."""
+    env = user_env(HLSFLOW_IMAGE=built_image)
+    env.pop("CI", None)
+    code, shown = at_a_terminal("check", *CONFIG, cwd=project, env={**env, "CI": "true"})
+    assert code == 0, shown[-2000:]
+    assert "warm container" not in shown and warm_containers(docker_client, project) == []
+    code, shown = at_a_terminal("check", *CONFIG, cwd=project, env=env)
+    assert code == 0, shown[-2000:]
+    assert "hlsflow: starting a warm container for commands like this one here (it ends after 600 s without one; " \
+           "HLSFLOW_WARM=0 runs each command in a container of its own)" in " ".join(shown.split()), shown[-2000:]
+    assert "VERDICT: likely fits" in shown, shown[-2000:]
+    [container] = warm_containers(docker_client, project)
+    container.stop(timeout=10)
 
 
 def test_a_wrong_warm_setting_is_one_sentence(built_image, project):
