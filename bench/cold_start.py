@@ -1,8 +1,13 @@
 """A new machine's first `make flow` (issue 41: under 4 minutes), made cold on this one: a Docker
-daemon of its own with an empty image store (its own --data-root and socket, no bridge or iptables
-of its own, so the machine's daemon is untouched), a fresh clone of this checkout's HEAD, and empty
-pip, wheel and XDG caches under a new HOME. What stays warm is what a new machine has too: the
-network to PyPI and the Debian mirror, the apt packages `.ci/run` installs (debootstrap, docker.io).
+daemon of its own with an empty image store (its own --data-root and socket), a fresh clone of this
+checkout's HEAD, and empty pip, wheel and XDG caches under a new HOME. What stays warm is what a new
+machine has too: the host's network to PyPI and the Debian mirror, the apt packages `.ci/run`
+installs (debootstrap, docker.io).
+
+The private daemon runs in a network namespace of its own (`unshare --net`): a second dockerd in the
+machine's namespace removes the machine's daemon's docker0 bridge at its start (seen: every later
+container with a network failed), whatever its --bridge. So it cannot pull: the Debian base is
+debootstrapped from the host, as on a machine without registry access (this one has none anyway).
 
 Each phase is read from the timestamped log: the host venv, the wheels, the Debian base, the image
 build (and its slowest Dockerfile steps), the flow itself. Run as root on the host, from the checkout:
@@ -32,9 +37,10 @@ MARKS = [("host venv", None), ("wheels", "==> Downloading"), ("Debian base", "==
 def private_daemon(root: Path):
     sock = root / "docker.sock"
     log = open(root / "dockerd.log", "w")
-    proc = subprocess.Popen(["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-                             "-H", f"unix://{sock}", "--pidfile", str(root / "docker.pid"), "--bridge=none",
-                             "--iptables=false", "--ip-masq=false"], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(["unshare", "--net", "dockerd", "--data-root", str(root / "data"),
+                             "--exec-root", str(root / "exec"), "-H", f"unix://{sock}",
+                             "--pidfile", str(root / "docker.pid"), "--iptables=false", "--ip-masq=false"],
+                            stdout=log, stderr=subprocess.STDOUT)
     env = dict(os.environ, DOCKER_HOST=f"unix://{sock}")
     for _ in range(100):
         if subprocess.run(["docker", "info"], env=env, capture_output=True).returncode == 0:
@@ -96,7 +102,8 @@ def main():
         shutil.rmtree(root, ignore_errors=True)
     total = lines[-1][0]
     out = [f"# A cold `make flow`, {datetime.date.today()} ({head})", "",
-           f"Machine: {machine()}. `bench/cold_start.py`: a private dockerd with an empty image store, a fresh "
+           f"Machine: {machine()}. `bench/cold_start.py`: a private dockerd (its own network namespace) with an "
+           "empty image store, a fresh "
            "clone, empty pip, wheel and XDG caches under a new HOME; one run. The network to PyPI and the "
            "Debian mirror, and the apt packages, are this machine's.", "",
            "| phase | seconds |", "|---|---:|"]

@@ -43,13 +43,13 @@ def table(headers, rows) -> str:
 class Progress:
     """A one-line progress bar on a terminal; periodic plain lines when output is a log."""
 
-    def __init__(self, total: int, label: str, stream=None):
+    def __init__(self, total: int, label: str, stream=None, plain: bool = False):
         self.total = max(int(total), 1)
         self.label = label
         self.done = 0
         self.start = time.monotonic()
         self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
+        self.tty = self.stream.isatty() and not plain  # plain: lines, as for a log
         self._last_line = -1.0
         self._finished = False
 

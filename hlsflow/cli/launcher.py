@@ -27,7 +27,7 @@ from ..state import signing
 from ..inputs import command_line
 from ..toolchain.xilinx import LICENCE_VARS
 from . import warm
-from .orphans import HOST_LABEL, remove_orphans, run_labels
+from .orphans import remove_orphans, run_labels
 from .mounts import Mounts, licence_files, mount_plan
 
 # Flow settings and the Vivado stand-in's test hooks.
@@ -329,7 +329,7 @@ def _run_warm(client, image_id, cmd, mounts: Mounts, settings: dict, workdir: st
         env = {k: v for k, v in settings["env"].items() if k not in warm.UNKEYED}
         return client.containers.run(image_id, server, detach=True, name=name, auto_remove=True,
                                      network_mode=settings["network"], environment=env, mounts=binds, volumes=volumes,
-                                     working_dir=workdir, labels={warm.LABEL: "1", HOST_LABEL: socket.gethostname()},
+                                     working_dir=workdir, labels=warm.labels(folder, socket.gethostname()),
                                      **confinement())
 
     return warm.run(client, image_id, mounts, settings, workdir, create, cmd[1:],

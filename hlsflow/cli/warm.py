@@ -34,8 +34,13 @@ ENV = "HLSFLOW_WARM"
 LABEL = "org.hlsflow.warm"
 START_TIMEOUT = 120  # seconds for a new warm container to import TensorFlow and hls4ml
 PER_COMMAND = ("HLSFLOW_COMMAND",)  # sent with each command, not part of the container
-UNKEYED = (*PER_COMMAND, ENV)  # a container's idle time is its own: another HLSFLOW_WARM finds it too
+# A container's idle time and the count kept are the host's choice: another HLSFLOW_WARM finds it too.
+UNKEYED = (*PER_COMMAND, ENV, "HLSFLOW_WARM_MAX")
 DEFAULT_IDLE = 600  # seconds, at a terminal when HLSFLOW_WARM is not set
+# At most this many warm containers of one user at once (about 230 MB each): starting another first
+# asks the oldest idle ones to end. HLSFLOW_WARM_MAX sets it.
+MAX_ENV, DEFAULT_MAX = "HLSFLOW_WARM_MAX", 4
+USER_LABEL, SOCKET_LABEL = f"{LABEL}-user", f"{LABEL}-socket"
 
 
 def interactive() -> bool:
@@ -141,6 +146,47 @@ def _connect(path: Path, deadline: float, container):
     return None
 
 
+def labels(folder: Path, host: str) -> dict:
+    """A warm container's labels: what it is, whose, on which host, and its socket."""
+    return {LABEL: "1", USER_LABEL: str(os.getuid()), f"{LABEL}-host": host, SOCKET_LABEL: str(folder / "s")}
+
+
+def most() -> int:
+    value = os.environ.get(MAX_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX
+    if not value.isdecimal() or int(value) < 1:
+        raise FlowError(f"{MAX_ENV}={value!r} is not a count: give how many warm containers you may keep at once "
+                        f"(e.g. {DEFAULT_MAX}).", exit_code=2)
+    return int(value)
+
+
+def _retire(path: str) -> None:
+    """Ask the server at `path` to end if it has nothing to do; it decides (a busy one stays)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(5)
+            conn.connect(path)
+            if conn.recv(6) == b"ready\n":
+                conn.sendall(b'{"retire": true}\n')
+                conn.recv(64)
+    except OSError:  # gone already, or not answering: it ends when idle
+        pass
+
+
+def _make_room(client, host: str) -> None:
+    """Below `most()` warm containers of this user on this host, by retiring the oldest idle ones."""
+    try:
+        found = client.containers.list(filters={"label": [f"{LABEL}=1", f"{USER_LABEL}={os.getuid()}",
+                                                          f"{LABEL}-host={host}"]})
+    except Exception:  # an engine that cannot filter so: nothing is retired
+        return
+    found.sort(key=lambda c: c.attrs.get("Created", ""))
+    for container in found[:max(0, len(found) - most() + 1)]:
+        if container.labels.get(SOCKET_LABEL):
+            _retire(container.labels[SOCKET_LABEL])
+
+
 def _started(client, image_id, name, folder: Path, idle, create) -> object:
     """The warm container called `name`, started now unless it runs already; None when it cannot be."""
     import docker
@@ -149,6 +195,7 @@ def _started(client, image_id, name, folder: Path, idle, create) -> object:
         return client.containers.get(name)
     except docker.errors.NotFound:
         pass
+    _make_room(client, socket.gethostname())
     cmd = ["python", "-m", "hlsflow.cli.warmserver", str(folder / "s"), str(idle)]
     # Said when the default started it (a person at a terminal who did not ask), as a build daemon says it
     # starts: the container outlives this command.

@@ -10,8 +10,10 @@ no command running; `docker stop` ends its children first (each gets SIGTERM, as
 
 Protocol, one JSON object a line: the host sends {"argv", "env", "cwd"} with its three descriptors,
 then {"signal": N} for a cancel; the server answers {"exit": CODE} (128 + N for a child a signal
-ended). A host that goes away (its connection closes) has its command stopped: SIGTERM, SIGKILL
-STOP_TIMEOUT seconds later, as a cold container's watcher does.
+ended). {"retire": true} asks a server to end now if it has no other connection (a host making
+room for another folder's container): it answers {"retired": true or false}. A host that goes away
+(its connection closes) has its command stopped: SIGTERM, SIGKILL STOP_TIMEOUT seconds later, as a
+cold container's watcher does.
 """
 
 import json
@@ -123,13 +125,15 @@ def serve(path: str, idle: float) -> None:
             talking = {run.conn: run for run in runs if run.conn is not None}
             ready, _, _ = select.select([listener, *talking], [], [], 0.2)
             for sock in ready:
+                if stopping:
+                    break
                 if sock is listener:
                     conn, _ = listener.accept()
                     conn.sendall(READY)
                     runs.append(_Run(conn))
                 else:
                     try:
-                        _read(talking[sock], runs, listener)
+                        _read(talking[sock], runs, listener, stopping, path)
                     except (OSError, ValueError, KeyError):  # a broken request ends its connection only
                         talking[sock].conn = None
                         sock.close()
@@ -160,8 +164,9 @@ def serve(path: str, idle: float) -> None:
             pass
 
 
-def _read(run: _Run, runs: list, listener) -> None:
-    """What the host sent on one connection: the request (then the child is forked), or a signal."""
+def _read(run: _Run, runs: list, listener, stopping: list, path: str) -> None:
+    """What the host sent on one connection: the request (then the child is forked), a signal, or a
+    request to retire."""
     sock = run.conn
     if run.pid is None:
         data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 3)
@@ -193,6 +198,13 @@ def _read(run: _Run, runs: list, listener) -> None:
             run.fds = []
         elif "signal" in message:
             run.signal(int(message["signal"]))
+        elif message.get("retire"):
+            # Any other connection is a command on its way: a server with one does not retire.
+            busy = any(r is not run and (r.pid is not None or r.conn is not None) for r in runs)
+            if not busy:
+                os.unlink(path)  # no new command reaches it from now on
+                stopping.append(1)
+            run.send({"retired": not busy})
 
 
 def _stop_all(runs: list) -> None:

@@ -8,8 +8,10 @@ Builds go through the Docker SDK's classic builder, whose layer cache makes an u
 take seconds. Handing the image on is handover.py; finding Docker or Podman is containers.py.
 """
 
+import concurrent.futures
 import contextlib
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -51,11 +53,16 @@ def build_image(tag: str | None = None, no_cache: bool = False, allow_drift: boo
     ref = image_ref(tag or f"{repo}:{__version__}-{_describe()}")
     if keras3:
         lock, nodeps_lock, sbom_lock = KERAS3_LOCKS
-        wheels = download_wheels((*KERAS3_LOCKS, BUILD_LOCK), wheelhouse=KERAS3_WHEELHOUSE)
+        fetch = functools.partial(download_wheels, (*KERAS3_LOCKS, BUILD_LOCK), wheelhouse=KERAS3_WHEELHOUSE)
     else:
         lock, nodeps_lock, sbom_lock = LOCK, NODEPS_LOCK, SBOM_LOCK
-        wheels = download_wheels()
-    base = base_image(client, allow_drift=allow_drift)
+        fetch = download_wheels
+    # The wheels (the host's pip) and the Debian base (pulled, or debootstrapped from the mirror) need
+    # nothing of each other: fetched side by side, a build on a new machine waits for the longer alone.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        wheels = pool.submit(fetch)
+        base = base_image(client, allow_drift=allow_drift)
+        wheels = wheels.result()
     pins = lock_versions(lock)
     buildargs = {
         "BASE_IMAGE": base,

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import deque
 from pathlib import Path
 
@@ -219,7 +220,9 @@ def _pip_download(requirements: list[str], wheelhouse: Path = WHEELHOUSE) -> Non
                "--only-binary=:all:", "--progress-bar", "off", "--dest", str(wheelhouse),
                "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
                *(f"--platform={p}" for p in PLATFORMS), "-r", reqs.name]
-        progress = Progress(len(requirements), "wheels")
+        # A bar only from the main thread: beside the base's fetch (build.py), whose lines would cut it.
+        beside = threading.current_thread() is not threading.main_thread()
+        progress = Progress(len(requirements), "wheels", plain=beside)
         tail = deque(maxlen=20)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:

@@ -163,6 +163,32 @@ def test_at_a_terminal_a_warm_container_is_kept_unless_ci(docker_client, built_i
     container.stop(timeout=10)
 
 
+def test_another_container_beyond_the_most_retires_an_idle_one_never_a_busy_one(docker_client, built_image,
+                                                                              project):
+    """HLSFLOW_WARM_MAX=1: starting a second warm container first asks the first to end, which it
+    does when idle; a busy one answers no and finishes its command."""
+    env = {"HLSFLOW_IMAGE": built_image, "HLSFLOW_WARM": 60, "HLSFLOW_WARM_MAX": 1}
+    models = project / "models"
+    first = run_hlsflow("check", *CONFIG, cwd=project, **env)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    [idle] = warm_containers(docker_client, project)
+    busy = start_hlsflow("csim", "--config", "hls4ml_config.yml", "--engine", "cpp", "--force", cwd=models, **env)
+    wait_for("g++ building the emulation", lambda: "with g++" in busy.logs[0].read_text(), busy)
+    def the_busy_one_alone():
+        found = warm_containers(docker_client, project)
+        return None if idle.id in [c.id for c in found] else found
+
+    [working] = waiting.wait_for(the_busy_one_alone, 30, "the idle container to end, the busy one to run")
+    third = run_hlsflow("check", "--config", "hls4ml_config.yml", cwd=models, **env)
+    assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-2000:]
+    assert working.id in [c.id for c in warm_containers(docker_client, project)]  # busy: it stayed
+    code, stdout, stderr = finish(busy)
+    assert code == 0 and "Cancelled" not in stderr, stdout[-2000:] + stderr[-2000:]
+    assert manifest_status(models / "build" / "tiny_cnn")["csim"] == "ok"
+    for left in warm_containers(docker_client, project):
+        left.stop(timeout=10)
+
+
 def test_a_wrong_warm_setting_is_one_sentence(built_image, project):
     proc = run_hlsflow("check", *CONFIG, cwd=project, HLSFLOW_IMAGE=built_image, HLSFLOW_WARM="soon")
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
