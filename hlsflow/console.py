@@ -10,25 +10,27 @@ def verbose() -> bool:
     return os.environ.get("HLSFLOW_VERBOSE") == "1"
 
 
+# Each line is one write (print writes its end apart): lines from two threads (a build's wheels and
+# its Debian base) never run into each other.
 def say(message: str = "") -> None:
-    print(message, flush=True)
+    print(f"{message}\n", end="", flush=True)
 
 
 def step(message: str) -> None:
-    print(f"==> {message}", flush=True)
+    print(f"==> {message}\n", end="", flush=True)
 
 
 def warn(message: str) -> None:
-    print(f"WARNING: {message}", file=sys.stderr, flush=True)
+    print(f"WARNING: {message}\n", end="", file=sys.stderr, flush=True)
 
 
 def error(message: str) -> None:
-    print(f"ERROR: {message}", file=sys.stderr, flush=True)
+    print(f"ERROR: {message}\n", end="", file=sys.stderr, flush=True)
 
 
 def detail(message: str) -> None:
     """A line that belongs to the warning or error after it: on stderr, to keep them together."""
-    print(message, file=sys.stderr, flush=True)
+    print(f"{message}\n", end="", file=sys.stderr, flush=True)
 
 
 def table(headers, rows) -> str:
