@@ -30,10 +30,12 @@ def warm_containers(client, folder):
 
 
 def commands_running(container) -> list:
-    """The processes in the warm container other than tini and its server: the commands it runs."""
-    table = container.exec_run(["ps", "-eo", "pid,args"]).output.decode().splitlines()[1:]
-    return [line for line in table if "hlsflow.cli.warmserver" not in line and " ps -eo" not in line
-            and "tini" not in line]
+    """The commands the warm container runs and what they started: every process but tini and the
+    server (whose parent is PID 1) and this `ps` (started by the engine, parent 0). By parent, not by
+    name: a command forked from the server shows the server's command line."""
+    table = container.exec_run(["ps", "-eo", "pid,ppid,args"]).output.decode().splitlines()
+    assert table and table[0].split()[:2] == ["PID", "PPID"], table
+    return [line for line in table[1:] if line.split()[1] not in ("0", "1")]
 
 
 def manifest_status(out) -> dict:
